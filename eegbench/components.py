@@ -1,0 +1,107 @@
+"""Component descriptions: what a plugin registers for each thing in the zoo.
+
+A :class:`Component` is a frozen record (MTEB's ``ModelMeta``, timm's ``PretrainedCfg``): reading it imports
+nothing heavy. Its ``factory`` is an import path ``"package.module:function"`` (or a callable) that is only
+imported when the component is built, so ``eegbench list`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .errors import EegbenchError
+
+#: The component kinds, in the order the CLI lists them.
+KINDS: tuple[str, ...] = ("dataset", "backbone", "image-encoder", "loss", "task", "executor")
+
+#: Arguments the caller supplies when building a component of each kind (the "signal" or context
+#: arguments, braindecode-style). They are not parameters: they are not in ``defaults`` and not hashed
+#: from the component record, because the engine derives them from the data.
+CONTEXT_ARGS: Mapping[str, tuple[str, ...]] = {
+    "dataset": ("root",),
+    "backbone": ("n_chans", "n_times", "sfreq", "chs_info", "subjects"),
+    "image-encoder": (),
+    "loss": (),
+    "task": (),
+    "executor": (),
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One entry of the zoo.
+
+    Attributes:
+        kind: one of :data:`KINDS`.
+        name: lowercase-with-dashes (``resnet1d``) or a family form (``braindecode:EEGNetv4``).
+        summary: one line for tables.
+        factory: ``"module:callable"`` imported on first use, or a callable. Called as
+            ``factory(**context, **params)`` and returns the component object.
+        defaults: the default parameters; the only parameter names accepted unless ``open_params``.
+        citation: a short reference (authors, year, venue) or ``""``.
+        open_params: accept parameters beyond ``defaults`` (families that forward kwargs to a library).
+        notes: free-form remarks shown by ``eegbench info`` (e.g. an input constraint).
+        plugin: the distribution that registered it; filled in by the registry.
+        entry_point: the entry-point name of the plugin module; filled in by the registry.
+    """
+
+    kind: str
+    name: str
+    summary: str
+    factory: str | Callable[..., Any]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    citation: str = ""
+    open_params: bool = False
+    notes: str = ""
+    plugin: str = ""
+    entry_point: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise EegbenchError(f"component {self.name!r} has unknown kind {self.kind!r} (kinds: {', '.join(KINDS)})")
+        if not self.name or self.name != self.name.strip():
+            raise EegbenchError(f"invalid component name {self.name!r}")
+
+    def load_factory(self) -> Callable[..., Any]:
+        """Import and return the factory callable (the only place a component's heavy imports happen)."""
+        if callable(self.factory):
+            return self.factory
+        module_name, _, attr = self.factory.partition(":")
+        if not attr:
+            raise EegbenchError(f"{self.kind} {self.name!r}: factory {self.factory!r} must look like 'module:function'")
+        module = importlib.import_module(module_name)
+        try:
+            return getattr(module, attr)
+        except AttributeError:
+            raise EegbenchError(f"{self.kind} {self.name!r}: {module_name} has no {attr!r}") from None
+
+    def resolve_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``params``; unknown parameter names are refused (None keeps the default)."""
+        given = {k: v for k, v in params.items() if v is not None}
+        if not self.open_params:
+            unknown = sorted(set(given) - set(self.defaults))
+            if unknown:
+                allowed = ", ".join(sorted(self.defaults)) or "none"
+                raise EegbenchError(
+                    f"{self.kind} {self.name!r} has no parameter {unknown[0]!r} (parameters: {allowed}; "
+                    f"see `eegbench info {self.name}`)"
+                )
+        return {**dict(self.defaults), **given}
+
+    def build(self, context: Mapping[str, Any] | None = None, **params: Any) -> Any:
+        """Build the component: ``factory(**context, **resolved params)``."""
+        resolved = self.resolve_params(params)
+        return self.load_factory()(**dict(context or {}), **resolved)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "plugin": self.plugin,
+            "entry_point": self.entry_point,
+            "summary": self.summary,
+            "citation": self.citation,
+            "defaults": dict(self.defaults),
+            "notes": self.notes,
+        }

@@ -1,0 +1,301 @@
+"""The contracts between the core and plugins (DESIGN.md's table).
+
+The core only talks to components through these interfaces and the plain records below. This module
+imports numpy but not torch: torch-facing contracts (backbones, losses) are documented here and checked
+structurally by the engine, so listing and validating never import torch.
+
+=================  ==========================================  =============================================
+interface          given                                       gives
+=================  ==========================================  =============================================
+Dataset            root, params                                :class:`EEGData` per (subject, split,
+                                                               :class:`PrepOptions`); :class:`ImageSet` per
+                                                               split
+EEGBackbone        n_chans, n_times, sfreq, chs_info, params   ``nn.Module``: float32 ``[B, C, T]`` →
+                                                               ``[B, F]`` on the module's device
+ImageEncoder       params (model, weights tag or local file)   ``dim``, ``fingerprint``, ``encode(ImageSet)``
+                                                               → float32 ``[n, dim]`` numpy, row i = image i
+Loss               params                                      ``nn.Module``: ``(eeg [B, d], img [B, d])`` →
+                                                               scalar tensor; may own parameters
+Task               embeddings of a test split                  one :class:`TaskScore` per test subject
+Executor           cells and a runner                          runs every cell, reports each end
+=================  ==========================================  =============================================
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+Split = Literal["train", "test"]
+
+
+# --------------------------------------------------------------------------------------------------
+# plain records
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageSet:
+    """The images of one split, in row order.
+
+    ``ids`` are stable, unique identifiers (e.g. ``"test/00001_aircraft_carrier/aircraft_carrier_06s.jpg"``);
+    every embedding matrix and every trial's ``image_index`` refers to rows of this order.
+    """
+
+    name: str
+    ids: tuple[str, ...]
+    files: tuple[str, ...]
+    concepts: tuple[str, ...]
+    root: str = ""
+
+    def __post_init__(self) -> None:
+        if not (len(self.ids) == len(self.files) == len(self.concepts)):
+            raise ValueError(f"image set {self.name!r}: ids, files and concepts differ in length")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def fingerprint(self) -> str:
+        """Identity of the set: its name and ids in order (a reordering is a different set)."""
+        h = hashlib.sha256(self.name.encode())
+        for image_id in self.ids:
+            h.update(b"\0" + image_id.encode())
+        return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EEGInfo:
+    """What the EEG array's axes mean."""
+
+    ch_names: tuple[str, ...]
+    sfreq: float
+    tmin: float
+    tmax: float  # time of the last sample
+
+    @property
+    def n_chans(self) -> int:
+        return len(self.ch_names)
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    """How a dataset prepares EEG (every field is part of the cache key and the result's context).
+
+    Attributes:
+        averaging: ``"all"`` (average every repetition of an image into one trial), ``"none"`` (one trial
+            per repetition) or ``k`` (``int``: each trial is the mean of k repetitions drawn at random,
+            seeded; as many trials as repetitions).
+        channels: channel names to keep, in this order; ``None`` keeps the dataset's channels.
+        window: ``(tmin, tmax)`` in seconds, inclusive; ``None`` keeps the whole epoch.
+        n_times: resample (linear interpolation over the window) to this many samples; ``None`` keeps.
+        seed: seed for random repetition draws.
+    """
+
+    averaging: str | int = "all"
+    channels: tuple[str, ...] | None = None
+    window: tuple[float, float] | None = None
+    n_times: int | None = None
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "averaging": self.averaging,
+            "channels": list(self.channels) if self.channels is not None else None,
+            "window": list(self.window) if self.window is not None else None,
+            "n_times": self.n_times,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class EEGData:
+    """Prepared trials of one or more subjects of one split.
+
+    Attributes:
+        eeg: float32 ``[n, n_chans, n_times]`` (may be a read-only memory map).
+        image_index: int64 ``[n]``: row of ``images`` each trial shows.
+        subject: int64 ``[n]``: subject number of each trial.
+        images: the split's image set.
+        info: channel names, sampling rate, times.
+    """
+
+    eeg: np.ndarray
+    image_index: np.ndarray
+    subject: np.ndarray
+    images: ImageSet
+    info: EEGInfo
+
+    def __post_init__(self) -> None:
+        n = len(self.eeg)
+        if self.eeg.ndim != 3:
+            raise ValueError(f"EEG must be [n, chans, times], got shape {self.eeg.shape}")
+        if len(self.image_index) != n or len(self.subject) != n:
+            raise ValueError("eeg, image_index and subject differ in length")
+
+    def __len__(self) -> int:
+        return len(self.eeg)
+
+    def select(self, rows: np.ndarray) -> "EEGData":
+        """The trials at ``rows`` (an index array or boolean mask)."""
+        return EEGData(
+            np.asarray(self.eeg[rows]), self.image_index[rows], self.subject[rows], self.images, self.info
+        )
+
+    @staticmethod
+    def concat(parts: Sequence["EEGData"]) -> "EEGData":
+        """Trials of several subjects of the same split (same image set and info)."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        first = parts[0]
+        for p in parts[1:]:
+            if p.images.fingerprint() != first.images.fingerprint() or p.info != first.info:
+                raise ValueError("cannot concatenate EEG prepared with different images or channel/time layouts")
+        return EEGData(
+            np.concatenate([np.asarray(p.eeg) for p in parts]),
+            np.concatenate([p.image_index for p in parts]),
+            np.concatenate([p.subject for p in parts]),
+            first.images,
+            first.info,
+        )
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """A task's result for one test subject."""
+
+    subject: int
+    metrics: Mapping[str, float]
+    chance: Mapping[str, float]
+    n_way: int
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# component interfaces
+# --------------------------------------------------------------------------------------------------
+class Dataset(ABC):
+    """An EEG–image dataset. Knows its files, not protocols: splits into folds are the spec's business.
+
+    Implementations must return trials whose ``image_index`` always refers to the split's own
+    :class:`ImageSet`, so test sets of several subjects never mix up images.
+    """
+
+    #: registry name, e.g. ``"things-eeg-2"``
+    name: str = ""
+
+    @property
+    @abstractmethod
+    def subjects(self) -> list[int]:
+        """Subject numbers available under the root (1-based)."""
+
+    @abstractmethod
+    def image_set(self, split: Split) -> ImageSet:
+        """The images of ``split`` in the order ``image_index`` refers to."""
+
+    @abstractmethod
+    def load(self, subject: int, split: Split, options: PrepOptions) -> EEGData:
+        """Prepared float32 trials of one subject (cached on disk by the implementation)."""
+
+    def ensure_available(self, subjects: Iterable[int] | None = None) -> None:
+        """Raise :class:`~eegbench.errors.DataError` naming what is missing and how to get it."""
+
+    def source_identity(self) -> str:
+        """A string that changes when the underlying files change (part of every cache key)."""
+        return ""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts recorded with results (e.g. root, version, synthetic or real)."""
+        return {"name": self.name}
+
+
+class ImageEncoder(ABC):
+    """A frozen image encoder.
+
+    ``fingerprint`` identifies model + weights (file hash or tag) + preprocessing + output choice: two
+    encoders with the same fingerprint produce the same embeddings, so embeddings are cached by it.
+    """
+
+    dim: int
+    fingerprint: str
+    #: True when built with ``weights = "none"``; recorded with every result.
+    random_init: bool = False
+
+    @abstractmethod
+    def encode(self, images: ImageSet, *, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        """float32 ``[len(images), dim]``, row i embedding ``images.files[i]``."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "dim": self.dim, "random_init": self.random_init}
+
+
+class Task(ABC):
+    """A downstream evaluation on the test split, run once after training."""
+
+    name: str = ""
+
+    @abstractmethod
+    def evaluate(self, eeg_emb: Any, image_emb: Any, image_index: Any, subjects: Any) -> list[TaskScore]:
+        """Score test embeddings.
+
+        Args:
+            eeg_emb: float tensor ``[n, d]`` (torch, any device): one row per test trial.
+            image_emb: float tensor ``[m, d]``: one row per image of the test :class:`ImageSet`.
+            image_index: int64 tensor ``[n]``: the image each trial shows.
+            subjects: int64 tensor ``[n]``: the subject of each trial.
+        Returns:
+            one :class:`TaskScore` per distinct subject, in ascending subject order.
+        """
+
+    def context(self) -> dict[str, Any]:
+        """Settings that make results comparable or not (recorded with results)."""
+        return {}
+
+
+class Executor(ABC):
+    """Runs cells of a plan somewhere (in process, worker processes, Slurm, Ray).
+
+    ``runner`` is a picklable callable taking one cell and returning its outcome; it writes the cell's
+    result to the results store itself, so an executor never changes a cell's result.
+    """
+
+    name: str = ""
+
+    @abstractmethod
+    def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:
+        """Run every cell respecting ``cell.depends_on``; return the outcomes in ``cells`` order."""
+
+
+# Torch-facing contracts, documented here and checked by the engine (no torch import at this level):
+#
+# EEGBackbone — ``torch.nn.Module`` built by ``factory(n_chans, n_times, sfreq, chs_info=None, **params)``;
+#   ``forward(x)`` with float32 ``x [B, n_chans, n_times]`` returns ``[B, F]`` (F fixed for the model).
+#   A subject-aware backbone sets ``takes_subject = True`` and is called ``forward(x, subject)`` with an
+#   int64 ``subject [B]``; it may offer ``add_subject(number, init_from=None)`` for finetuning.
+#   The engine appends the projection head ``Linear(F, image_dim)``.
+#
+# Loss — ``torch.nn.Module``; ``forward(eeg_emb [B, d], img_emb [B, d]) -> scalar``; rows i of both are a
+#   positive pair. Parameters it owns (a learnable temperature) are optimised with the encoder.
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical serialisation for hashing: sorted keys, no whitespace, tuples as lists."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} in a config")
+
+
+def stable_hash(value: Any, length: int = 16) -> str:
+    """sha256 of :func:`canonical_json` (never ``repr``)."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]

@@ -1,0 +1,39 @@
+"""Where eegbench keeps caches, data and results.
+
+Order of precedence: an explicit argument (spec or CLI) > environment variable > per-user default
+(platformdirs). ``EEGBENCH_CACHE`` holds prepared EEG and image embeddings; ``EEGBENCH_DATA`` datasets
+(downloads and the synthetic twin); ``EEGBENCH_RESULTS`` the results database and checkpoints.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _user_dir(kind: str) -> Path:
+    import platformdirs
+
+    if kind == "cache":
+        return Path(platformdirs.user_cache_dir("eegbench"))
+    return Path(platformdirs.user_data_dir("eegbench")) / kind
+
+
+def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("EEGBENCH_CACHE")
+    return Path(env).expanduser() if env else _user_dir("cache")
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("EEGBENCH_DATA")
+    return Path(env).expanduser() if env else _user_dir("data")
+
+
+def results_dir(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("EEGBENCH_RESULTS")
+    return Path(env).expanduser() if env else Path("results")

@@ -1,0 +1,219 @@
+"""The registry: pluggy over the ``eegbench`` entry-point group, flattened into one index of components.
+
+Shape taken from pluggy's eggsample host and pytest: one :class:`pluggy.PluginManager`, the hookspec module
+added, every entry point of the group loaded (our built-ins included), ``check_pending()`` run. The index
+maps ``(kind, name)`` to a :class:`~eegbench.components.Component`; the same key from two distributions is
+an error naming both. Prefix families (``braindecode:``, ``open_clip:``, ``timm:``) resolve through the
+``eegbench_resolve_family`` firstresult hook.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+import threading
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .components import KINDS, Component
+from .errors import ComponentClashError, EegbenchError, UnknownComponentError
+
+ENTRY_POINT_GROUP = "eegbench"
+#: Comma-separated entry-point names not to load (pytest's ``-p no:name``).
+DISABLE_ENV = "EEGBENCH_DISABLE_PLUGINS"
+#: Set to 1 to load no entry points at all (pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``).
+NO_AUTOLOAD_ENV = "EEGBENCH_DISABLE_PLUGIN_AUTOLOAD"
+
+HOOK_OF_KIND = {
+    "dataset": "eegbench_datasets",
+    "backbone": "eegbench_backbones",
+    "image-encoder": "eegbench_image_encoders",
+    "loss": "eegbench_losses",
+    "task": "eegbench_tasks",
+    "executor": "eegbench_executors",
+}
+
+#: Accepted spellings of each kind on the command line and in the API.
+KIND_ALIASES = {
+    **{k: k for k in KINDS},
+    **{k + "s": k for k in KINDS},
+    "image_encoder": "image-encoder",
+    "image-encoders": "image-encoder",
+    "image_encoders": "image-encoder",
+    "encoder": "image-encoder",
+    "model": "backbone",
+    "models": "backbone",
+}
+
+
+def normalize_kind(kind: str) -> str:
+    """``"backbones"`` → ``"backbone"``; an unknown kind is one clear line."""
+    key = kind.strip().lower()
+    if key in KIND_ALIASES:
+        return KIND_ALIASES[key]
+    close = difflib.get_close_matches(key, list(KINDS), n=1)
+    hint = f" — did you mean {close[0]!r}?" if close else ""
+    raise EegbenchError(f"unknown kind {kind!r}{hint} (kinds: {', '.join(KINDS)})")
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort ``EEGNet2`` before ``EEGNet10`` (timm's natural order)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+class Registry:
+    """All components every loaded plugin registers."""
+
+    def __init__(self, *, autoload: bool | None = None, blocked: Iterable[str] = (), plugins: Iterable[Any] = ()):
+        self.pm = pluggy.PluginManager("eegbench")
+        self.pm.add_hookspecs(hookspecs)
+        blocked = set(blocked) | {b.strip() for b in os.environ.get(DISABLE_ENV, "").split(",") if b.strip()}
+        for name in blocked:
+            self.pm.set_blocked(name)
+        if autoload is None:
+            autoload = os.environ.get(NO_AUTOLOAD_ENV, "") not in ("1", "true", "yes")
+        if autoload:
+            try:
+                self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            except Exception as exc:  # a broken third-party plugin must be named, not dumped
+                raise EegbenchError(f"could not load an eegbench plugin: {type(exc).__name__}: {exc}") from exc
+        for plugin in plugins:
+            self.pm.register(plugin)
+        self.pm.check_pending()
+        self._dists = {id(plugin): _dist_name(dist) for plugin, dist in self.pm.list_plugin_distributions()}
+        self._index: dict[tuple[str, str], Component] | None = None
+        self._lock = threading.Lock()
+
+    # -- building the index -------------------------------------------------------------------------
+    def _plugin_label(self, plugin: Any) -> str:
+        if id(plugin) in self._dists:
+            return self._dists[id(plugin)]
+        return self.pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+
+    def _collect(self) -> dict[tuple[str, str], Component]:
+        index: dict[tuple[str, str], Component] = {}
+        for kind, hook_name in HOOK_OF_KIND.items():
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in hook.get_hookimpls():
+                label = self._plugin_label(impl.plugin)
+                ep_name = self.pm.get_name(impl.plugin) or ""
+                try:
+                    components = impl.function() or []
+                except Exception as exc:
+                    raise EegbenchError(f"plugin {label!r} failed to list its {kind}s: {type(exc).__name__}: {exc}") from exc
+                for comp in components:
+                    if not isinstance(comp, Component):
+                        raise EegbenchError(f"plugin {label!r} returned {type(comp).__name__} from {hook_name}, not a Component")
+                    if comp.kind != kind:
+                        raise EegbenchError(f"plugin {label!r} returned {comp.kind} {comp.name!r} from {hook_name}")
+                    key = (kind, comp.name)
+                    comp = _with_plugin(comp, label, ep_name)
+                    if key in index:
+                        raise ComponentClashError(
+                            f"{kind} {comp.name!r} is registered by both {index[key].plugin!r} and {label!r}; "
+                            f"uninstall one or block it with {DISABLE_ENV}=<entry-point name>"
+                        )
+                    index[key] = comp
+        return index
+
+    @property
+    def index(self) -> dict[tuple[str, str], Component]:
+        with self._lock:
+            if self._index is None:
+                self._index = self._collect()
+            return self._index
+
+    # -- queries --------------------------------------------------------------------------------------
+    def list_components(self, kind: str | None = None, pattern: str | None = None, exclude: Iterable[str] = ()) -> list[Component]:
+        """Components of ``kind`` (all kinds if None) whose name matches the fnmatch ``pattern``, natural order."""
+        kinds = [normalize_kind(kind)] if kind else list(KINDS)
+        exclude = list(exclude)
+        out = []
+        for (k, name), comp in self.index.items():
+            if k not in kinds:
+                continue
+            if pattern and not fnmatch.fnmatchcase(name.lower(), pattern.lower()):
+                continue
+            if any(fnmatch.fnmatchcase(name.lower(), e.lower()) for e in exclude):
+                continue
+            out.append(comp)
+        return sorted(out, key=lambda c: (KINDS.index(c.kind), natural_key(c.name)))
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component ``name`` of ``kind``; families resolve through their plugin; unknown → one line."""
+        kind = normalize_kind(kind)
+        if not isinstance(name, str) or not name:
+            raise EegbenchError(f"{kind} name must be a non-empty string, got {name!r}")
+        comp = self.index.get((kind, name))
+        if comp is not None:
+            return comp
+        if ":" in name:
+            found = self.pm.hook.eegbench_resolve_family(kind=kind, name=name)
+            if found is not None:
+                impls = self.pm.hook.eegbench_resolve_family.get_hookimpls()
+                label = next((self._plugin_label(i.plugin) for i in reversed(impls)), "")
+                return _with_plugin(found, found.plugin or label)
+        elif "/" in name or os.sep in name or name.endswith((".py", ".pt", ".pth", ".toml")):
+            # timm refuses a path-like name without a prefix rather than guessing
+            raise UnknownComponentError(f"{kind} name {name!r} looks like a path; components are named (see `eegbench list {kind}`)")
+        raise UnknownComponentError(self._unknown_message(kind, name))
+
+    def find(self, name: str) -> list[Component]:
+        """Every component called ``name``, whatever its kind (``eegbench info NAME``)."""
+        found = [c for (k, n), c in self.index.items() if n == name]
+        if not found and ":" in name:
+            for kind in KINDS:
+                comp = self.pm.hook.eegbench_resolve_family(kind=kind, name=name)
+                if comp is not None:
+                    found.append(comp)
+        return found
+
+    def _unknown_message(self, kind: str | None, name: str) -> str:
+        names = [n for (k, n) in self.index if kind is None or k == kind]
+        lowered = {n.lower(): n for n in names}
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+        what = f"{kind} " if kind else ""
+        hint = " — did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?" if close else ""
+        return f"unknown {what}{name!r}{hint} (eegbench list{' ' + kind if kind else ''})"
+
+    def unknown_any(self, name: str) -> UnknownComponentError:
+        return UnknownComponentError(self._unknown_message(None, name))
+
+
+def _with_plugin(comp: Component, label: str, entry_point: str = "") -> Component:
+    from dataclasses import replace
+
+    return replace(comp, plugin=comp.plugin or label, entry_point=comp.entry_point or entry_point)
+
+
+_default: Registry | None = None
+_default_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Registry()
+        return _default
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry (tests that install plugins call this)."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def _dist_name(dist: Any) -> str:
+    name = getattr(dist, "name", None) or getattr(dist, "project_name", None)
+    if not name:
+        try:
+            name = dist.metadata["Name"]
+        except Exception:
+            name = str(dist)
+    return name

@@ -1,0 +1,9 @@
+"""Built-in plugin (skeleton: being written)."""
+from __future__ import annotations
+
+from eegbench import hookimpl
+
+
+@hookimpl
+def eegbench_backbones():
+    return []
