@@ -59,11 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     # core commands owned by other core modules (each keeps its heavy imports inside handlers)
-    from . import embedding, leaderboard, runner
+    from . import embedding, leaderboard, runner, status
 
     runner.add_commands(sub)
     embedding.add_commands(sub)
     leaderboard.add_commands(sub)
+    status.add_commands(sub)
 
     groups = SimpleNamespace(root=sub, download=download, preprocess=preprocess, verify=verify)
     get_registry().pm.hook.eegbench_cli(commands=groups)
