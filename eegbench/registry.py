@@ -174,13 +174,22 @@ class Registry:
     def _unknown_message(self, kind: str | None, name: str) -> str:
         names = [n for (k, n) in self.index if kind is None or k == kind]
         lowered = {n.lower(): n for n in names}
-        close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+        close = _close_matches(name.lower(), list(lowered))
         what = f"{kind} " if kind else ""
         hint = " — did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?" if close else ""
         return f"unknown {what}{name!r}{hint} (eegbench list{' ' + kind if kind else ''})"
 
     def unknown_any(self, name: str) -> UnknownComponentError:
         return UnknownComponentError(self._unknown_message(None, name))
+
+
+def _close_matches(word: str, candidates: list[str], n: int = 3) -> list[str]:
+    """difflib's close matches, keeping only those nearly as close as the best one."""
+    scored = sorted(((difflib.SequenceMatcher(None, word, c).ratio(), c) for c in candidates), reverse=True)
+    if not scored or scored[0][0] < 0.6:
+        return []
+    best = scored[0][0]
+    return [c for score, c in scored[:n] if score >= max(0.6, best - 0.05)]
 
 
 def _with_plugin(comp: Component, label: str, entry_point: str = "") -> Component:

@@ -1,0 +1,1 @@
+"""TinyNet, an example third-party eegbench backbone."""
