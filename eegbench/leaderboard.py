@@ -1,6 +1,616 @@
-"""(skeleton: being written)"""
+"""Leaderboards from one or more results directories (``eegbench leaderboard``).
+
+The pipeline: read every results database, merge them without duplicate cells (a row is identified by
+``cell_key`` + ``test_subject`` + ``metric``; the newest copy wins), keep one metric, group rows into
+**configurations** (the ``by`` columns; a component column also keys on that component's parameters) and
+**columns** (protocol, stage, training ratio), and summarise each (configuration, column) within one
+**comparison context** (``context_key``): rows from different contexts are never ranked together.
+
+Each summary has:
+
+``mean``, ``std``, ``n``
+    over every (test subject, seed) score of the cell group; ``std`` is the sample std (ddof=1), nan when n = 1.
+``sd_subjects`` / ``n_subjects``
+    spread over subjects of the per-subject scores averaged over seeds.
+``sd_seeds`` / ``n_seeds``
+    spread over seeds of the per-seed scores averaged over subjects (training noise, not subject variety).
+``best``, ``rank``
+    within its context and column, by mean (ties share the rank and are all ``best``; the first of them in
+    label order is the reference of the paired tests).
+``p_value``, ``smd``, ``n_pairs``, ``test``
+    paired comparison with the column's best over the subjects both have (see :mod:`eegbench.stats`).
+
+Published numbers (``benchmarks/papers/reported.toml``) join as ``source == "reported"`` rows, only in
+columns whose protocol and stage match and contexts whose dataset, n-way (and test averaging, when the
+entry states it) match, never on a synthetic dataset, at training ratio 1; they are never ranked.
+
+Heavy libraries (pandas, scipy, matplotlib) are imported inside functions: ``eegbench list`` stays fast.
+"""
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from .errors import EegbenchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+#: result columns that name a component, and the component kind each names
+COMPONENT_COLUMNS = {"dataset": "dataset", "backbone": "backbone", "image_encoder": "image-encoder", "loss": "loss",
+                     "task": "task"}
+DEFAULT_BY: tuple[str, ...] = ("backbone", "image_encoder", "loss")
+FORMATS = ("md", "csv", "latex", "html", "json")
+SUFFIX_FORMATS = {".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "latex", ".latex": "latex", ".html": "html",
+                  ".htm": "html", ".json": "json"}
+PROTOCOL_ORDER = ("intra", "loso", "pooled")
+STAGE_ORDER = ("pretrain", "finetune")
+DEDUP_KEY = ("cell_key", "test_subject", "metric")
+#: columns of :attr:`Leaderboard.table`, in order
+TABLE_COLUMNS = (
+    "context_key", "config_id", "config", "variant", "source", "protocol", "stage", "training_ratio", "metric",
+    "mean", "std", "n", "n_subjects", "sd_subjects", "n_seeds", "sd_seeds", "n_cells", "chance", "best", "rank",
+    "p_value", "smd", "n_pairs", "test", "citation", "selection", "notes",
+)
+REPORTED_REQUIRED = ("method", "citation", "dataset", "protocol", "stage", "n_way")
+REPORTED_METRICS = ("top1", "top3", "top5")
+REPORTED_ENV = "EEGBENCH_REPORTED"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One leaderboard column: a protocol, a stage and a training ratio."""
+
+    protocol: str
+    stage: str
+    training_ratio: float
+
+    @property
+    def label(self) -> str:
+        text = f"{self.protocol} · {self.stage}"
+        if self.stage == "finetune" or not math.isclose(self.training_ratio, 1.0):
+            text += f" {_ratio_text(self.training_ratio)}"
+        return text
+
+    def sort_key(self) -> tuple:
+        return (_order(PROTOCOL_ORDER, self.protocol), self.protocol, _order(STAGE_ORDER, self.stage), self.stage,
+                self.training_ratio)
+
+
+@dataclass
+class Leaderboard:
+    """A computed leaderboard: the tidy summary table plus what the renderers and plots need.
+
+    ``table`` has :data:`TABLE_COLUMNS` plus one column per ``by`` key; ``rows`` are the merged,
+    deduplicated result rows of ``metric`` (one per cell x test subject); ``contexts`` maps each
+    ``context_key`` to its context dict; ``citations`` maps ``"kind name"`` to a citation line.
+    """
+
+    metric: str
+    by: tuple[str, ...]
+    table: "pd.DataFrame"
+    rows: "pd.DataFrame"
+    contexts: dict[str, dict[str, Any]]
+    citations: dict[str, str] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    reported: list[dict[str, Any]] = field(default_factory=list)
+
+    def columns(self, context_key: str) -> list[Column]:
+        """The columns present in one context, in display order."""
+        t = self.table[self.table["context_key"] == context_key]
+        cols = {Column(r.protocol, r.stage, float(r.training_ratio)) for r in t.itertuples()}
+        return sorted(cols, key=Column.sort_key)
+
+    def context_keys(self) -> list[str]:
+        """Contexts in display order: most measured rows first, then by key."""
+        counts = self.rows.groupby("context_key").size()
+        return sorted(self.contexts, key=lambda k: (-int(counts.get(k, 0)), k))
+
+    def chance(self, context_key: str) -> float | None:
+        t = self.table[(self.table["context_key"] == context_key) & (self.table["source"] == "measured")]
+        values = t["chance"].dropna()
+        return float(values.mean()) if len(values) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------
+def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> "pd.DataFrame":
+    """Every result row of the given results directories, merged, one row per (cell, test subject, metric).
+
+    A missing directory, a directory without a results database, or no rows at all raise
+    :class:`EegbenchError` with one line. When the same row is present in several directories (a cell
+    copied between machines), the most recently written copy is kept.
+    """
+    import pandas as pd
+
+    from .store import DB_NAME, ResultStore
+
+    dirs = [results_dirs] if isinstance(results_dirs, (str, os.PathLike)) else list(results_dirs)
+    if not dirs:
+        raise EegbenchError("no results directory given (pass one or more, or set EEGBENCH_RESULTS)")
+    frames, empties = [], []
+    for d in dirs:
+        path = Path(d).expanduser()
+        if not path.is_dir():
+            raise EegbenchError(f"results directory {path} does not exist (pass the directory `eegbench run` wrote, "
+                                "or set EEGBENCH_RESULTS)")
+        if not (path / DB_NAME).is_file():
+            raise EegbenchError(f"no results database in {path} (expected {DB_NAME}; run `eegbench run SPEC` first)")
+        store = ResultStore(path, create=False)
+        frame = store.dataframe()
+        frame["results_dir"] = str(path)
+        frames.append(frame)
+        if frame.empty:
+            statuses = [c["status"] for c in store.cells()]
+            counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("failed", "running", "pending") if s in statuses)
+            empties.append(f"{path} ({counts})" if counts else str(path))
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if df.empty:
+        raise EegbenchError(f"no results in {', '.join(empties)}: no finished cells yet (run `eegbench run SPEC`; "
+                            "`eegbench status` shows failures)")
+    df = df.sort_values(["created_at", "id"], kind="stable", na_position="first")
+    df = df.drop_duplicates(subset=list(DEDUP_KEY), keep="last")
+    return df.sort_values(["results_dir", "id"], kind="stable").reset_index(drop=True)
+
+
+def default_reported_path() -> Path | None:
+    """Where the published numbers are: ``$EEGBENCH_REPORTED``, else ``benchmarks/papers/reported.toml``
+    next to the ``eegbench`` package (a source checkout or editable install), else a ``reported.toml``
+    shipped as package data of ``eegbench_plugins.papers`` (a wheel install). None when none exists."""
+    env = os.environ.get(REPORTED_ENV)
+    if env:
+        return Path(env).expanduser()
+    candidate = Path(__file__).resolve().parent.parent / "benchmarks" / "papers" / "reported.toml"
+    if candidate.is_file():
+        return candidate
+    try:
+        from importlib.resources import files
+
+        shipped = files("eegbench_plugins.papers") / "reported.toml"
+        if shipped.is_file():
+            return Path(str(shipped))
+    except (ImportError, ModuleNotFoundError, TypeError, FileNotFoundError):
+        pass
+    return None
+
+
+def load_reported(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The ``[[reported]]`` tables of a reported-results TOML file (contract 11), validated.
+
+    ``path=None`` uses :func:`default_reported_path` and returns ``[]`` when there is no such file; an
+    explicit path that does not exist, or an entry with a missing/invalid field, is an :class:`EegbenchError`.
+    """
+    explicit = path is not None
+    p = Path(path).expanduser() if explicit else default_reported_path()
+    if p is None:
+        return []
+    if not p.is_file():
+        if explicit or os.environ.get(REPORTED_ENV):
+            raise EegbenchError(f"reported-results file {p} does not exist (pass --reported FILE or --no-reported)")
+        return []
+    try:
+        with open(p, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise EegbenchError(f"cannot read reported results {p}: {exc}") from exc
+    entries = data.get("reported", [])
+    if not isinstance(entries, list):
+        raise EegbenchError(f"{p}: 'reported' must be an array of tables ([[reported]])")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"{p}: [[reported]] #{i + 1}"
+        if not isinstance(entry, dict):
+            raise EegbenchError(f"{where} is not a table")
+        missing = [k for k in REPORTED_REQUIRED if k not in entry]
+        if missing:
+            raise EegbenchError(f"{where} ({entry.get('method', '?')}) lacks {', '.join(missing)}")
+        metrics = [m for m in REPORTED_METRICS if m in entry]
+        if not metrics:
+            raise EegbenchError(f"{where} ({entry['method']}) has no metric (one of {', '.join(REPORTED_METRICS)})")
+        for m in metrics:
+            v = entry[m]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise EegbenchError(f"{where} ({entry['method']}): {m} = {v!r} must be a fraction in [0, 1] "
+                                    "(e.g. 0.161 for 16.1 %)")
+        if not isinstance(entry["n_way"], int) or isinstance(entry["n_way"], bool):
+            raise EegbenchError(f"{where} ({entry['method']}): n_way = {entry['n_way']!r} must be an integer")
+        out.append(dict(entry))
+    return out
+
+
+def registry_citations() -> dict[tuple[str, str], dict[str, str]]:
+    """``{(kind, name): {"summary", "citation"}}`` from ``registry.toml`` plus any installed plugins."""
+    from . import catalogue
+
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    path = catalogue.default_path()
+    if path.is_file():
+        try:
+            for e in catalogue.read(path):
+                out[(e.get("kind", ""), e.get("name", ""))] = {"summary": e.get("summary", ""),
+                                                                "citation": e.get("citation", "")}
+        except (OSError, tomllib.TOMLDecodeError):
+            pass
+    try:
+        from .registry import get_registry
+
+        for c in get_registry().list_components():
+            out.setdefault((c.kind, c.name), {"summary": c.summary, "citation": c.citation})
+    except EegbenchError:
+        pass  # a broken third-party plugin must not take the leaderboard down; registry.toml still serves
+    return out
+
+
+def _citation(index: Mapping[tuple[str, str], Mapping[str, str]], kind: str, name: str) -> str:
+    entry = index.get((kind, name))
+    if entry is None and ":" in name:
+        try:
+            from .registry import get_registry
+
+            comp = get_registry().get(kind, name)
+            return comp.citation
+        except EegbenchError:
+            return ""
+    return (entry or {}).get("citation", "")
+
+
+# --------------------------------------------------------------------------------------------------
+# computing
+# --------------------------------------------------------------------------------------------------
+def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None, *, metric: str = "top1",
+          by: Sequence[str] | str = DEFAULT_BY, reported: str | os.PathLike | bool | None = None,
+          rows: "pd.DataFrame | None" = None) -> Leaderboard:
+    """Compute a :class:`Leaderboard`.
+
+    ``results_dirs``: one or more results directories (default: ``eegbench.paths.results_dir()``);
+    ``rows``: already-loaded result rows instead (as :func:`load_results` returns);
+    ``metric``: the metric to rank; ``by``: the columns that identify a configuration (any result column;
+    comma-separated string accepted); ``reported``: a reported-results file, ``None`` for the default
+    file when present, ``False`` for none.
+    """
+    import pandas as pd
+
+    from .store import RESULT_COLUMNS
+
+    by = _parse_by(by)
+    unknown = [b for b in by if b not in RESULT_COLUMNS]
+    if unknown:
+        raise EegbenchError(f"--by {','.join(unknown)}: not a result column (choose from {', '.join(RESULT_COLUMNS)})")
+    if rows is None:
+        if results_dirs is None:
+            from .paths import results_dir
+
+            results_dirs = [results_dir()]
+        rows = load_results(results_dirs)
+        sources = [str(Path(d)) for d in ([results_dirs] if isinstance(results_dirs, (str, os.PathLike))
+                                          else results_dirs)]
+    else:
+        sources = sorted(set(rows.get("results_dir", pd.Series(dtype=str)).dropna().astype(str)))
+    metrics = sorted(set(rows["metric"].dropna()))
+    df = rows[rows["metric"] == metric].copy()
+    if df.empty:
+        raise EegbenchError(f"no {metric!r} results in {', '.join(sources) or 'the given rows'} "
+                            f"(metrics present: {', '.join(metrics) or 'none'})")
+    # rows written by an older or foreign writer may lack a grouping field: keep them visible, not dropped
+    for col, missing in (("context_key", "unknown"), ("protocol", "unknown"), ("stage", "unknown")):
+        df[col] = df[col].fillna(missing).astype(str)
+    df["training_ratio"] = df["training_ratio"].fillna(1.0).astype(float)
+    df["test_subject"] = df["test_subject"].fillna(-1).astype(int)
+    df["seed"] = df["seed"].fillna(-1).astype(int)
+    df["value"] = df["value"].astype(float)
+
+    contexts: dict[str, dict[str, Any]] = {}
+    for key, ctx in zip(df["context_key"], df["context"]):
+        contexts.setdefault(key, ctx if isinstance(ctx, dict) else {})
+
+    df["config_id"] = [_config_id(r, by) for r in df.to_dict("records")]
+    labels = _labels(df, by)
+    df["config"] = df["config_id"].map(lambda c: labels[c][0])
+    df["variant"] = df["config_id"].map(lambda c: labels[c][1])
+
+    records = []
+    group_cols = ["context_key", "config_id", "protocol", "stage", "training_ratio"]
+    for (ctx, cid, protocol, stage, ratio), g in df.groupby(group_cols, sort=False, dropna=False):
+        records.append(_summary(g, ctx, cid, protocol, stage, ratio, metric, by))
+    table = pd.DataFrame(records)
+    table = _rank_and_test(table, df)
+
+    citations_index = registry_citations()
+    citations: dict[str, str] = {}
+    for col in by:
+        kind = COMPONENT_COLUMNS.get(col)
+        if kind:
+            for name in sorted(set(df[col].dropna().astype(str))):
+                cite = _citation(citations_index, kind, name)
+                if cite:
+                    citations[f"{kind} {name}"] = cite
+    for ctx in contexts.values():
+        name = ctx.get("dataset")
+        if name:
+            cite = _citation(citations_index, "dataset", str(name))
+            if cite:
+                citations[f"dataset {name}"] = cite
+
+    reported_entries: list[dict[str, Any]] = []
+    if reported is not False:
+        reported_entries = load_reported(None if reported in (None, True) else reported)
+        extra = _reported_rows(reported_entries, table, contexts, metric, by)
+        if extra:
+            table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
+            for e in reported_entries:
+                citations.setdefault(f"reported {e['method']}", str(e.get("citation", "")))
+
+    for col in TABLE_COLUMNS:
+        if col not in table:
+            table[col] = None
+    table = table[[*TABLE_COLUMNS, *[b for b in by if b not in TABLE_COLUMNS]]]
+    table = _sort_table(table)
+    return Leaderboard(metric=metric, by=tuple(by), table=table, rows=df.reset_index(drop=True), contexts=contexts,
+                       citations=citations, sources=sources, reported=reported_entries)
+
+
+def leaderboard(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None, *, metric: str = "top1",
+                by: Sequence[str] | str = DEFAULT_BY, reported: str | os.PathLike | bool | None = None) -> "pd.DataFrame":
+    """The leaderboard as a tidy DataFrame: one row per (context, configuration, protocol, stage, ratio).
+
+    Columns: :data:`TABLE_COLUMNS` plus the ``by`` columns; see the module docstring for their meaning.
+    Render it with :func:`eegbench.report.render` on :func:`build`'s :class:`Leaderboard`.
+    """
+    return build(results_dirs, metric=metric, by=by, reported=reported).table
+
+
+def _parse_by(by: Sequence[str] | str) -> tuple[str, ...]:
+    items = by.split(",") if isinstance(by, str) else list(by)
+    out = tuple(dict.fromkeys(s.strip().replace("-", "_") for s in items if s and s.strip()))
+    if not out:
+        raise EegbenchError("--by needs at least one result column, e.g. backbone,image_encoder,loss")
+    return out
+
+
+def _config_id(row: Mapping[str, Any], by: Sequence[str]) -> str:
+    from .interfaces import stable_hash
+
+    parts = []
+    for col in by:
+        value = row.get(col)
+        if col in COMPONENT_COLUMNS:
+            parts.append([value, row.get(col + "_params") or {}])
+        else:
+            parts.append(value)
+    return stable_hash(parts, 12)
+
+
+def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flat(f"{prefix}.{k}", v, out)
+    else:
+        out[prefix] = json.dumps(value, sort_keys=True, default=str) if isinstance(value, (list, dict)) else value
+
+
+def _labels(df: "pd.DataFrame", by: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """``{config_id: (label, variant)}``; ``variant`` names the parameters that tell apart configurations
+    whose component names are equal."""
+    first = df.drop_duplicates("config_id").to_dict("records")
+    names = {r["config_id"]: tuple("" if _isnull(r.get(c)) else str(r.get(c)) for c in by) for r in first}
+    params: dict[str, dict[str, Any]] = {}
+    for r in first:
+        flat: dict[str, Any] = {}
+        for col in by:
+            if col in COMPONENT_COLUMNS:
+                _flat(col, r.get(col + "_params") or {}, flat)
+        params[r["config_id"]] = flat
+    out = {}
+    for cid, name in names.items():
+        siblings = [c for c, n in names.items() if n == name]
+        variant = ""
+        if len(siblings) > 1:
+            keys = sorted({k for c in siblings for k in params[c]})
+            differing = [k for k in keys if len({json.dumps(params[c].get(k), default=str) for c in siblings}) > 1]
+            variant = ", ".join(f"{k}={params[cid].get(k, '-')}" for k in differing)
+        label = " / ".join(n for n in name if n) or cid
+        out[cid] = (label + (f" ({variant})" if variant else ""), variant)
+    return out
+
+
+def _isnull(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _summary(g: "pd.DataFrame", ctx: str, cid: str, protocol: str, stage: str, ratio: float, metric: str,
+             by: Sequence[str]) -> dict[str, Any]:
+    from .stats import sample_std
+
+    values = g["value"].to_numpy(dtype=float)
+    per_subject = g.groupby("test_subject")["value"].mean()
+    per_seed = g.groupby("seed")["value"].mean()
+    first = g.iloc[0]
+    rec = {
+        "context_key": ctx, "config_id": cid, "config": first["config"], "variant": first["variant"],
+        "source": "measured", "protocol": protocol, "stage": stage, "training_ratio": float(ratio), "metric": metric,
+        "mean": float(values.mean()), "std": sample_std(values), "n": int(values.size),
+        "n_subjects": int(per_subject.size), "sd_subjects": sample_std(per_subject.to_numpy()),
+        "n_seeds": int(per_seed.size), "sd_seeds": sample_std(per_seed.to_numpy()),
+        "n_cells": int(g["cell_key"].nunique()),
+        "chance": float(g["chance"].astype(float).mean()) if g["chance"].notna().any() else math.nan,
+        "citation": "", "selection": "", "notes": "",
+    }
+    for col in by:
+        if col not in rec:
+            rec[col] = first.get(col)
+    return rec
+
+
+def _rank_and_test(table: "pd.DataFrame", df: "pd.DataFrame") -> "pd.DataFrame":
+    from .stats import paired_test
+
+    table = table.copy()
+    table["best"] = False
+    table["rank"] = 0
+    table["p_value"] = math.nan
+    table["smd"] = math.nan
+    table["n_pairs"] = 0
+    table["test"] = ""
+    subject_scores = df.groupby(["context_key", "config_id", "protocol", "stage", "training_ratio", "test_subject"],
+                                sort=False)["value"].mean().sort_index()
+    for _, idx in table.groupby(["context_key", "protocol", "stage", "training_ratio"], sort=False).groups.items():
+        part = table.loc[idx].sort_values(["mean", "config"], ascending=[False, True], kind="stable")
+        ranks = part["mean"].rank(method="min", ascending=False).astype(int)
+        table.loc[part.index, "rank"] = ranks
+        table.loc[part.index, "best"] = ranks == 1  # exact ties are all marked best
+        best_i = part.index[0]  # the reference of the paired tests: the first best in label order
+        b = table.loc[best_i]
+        best_scores = subject_scores.loc[(b.context_key, b.config_id, b.protocol, b.stage, b.training_ratio)]
+        for i in part.index[1:]:
+            r = table.loc[i]
+            other = subject_scores.loc[(r.context_key, r.config_id, r.protocol, r.stage, r.training_ratio)]
+            common = best_scores.index.intersection(other.index)
+            res = paired_test(best_scores.loc[common].to_numpy(), other.loc[common].to_numpy())
+            table.loc[i, ["p_value", "smd", "n_pairs", "test"]] = [res.p_value, res.smd, res.n, res.test]
+    table["rank"] = table["rank"].astype(int)
+    table["n_pairs"] = table["n_pairs"].astype(int)
+    return table
+
+
+def reported_matches(entry: Mapping[str, Any], context: Mapping[str, Any], column: Column) -> bool:
+    """Whether a published number is comparable with a context and column (see the module docstring)."""
+    if context.get("synthetic"):
+        return False
+    if str(entry.get("dataset")) != str(context.get("dataset")):
+        return False
+    if int(entry.get("n_way", -1)) != _int_or(context.get("n_way"), -2):
+        return False
+    if entry.get("protocol") != column.protocol or entry.get("stage") != column.stage:
+        return False
+    if not math.isclose(column.training_ratio, 1.0):
+        return False
+    avg = entry.get("test_averaging")
+    if avg not in (None, "") and "test_averaging" in context and str(avg) != str(context.get("test_averaging")):
+        return False
+    return True
+
+
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _reported_rows(entries: list[dict[str, Any]], table: "pd.DataFrame", contexts: dict[str, dict[str, Any]],
+                   metric: str, by: Sequence[str]) -> list[dict[str, Any]]:
+    out = []
+    if not entries:
+        return out
+    present = {(r.context_key, Column(r.protocol, r.stage, float(r.training_ratio))) for r in table.itertuples()}
+    taken: set[tuple[str, str, Column]] = set()
+    for entry in entries:
+        if metric not in entry:
+            continue
+        for ctx_key, column in sorted(present, key=lambda p: (p[0], p[1].sort_key())):
+            if not reported_matches(entry, contexts.get(ctx_key, {}), column):
+                continue
+            # one row per method, its protocols side by side; a second entry for the same cell gets its own row
+            label, k = str(entry["method"]), 1
+            while (ctx_key, label, column) in taken:
+                k += 1
+                label = f"{entry['method']} #{k}"
+            taken.add((ctx_key, label, column))
+            rec = {
+                "context_key": ctx_key, "config_id": f"reported:{label}", "config": f"{label} [reported]",
+                "variant": "", "source": "reported", "protocol": column.protocol, "stage": column.stage,
+                "training_ratio": column.training_ratio, "metric": metric, "mean": float(entry[metric]),
+                "std": math.nan, "n": 0, "n_subjects": 0, "sd_subjects": math.nan, "n_seeds": 0, "sd_seeds": math.nan,
+                "n_cells": 0, "chance": math.nan, "best": False, "rank": 0, "p_value": math.nan, "smd": math.nan,
+                "n_pairs": 0, "test": "", "citation": str(entry.get("citation", "")),
+                "selection": str(entry.get("selection", "")),
+                "notes": "; ".join(str(entry[k]) for k in ("input", "notes") if entry.get(k)),
+            }
+            for col in by:
+                rec[col] = {"backbone": entry["method"], "image_encoder": entry.get("image_encoder", ""),
+                            "dataset": entry.get("dataset", "")}.get(col, "")
+            out.append(rec)
+    return out
+
+
+def _sort_table(table: "pd.DataFrame") -> "pd.DataFrame":
+    t = table.copy()
+    t["_src"] = (t["source"] != "measured").astype(int)
+    t["_col"] = [Column(p, s, float(r)).sort_key() for p, s, r in zip(t["protocol"], t["stage"], t["training_ratio"])]
+    t = t.sort_values(["context_key", "_col", "_src", "rank", "config"], kind="stable")
+    return t.drop(columns=["_src", "_col"]).reset_index(drop=True)
+
+
+def _order(seq: Sequence[str], value: str) -> int:
+    return seq.index(value) if value in seq else len(seq)
+
+
+def _ratio_text(ratio: float) -> str:
+    pct = ratio * 100
+    return f"{pct:.0f}%" if math.isclose(pct, round(pct)) else f"{pct:.3g}%"
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line
+# --------------------------------------------------------------------------------------------------
 def add_commands(sub) -> None:
     """Register this module's CLI subcommands on the top-level subparsers."""
+    p = sub.add_parser(
+        "leaderboard", help="tables, statistics and plots from results directories",
+        description="One row per configuration, one column per protocol / stage / training ratio; each cell "
+                    "mean ± std over test subjects and seeds with n. Rows of different comparison contexts are "
+                    "never ranked together.",
+    )
+    p.add_argument("results", nargs="*", metavar="RESULTS",
+                   help="results directories to merge (default: $EEGBENCH_RESULTS or ./results)")
+    p.add_argument("--metric", default="top1", help="metric to rank (default top1)")
+    p.add_argument("--by", default=",".join(DEFAULT_BY),
+                   help="result columns that identify a configuration (default backbone,image_encoder,loss)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="output format (default: from --out's suffix, else md)")
+    p.add_argument("--out", metavar="FILE", help="write the table here instead of standard output")
+    p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
+    rep = p.add_mutually_exclusive_group()
+    rep.add_argument("--reported", metavar="FILE",
+                     help="published numbers to show as reference rows (default benchmarks/papers/reported.toml)")
+    rep.add_argument("--no-reported", action="store_true", help="show no published numbers")
+    p.set_defaults(func=cmd_leaderboard)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .paths import results_dir
+    from .report import render
+
+    fmt = args.format
+    if fmt is None:
+        fmt = SUFFIX_FORMATS.get(Path(args.out).suffix.lower(), "md") if args.out else "md"
+    dirs = args.results or [results_dir()]
+    reported: str | bool | None = False if args.no_reported else args.reported
+    board = build(dirs, metric=args.metric, by=args.by, reported=reported)
+    plots = None
+    if args.plots or fmt == "html":
+        from .plots import make_plots
+
+        plots = make_plots(board, args.plots)
+        if args.plots:
+            print(f"wrote {len(plots)} plot(s) to {args.plots}", file=sys.stderr)
+    text = render(board, fmt, plots=plots)
+    if args.out:
+        out = Path(args.out).expanduser()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise EegbenchError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        print(f"wrote {fmt} leaderboard to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0

@@ -1,0 +1,188 @@
+"""Acceptance for `eegbench leaderboard`: every format from two configurations over 3 subjects; the
+Markdown, CSV and JSON numbers checked against the database; PNG plots; a self-contained HTML report."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sqlite3
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from eegbench.cli import main
+from eegbench.leaderboard import build
+from eegbench.report import render
+from test_leaderboard import CONFIGS, REPORTED, make_context, make_results
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    d = tmp_path_factory.mktemp("results")
+    make_results(d)
+    return d
+
+
+def database_truth(directory, metric="top1"):
+    """{(backbone, protocol, stage, ratio): (mean, std, n)} straight from the SQLite file."""
+    con = sqlite3.connect(directory / "results.sqlite")
+    groups = defaultdict(list)
+    for backbone, protocol, stage, ratio, value in con.execute(
+            "SELECT backbone, protocol, stage, training_ratio, value FROM results WHERE metric = ?", (metric,)):
+        groups[(backbone, protocol, stage, float(ratio))].append(value)
+    con.close()
+    return {k: (float(np.mean(v)), float(np.std(v, ddof=1)), len(v)) for k, v in groups.items()}
+
+
+def column_key(label: str):
+    """'loso · finetune 10%' -> ('loso', 'finetune', 0.1)."""
+    m = re.fullmatch(r"(\w+) · (\w+)(?: ([\d.]+)%)?", label)
+    assert m, label
+    return m.group(1), m.group(2), float(m.group(3)) / 100 if m.group(3) else 1.0
+
+
+@pytest.fixture(scope="module")
+def outputs(results, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    reported = out / "reported.toml"
+    reported.write_text(REPORTED)
+    files = {}
+    for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex"), ("json", "json"), ("html", "html")):
+        files[fmt] = out / f"board.{suffix}"
+        args = ["leaderboard", str(results), "--reported", str(reported), "--out", str(files[fmt])]
+        # the format is named explicitly once and inferred from the suffix otherwise
+        assert main(args + (["--format", fmt] if fmt in ("md", "latex") else [])) == 0
+    assert main(["leaderboard", str(results), "--no-reported", "--format", "html", "--out", str(out / "plain.html"),
+                 "--plots", str(out / "plots")]) == 0
+    return out, files
+
+
+def test_every_format_is_produced(outputs):
+    _, files = outputs
+    for fmt, path in files.items():
+        assert path.stat().st_size > 200, fmt
+    assert files["latex"].read_text().count(r"\begin{tabular}") == 1
+    assert r"\textbf{" in files["latex"].read_text() and r"\toprule" in files["latex"].read_text()
+
+
+def test_markdown_numbers_match_the_database(results, outputs):
+    _, files = outputs
+    truth = database_truth(results)
+    lines = files["md"].read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| configuration |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    checked = 0
+    best_cells = 0
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        backbone = cells[0].split(" / ")[0]
+        if cells[0].endswith("[reported]"):
+            assert all(c == "" or c.endswith("(reported)*") for c in cells[1:])
+            continue
+        for label, cell in zip(header[1:], cells[1:]):
+            m = re.fullmatch(r"(\*\*)?([\d.]+) ± ([\d.]+) \(n=(\d+)\)(\*\*)?", cell)
+            assert m, cell
+            mean, std, n = truth[(backbone, *column_key(label))]
+            assert float(m.group(2)) == pytest.approx(mean * 100, abs=0.006)
+            assert float(m.group(3)) == pytest.approx(std * 100, abs=0.006)
+            assert int(m.group(4)) == n == 6
+            best_cells += bool(m.group(1))
+            checked += 1
+    assert checked == len(truth) == 10
+    assert best_cells == 5  # one best per column
+    text = files["md"].read_text()
+    assert "chance**: 0.50 %" in text and "p=0.125" in text and "seeds ±" in text
+    assert "NICE [reported]" in text and "Song et al. 2024" in text
+
+
+def test_csv_and_json_numbers_match_the_database(results, outputs):
+    _, files = outputs
+    truth = database_truth(results)
+    rows = list(csv.DictReader(io.StringIO(files["csv"].read_text())))
+    measured = [r for r in rows if r["source"] == "measured"]
+    assert len(measured) == len(truth)
+    for r in measured:
+        mean, std, n = truth[(r["backbone"], r["protocol"], r["stage"], float(r["training_ratio"]))]
+        assert float(r["mean"]) == pytest.approx(mean) and float(r["std"]) == pytest.approx(std)
+        assert int(r["n"]) == n
+    assert {r["config"] for r in rows if r["source"] == "reported"} == {"NICE [reported]"}
+
+    doc = json.loads(files["json"].read_text())
+    assert doc["metric"] == "top1" and len(doc["contexts"]) == 1
+    ctx = doc["contexts"][0]
+    assert ctx["chance"] == pytest.approx(1 / 200) and ctx["context"]["n_way"] == 200
+    json_measured = [r for r in ctx["rows"] if r["source"] == "measured"]
+    assert len(json_measured) == len(truth)
+    for r in json_measured:
+        mean, std, n = truth[(r["backbone"], r["protocol"], r["stage"], r["training_ratio"])]
+        assert r["mean"] == pytest.approx(mean) and r["std"] == pytest.approx(std) and r["n"] == n
+        assert r["sd_subjects"] >= 0 and r["sd_seeds"] >= 0
+    assert [c["label"] for c in ctx["columns"]] == ["intra · pretrain", "loso · pretrain", "loso · finetune 10%",
+                                                    "loso · finetune 50%", "loso · finetune 100%"]
+
+
+def test_plots_are_written_and_non_empty(outputs):
+    out, _ = outputs
+    pngs = sorted((out / "plots").glob("*.png"))
+    names = [p.name for p in pngs]
+    assert any(n.endswith("_intra_pretrain_subjects.png") for n in names)
+    assert any(n.endswith("_loso_pretrain_subjects.png") for n in names)
+    assert any(n.endswith("_loso_finetune_curve.png") for n in names)
+    for p in pngs:
+        data = p.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+
+
+def test_every_plot_draws_the_chance_line(results, monkeypatch):
+    import eegbench.plots as plots
+
+    calls = []
+    original = plots._chance_line
+    monkeypatch.setattr(plots, "_chance_line", lambda ax, chance: (calls.append(chance), original(ax, chance)))
+    made = plots.make_plots(build(results, reported=False))
+    assert len(calls) == len(made) == 4 and all(c == pytest.approx(1 / 200) for c in calls)
+
+
+def test_html_embeds_the_plots_and_needs_no_network(outputs):
+    out, files = outputs
+    for html_path in (files["html"], out / "plain.html"):
+        text = html_path.read_text()
+        assert text.startswith("<!DOCTYPE html>")
+        images = re.findall(r'<img [^>]*src="([^"]+)"', text)
+        assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
+        # no external resource: nothing loaded from a URL, no scripts, no stylesheets links
+        assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
+        assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import|<script|<link", text, re.I)
+        assert "http://" not in text and "https://" not in text
+        assert "<strong>chance: 0.50 %</strong>" in text
+    import base64
+
+    first = re.search(r'src="data:image/png;base64,([^"]+)"', files["html"].read_text()).group(1)
+    assert base64.b64decode(first).startswith(PNG_MAGIC)
+
+
+def test_latex_escapes_names(tmp_path):
+    make_results(tmp_path, (("eeg_net#2", "clip-vit-b-32", "clip", 0.1, {}),) + CONFIGS[:1], protocols=("intra",))
+    text = render(build(tmp_path, reported=False), "latex")
+    assert r"eeg\_net\#2" in text and "eeg_net#2" not in text.split("% context")[0]
+    from eegbench.report import _tex
+
+    assert _tex("SMD=∞ · n") == r"SMD=$\infty$, n" and _tex("50% a_b") == r"50\% a\_b"
+
+
+def test_two_contexts_render_as_separate_tables(tmp_path):
+    make_results(tmp_path, CONFIGS, protocols=("intra",))
+    make_results(tmp_path, CONFIGS, protocols=("intra",), context=make_context(n_way=50))
+    board = build(tmp_path, reported=False)
+    assert render(board, "latex").count(r"\begin{tabular}") == 2
+    doc = json.loads(render(board, "json"))
+    assert sorted(c["context"]["n_way"] for c in doc["contexts"]) == [50, 200]
+    assert sorted(c["chance"] for c in doc["contexts"]) == pytest.approx([1 / 200, 1 / 50])
+    html = render(board, "html")
+    assert html.count("<h2>Context ") == 2 and html.count("data:image/png;base64,") == 2
