@@ -1,0 +1,123 @@
+"""Command-line parsers of the Things-EEG-2 plugin (handlers import their heavy modules when run)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def register(commands) -> None:
+    from .plugin import SYNTH_DEFAULTS
+
+    p = commands.root.add_parser("synth", help="write the synthetic twin of Things-EEG-2 (the release's layout)")
+    p.add_argument("--root", required=True, help="folder to write (must not exist, or be empty)")
+    p.add_argument("--subjects", type=int, default=SYNTH_DEFAULTS["subjects"])
+    p.add_argument("--train-concepts", type=int, default=SYNTH_DEFAULTS["train_concepts"])
+    p.add_argument("--images-per-concept", type=int, default=SYNTH_DEFAULTS["images_per_concept"])
+    p.add_argument("--test-images", type=int, default=SYNTH_DEFAULTS["test_images"])
+    p.add_argument("--noise", type=float, default=SYNTH_DEFAULTS["noise"], help="repetition noise relative to the signal")
+    p.add_argument("--subject-variability", type=float, default=SYNTH_DEFAULTS["subject_variability"])
+    p.add_argument("--test-repetitions", type=int, default=SYNTH_DEFAULTS["test_repetitions"])
+    p.add_argument("--raw", action="store_true", help="also write raw 1000 Hz sessions (eeg_dataset/raw_data)")
+    p.add_argument("--seed", type=int, default=SYNTH_DEFAULTS["seed"])
+    p.set_defaults(func=cmd_synth)
+
+    p = commands.download.add_parser("things-eeg-2", help="download the Things-EEG-2 release (OSF; figshare mirror)")
+    p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
+    p.add_argument("--parts", default="preprocessed,images", help="comma list of preprocessed, images, raw")
+    p.add_argument("--subjects", type=int, nargs="+", help="subject numbers (default: 1-10)")
+    p.set_defaults(func=cmd_download)
+
+    p = commands.verify.add_parser("things-eeg-2", help="list present, missing and corrupt Things-EEG-2 files")
+    p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
+    p.add_argument("--parts", default="preprocessed,images", help="comma list of preprocessed, images, raw")
+    p.add_argument("--subjects", type=int, nargs="+")
+    p.set_defaults(func=cmd_verify)
+
+    p = commands.preprocess.add_parser("things-eeg-2", help="raw Things-EEG-2 sessions -> preprocessed release format (MNE)")
+    p.add_argument("--root", help="dataset root holding eeg_dataset/raw_data (default: <data dir>/things-eeg-2)")
+    p.add_argument("--out", help="root to write eeg_dataset/preprocessed_data into (default: --root)")
+    p.add_argument("--subjects", type=int, nargs="+")
+    p.add_argument("--sfreq", type=float, default=100.0)
+    p.add_argument("--channels", choices=["occipito-parietal", "all"], default="occipito-parietal")
+    p.add_argument("--tmin", type=float, default=-0.2)
+    p.add_argument("--tmax", type=float, default=0.8)
+    p.add_argument("--mvnn", choices=["epochs", "time", "none"], default="epochs")
+    p.add_argument("--mvnn-fit", choices=["train", "train+test"], default="train")
+    p.set_defaults(func=cmd_preprocess)
+
+
+def _root(args: argparse.Namespace):
+    from pathlib import Path
+
+    from eegbench.paths import data_dir
+
+    return Path(args.root).expanduser() if args.root else data_dir() / "things-eeg-2"
+
+
+def _parts(text: str) -> list[str]:
+    from eegbench.errors import EegbenchError
+
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in parts if p not in ("preprocessed", "images", "raw")]
+    if bad or not parts:
+        raise EegbenchError(f"--parts {text!r}: choose from preprocessed, images, raw (comma-separated)")
+    return parts
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .plugin import SYNTH_DEFAULTS
+    from .synth import SynthParams, write_twin
+
+    params = SynthParams.from_dict(
+        {
+            **SYNTH_DEFAULTS,
+            "subjects": args.subjects,
+            "train_concepts": args.train_concepts,
+            "images_per_concept": args.images_per_concept,
+            "test_images": args.test_images,
+            "noise": args.noise,
+            "subject_variability": args.subject_variability,
+            "test_repetitions": args.test_repetitions,
+            "seed": args.seed,
+        }
+    )
+    root = write_twin(args.root, params, raw=args.raw, progress=_progress)
+    print(f"synthetic twin {params.content_hash()} at {root}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .download import download
+
+    download(_root(args), parts=_parts(args.parts), subjects=args.subjects, progress=True)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .download import verify
+
+    report = verify(_root(args), parts=_parts(args.parts), subjects=args.subjects)
+    for row in report:
+        line = f"{row.status:8s} {row.path}"
+        if row.fix:
+            line += f"   -> {row.fix}"
+        print(line)
+    bad = [r for r in report if r.status != "present"]
+    print(f"{len(report) - len(bad)} present, {sum(r.status == 'missing' for r in bad)} missing, "
+          f"{sum(r.status == 'corrupt' for r in bad)} corrupt")
+    return 1 if bad else 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from .preprocess import PreprocessOptions, preprocess
+
+    opts = PreprocessOptions(
+        sfreq=args.sfreq, channels=args.channels, tmin=args.tmin, tmax=args.tmax, mvnn=args.mvnn, mvnn_fit=args.mvnn_fit
+    )
+    root = _root(args)
+    preprocess(root, opts, subjects=args.subjects, out_root=args.out or None, progress=_progress)
+    return 0

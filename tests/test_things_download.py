@@ -1,0 +1,232 @@
+"""Download and verify against a local HTTP server serving OSF-API-shaped listings (no internet)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import stat
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from eegbench.cli import main
+from eegbench.errors import DataError
+from eegbench_plugins.things_eeg2 import download as dl
+from eegbench_plugins.things_eeg2 import layout
+from eegbench_plugins.things_eeg2.safe_pickle import save_pickled_dict
+
+
+def _npy_bytes(tmp_path, obj) -> bytes:
+    path = tmp_path / "tmp.npy"
+    save_pickled_dict(path, obj)
+    return path.read_bytes()
+
+
+def _zip(entries: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return buf.getvalue()
+
+
+class Server:
+    """Files + OSF listings; can cut a transfer, lie about a hash, and records every request."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.nodes: dict[str, list[str]] = {}
+        self.bad_hash: set[str] = set()
+        self.cut_once: set[str] = set()
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                parts = self.path.strip("/").split("/")
+                if parts[0] == "v2" and parts[1] == "nodes":
+                    names = server.nodes.get(parts[2], [])
+                    body = json.dumps({"data": [server.entry(n) for n in names], "links": {"next": None}}).encode()
+                    return self._send(200, body, {"Content-Type": "application/json"})
+                if parts[0] == "files" and parts[1] in server.files:
+                    data = server.files[parts[1]]
+                    start = 0
+                    if self.headers.get("Range"):
+                        start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                    body = data[start:]
+                    headers = {"Content-Length": str(len(body))}
+                    if start:
+                        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                    self.send_response(206 if start else 200)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    if parts[1] in server.cut_once:
+                        server.cut_once.discard(parts[1])
+                        self.wfile.write(body[: len(body) // 2])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
+                    self.wfile.write(body)
+                    return
+                self._send(404, b"not found", {})
+
+            def _send(self, code, body, headers):
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def entry(self, name):
+        digest = hashlib.sha256(self.files[name]).hexdigest()
+        if name in self.bad_hash:
+            digest = "0" * 64
+        return {
+            "attributes": {"kind": "file", "name": name, "size": len(self.files[name]), "extra": {"hashes": {"sha256": digest}}},
+            "links": {"download": f"{self.url}/files/{name}"},
+        }
+
+    def downloads(self):
+        return [p for p, _ in self.requests if p.startswith("/files/")]
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    srv = Server()
+    monkeypatch.setenv(dl.OSF_API_ENV, srv.url + "/v2")
+    monkeypatch.setenv(dl.FIGSHARE_API_ENV, srv.url + "/figshare")
+    rng = np.random.default_rng(0)
+    for s in (1, 2):
+        # the release's sub-XX.zip: a sub-XX folder with both files
+        srv.files[f"sub-{s:02d}.zip"] = _zip({
+            f"sub-{s:02d}/preprocessed_eeg_training.npy": _npy_bytes(tmp_path, {"preprocessed_eeg_data": rng.standard_normal((4, 4, 17, 10))}),
+            f"sub-{s:02d}/preprocessed_eeg_test.npy": _npy_bytes(tmp_path, {"preprocessed_eeg_data": rng.standard_normal((2, 80, 17, 10))}),
+        })
+    srv.nodes["anp5v"] = ["sub-01.zip", "sub-02.zip"]
+    meta = {"train_img_files": ["a_01b.jpg"], "train_img_concepts": ["00001_a"], "train_img_concepts_THINGS": ["00001_a"],
+            "test_img_files": ["b_01s.jpg"], "test_img_concepts": ["00001_b"], "test_img_concepts_THINGS": ["00002_b"]}
+    srv.files["image_metadata.npy"] = _npy_bytes(tmp_path, meta)
+    srv.files["training_images.zip"] = _zip({"training_images/00001_a/a_01b.jpg": b"\xff\xd8jpeg\xff\xd9"})
+    srv.files["test_images.zip"] = _zip({"test_images/00001_b/b_01s.jpg": b"\xff\xd8jpeg\xff\xd9"})
+    srv.nodes["y63gw"] = ["image_metadata.npy", "training_images.zip", "test_images.zip"]
+    yield srv
+    srv.httpd.shutdown()
+
+
+def test_full_download_then_second_run_downloads_nothing(tmp_path, server):
+    root = tmp_path / "data"
+    report = dl.download(root, ["preprocessed", "images"], [1, 2], progress=False, retries=0)
+    assert sorted(report["downloaded"]) == sorted(["sub-01.zip", "sub-02.zip", "image_metadata.npy", "training_images.zip", "test_images.zip"])
+    for s in (1, 2):
+        assert layout.preprocessed_file(root, s, "train").is_file() and layout.preprocessed_file(root, s, "test").is_file()
+    assert (root / "image_set/training_images/00001_a/a_01b.jpg").is_file()
+    assert (root / "image_set/test_images/00001_b/b_01s.jpg").is_file()
+    assert not list((root / dl.DOWNLOADS).glob("*.zip")) and not list((root / dl.DOWNLOADS).glob("*.part"))
+    assert all(r.status == "present" for r in dl.verify(root, ["preprocessed", "images"], [1, 2]))
+
+    before = len(server.requests)
+    again = dl.download(root, ["preprocessed", "images"], [1, 2], progress=False, retries=0)
+    assert again["downloaded"] == [] and len(again["skipped"]) == 5
+    assert len(server.requests) == before  # not even a listing
+
+
+def test_resume_after_a_cut_transfer(tmp_path, server):
+    server.cut_once.add("sub-01.zip")
+    root = tmp_path / "data"
+    dl.download(root, ["preprocessed"], [1], progress=False, retries=1)
+    ranges = [r for p, r in server.requests if p == "/files/sub-01.zip"]
+    assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-"
+    assert dl.verify(root, ["preprocessed"], [1])[0].status == "present"
+
+
+def test_hash_mismatch_is_a_clear_error_and_leaves_nothing(tmp_path, server):
+    server.bad_hash.add("sub-02.zip")
+    root = tmp_path / "data"
+    with pytest.raises(DataError) as err:
+        dl.download(root, ["preprocessed"], [2], progress=False, retries=0)
+    assert "does not match its published hash" in str(err.value) and "\n" not in str(err.value)
+    staged = [p for p in (root / dl.DOWNLOADS).rglob("*") if p.is_file()]
+    assert staged == []
+    assert not layout.preprocessed_file(root, 2, "train").exists()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "link"])
+def test_unsafe_archives_are_refused(tmp_path, server, kind):
+    entries = {"sub-01/preprocessed_eeg_training.npy": b"x"}
+    links = None
+    if kind == "dotdot":
+        entries["../../escaped.txt"] = b"owned"
+    elif kind == "absolute":
+        entries[str(tmp_path / "abs.txt")] = b"owned"
+    else:
+        links = {"sub-01/preprocessed_eeg_test.npy": "/etc/passwd"}
+    server.files["sub-01.zip"] = _zip(entries, links)
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match="refused"):
+        dl.download(root, ["preprocessed"], [1], progress=False, retries=0)
+    assert not (tmp_path / "escaped.txt").exists() and not (root / "escaped.txt").exists()
+    assert not layout.preprocessed_file(root, 1, "train").exists()
+
+
+def test_size_bound(tmp_path):
+    archive = tmp_path / "big.zip"
+    archive.write_bytes(_zip({"a.bin": b"\0" * 10_000}))
+    with pytest.raises(DataError, match="bound"):
+        dl.safe_extract(archive, tmp_path / "out", max_bytes=1000)
+
+
+def test_offline_is_one_message_with_manual_steps(tmp_path, monkeypatch):
+    monkeypatch.setenv(dl.OSF_API_ENV, "http://127.0.0.1:9/v2")  # nothing listens on the discard port
+    with pytest.raises(DataError) as err:
+        dl.download(tmp_path / "d", ["preprocessed"], [1], progress=False, retries=0, timeout=2)
+    msg = str(err.value)
+    assert "\n" not in msg and "https://osf.io/anp5v/" in msg and "--root" in msg
+
+
+def test_raw_falls_back_to_the_figshare_mirror(tmp_path, server, monkeypatch):
+    raw = _npy_bytes(tmp_path, {"raw_eeg_data": np.zeros((64, 10)), "sfreq": 1000})
+    server.files["sub-01.zip"] = _zip({f"sub-01/ses-{k:02d}/raw_eeg_{sp}.npy": raw for k in range(1, 5) for sp in ("training", "test")})
+    md5 = hashlib.md5(server.files["sub-01.zip"]).hexdigest()
+    figshare = {"files": [{"name": "sub-01.zip", "download_url": f"{server.url}/files/sub-01.zip", "computed_md5": md5, "size": 1}]}
+    # the OSF raw node is not listed (404): the mirror serves
+    original = dl._get_json
+    monkeypatch.setattr(dl, "_get_json", lambda url, timeout: figshare if "/figshare/" in url else original(url, timeout))
+    server.nodes.pop("crxs4", None)
+    monkeypatch.setitem(server.nodes, "crxs4", [])
+    monkeypatch.setattr(dl, "list_osf", lambda node, timeout=30: (_ for _ in ()).throw(ValueError("down")))
+    dl.download(tmp_path / "d", ["raw"], [1], progress=False, retries=0)
+    assert layout.raw_file(tmp_path / "d", 1, 4, "test").is_file()
+
+
+def test_verify_cli_reports_missing_and_corrupt_with_fixes(tmp_path, server, capsys):
+    root = tmp_path / "data"
+    dl.download(root, ["preprocessed"], [1], progress=False, retries=0)
+    path = layout.preprocessed_file(root, 1, "test")
+    path.write_bytes(path.read_bytes()[:-50])  # truncated
+    code = main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1", "2", "--parts", "preprocessed"])
+    out = capsys.readouterr().out
+    assert code == 1
+    lines = out.splitlines()
+    assert any(l.startswith("present") and "sub-01" in l and "training" in l for l in lines)
+    assert any(l.startswith("corrupt") and "sub-01" in l and "--subjects 1" in l for l in lines)
+    assert any(l.startswith("missing") and "sub-02" in l and "--parts preprocessed --subjects 2" in l for l in lines)
+    # the fixing command fixes it
+    assert main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "1", "2"]) == 0
+    assert main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1", "2", "--parts", "preprocessed"]) == 0

@@ -1,0 +1,200 @@
+"""The Things-EEG-2 Dataset: shapes, averaging modes, preparation, caching, and the release layout."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from scipy.interpolate import interp1d
+
+import eegbench
+from eegbench.errors import DataError
+from eegbench.interfaces import PrepOptions
+from eegbench_plugins.things_eeg2 import layout, loader
+from eegbench_plugins.things_eeg2.loader import ThingsEEG2, build
+from eegbench_plugins.things_eeg2.prepare import resample_linear
+from eegbench_plugins.things_eeg2.safe_pickle import load_pickled_npy
+
+TWIN = dict(subjects=2, train_concepts=6, images_per_concept=3, test_images=5, test_repetitions=8)
+
+
+@pytest.fixture(autouse=True)
+def _dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("EEGBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+
+
+@pytest.fixture
+def twin(tmp_path):
+    ds = eegbench.create("dataset", "things-eeg-2-synthetic", root=str(tmp_path / "twin"), **TWIN)
+    ds.ensure_available()
+    return ds
+
+
+def _source(ds, subject, split):
+    return load_pickled_npy(layout.preprocessed_file(ds.root, subject, split))
+
+
+def test_shapes_and_averaging_modes(twin):
+    raw = _source(twin, 1, "train")["preprocessed_eeg_data"]
+    n = 18
+    all_ = twin.load(1, "train", PrepOptions(averaging="all"))
+    assert all_.eeg.shape == (n, 17, 100) and all_.eeg.dtype == np.float32
+    np.testing.assert_allclose(all_.eeg, raw.mean(1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(all_.image_index, np.arange(n))
+    assert all_.subject.tolist() == [1] * n
+
+    none = twin.load(1, "train", PrepOptions(averaging="none"))
+    assert none.eeg.shape == (n * 4, 17, 100)
+    np.testing.assert_array_equal(none.image_index, np.repeat(np.arange(n), 4))
+    np.testing.assert_allclose(none.eeg[4 * 3 + 2], raw[3, 2], rtol=1e-5, atol=1e-5)
+
+    k2 = twin.load(1, "train", PrepOptions(averaging=2, seed=7))
+    assert k2.eeg.shape == (n * 4, 17, 100)
+    # each trial is the mean of 2 distinct repetitions of its own image
+    pairs = [(a, b) for a in range(4) for b in range(a + 1, 4)]
+    for row in (0, 9, 30):
+        img = k2.image_index[row]
+        assert any(np.allclose(k2.eeg[row], raw[img, [a, b]].mean(0), atol=1e-5) for a, b in pairs)
+    again = twin.load(1, "train", PrepOptions(averaging=2, seed=7))
+    np.testing.assert_array_equal(np.asarray(k2.eeg), np.asarray(again.eeg))
+    other = twin.load(1, "train", PrepOptions(averaging=2, seed=8))
+    assert not np.array_equal(np.asarray(k2.eeg), np.asarray(other.eeg))
+
+    test = twin.load(2, "test", PrepOptions())
+    assert test.eeg.shape == (5, 17, 100) and test.images.ids[0].startswith("test_images/")
+
+
+def test_channels_window_and_resampling(twin):
+    raw = _source(twin, 1, "test")
+    opts = PrepOptions(channels=("Oz", "o1", "P7"), window=(0.0, 0.5), n_times=64)
+    d = twin.load(1, "test", opts)
+    assert d.eeg.shape == (5, 3, 64)
+    assert d.info.ch_names == ("Oz", "O1", "P7")
+    assert d.info.tmin == pytest.approx(0.0) and d.info.tmax == pytest.approx(0.5)
+    assert d.info.sfreq == pytest.approx(63 / 0.5)
+    names = list(raw["ch_names"])
+    idx = [names.index(c) for c in ("Oz", "O1", "P7")]
+    avg = raw["preprocessed_eeg_data"].mean(1)[:, idx, 20:71]
+    expected = interp1d(np.arange(51), avg, axis=-1)(np.linspace(0, 50, 64))
+    np.testing.assert_allclose(d.eeg, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_resample_equals_interp1d():
+    x = np.random.default_rng(0).standard_normal((4, 3, 100))
+    np.testing.assert_allclose(resample_linear(x, 128), interp1d(np.arange(100), x, axis=-1)(np.linspace(0, 99, 128)))
+
+
+def test_bad_options_are_one_line(twin):
+    with pytest.raises(DataError, match="no channel 'Cz'"):
+        twin.load(1, "train", PrepOptions(channels=("Cz",)))
+    with pytest.raises(DataError, match="between 1 and the 4"):
+        twin.load(1, "train", PrepOptions(averaging=5))
+    with pytest.raises(DataError, match="window"):
+        twin.load(1, "train", PrepOptions(window=(2.0, 3.0)))
+    with pytest.raises(DataError, match="split"):
+        twin.image_set("val")
+
+
+def test_cache_hit_is_memory_mapped_and_skips_the_source(twin, monkeypatch):
+    opts = PrepOptions(n_times=128)
+    first = twin.load(1, "train", opts)
+    calls = []
+    monkeypatch.setattr(loader, "load_pickled_npy", lambda path: calls.append(path) or 1 / 0)
+    second = twin.load(1, "train", opts)
+    assert calls == []
+    assert isinstance(second.eeg, np.memmap) and not second.eeg.flags.writeable
+    np.testing.assert_array_equal(np.asarray(first.eeg), np.asarray(second.eeg))
+    entries = [p for p in (loader.Cache(loader.CACHE_NAMESPACE).root).iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 1
+    import json
+
+    meta = json.loads((entries[0] / "meta.json").read_text())
+    assert meta["options"]["n_times"] == 128 and meta["key_fields"]["subject"] == 1
+    # another option is another entry (and reads the source)
+    with pytest.raises(ZeroDivisionError):
+        twin.load(1, "train", PrepOptions(n_times=64))
+    assert len(calls) == 1
+
+
+def test_changed_source_file_invalidates_the_cache(twin):
+    opts = PrepOptions()
+    a = twin.load(1, "test", opts)
+    path = layout.preprocessed_file(twin.root, 1, "test")
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    b = twin.load(1, "test", opts)
+    assert a.eeg.filename != b.eeg.filename
+
+
+def _write_release_folder(root, n_train_concepts=3, per_concept=10, n_test=4):
+    """A release-format folder written independently of eegbench's writers (np.save of dicts)."""
+    names = ["aardvark", "abacus", "accordion", "acorn"][:n_train_concepts]
+    train_concepts = [f"{i + 1:05d}_{n}" for i, n in enumerate(names)]
+    test_names = ["aircraft_carrier", "antelope", "backscratcher", "balance_beam"][:n_test]
+    test_concepts = [f"{i + 1:05d}_{n}" for i, n in enumerate(test_names)]
+    meta = {
+        "train_img_files": np.array([f"{c[6:]}_{j + 1:02d}b.jpg" for c in train_concepts for j in range(per_concept)]),
+        "train_img_concepts": np.array([c for c in train_concepts for _ in range(per_concept)]),
+        "train_img_concepts_THINGS": np.array([f"{3 * i + 1:05d}_{c[6:]}" for i, c in enumerate(train_concepts) for _ in range(per_concept)]),
+        "test_img_files": np.array([f"{c[6:]}_06s.jpg" for c in test_concepts]),
+        "test_img_concepts": np.array(test_concepts),
+        "test_img_concepts_THINGS": np.array([f"{i + 7:05d}_{c[6:]}" for i, c in enumerate(test_concepts)]),
+    }
+    (root / "image_set").mkdir(parents=True)
+    np.save(root / "image_set" / "image_metadata.npy", meta)
+    rng = np.random.default_rng(1)
+    times = np.linspace(-0.2, 0.79, 100)
+    ch = ["P7", "P5", "P3", "P1", "Pz", "P2", "P4", "P6", "P8", "PO7", "PO3", "POz", "PO4", "PO8", "O1", "Oz", "O2"]
+    for s in (1, 3):
+        folder = root / "eeg_dataset" / "preprocessed_data" / f"sub-{s:02d}"
+        folder.mkdir(parents=True)
+        for split, shape in (("training", (n_train_concepts * per_concept, 4, 17, 100)), ("test", (n_test, 80, 17, 100))):
+            np.save(folder / f"preprocessed_eeg_{split}.npy", {"preprocessed_eeg_data": rng.standard_normal(shape), "ch_names": ch, "times": times})
+    return meta
+
+
+def test_independent_release_folder_loads(tmp_path):
+    meta = _write_release_folder(tmp_path / "release")
+    ds = eegbench.create("dataset", "things-eeg-2", root=str(tmp_path / "release"))
+    assert ds.subjects == [1, 3]
+    assert ds.describe()["synthetic"] is False
+    tr = ds.load(3, "train", PrepOptions(n_times=128))
+    assert tr.eeg.shape == (30, 17, 128) and tr.eeg.dtype == np.float32
+    assert tr.images.ids[10] == "training_images/00002_abacus/abacus_01b.jpg"
+    assert tr.images.concepts[10] == meta["train_img_concepts"][10]
+    assert tr.images.name == "things-eeg-2/train" and tr.images.root == str(tmp_path / "release")
+    te = ds.load(1, "test", PrepOptions(averaging="none"))
+    assert te.eeg.shape == (4 * 80, 17, 100)
+    assert te.info.tmin == pytest.approx(-0.2) and te.info.sfreq == pytest.approx(100.0)
+
+
+def test_missing_files_name_the_download_command(tmp_path):
+    ds = build(tmp_path / "empty")
+    assert ds.subjects == list(range(1, 11))
+    with pytest.raises(DataError) as err:
+        ds.ensure_available([2])
+    msg = str(err.value)
+    assert "\n" not in msg and "eegbench download things-eeg-2" in msg and "--subjects 2" in msg
+
+
+def test_synthetic_default_root_is_generated_once_under_data_dir(tmp_path):
+    ds = eegbench.create("dataset", "things-eeg-2-synthetic", **TWIN)
+    assert str(ds.root).startswith(str(tmp_path / "data" / "things-eeg-2-synthetic"))
+    assert not ds.root.exists()  # nothing happens before first use
+    ds.ensure_available()
+    assert ds.root.name == ds.synthetic.content_hash()
+    assert ds.image_set("test").name == f"things-eeg-2-synthetic-{ds.synthetic.content_hash()}/test"
+    stamp = layout.synth_params_file(ds.root).stat().st_mtime_ns
+    again = eegbench.create("dataset", "things-eeg-2-synthetic", **TWIN)
+    again.ensure_available()
+    assert layout.synth_params_file(ds.root).stat().st_mtime_ns == stamp
+    assert [p.name for p in ds.root.parent.iterdir()] == [ds.root.name]  # no temporary leftovers
+    assert ds.describe()["synthetic"] is True
+
+
+def test_direct_construction_of_the_class(tmp_path):
+    _write_release_folder(tmp_path / "r", n_train_concepts=1, n_test=2)
+    ds = ThingsEEG2(tmp_path / "r", cache_root=tmp_path / "own-cache")
+    ds.load(1, "test", PrepOptions())
+    assert (tmp_path / "own-cache" / loader.CACHE_NAMESPACE).is_dir()

@@ -1,0 +1,103 @@
+"""Raw → preprocessed with MNE on tiny synthetic raw sessions: shape, order, evoked response, MVNN."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eegbench.cli import main
+from eegbench.errors import DataError
+from eegbench.interfaces import PrepOptions
+from eegbench_plugins.things_eeg2 import layout
+from eegbench_plugins.things_eeg2.loader import ThingsEEG2
+from eegbench_plugins.things_eeg2.preprocess import PreprocessOptions, preprocess
+from eegbench_plugins.things_eeg2.safe_pickle import load_pickled_npy
+from eegbench_plugins.things_eeg2.synth import Model, SynthParams, write_twin
+from eegbench_plugins.things_eeg2.synth_raw import clean_responses, session_conditions
+
+P = SynthParams(subjects=1, train_concepts=8, images_per_concept=2, test_images=6, test_repetitions=16, noise=1.0)
+
+
+# noise-dominated raw (no overlap structure from neighbouring trials' responses) to check whitening
+P_NOISY = SynthParams(subjects=1, train_concepts=40, images_per_concept=2, test_images=6, test_repetitions=16, noise=10.0)
+
+
+@pytest.fixture(scope="module")
+def raw_root(tmp_path_factory):
+    return write_twin(tmp_path_factory.mktemp("raw") / "twin", P, raw=True)
+
+
+@pytest.fixture(scope="module")
+def noisy_root(tmp_path_factory):
+    return write_twin(tmp_path_factory.mktemp("noisy") / "twin", P_NOISY, raw=True)
+
+
+def test_raw_files_have_the_release_structure(raw_root):
+    rec = load_pickled_npy(layout.raw_file(raw_root, 1, 3, "test"))
+    assert rec["raw_eeg_data"].shape[0] == 64 and rec["ch_names"][-1] == "stim" and rec["sfreq"] == 1000
+    assert rec["ch_types"][:63] == ["eeg"] * 63
+    codes = session_conditions(Model(P), 1, 3, "test")
+    shown = codes[codes != layout.CATCH_CODE]
+    assert np.bincount(shown)[1:].tolist() == [P.test_repetitions // 4] * P.test_images
+    train = [session_conditions(Model(P), 1, s, "train") for s in (1, 2)]
+    # each training image appears in one of two complementary halves, twice per session
+    both = np.concatenate([c[c != layout.CATCH_CODE] for c in train])
+    assert np.bincount(both)[1:].tolist() == [2] * 16
+
+
+def test_preprocess_shapes_order_and_evoked_response(raw_root, tmp_path):
+    out = tmp_path / "out"
+    preprocess(raw_root, PreprocessOptions(mvnn="none"), out_root=out)
+    tr = load_pickled_npy(layout.preprocessed_file(out, 1, "train"))
+    te = load_pickled_npy(layout.preprocessed_file(out, 1, "test"))
+    assert tr["preprocessed_eeg_data"].shape == (16, 4, 17, 100)
+    assert te["preprocessed_eeg_data"].shape == (6, 16, 17, 100)
+    assert list(tr["ch_names"]) == list(layout.OCCIPITO_PARIETAL)
+    assert np.allclose(te["times"][[0, -1]], [-0.2, 0.79])
+    # conditions sorted: each row's evoked response matches its own image's planted response best
+    clean = clean_responses(Model(P), 1, "test", np.round(te["times"], 6), layout.OCCIPITO_PARIETAL)
+    clean = clean - clean[..., te["times"] < 0].mean(-1, keepdims=True)
+    evoked = te["preprocessed_eeg_data"].mean(1)
+    corr = np.corrcoef(evoked.reshape(6, -1), clean.reshape(6, -1))[:6, 6:]
+    assert np.all(np.argmax(corr, axis=1) == np.arange(6))
+    assert np.min(np.diag(corr)) > 0.6  # overlapping responses at a 200 ms SOA blur it somewhat
+    sidecar = json.loads((layout.preprocessed_file(out, 1, "train").parent / "preprocessing.json").read_text())
+    assert sidecar["options"]["mvnn"] == "none"
+    # and the loader reads what preprocess wrote
+    out_meta = out / "image_set"
+    out_meta.mkdir(parents=True)
+    (out_meta / "image_metadata.npy").write_bytes(layout.metadata_file(raw_root).read_bytes())
+    assert ThingsEEG2(out, cache_root=tmp_path / "c").load(1, "test", PrepOptions(n_times=128)).eeg.shape == (6, 17, 128)
+
+
+def test_mvnn_whitens_the_noise(noisy_root, tmp_path):
+    raw_root = noisy_root
+    out = tmp_path / "mvnn"
+    assert main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn", "time"]) == 0
+    te = load_pickled_npy(layout.preprocessed_file(out, 1, "test"))["preprocessed_eeg_data"]
+    # noise = deviation from each condition's mean, on the test partition that MVNN was not fitted on
+    noise = te - te.mean(1, keepdims=True)
+    cov = np.einsum("nrct,nrdt->cd", noise, noise) / (noise.shape[0] * (noise.shape[1] - 1) * noise.shape[3])
+    scale = np.trace(cov) / 17
+    assert np.linalg.norm(cov / scale - np.eye(17)) / np.sqrt(17) < 0.35
+    # before MVNN the same noise is far from white (channels are correlated)
+    plain = tmp_path / "plain"
+    preprocess(raw_root, PreprocessOptions(mvnn="none"), out_root=plain)
+    te0 = load_pickled_npy(layout.preprocessed_file(plain, 1, "test"))["preprocessed_eeg_data"]
+    n0 = te0 - te0.mean(1, keepdims=True)
+    cov0 = np.einsum("nrct,nrdt->cd", n0, n0)
+    cov0 /= np.trace(cov0) / 17
+    assert np.linalg.norm(cov0 - np.eye(17)) / np.sqrt(17) > 2 * np.linalg.norm(cov / scale - np.eye(17)) / np.sqrt(17)
+
+
+def test_all_channels_and_errors(raw_root, tmp_path):
+    out = tmp_path / "all"
+    preprocess(raw_root, PreprocessOptions(channels="all", mvnn="epochs", mvnn_fit="train+test", sfreq=50), out_root=out)
+    tr = load_pickled_npy(layout.preprocessed_file(out, 1, "train"))
+    assert tr["preprocessed_eeg_data"].shape == (16, 4, 63, 50)
+    assert json.loads((layout.preprocessed_file(out, 1, "train").parent / "preprocessing.json").read_text())["test_statistics_in_mvnn"]
+    with pytest.raises(DataError, match="no raw sessions"):
+        preprocess(tmp_path / "nothing")
+    with pytest.raises(DataError, match="mvnn"):
+        PreprocessOptions(mvnn="bogus")
