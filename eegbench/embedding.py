@@ -1,6 +1,263 @@
-"""(skeleton: being written)"""
+"""Image embeddings: computed once per (encoder fingerprint, image-set fingerprint), cached with provenance.
+
+A cache entry (``eegbench.cache.Cache("embeddings")``) holds ``embeddings.npy`` (float32 ``[n, dim]``, row i =
+image i of the set) and ``meta.json`` with the provenance manifest: the image ids in row order, the encoder's
+``describe()``, the image set's name and fingerprint. A reordered image set has another fingerprint, and a
+changed model, weights file, preprocessing or output choice another encoder fingerprint: both are misses.
+
+User-provided embedding files (third-party feature files are a known source of silent errors: rows in
+another order, a missing image, a different model's width, NaNs) go through :func:`load_embedding_file`,
+which serves rows by image id and checks count, ids, dimension, finiteness and (optionally) normalisation.
+
+CLI: ``eegbench embed --dataset NAME [--root DIR] --image-encoder NAME [--param key=value ...]
+[--split train,test] [--device DEV] [--batch-size N] [--cache-dir DIR]``.
+"""
 from __future__ import annotations
 
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Sequence
 
+import numpy as np
+
+from .cache import Cache, CacheEntry
+from .errors import DataError, EegbenchError
+
+NAMESPACE = "embeddings"
+#: tolerance of the unit-norm check on user files
+NORM_TOL = 1e-3
+
+
+def cache_fields(encoder: Any, images: Any) -> dict[str, Any]:
+    """The cache key: encoder fingerprint × image-set fingerprint."""
+    return {"encoder": str(encoder.fingerprint), "images": images.fingerprint()}
+
+
+def _bound(encoder: Any, images: Any) -> Any:
+    """Encoders whose identity depends on the image set (relative file paths) bind to it first."""
+    bind = getattr(encoder, "for_images", None)
+    return bind(images) if callable(bind) else encoder
+
+
+def cached_entry(encoder: Any, images: Any, cache_root: str | os.PathLike | None = None) -> CacheEntry | None:
+    """The published cache entry for (encoder, images), or None."""
+    encoder = _bound(encoder, images)
+    return Cache(NAMESPACE, cache_root).get(cache_fields(encoder, images))
+
+
+def is_cached(encoder: Any, images: Any, cache_root: str | os.PathLike | None = None) -> bool:
+    """True when :func:`embed_images` would read the cache instead of running the encoder."""
+    entry = cached_entry(encoder, images, cache_root)
+    return entry is not None and _entry_matches(entry, encoder, images)
+
+
+def _entry_matches(entry: CacheEntry, encoder: Any, images: Any) -> bool:
+    meta = entry.meta
+    return list(meta.get("ids", [])) == list(images.ids) and int(meta.get("dim", -1)) == int(_bound(encoder, images).dim)
+
+
+def embed_images(encoder: Any, images: Any, *, cache_root: str | os.PathLike | None = None, device: str = "cpu",
+                 batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """float32 ``[len(images), dim]`` embeddings of ``images`` (row i = ``images.ids[i]``), cached.
+
+    Args:
+        encoder: an :class:`~eegbench.interfaces.ImageEncoder`.
+        images: an :class:`~eegbench.interfaces.ImageSet`.
+        cache_root: cache directory (default ``EEGBENCH_CACHE`` / the per-user cache).
+    Returns:
+        a read-only memory map of the cached array when it was cached, else the fresh array.
+    """
+    encoder = _bound(encoder, images)
+    cache = Cache(NAMESPACE, cache_root)
+    fields = cache_fields(encoder, images)
+    entry = cache.get(fields)
+    if entry is not None and _entry_matches(entry, encoder, images):
+        return entry.array("embeddings")
+    emb = np.asarray(encoder.encode(images, device=device, batch_size=batch_size, progress=progress))
+    where = f"image encoder {getattr(encoder, 'name', encoder.fingerprint)}"
+    emb = validate_embeddings(emb, images, dim=int(encoder.dim), where=where)
+    meta = {
+        "ids": list(images.ids),
+        "image_set": images.name,
+        "image_set_fingerprint": images.fingerprint(),
+        "encoder": _jsonable(encoder.describe()),
+        "dim": int(emb.shape[1]),
+        "n": int(emb.shape[0]),
+        "dtype": "float32",
+    }
+    cache.put(fields, {"embeddings": emb}, meta)
+    return emb
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation of embedding matrices and user files
+# --------------------------------------------------------------------------------------------------
+def validate_embeddings(emb: np.ndarray, images: Any, *, dim: int | None = None, normalized: bool | None = None,
+                        where: str = "embeddings") -> np.ndarray:
+    """Check an embedding matrix against an image set; return it as contiguous float32.
+
+    Checks: 2-D; one row per image; width ``dim`` when given; every value finite; no all-zero row (a
+    missing image written as zeros); unit L2 norm when ``normalized`` is True.
+    """
+    emb = np.asarray(emb)
+    if emb.ndim != 2:
+        raise DataError(f"{where}: embeddings must be 2-D [n_images, dim], got shape {emb.shape}")
+    if len(emb) != len(images):
+        raise DataError(f"{where}: {len(emb)} embedding rows for {len(images)} images of {images.name!r}")
+    if dim is not None and emb.shape[1] != dim:
+        raise DataError(f"{where}: embeddings have dim {emb.shape[1]}, expected {dim}")
+    if not np.issubdtype(emb.dtype, np.floating):
+        raise DataError(f"{where}: embeddings must be floating point, got {emb.dtype}")
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{where}: {int(bad.sum())} rows hold NaN or inf (first: row {i}, image {images.ids[i]!r})")
+    norms = np.linalg.norm(emb, axis=1)
+    zero = norms == 0
+    if zero.any():
+        i = int(np.flatnonzero(zero)[0])
+        raise DataError(f"{where}: {int(zero.sum())} rows are all zero (first: row {i}, image {images.ids[i]!r})")
+    if normalized is True:
+        off = np.abs(norms - 1.0) > NORM_TOL
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            raise DataError(
+                f"{where}: declared L2-normalised but {int(off.sum())} rows are not unit norm "
+                f"(row {i} has norm {norms[i]:.4g}); set normalized = \"any\" or fix the file"
+            )
+    return emb
+
+
+def read_embedding_file(path: str | os.PathLike, *, ids_key: str = "ids", embeddings_key: str = "embeddings") -> tuple[np.ndarray, np.ndarray]:
+    """(ids, embeddings) from a ``.npz`` (arrays ``ids`` and ``embeddings``) or ``.safetensors`` file plus ids.
+
+    ``.npz`` files are read without pickle; ``ids`` must be a unicode/bytes array.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"embedding file {str(path)!r} does not exist")
+    if path.suffix != ".npz":
+        raise DataError(f"embedding file {str(path)!r}: expected a .npz with arrays {ids_key!r} and {embeddings_key!r}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in (ids_key, embeddings_key) if k not in z.files]
+            if missing:
+                raise DataError(
+                    f"embedding file {str(path)!r} has no array {missing[0]!r} (arrays: {', '.join(z.files) or 'none'})"
+                )
+            ids = z[ids_key]
+            emb = z[embeddings_key]
+    except ValueError as exc:  # object arrays need pickle: refuse
+        raise DataError(f"embedding file {str(path)!r} cannot be read without pickle ({exc}); store ids as strings") from None
+    if ids.dtype.kind == "S":
+        ids = ids.astype(str)
+    if ids.ndim != 1 or ids.dtype.kind != "U":
+        raise DataError(f"embedding file {str(path)!r}: {ids_key!r} must be a 1-D array of strings, got {ids.dtype} {ids.shape}")
+    if emb.ndim != 2 or len(emb) != len(ids):
+        raise DataError(
+            f"embedding file {str(path)!r}: {embeddings_key!r} has shape {emb.shape} for {len(ids)} ids (need [n_ids, dim])"
+        )
+    return ids, emb
+
+
+def load_embedding_file(path: str | os.PathLike, images: Any, *, dim: int | None = None,
+                        normalized: bool | None = None, ids_key: str = "ids",
+                        embeddings_key: str = "embeddings") -> np.ndarray:
+    """Rows of a user-provided embedding file in ``images``' order, validated.
+
+    The file may hold more images than the set (e.g. train and test together); every image of the set must
+    be present exactly once. Checks: ids unique, every image id present, width ``dim``, finite values, no
+    zero rows, unit norm when ``normalized`` is True.
+    """
+    ids, emb = read_embedding_file(path, ids_key=ids_key, embeddings_key=embeddings_key)
+    where = f"embedding file {str(path)!r}"
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        raise DataError(f"{where}: {len(dup)} ids appear more than once (first: {str(dup[0])!r})")
+    row_of = {str(i): r for r, i in enumerate(ids.tolist())}
+    missing = [i for i in images.ids if i not in row_of]
+    if missing:
+        raise DataError(
+            f"{where}: {len(missing)} of {len(images)} images of {images.name!r} have no row (first: {missing[0]!r})"
+        )
+    rows = np.fromiter((row_of[i] for i in images.ids), dtype=np.int64, count=len(images))
+    return validate_embeddings(emb[rows], images, dim=dim, normalized=normalized, where=where)
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
 def add_commands(sub) -> None:
-    """Register this module's CLI subcommands on the top-level subparsers."""
+    """Register ``eegbench embed`` on the top-level subparsers."""
+    p = sub.add_parser("embed", help="compute (and cache) image embeddings of a dataset's image sets")
+    p.add_argument("--dataset", required=True, help="dataset name (eegbench list dataset)")
+    p.add_argument("--root", default=None, help="dataset root folder (default: the dataset's own)")
+    p.add_argument("--image-encoder", required=True, dest="image_encoder", help="image-encoder name (eegbench list image-encoder), or a family form such as open_clip:MODEL/TAG")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="image-encoder parameter (repeatable; values parsed as TOML, else kept as text)")
+    p.add_argument("--split", default="train,test", help="comma-separated splits (default train,test)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--batch-size", type=int, default=64, dest="batch_size")
+    p.add_argument("--cache-dir", default=None, dest="cache_dir", help="cache directory (default EEGBENCH_CACHE)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_embed)
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``["output=x", "normalize=true"]`` → ``{"output": "x", "normalize": True}`` (TOML values, else text)."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise EegbenchError(f"--param {item!r} must look like key=value")
+        try:
+            out[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = raw
+    return out
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import eegbench
+
+    splits = [s.strip() for s in args.split.split(",") if s.strip()]
+    for s in splits:
+        if s not in ("train", "test"):
+            raise EegbenchError(f"--split {s!r}: splits are train and test")
+    dataset_kw = {"root": args.root} if args.root else {}
+    dataset = eegbench.create("dataset", args.dataset, **dataset_kw)
+    encoder = eegbench.create("image-encoder", args.image_encoder, **parse_params(args.param))
+    device = resolve_device(args.device)
+    for split in splits:
+        images = dataset.image_set(split)
+        hit = is_cached(encoder, images, args.cache_dir)
+        emb = embed_images(encoder, images, cache_root=args.cache_dir, device=device, batch_size=args.batch_size,
+                           progress=not args.quiet)
+        entry = cached_entry(encoder, images, args.cache_dir)
+        status = "cached" if hit else "computed"
+        print(f"{split}: {emb.shape[0]} x {emb.shape[1]} ({status}) {entry.path if entry else ''}".rstrip())
+    return 0

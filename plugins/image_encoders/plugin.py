@@ -1,9 +1,109 @@
-"""Built-in plugin (skeleton: being written)."""
+"""Image encoders: ``clip-vit-b-32``, ``embedding-file`` and the ``open_clip:`` / ``timm:`` families.
+
+Listing imports nothing heavy: open_clip, timm and torch load inside the factories.
+"""
 from __future__ import annotations
 
-from eegbench import hookimpl
+import functools
+from typing import Any
+
+from eegbench import Component, hookimpl
+from eegbench.errors import EegbenchError
+
+CLIP_CITATION = "Radford et al. (2021), Learning Transferable Visual Models From Natural Language Supervision, ICML"
+OPEN_CLIP_CITATION = "Cherti et al. (2023), Reproducible scaling laws for contrastive language-image learning, CVPR (open_clip)"
+TIMM_CITATION = "Wightman (2019), PyTorch Image Models (timm)"
+
+OPEN_CLIP_DEFAULTS: dict[str, Any] = {"output": "embedding", "quick_gelu": "auto", "normalize": False, "cache_dir": ""}
 
 
 @hookimpl
-def eegbench_image_encoders():
-    return []
+def eegbench_image_encoders() -> list[Component]:
+    return [
+        Component(
+            kind="image-encoder",
+            name="clip-vit-b-32",
+            summary="CLIP ViT-B/32 (open_clip ViT-B-32, OpenAI weights): joint 512-d embedding, CLS token (768-d) or a block's CLS",
+            factory="eegbench_plugins.image_encoders.plugin:build_clip_vit_b_32",
+            defaults={"weights": "openai", **OPEN_CLIP_DEFAULTS},
+            citation=CLIP_CITATION,
+            notes=(
+                'output = "cls" is the CLS token before ln_post and the projection (768-d, the seed\'s target); '
+                '"block:N" the CLS token after block N. weights: a tag, a local checkpoint file, or "none" (random init)'
+            ),
+        ),
+        Component(
+            kind="image-encoder",
+            name="embedding-file",
+            summary="Embeddings read from a .npz (ids + embeddings), served by image id and validated",
+            factory="eegbench_plugins.image_encoders.plugin:build_embedding_file",
+            defaults={"path": "", "normalized": "any", "normalize": False, "ids_key": "ids", "embeddings_key": "embeddings"},
+            notes="relative paths resolve against the image set's root; normalized = \"l2\" checks unit-norm rows",
+        ),
+    ]
+
+
+@hookimpl
+def eegbench_resolve_family(kind: str, name: str) -> Component | None:
+    """``open_clip:<model>/<pretrained>`` and ``timm:<model>`` image encoders."""
+    if kind != "image-encoder":
+        return None
+    prefix, _, rest = name.partition(":")
+    if prefix == "open_clip" and rest:
+        model, _, tag = rest.partition("/")
+        if not model:
+            return None
+        return Component(
+            kind="image-encoder",
+            name=name,
+            summary=f"open_clip {model}" + (f" with {tag} weights" if tag else ""),
+            # the name's tag also tells how to read a weights *file* given instead (QuickGELU, preprocessing)
+            factory=functools.partial(build_open_clip_family, default_tag=tag),
+            defaults={"model": model, "weights": tag or "none", **OPEN_CLIP_DEFAULTS},
+            citation=CLIP_CITATION if tag == "openai" else OPEN_CLIP_CITATION,
+            notes='weights: the tag in the name, a local checkpoint file, or "none" (random init)',
+        )
+    if prefix == "timm" and rest:
+        return Component(
+            kind="image-encoder",
+            name=name,
+            summary=f"timm {rest}: pooled pre-logits features",
+            factory="eegbench_plugins.image_encoders.plugin:build_timm_family",
+            defaults={"model": rest, "weights": "default", "output": "embedding", "normalize": False, "cache_dir": ""},
+            citation=TIMM_CITATION,
+        )
+    return None
+
+
+def build_clip_vit_b_32(*, weights: str = "openai", output: str = "embedding", quick_gelu: Any = "auto",
+                        normalize: bool = False, cache_dir: str = ""):
+    """``clip-vit-b-32`` factory. A weights *file* is taken to be OpenAI's (QuickGELU, OpenAI preprocessing)."""
+    from .openclip import OpenClipEncoder
+
+    return OpenClipEncoder("ViT-B-32", weights, output=output, quick_gelu=quick_gelu, normalize=normalize,
+                           cache_dir=cache_dir, default_tag="openai", name="clip-vit-b-32")
+
+
+def build_open_clip_family(*, model: str, weights: str, output: str = "embedding", quick_gelu: Any = "auto",
+                           normalize: bool = False, cache_dir: str = "", default_tag: str = ""):
+    from .openclip import OpenClipEncoder
+
+    return OpenClipEncoder(model, weights, output=output, quick_gelu=quick_gelu, normalize=normalize,
+                           cache_dir=cache_dir, default_tag=default_tag, name=f"open_clip:{model}/{default_tag or weights}")
+
+
+def build_timm_family(*, model: str, weights: str = "default", output: str = "embedding", normalize: bool = False,
+                      cache_dir: str = ""):
+    from .timm_encoder import TimmEncoder
+
+    return TimmEncoder(model, weights=weights, output=output, normalize=normalize, cache_dir=cache_dir)
+
+
+def build_embedding_file(*, path: str = "", normalized: str = "any", normalize: bool = False, ids_key: str = "ids",
+                         embeddings_key: str = "embeddings"):
+    from .embedding_file import EmbeddingFileEncoder
+
+    if not isinstance(path, str):
+        raise EegbenchError(f"image encoder embedding-file: path must be a string, got {path!r}")
+    return EmbeddingFileEncoder(path, normalized=normalized, normalize=normalize, ids_key=ids_key,
+                                embeddings_key=embeddings_key)

@@ -1,0 +1,89 @@
+"""torch modules of the ``clip`` and ``soft-clip`` losses (imported only when a loss is built).
+
+See :mod:`eegbench_plugins.losses` for the contract and the temperature parameterisations.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eegbench.errors import EegbenchError
+
+from .losses import MAX_LOGIT_SCALE
+
+
+class ClipLoss(nn.Module):
+    def __init__(self, temperature: float = 0.04, learn_temperature: bool = False,
+                 temperature_param: str = "log", text_weight: float = 0.0):
+        super().__init__()
+        if not temperature > 0:
+            raise EegbenchError(f"loss clip: temperature must be > 0, got {temperature}")
+        if temperature_param not in ("log", "softplus"):
+            raise EegbenchError(f"loss clip: temperature_param must be \"log\" or \"softplus\", got {temperature_param!r}")
+        if not 0.0 <= text_weight <= 1.0:
+            raise EegbenchError(f"loss clip: text_weight must be in [0, 1], got {text_weight}")
+        self.temperature_param = temperature_param
+        self.learn_temperature = bool(learn_temperature)
+        self.text_weight = float(text_weight)
+        self.needs_text = self.text_weight > 0
+        if temperature_param == "log":
+            raw = torch.tensor(math.log(1.0 / temperature))
+        else:
+            # softplus(raw) = T  ->  raw = log(exp(T) - 1)
+            raw = torch.tensor(math.log(math.expm1(temperature)))
+        if self.learn_temperature:
+            self.raw_temperature = nn.Parameter(raw.float())
+        else:
+            self.register_buffer("raw_temperature", raw.float())
+
+    @property
+    def logit_scale(self):
+        """1 / T as a tensor (differentiable when learnt)."""
+        if self.temperature_param == "log":
+            return self.raw_temperature.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
+        return 1.0 / F.softplus(self.raw_temperature)
+
+    @property
+    def temperature(self) -> float:
+        return float(1.0 / self.logit_scale.detach())
+
+    def _logits(self, a, b):
+        a = F.normalize(a.float(), dim=-1)
+        b = F.normalize(b.float(), dim=-1)
+        return self.logit_scale * a @ b.t()
+
+    def _pair_loss(self, eeg, other):
+        logits = self._logits(eeg, other)
+        labels = torch.arange(len(logits), device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+    def forward(self, eeg_emb, img_emb, text_emb=None):
+        loss = self._pair_loss(eeg_emb, img_emb)
+        if self.needs_text:
+            if text_emb is None:
+                raise EegbenchError("loss clip: text_weight > 0 but no text embeddings were passed (text_emb)")
+            loss = (1.0 - self.text_weight) * loss + self.text_weight * self._pair_loss(eeg_emb, text_emb)
+        return loss
+
+class SoftClipLoss(ClipLoss):
+    """Targets are a softmax over image-image similarities instead of the identity (one-hot)."""
+
+    def __init__(self, target_temperature: float = 0.04, **kwargs):
+        super().__init__(**kwargs)
+        if not target_temperature > 0:
+            raise EegbenchError(f"loss soft-clip: target_temperature must be > 0, got {target_temperature}")
+        self.target_temperature = float(target_temperature)
+
+    def _pair_loss(self, eeg, other):
+        logits = self._logits(eeg, other)
+        with torch.no_grad():
+            o = F.normalize(other.float(), dim=-1)
+            targets = torch.softmax(o @ o.t() / self.target_temperature, dim=-1)  # symmetric
+        # soft cross-entropy in both directions (targets are symmetric, so the same matrix serves both)
+        l1 = -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+        l2 = -(targets * F.log_softmax(logits.t(), dim=-1)).sum(-1).mean()
+        return 0.5 * (l1 + l2)
+

@@ -1,0 +1,113 @@
+"""clip / soft-clip: direct formulas on fixed inputs, symmetry, temperature handling, text term."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import eegbench
+from eegbench.errors import EegbenchError
+
+
+def fixed_inputs(b=5, d=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, d, generator=g), torch.randn(b, d, generator=g), torch.randn(b, d, generator=g)
+
+
+def direct_infonce(eeg: np.ndarray, img: np.ndarray, t: float) -> float:
+    """Textbook symmetric InfoNCE written out with numpy loops."""
+    e = eeg / np.linalg.norm(eeg, axis=1, keepdims=True)
+    v = img / np.linalg.norm(img, axis=1, keepdims=True)
+    s = e @ v.T / t
+    n = len(s)
+    row = -np.mean([s[i, i] - math.log(sum(math.exp(s[i, j]) for j in range(n))) for i in range(n)])
+    col = -np.mean([s[i, i] - math.log(sum(math.exp(s[j, i]) for j in range(n))) for i in range(n)])
+    return 0.5 * (row + col)
+
+
+def test_clip_matches_direct_formula():
+    eeg, img, _ = fixed_inputs()
+    loss = eegbench.create("loss", "clip")
+    assert not loss.needs_text
+    assert loss.temperature == pytest.approx(0.04)
+    value = loss(eeg, img)
+    assert value.ndim == 0
+    assert value.item() == pytest.approx(direct_infonce(eeg.double().numpy(), img.double().numpy(), 0.04), rel=1e-5)
+    # the embeddings are L2-normalised: scaling an input changes nothing
+    assert loss(3 * eeg, 0.5 * img).item() == pytest.approx(value.item(), rel=1e-5)
+
+
+def test_clip_symmetry():
+    eeg, img, _ = fixed_inputs()
+    loss = eegbench.create("loss", "clip", temperature=0.1)
+    assert loss(eeg, img).item() == pytest.approx(loss(img, eeg).item(), rel=1e-6)
+    perm = torch.tensor([2, 0, 4, 1, 3])  # permuting the pairs together does not change the loss
+    assert loss(eeg[perm], img[perm]).item() == pytest.approx(loss(eeg, img).item(), rel=1e-5)
+
+
+def test_clip_temperature_fixed_by_default_and_learns_when_asked():
+    eeg, img, _ = fixed_inputs()
+    fixed = eegbench.create("loss", "clip")
+    assert list(fixed.parameters()) == []  # nothing for the optimiser, as the seed in practice
+    for param in ("log", "softplus"):
+        loss = eegbench.create("loss", "clip", learn_temperature=True, temperature_param=param, temperature=0.5)
+        assert loss.temperature == pytest.approx(0.5, rel=1e-5)
+        params = list(loss.parameters())
+        assert len(params) == 1
+        opt = torch.optim.SGD(params, lr=0.5)
+        # aligned pairs: a sharper softmax (lower T) lowers the loss, so T must decrease
+        before = loss.temperature
+        for _ in range(20):
+            opt.zero_grad()
+            loss(eeg, eeg + 0.01 * img).backward()
+            opt.step()
+        assert loss.temperature < before
+
+
+def test_clip_log_scale_is_clamped_like_clip():
+    loss = eegbench.create("loss", "clip", learn_temperature=True, temperature=0.001)
+    assert loss.logit_scale.item() == pytest.approx(100.0)
+    assert loss.temperature == pytest.approx(0.01)
+
+
+def test_clip_text_term():
+    eeg, img, txt = fixed_inputs()
+    w = 0.25
+    loss = eegbench.create("loss", "clip", text_weight=w)
+    assert loss.needs_text
+    plain = eegbench.create("loss", "clip")
+    expected = (1 - w) * plain(eeg, img) + w * plain(eeg, txt)
+    assert loss(eeg, img, txt).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(EegbenchError, match="no text embeddings"):
+        loss(eeg, img)
+
+
+def test_soft_clip_direct_formula_and_limit():
+    eeg, img, _ = fixed_inputs()
+    t, tt = 0.1, 0.2
+    loss = eegbench.create("loss", "soft-clip", temperature=t, target_temperature=tt)
+    e = eeg.double().numpy() / np.linalg.norm(eeg.double().numpy(), axis=1, keepdims=True)
+    v = img.double().numpy() / np.linalg.norm(img.double().numpy(), axis=1, keepdims=True)
+    s = e @ v.T / t
+    q = np.exp(v @ v.T / tt)
+    q /= q.sum(1, keepdims=True)
+    log_row = s - np.log(np.exp(s).sum(1, keepdims=True))
+    log_col = s.T - np.log(np.exp(s.T).sum(1, keepdims=True))
+    expected = 0.5 * (-(q * log_row).sum(1).mean() - (q * log_col).sum(1).mean())
+    assert loss(eeg, img).item() == pytest.approx(expected, rel=1e-5)
+    # very sharp targets are one-hot: soft-clip becomes clip
+    sharp = eegbench.create("loss", "soft-clip", temperature=t, target_temperature=1e-4)
+    hard = eegbench.create("loss", "clip", temperature=t)
+    assert sharp(eeg, img).item() == pytest.approx(hard(eeg, img).item(), rel=1e-5)
+    # the targets are constants: with the image side frozen, only the EEG side receives gradient
+    eeg_g = eeg.clone().requires_grad_(True)
+    loss(eeg_g, img).backward()
+    assert eeg_g.grad is not None and eeg_g.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad", [{"temperature": 0}, {"temperature_param": "linear"}, {"text_weight": 2.0}])
+def test_clip_bad_params(bad):
+    with pytest.raises(EegbenchError, match="loss clip"):
+        eegbench.create("loss", "clip", **bad)
