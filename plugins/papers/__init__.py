@@ -1,9 +1,89 @@
-"""Built-in plugin (skeleton: being written)."""
+"""The field's EEG–image decoders as eegbench backbones: ``nice``, ``atm-s``, ``ubp-mlp``.
+
+Each backbone includes its paper's projection MLP up to the paper's output width (``proj_dim``); the
+engine's head ``Linear(proj_dim, image_dim)`` then maps to the image encoder's dimension (docs/papers.md
+explains the choice). Listing imports nothing heavy: the model modules (torch) load in the factories.
+Paper recipes live in ``benchmarks/papers/``; the papers' own numbers in ``benchmarks/papers/reported.toml``.
+"""
 from __future__ import annotations
 
 from eegbench import hookimpl
+from eegbench.components import Component
+
+NICE_CITATION = (
+    "Song, Y., Liu, B., Li, X., Zhi, N., Wang, Y., Gao, X. (2024). Decoding Natural Images from EEG for "
+    "Object Recognition. ICLR 2024. arXiv:2308.13234"
+)
+ATM_CITATION = (
+    "Li, D., Wei, C., Li, S., Zou, J., Liu, Q. (2024). Visual Decoding and Reconstruction via EEG Embeddings "
+    "with Guided Diffusion. NeurIPS 2024. arXiv:2403.07721"
+)
+UBP_CITATION = (
+    "Wu, H., Li, Q., Zhang, C., He, Z., Ying, X. (2025). Bridging the Vision-Brain Gap with an "
+    "Uncertainty-Aware Blur Prior. CVPR 2025, 2246-2257. arXiv:2503.04207"
+)
 
 
 @hookimpl
-def eegbench_backbones():
-    return []
+def eegbench_backbones() -> list[Component]:
+    return [
+        Component(
+            kind="backbone",
+            name="nice",
+            summary="NICE: temporal-spatial conv (ShallowNet-like, 1,440 features at 250 samples) + residual projection to 768",
+            factory="eegbench_plugins.papers.nice:build",
+            defaults={
+                "n_filters": 40,
+                "temporal_kernel": 25,
+                "pool": 51,
+                "pool_stride": 5,
+                "emb_size": 40,
+                "conv_dropout": 0.5,
+                "proj_dim": 768,
+                "proj_dropout": 0.5,
+                "init": "normal",
+            },
+            citation=NICE_CITATION,
+            notes=(
+                "Includes the paper's projection MLP (proj_dim=0 leaves it out). Tuned on Things-EEG-2 63 ch x 250 "
+                "samples (250 Hz, 0-1 s), CLIP ViT-L/14; needs n_times >= 75. 1,802,496 parameters at 63x250 "
+                "(= authors' Enc_eeg + Proj_eeg)."
+            ),
+        ),
+        Component(
+            kind="backbone",
+            name="atm-s",
+            summary="ATM-S: channel-wise attention (1 transformer layer over channel tokens) + NICE's conv + projection to 1024",
+            factory="eegbench_plugins.papers.atm:build",
+            defaults={
+                "d_model": 250,
+                "n_heads": 4,
+                "d_ff": 256,
+                "n_layers": 1,
+                "attn_dropout": 0.25,
+                "token": True,
+                "conv_dropout": 0.5,
+                "proj_dim": 1024,
+                "proj_dropout": 0.5,
+            },
+            citation=ATM_CITATION,
+            notes=(
+                "Includes the paper's projection MLP (proj_dim=0 leaves it out). Tuned on Things-EEG-2 63 ch x 250 "
+                "samples, single trials, open_clip ViT-H-14 + 0.01 text term. 3,072,912 parameters at 63x250 "
+                "(= the authors' parameters used in forward; their module holds 3,202,413)."
+            ),
+        ),
+        Component(
+            kind="backbone",
+            name="ubp-mlp",
+            summary="UBP: flattened input -> Linear -> residual GELU MLP -> LayerNorm (1024)",
+            factory="eegbench_plugins.papers.ubp:build",
+            defaults={"proj_dim": 1024, "dropout": 0.3},
+            citation=UBP_CITATION,
+            notes=(
+                "The whole model is the paper's projection. Tuned on Things-EEG-2 17 ch x 250 samples whitened on "
+                "training data, open_clip RN50 (openai), learnable softplus temperature. 5,404,672 parameters at "
+                "17x250 (= authors' EEGProjectLayer without its logit scale)."
+            ),
+        ),
+    ]
