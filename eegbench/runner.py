@@ -1,6 +1,443 @@
-"""(skeleton: being written)"""
+"""``eegbench run``: spec → plan → executor → results store → results table.
+
+:class:`CellRunner` is the picklable callable every executor runs, here or in a worker process: it skips a
+cell whose key is stored as done (unless forced), otherwise marks it running, trains and evaluates it
+through :mod:`eegbench.engine`, and writes its rows in one transaction (or marks it failed with one line).
+:func:`run_spec` is the Python API behind ``eegbench.run`` and the CLI.
+"""
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
 
+from .errors import EegbenchError
+
+log = logging.getLogger("eegbench.runner")
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """How one cell ended: ``done``, ``failed`` (with a one-line ``error``) or ``skipped`` (already stored)."""
+
+    key: str
+    status: str
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, EegbenchError):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+class CellRunner:
+    """Runs one cell and records it in ``<results_dir>/results.sqlite`` (picklable; contract 8).
+
+    Attributes:
+        results_dir: the results directory (database, checkpoints, logs).
+        cache_dir: prepared-EEG and embedding cache (``None``: ``EEGBENCH_CACHE`` or the user default).
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        force: recompute cells already stored.
+        progress: optional in-process callback ``(event: str, cell, payload)``; dropped when pickled.
+    """
+
+    def __init__(self, results_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None, device: str = "auto",
+                 force: bool = False, progress: Callable[[str, Any, Any], None] | None = None):
+        self.results_dir = str(results_dir)
+        self.cache_dir = str(cache_dir) if cache_dir else None
+        self.device = device
+        self.force = force
+        self.progress = progress
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["progress"] = None  # display callbacks stay in the parent process
+        return state
+
+    def __call__(self, cell: Any) -> CellOutcome:
+        from .store import CellRecord, ResultStore
+
+        store = ResultStore(self.results_dir)
+        if not self.force and store.is_done(cell.key):
+            return CellOutcome(cell.key, "skipped")
+        started = time.time()
+        t0 = time.perf_counter()
+        store.mark_running(cell.key, spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold, seed=cell.seed,
+                           training_ratio=cell.training_ratio, config=dict(cell.config))
+        self._emit("start", cell, None)
+        try:
+            from .engine import run_cell
+
+            epoch_cb = (lambda record: self._emit("epoch", cell, record)) if self.progress else None
+            result = run_cell(cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device,
+                              progress=epoch_cb)
+            rows = result_rows(cell, result)
+            store.write_cell(CellRecord(cell_key=cell.key, rows=rows, spec_name=cell.spec_name, stage=cell.stage,
+                                        fold=cell.fold, seed=cell.seed, training_ratio=cell.training_ratio,
+                                        checkpoint=result.checkpoint, config=dict(cell.config), started_at=started))
+        except KeyboardInterrupt:
+            store.mark_failed(cell.key, "interrupted")
+            raise
+        except Exception as exc:  # noqa: BLE001 - a cell's failure is its result, recorded in one line
+            message = _one_line(exc)
+            log.error("cell %s failed: %s", cell.label(), message, exc_info=not isinstance(exc, EegbenchError))
+            store.mark_failed(cell.key, message)
+            outcome = CellOutcome(cell.key, "failed", message, time.perf_counter() - t0)
+            self._emit("end", cell, outcome)
+            return outcome
+        outcome = CellOutcome(cell.key, "done", None, time.perf_counter() - t0)
+        top = {m: round(v, 4) for s in result.scores for m, v in s.metrics.items()} if len(result.scores) == 1 else {}
+        log.info("cell %s done in %.1fs (%d epochs, best %d) %s", cell.label(), outcome.seconds, result.epochs_run,
+                 result.best_epoch, top)
+        self._emit("end", cell, outcome)
+        return outcome
+
+    def _emit(self, event: str, cell: Any, payload: Any) -> None:
+        if self.progress is not None:
+            try:
+                self.progress(event, cell, payload)
+            except Exception:  # noqa: BLE001 - a display glitch must never fail a cell
+                pass
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    from . import __version__
+
+    return {"eegbench": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "python": sys.version.split()[0]}
+
+
+def result_rows(cell: Any, result: Any) -> list[dict[str, Any]]:
+    """One row per (test subject, metric) with the columns of :data:`eegbench.store.RESULT_COLUMNS`."""
+    from .interfaces import stable_hash
+
+    cfg = cell.config
+    context = dict(result.context)
+    context_key = stable_hash(context)
+    versions = _versions()
+    rows = []
+    for score in result.scores:
+        for metric, value in score.metrics.items():
+            rows.append({
+                "cell_key": cell.key, "spec_name": cell.spec_name, "spec_hash": cell.spec_hash,
+                "benchmark": cell.spec_name,
+                "dataset": cfg["dataset"]["name"], "dataset_params": cfg["dataset"]["params"],
+                "backbone": cfg["backbone"]["name"], "backbone_params": cfg["backbone"]["params"],
+                "image_encoder": cfg["image_encoder"]["name"], "image_encoder_params": cfg["image_encoder"]["params"],
+                "image_encoder_fingerprint": result.image_encoder_fingerprint,
+                "loss": cfg["loss"]["name"], "loss_params": cfg["loss"]["params"],
+                "task": cfg["task"]["name"], "task_params": cfg["task"]["params"],
+                "protocol": cell.protocol, "fold": cell.fold, "test_subject": int(score.subject),
+                "train_subjects": list(cell.train_subjects), "stage": cell.stage,
+                "training_ratio": float(cell.training_ratio), "seed": int(cell.seed),
+                "context": context, "context_key": context_key,
+                "metric": metric, "value": float(value), "chance": float(score.chance.get(metric, float("nan"))),
+                "epochs_run": int(result.epochs_run), "best_epoch": int(result.best_epoch),
+                "wall_seconds": float(result.wall_seconds), "samples_per_second": float(result.samples_per_second),
+                "device": result.device, "versions": versions, "config": dict(cfg),
+            })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# progress display
+# --------------------------------------------------------------------------------------------------
+class _Display:
+    """Live rich display: cells done/total (polled from the store, so worker processes count too) and the
+    in-process cell's epoch, losses and ETA."""
+
+    def __init__(self, store: Any, keys: list[str], quiet: bool):
+        self.store, self.keys, self.quiet = store, keys, quiet
+        self._stop = threading.Event()
+        self.progress = None
+        if quiet:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), transient=False)
+        self.cells_task = self.progress.add_task("cells", total=len(keys), info="")
+        self.epoch_task = self.progress.add_task("", total=1, info="", visible=False)
+
+    def __enter__(self) -> "_Display":
+        if self.progress is not None:
+            self.progress.start()
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._refresh_cells()
+            self.progress.update(self.epoch_task, visible=False)
+            self.progress.stop()
+
+    def _refresh_cells(self) -> None:
+        try:
+            status = self.store.cell_status(self.keys)
+        except Exception:  # noqa: BLE001 - the database may be busy; try again next tick
+            return
+        done = sum(1 for k in self.keys if status.get(k) == "done")
+        failed = sum(1 for k in self.keys if status.get(k) == "failed")
+        self.progress.update(self.cells_task, completed=done + failed, info=f"failed {failed}" if failed else "")
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            self._refresh_cells()
+
+    def __call__(self, event: str, cell: Any, payload: Any) -> None:
+        if self.progress is None:
+            return
+        if event == "start":
+            epochs = int(cell.config["train"]["epochs"])
+            self.progress.reset(self.epoch_task, total=epochs, description=f"  {cell.label()}", info="", visible=True)
+        elif event == "epoch":
+            val = payload["val_loss"]
+            info = f"loss {payload['train_loss']:.3f}" + (f" val {val:.3f}" if val == val else "")
+            self.progress.update(self.epoch_task, completed=payload["epoch"], info=info)
+        elif event == "end":
+            self._refresh_cells()
+
+
+# --------------------------------------------------------------------------------------------------
+# run_spec
+# --------------------------------------------------------------------------------------------------
+def _resolve_dirs(spec: Any, results_dir: Any, cache_dir: Any) -> tuple[Path, Path]:
+    from .paths import cache_dir as _cache_dir
+    from .paths import results_dir as _results_dir
+
+    return _results_dir(results_dir or spec.paths.results or None), _cache_dir(cache_dir or spec.paths.cache or None)
+
+
+def _estimate_samples(plan: Any) -> dict[str, Any]:
+    """Training images per subject of the train split (metadata only; None when the data is absent)."""
+    try:
+        from .engine import build_dataset
+
+        dataset = build_dataset(plan.cells[0].config)
+        return {"n_images": len(dataset.image_set("train"))}
+    except Exception:  # noqa: BLE001 - a dry run must work without the data
+        return {"n_images": None}
+
+
+def plan_table(plan: Any, stored: Mapping[str, str]) -> Any:
+    """The plan as a DataFrame: one row per cell with its work estimate and stored status."""
+    import pandas as pd
+
+    est = _estimate_samples(plan) if plan.cells else {"n_images": None}
+    rows = []
+    for c in plan.cells:
+        vfrac = c.config["validation"]["fraction"]
+        epochs = int(c.config["train"]["epochs"])
+        samples = None
+        if est["n_images"] is not None:
+            per_subject = est["n_images"] * (1 - vfrac) * c.training_ratio
+            samples = int(per_subject * len(c.train_subjects))
+        rows.append({"key": c.key[:12], "stage": c.stage, "fold": c.fold, "seed": c.seed, "ratio": c.training_ratio,
+                     "train_subjects": len(c.train_subjects), "samples": samples, "epochs": epochs,
+                     "work": samples * epochs if samples is not None else None,
+                     "stored": stored.get(c.key, "-")})
+    return pd.DataFrame(rows)
+
+
+def results_frame(store: Any, keys: list[str]) -> Any:
+    import pandas as pd
+
+    from .store import RESULT_COLUMNS
+
+    frames = [store.dataframe(f"cell_key IN ({','.join('?' * len(keys[i:i + 500]))})", keys[i:i + 500])
+              for i in range(0, len(keys), 500)]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=["id", *RESULT_COLUMNS])
+    return pd.concat(frames, ignore_index=True).sort_values("id").reset_index(drop=True)
+
+
+def summary_table(df: Any) -> Any:
+    """Mean ± std over seeds per (stage, ratio, fold, test subject) with top-k columns and chance."""
+    import pandas as pd
+
+    if df.empty:
+        return pd.DataFrame()
+    g = df.groupby(["stage", "training_ratio", "fold", "test_subject", "metric"], sort=False)["value"]
+    out = g.mean().unstack("metric")
+    out.columns = list(out.columns)
+    chance = df[df["metric"] == "top1"].groupby(["stage", "training_ratio", "fold", "test_subject"], sort=False)["chance"].first()
+    out["chance@1"] = chance
+    out["seeds"] = df[df["metric"] == "top1"].groupby(["stage", "training_ratio", "fold", "test_subject"], sort=False)["seed"].nunique()
+    return out.reset_index()
+
+
+def _print_summary(df: Any, console: Any) -> None:
+    from rich.table import Table
+
+    summary = summary_table(df)
+    if summary.empty:
+        console.print("no results stored for this spec")
+        return
+    table = Table(title="results (retrieval accuracy, mean over seeds)")
+    metrics = [c for c in summary.columns if c.startswith("top")]
+    for col in ["stage", "ratio", "fold", "subject", *metrics, "chance@1", "seeds"]:
+        table.add_column(col, justify="right" if col not in ("stage", "fold") else "left")
+    for (stage, ratio), group in summary.groupby(["stage", "training_ratio"], sort=False):
+        for _, r in group.iterrows():
+            table.add_row(stage, f"{ratio:g}", str(r["fold"]), str(r["test_subject"]),
+                          *[f"{r[m]:.3f}" for m in metrics], f"{r['chance@1']:.3f}", str(r["seeds"]))
+        if len(group) > 1:
+            table.add_row(stage, f"{ratio:g}", "mean", "", *[f"{group[m].mean():.3f}" for m in metrics],
+                          f"{group['chance@1'].mean():.3f}", "", style="bold")
+    console.print(table)
+
+
+def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = None, *, results_dir: Any = None,
+             cache_dir: Any = None, device: str = "auto", force: bool = False, dry_run: bool = False,
+             only: Iterable[str] | Mapping[str, Any] | None = None, executor: str | None = None, jobs: int | None = None,
+             quiet: bool = False) -> Any:
+    """Run (or with ``dry_run`` just plan) a benchmark spec; return a pandas DataFrame.
+
+    The result is the stored rows of the plan's cells (one per cell × test subject × metric, columns of
+    :data:`eegbench.store.RESULT_COLUMNS`); with ``dry_run`` the plan's cells with their work estimate and
+    stored status. Every spec problem raises :class:`~eegbench.errors.EegbenchError` before any training.
+    """
+    from rich.console import Console
+
+    from . import create
+    from .plan import build_plan
+    from .store import ResultStore
+
+    console = Console(stderr=False, quiet=quiet)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)  # logs and notebooks: do not truncate the results table
+    plan = build_plan(spec, overrides)
+    cells = plan.select(only)
+    res_dir, cch_dir = _resolve_dirs(plan.spec, results_dir, cache_dir)
+    if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
+        raise EegbenchError(f"--device {device!r}: expected auto, cpu or cuda[:N]")
+
+    if dry_run:
+        stored = ResultStore(res_dir).cell_status([c.key for c in cells]) if (res_dir / "results.sqlite").exists() else {}
+        sub_plan = type(plan)(plan.spec, cells)
+        table = plan_table(sub_plan, stored)
+        if not quiet:
+            import pandas as pd
+
+            with pd.option_context("display.max_rows", 500, "display.width", 200):
+                console.print(f"plan {plan.spec.name!r}: {len(cells)} cells "
+                              f"({sum(1 for c in cells if stored.get(c.key) == 'done')} stored) -> {res_dir}")
+                console.print(table.to_string(index=False), markup=False, highlight=False)
+                work = table["work"].dropna()
+                if len(work):
+                    console.print(f"work: {int(work.sum()):,} sample-epochs "
+                                  f"({int(table.loc[table['stored'] != 'done', 'work'].fillna(0).sum()):,} to run)")
+                else:
+                    console.print("work: unknown until the dataset is available")
+        return table
+
+    if device != "auto":
+        from .engine import resolve_device
+
+        resolve_device(device)  # a missing CUDA is one line now, not one failure per cell
+    name = executor or plan.spec.executor.name
+    params = dict(plan.spec.executor.params) if name == plan.spec.executor.name else {}
+    if jobs is not None:
+        params["jobs"] = int(jobs)
+    exe = create("executor", name, **params)
+
+    # the data must be there (or be generated) before any cell starts; a missing release is one line
+    from .engine import build_dataset
+
+    needed = sorted({s for c in cells for s in (*c.train_subjects, *c.test_subjects)})
+    build_dataset(cells[0].config).ensure_available(needed)
+
+    store = ResultStore(res_dir)
+    log_path = _start_log(res_dir, plan.spec.name)
+    root_logger = logging.getLogger("eegbench")
+    try:
+        keys = [c.key for c in cells]
+        stored = store.cell_status(keys)
+        todo = [c for c in cells if force or stored.get(c.key) != "done"]
+        log.info("spec %s (%s): %d cells, %d to run, results %s, device %s, executor %s %s", plan.spec.name,
+                 plan.spec.source, len(cells), len(todo), res_dir, device, name, params)
+        if not quiet:
+            console.print(f"[bold]{plan.spec.name}[/]: {len(cells)} cells, {len(cells) - len(todo)} stored, "
+                          f"{len(todo)} to run -> {res_dir}  (log {log_path})")
+        outcomes = []
+        if todo:
+            with _Display(store, keys, quiet) as display:
+                runner = CellRunner(res_dir, cch_dir, device=device, force=force, progress=display)
+                outcomes = exe.run(cells, runner)
+        failed = [o for o in outcomes if o.status == "failed"]
+        by_key = {c.key: c for c in cells}
+        for o in failed:
+            msg = f"failed: {by_key[o.key].label()}: {o.error}"
+            log.error(msg)
+            console.print(f"[red]{msg}[/]", highlight=False)
+        df = results_frame(store, keys)
+        if not quiet:
+            _print_summary(df, console)
+        df.attrs["failed"] = [o.key for o in failed]
+        df.attrs["results_dir"] = str(res_dir)
+        df.attrs["log"] = str(log_path)
+        return df
+    finally:
+        for h in list(root_logger.handlers):
+            if getattr(h, "_eegbench_run_log", False):
+                root_logger.removeHandler(h)
+                h.close()
+
+
+def _start_log(res_dir: Path, spec_name: str) -> Path:
+    logs = res_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"{spec_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    handler._eegbench_run_log = True  # type: ignore[attr-defined]
+    root = logging.getLogger("eegbench")
+    root.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
 def add_commands(sub) -> None:
-    """Register this module's CLI subcommands on the top-level subparsers."""
+    """Register ``eegbench run`` on the top-level subparsers."""
+    p = sub.add_parser("run", help="run a benchmark spec (TOML): plan, train, evaluate, store results")
+    p.add_argument("spec", help="path to a benchmark spec, e.g. benchmarks/quick.toml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec key with a TOML value, e.g. --set train.epochs=5 --set seeds=[1,2]")
+    p.add_argument("--dry-run", action="store_true", help="print the cells, their work and what is stored; run nothing")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                   help="run a subset: stage, fold, seed, ratio, test_subject, protocol or key (repeatable)")
+    p.add_argument("--force", action="store_true", help="recompute cells already stored")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    p.add_argument("--results", metavar="DIR", help="results directory (default: spec [paths] results, EEGBENCH_RESULTS, ./results)")
+    p.add_argument("--cache", metavar="DIR", help="cache directory (default: spec [paths] cache, EEGBENCH_CACHE, user cache)")
+    p.add_argument("--executor", metavar="NAME", help="executor component (local, submitit, ray; default: the spec's)")
+    p.add_argument("--jobs", type=int, metavar="N", help="cells at once (executor parameter jobs)")
+    p.add_argument("--quiet", action="store_true", help="no progress display or tables")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    df = run_spec(args.spec, args.overrides, results_dir=args.results, cache_dir=args.cache, device=args.device,
+                  force=args.force, dry_run=args.dry_run, only=args.only, executor=args.executor, jobs=args.jobs,
+                  quiet=args.quiet)
+    return 1 if df.attrs.get("failed") else 0

@@ -1,9 +1,71 @@
-"""Built-in plugin (skeleton: being written)."""
+"""Built-in task ``retrieval``: zero-shot n-way image retrieval from EEG embeddings.
+
+Each test trial's EEG embedding is ranked by cosine similarity against the embeddings of *every* image of
+the test split (the gallery: 200 images on the Things-EEG-2 release). The true image is known by its row
+(``image_index``), never guessed by nearest neighbour, so duplicate embeddings or several subjects tested
+together cannot mix images up. Ties count against the trial (an image scored equal to the true one ranks
+ahead of it), so a constant model scores 0, not 100%.
+"""
 from __future__ import annotations
 
 from eegbench import hookimpl
+from eegbench.components import Component
+from eegbench.interfaces import Task, TaskScore
+
+
+class RetrievalTask(Task):
+    """Top-k retrieval accuracy per test subject; chance is ``k / n_way``."""
+
+    name = "retrieval"
+
+    def __init__(self, topk: list[int] | tuple[int, ...] = (1, 3, 5)):
+        ks = sorted({int(k) for k in topk})
+        if not ks or ks[0] < 1:
+            from eegbench.errors import EegbenchError
+
+            raise EegbenchError(f"task 'retrieval': topk must be positive integers, got {list(topk)}")
+        self.topk = ks
+
+    def evaluate(self, eeg_emb, image_emb, image_index, subjects) -> list[TaskScore]:
+        import torch
+
+        eeg = torch.as_tensor(eeg_emb).float()
+        img = torch.as_tensor(image_emb, device=eeg.device).float()
+        idx = torch.as_tensor(image_index, device=eeg.device).long()
+        subj = torch.as_tensor(subjects, device=eeg.device).long()
+        n_way = img.shape[0]
+        eeg = torch.nn.functional.normalize(eeg, dim=1)
+        img = torch.nn.functional.normalize(img, dim=1)
+        sim = eeg @ img.T  # [n, n_way]
+        true = sim.gather(1, idx[:, None])
+        rank = (sim >= true).sum(dim=1) - 1  # images scored at least as high as the true one
+        scores = []
+        for s in torch.unique(subj).tolist():
+            mask = subj == s
+            r = rank[mask]
+            metrics = {f"top{k}": float((r < k).float().mean().item()) for k in self.topk}
+            chance = {f"top{k}": min(1.0, k / n_way) for k in self.topk}
+            scores.append(TaskScore(subject=int(s), metrics=metrics, chance=chance, n_way=n_way,
+                                    extra={"n_trials": int(mask.sum().item())}))
+        return scores
+
+    def context(self) -> dict:
+        return {"gallery": "test-split images", "topk": self.topk}
+
+
+def build(topk: list[int] | tuple[int, ...] = (1, 3, 5)) -> RetrievalTask:
+    return RetrievalTask(topk=topk)
 
 
 @hookimpl
 def eegbench_tasks():
-    return []
+    return [
+        Component(
+            kind="task",
+            name="retrieval",
+            summary="Zero-shot n-way image retrieval (cosine), top-k per test subject",
+            factory="eegbench_plugins.retrieval:build",
+            defaults={"topk": [1, 3, 5]},
+            citation="",
+        )
+    ]

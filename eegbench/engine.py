@@ -1,0 +1,497 @@
+"""The training engine: one cell = prepare data → embed images → train with honest selection → evaluate once.
+
+Fast path (why it is shaped like this): the prepared split, the image-embedding table and the trial →
+image index all go to the device once; an epoch is an on-device ``randperm`` sliced into batches, so there
+is no DataLoader, no per-sample Python and no per-step host synchronisation (losses are summed on the
+device and read once per epoch). On CUDA the forward pass runs under bf16 autocast; ``torch.compile`` is
+optional.
+
+Honesty: model selection, early stopping and plateau schedules read the validation split, which is drawn
+from the *training* split; the test split's EEG is loaded only after training has finished, and the task
+evaluates it once, on the selected weights.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__, create
+from .errors import EegbenchError
+from .interfaces import EEGData, PrepOptions, TaskScore, stable_hash
+
+log = logging.getLogger("eegbench.engine")
+
+CHECKPOINT_FORMAT = "eegbench-encoder-1"
+ProgressFn = Callable[[Mapping[str, Any]], None]
+
+
+# --------------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------------
+class EEGEncoder(nn.Module):
+    """A backbone followed by the projection head ``Linear(n_features, image_dim)``."""
+
+    def __init__(self, backbone: nn.Module, image_dim: int):
+        super().__init__()
+        n_features = getattr(backbone, "n_features", None)
+        if not isinstance(n_features, int) or n_features < 1:
+            raise EegbenchError(f"backbone {type(backbone).__name__} has no positive int attribute n_features")
+        self.backbone = backbone
+        self.head = nn.Linear(n_features, image_dim)
+        self.takes_subject = bool(getattr(backbone, "takes_subject", False))
+
+    def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
+        feats = self.backbone(x, subject) if self.takes_subject else self.backbone(x)
+        return self.head(feats)
+
+
+def build_encoder(backbone: Mapping[str, Any], *, n_chans: int, n_times: int, sfreq: float | None,
+                  ch_names: list[str] | None, image_dim: int, subjects: list[int] | None) -> EEGEncoder:
+    """Build the backbone by name (with its resolved params) and append the projection head."""
+    chs_info = [{"ch_name": c} for c in ch_names] if ch_names else None
+    net = create("backbone", backbone["name"], n_chans=n_chans, n_times=n_times, sfreq=sfreq, chs_info=chs_info,
+                 subjects=list(subjects) if subjects else None, **dict(backbone.get("params", {})))
+    return EEGEncoder(net, image_dim)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; asking for CUDA without one is a one-line error."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise EegbenchError(f"--device {device}: no CUDA device is available (use --device cpu or auto)")
+    if device not in ("cpu",) and not str(device).startswith("cuda"):
+        raise EegbenchError(f"--device {device!r}: expected auto, cpu or cuda[:N]")
+    return torch.device(device)
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class DeviceSplit:
+    """A split on the device: EEG, image row per trial, subject per trial."""
+
+    x: torch.Tensor
+    image_index: torch.Tensor
+    subject: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def to_device(eeg: np.ndarray, image_index: np.ndarray, subject: np.ndarray, device: torch.device) -> DeviceSplit:
+    return DeviceSplit(
+        torch.as_tensor(np.ascontiguousarray(eeg, dtype=np.float32)).to(device),
+        torch.as_tensor(np.asarray(image_index, dtype=np.int64)).to(device),
+        torch.as_tensor(np.asarray(subject, dtype=np.int64)).to(device),
+    )
+
+
+@dataclass
+class FitResult:
+    state: dict[str, torch.Tensor]
+    epochs_run: int
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    samples_seen: int = 0
+
+
+def _lr_at(epoch: int, cfg: Mapping[str, Any]) -> float:
+    """Linear warmup from min_lr to lr, then cosine down to min_lr (or constant; plateau is reactive)."""
+    lr, min_lr, warm, total = cfg["lr"], cfg["min_lr"], cfg["warmup_epochs"], cfg["epochs"]
+    if epoch < warm:
+        return min_lr + (lr - min_lr) * epoch / warm
+    if cfg["schedule"] == "cosine":
+        span = max(1, total - warm)
+        return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * (epoch - warm) / span))
+    return lr
+
+
+def _autocast(device: torch.device, amp: str):
+    if device.type == "cuda" and amp in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16), None
+    if device.type == "cuda" and amp == "fp16":
+        return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+    if device.type == "cpu" and amp == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16), None
+    return torch.autocast(device.type, enabled=False), None
+
+
+def _batches(n: int, batch_size: int, drop_last: bool) -> list[tuple[int, int]]:
+    if n <= batch_size:
+        return [(0, n)]
+    stop = n - n % batch_size if drop_last else n
+    return [(i, min(i + batch_size, stop)) for i in range(0, stop, batch_size)]
+
+
+def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSplit | None, image_emb: torch.Tensor,
+        cfg: Mapping[str, Any], *, seed: int, selection: str = "best-val", text_emb: torch.Tensor | None = None,
+        progress: ProgressFn | None = None) -> FitResult:
+    """Train ``model`` on ``train`` (rows of ``image_emb`` are targets); select on ``val`` only.
+
+    ``cfg`` holds the training keys of the spec (epochs, batch_size, lr, ...). Returns the selected weights
+    (best validation loss for ``"best-val"``, the final ones for ``"last"``).
+    """
+    device = train.x.device
+    params = [p for p in model.parameters() if p.requires_grad] + [p for p in loss_fn.parameters() if p.requires_grad]
+    opt_cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
+    opt = opt_cls(params, lr=_lr_at(0, cfg), betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"])
+    autocast, scaler = _autocast(device, cfg["amp"])
+    net: Callable[..., torch.Tensor] = torch.compile(model) if cfg.get("compile") else model
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    bs = int(cfg["batch_size"])
+    n = len(train)
+    # full batches only (contrastive losses degrade on a tiny last batch); the permutation changes per epoch
+    batches = _batches(n, bs, drop_last=True)
+    needs_text = bool(getattr(loss_fn, "needs_text", False))
+
+    def step_loss(split: DeviceSplit, rows: torch.Tensor) -> torch.Tensor:
+        img_rows = split.image_index[rows]
+        with autocast:
+            out = net(split.x[rows], split.subject[rows])
+        txt = text_emb[img_rows] if needs_text else None
+        return loss_fn(out.float(), image_emb[img_rows], txt) if needs_text else loss_fn(out.float(), image_emb[img_rows])
+
+    best_val, best_epoch, bad_epochs, plateau_best, plateau_bad = math.inf, -1, 0, math.inf, 0
+    lr_now = _lr_at(0, cfg)
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    epochs_run = 0
+    for epoch in range(int(cfg["epochs"])):
+        if epoch < cfg["warmup_epochs"] or cfg["schedule"] != "plateau":
+            lr_now = _lr_at(epoch, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr_now
+        model.train()
+        loss_fn.train()
+        perm = torch.randperm(n, generator=gen, device=device)
+        total = torch.zeros((), device=device)
+        for start, stop in batches:
+            loss = step_loss(train, perm[start:stop])
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            if cfg["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            total += loss.detach()
+        train_loss = float((total / len(batches)).item())  # the one host sync of the epoch
+        val_loss = validation_loss(net, loss_fn, val, image_emb, bs, autocast, text_emb) if val is not None else math.nan
+        epochs_run = epoch + 1
+        improved = val is not None and val_loss < best_val
+        if improved:
+            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
+            if selection == "best-val":
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        if cfg["schedule"] == "plateau" and epoch >= cfg["warmup_epochs"] and val is not None:
+            # ReduceLROnPlateau semantics (relative threshold 1e-4), on validation loss only
+            if val_loss < plateau_best * (1 - 1e-4):
+                plateau_best, plateau_bad = val_loss, 0
+            else:
+                plateau_bad += 1
+                if plateau_bad > cfg["plateau_patience"]:
+                    lr_now, plateau_bad = max(cfg["min_lr"], lr_now * cfg["plateau_factor"]), 0
+        record = {"epoch": epochs_run, "epochs": int(cfg["epochs"]), "train_loss": train_loss, "val_loss": val_loss, "lr": lr_now}
+        history.append(record)
+        if progress is not None:
+            progress(record)
+        log.debug("epoch %d/%d train %.4f val %.4f lr %.2e", epochs_run, cfg["epochs"], train_loss, val_loss, lr_now)
+        if cfg["patience"] > 0 and val is not None and bad_epochs >= cfg["patience"]:
+            break
+    if selection == "last" or best_state is None:
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_epoch = epochs_run - 1
+    seconds = time.perf_counter() - t0
+    samples = sum(stop - start for start, stop in batches) * epochs_run
+    return FitResult(best_state, epochs_run, best_epoch + 1, history, seconds, samples)
+
+
+@torch.no_grad()
+def validation_loss(net, loss_fn, val: DeviceSplit, image_emb, batch_size, autocast, text_emb=None) -> float:
+    """Mean loss over fixed (unshuffled) validation batches, in eval mode."""
+    net.eval()
+    loss_fn.eval()
+    total = torch.zeros((), device=val.x.device)
+    spans = _batches(len(val), batch_size, drop_last=False)
+    needs_text = bool(getattr(loss_fn, "needs_text", False))
+    for start, stop in spans:
+        img_rows = val.image_index[start:stop]
+        with autocast:
+            out = net(val.x[start:stop], val.subject[start:stop])
+        if needs_text:
+            total += loss_fn(out.float(), image_emb[img_rows], text_emb[img_rows]).detach()
+        else:
+            total += loss_fn(out.float(), image_emb[img_rows]).detach()
+    return float((total / len(spans)).item())
+
+
+@torch.no_grad()
+def embed_eeg(model: EEGEncoder, split: DeviceSplit, batch_size: int = 1024) -> torch.Tensor:
+    """EEG embeddings ``[n, image_dim]`` (float32) in eval mode."""
+    model.eval()
+    outs = [model(split.x[s:e], split.subject[s:e]).float() for s, e in _batches(len(split), batch_size, drop_last=False)]
+    return torch.cat(outs)
+
+
+# --------------------------------------------------------------------------------------------------
+# one cell
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class CellResult:
+    scores: list[TaskScore]
+    context: dict[str, Any]
+    epochs_run: int
+    best_epoch: int
+    wall_seconds: float
+    samples_per_second: float
+    device: str
+    checkpoint: str
+    image_encoder_fingerprint: str
+    history: list[dict[str, float]]
+
+
+def prep_options(prep: Mapping[str, Any], split: str, seed: int) -> PrepOptions:
+    return PrepOptions(
+        averaging=prep["train_averaging"] if split == "train" else prep["test_averaging"],
+        channels=tuple(prep["channels"]) if prep.get("channels") else None,
+        window=tuple(prep["window"]) if prep.get("window") else None,
+        n_times=prep.get("n_times") or None,
+        seed=int(seed),
+    )
+
+
+def build_dataset(cfg: Mapping[str, Any]):
+    return create("dataset", cfg["dataset"]["name"], **dict(cfg["dataset"]["params"]))
+
+
+def load_subjects(dataset, subjects, split: str, options: PrepOptions) -> EEGData:
+    parts = [dataset.load(int(s), split, options) for s in subjects]
+    return parts[0] if len(parts) == 1 else EEGData.concat(parts)
+
+
+def check_disjoint(val: EEGData | None, test_images, train_images) -> None:
+    """Refuse a validation split that shares images with the test split (ids or files)."""
+    if val is None or len(val) == 0:
+        return
+    used = np.unique(val.image_index)
+    val_ids = {train_images.ids[i] for i in used} | {train_images.files[i] for i in used}
+    test_ids = set(test_images.ids) | set(test_images.files)
+    overlap = val_ids & test_ids
+    if overlap:
+        raise EegbenchError(
+            f"validation would use {len(overlap)} test image(s) (e.g. {sorted(overlap)[0]!r}); "
+            "validation must be drawn from training images disjoint from the test split"
+        )
+
+
+def _concept_word(concept: str) -> str:
+    return re.sub(r"^\d+_", "", concept).replace("_", " ")
+
+
+def text_embeddings(encoder, images, template: str, cache_root) -> np.ndarray:
+    """Text embeddings of each image's concept prompt (cached by encoder, prompts)."""
+    from .cache import Cache
+
+    if not hasattr(encoder, "encode_text"):
+        raise EegbenchError(f"the loss needs text embeddings but image encoder {encoder.fingerprint!r} has no encode_text")
+    prompts = [template.format(concept=_concept_word(c)) for c in images.concepts]
+    cache = Cache("text-embeddings", cache_root)
+    fields = {"encoder": encoder.fingerprint, "prompts": stable_hash(prompts)}
+    hit = cache.get(fields)
+    if hit is not None:
+        return np.asarray(hit.array("embeddings", mmap=False))
+    emb = np.asarray(encoder.encode_text(prompts), dtype=np.float32)
+    cache.put(fields, {"embeddings": emb})
+    return emb
+
+
+def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None, device: str = "auto",
+             progress: ProgressFn | None = None, show_embedding_progress: bool = False) -> CellResult:
+    """Run one planned cell end to end and return its scores (does not touch the results store)."""
+    from .embedding import embed_images
+    from .splits import Standardizer, training_subset, validation_split
+
+    t_start = time.perf_counter()
+    cfg = cell.config
+    dev = resolve_device(device)
+    seed = int(cell.seed)
+    prep, vcfg, tcfg = cfg["prep"], cfg["validation"], cfg["train"]
+    dataset = build_dataset(cfg)
+    dataset.ensure_available(sorted(set(cell.train_subjects) | set(cfg["test_subjects"])))
+
+    # --- training and validation data: from the training split only ---------------------------------------
+    train_all = load_subjects(dataset, cell.train_subjects, "train", prep_options(prep, "train", seed))
+    if vcfg["fraction"] > 0:
+        train, val = validation_split(train_all, vcfg["fraction"], seed, by=vcfg["by"])
+    else:
+        train, val = train_all, None
+    if cell.training_ratio < 1.0:
+        train = training_subset(train, cell.training_ratio, seed)
+    if len(train) == 0:
+        raise EegbenchError(f"cell {cell.label()}: no training trials left after the validation split and ratio")
+    test_images = dataset.image_set("test")
+    check_disjoint(val, test_images, train_all.images)
+    standardizer = Standardizer.fit(train) if prep["standardize"] else None
+    norm = standardizer.apply if standardizer is not None else (lambda a: np.asarray(a, dtype=np.float32))
+
+    encoder = create("image-encoder", cfg["image_encoder"]["name"], **dict(cfg["image_encoder"]["params"]))
+    if callable(getattr(encoder, "for_images", None)):  # encoders whose identity depends on the image set's root
+        encoder = encoder.for_images(train_all.images)
+    train_emb = embed_images(encoder, train_all.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
+    image_dim = int(train_emb.shape[1])
+    emb_t = torch.as_tensor(np.array(train_emb, dtype=np.float32)).to(dev)  # a copy: cache entries are read-only maps
+
+    loss_fn = create("loss", cfg["loss"]["name"], **dict(cfg["loss"]["params"])).to(dev)
+    text_t = None
+    if getattr(loss_fn, "needs_text", False):
+        text_t = torch.as_tensor(text_embeddings(encoder, train_all.images, tcfg["text_prompt"], cache_dir)).to(dev)
+
+    info = train_all.info
+    n_chans, n_times = int(train_all.eeg.shape[1]), int(train_all.eeg.shape[2])
+    torch.manual_seed(seed)
+    if cell.stage == "finetune":
+        pre = cfg["pretrain"]
+        model, _ = load_encoder(Path(results_dir) / "checkpoints" / f"{pre['key']}.pt", device="cpu")
+        if model.takes_subject and hasattr(model.backbone, "add_subject"):
+            model.backbone.add_subject(int(cell.test_subject))
+    else:
+        model = build_encoder(cfg["backbone"], n_chans=n_chans, n_times=n_times, sfreq=info.sfreq,
+                              ch_names=list(info.ch_names), image_dim=image_dim, subjects=list(cell.train_subjects))
+    model = model.to(dev)
+
+    train_d = to_device(norm(train.eeg), train.image_index, train.subject, dev)
+    val_d = to_device(norm(val.eeg), val.image_index, val.subject, dev) if val is not None and len(val) else None
+    del train_all
+    result = fit(model, loss_fn, train_d, val_d, emb_t, tcfg, seed=seed, selection=vcfg["selection"],
+                 text_emb=text_t, progress=progress)
+    model.load_state_dict(result.state)
+    del train_d, val_d, emb_t
+
+    # --- the test split: loaded and evaluated once, after training --------------------------------------------
+    test = load_subjects(dataset, cfg["test_subjects"], "test", prep_options(prep, "test", seed))
+    test_emb = embed_images(encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
+    test_d = to_device(norm(test.eeg), test.image_index, test.subject, dev)
+    eeg_emb = embed_eeg(model, test_d)
+    task = create("task", cfg["task"]["name"], **dict(cfg["task"]["params"]))
+    scores = task.evaluate(eeg_emb, torch.as_tensor(np.array(test_emb, dtype=np.float32), device=dev),
+                           test_d.image_index, test_d.subject)
+
+    # the subjects the backbone is built with: a finetuned subject-aware model has the pretrain ones plus its own
+    built_for = list(cell.train_subjects)
+    if cell.stage == "finetune":
+        built_for = list(cfg["pretrain"]["train_subjects"])
+        if model.takes_subject:
+            built_for.append(int(cell.test_subject))
+    ckpt = save_checkpoint(Path(results_dir) / "checkpoints" / f"{cell.key}.pt", model, cfg=cfg, cell_key=cell.key,
+                           n_chans=n_chans, n_times=n_times, sfreq=info.sfreq, ch_names=list(info.ch_names),
+                           image_dim=image_dim, subjects=built_for, standardizer=standardizer)
+    describe = dataset.describe() or {}
+    context = {
+        "dataset": cfg["dataset"]["name"],
+        "synthetic": bool(describe.get("synthetic", False)),
+        "test_split": prep.get("test_split", "test"),
+        "n_way": int(scores[0].n_way) if scores else len(test_images),
+        "train_averaging": prep["train_averaging"],
+        "test_averaging": prep["test_averaging"],
+        "window": [round(float(info.tmin), 4), round(float(info.tmax), 4)],
+        "channels": list(info.ch_names),
+        "n_times": n_times,
+        "sfreq": float(info.sfreq),
+        "standardize": bool(prep["standardize"]),
+        "selection": vcfg["selection"],
+        "val_fraction": float(vcfg["fraction"]),
+        "val_by": vcfg["by"],
+        "image_encoder": encoder.fingerprint,
+        "image_encoder_random_init": bool(getattr(encoder, "random_init", False)),
+    }
+    return CellResult(
+        scores=list(scores), context=context, epochs_run=result.epochs_run, best_epoch=result.best_epoch,
+        wall_seconds=time.perf_counter() - t_start,
+        samples_per_second=result.samples_seen / result.train_seconds if result.train_seconds > 0 else 0.0,
+        device=str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
+        checkpoint=str(ckpt), image_encoder_fingerprint=encoder.fingerprint, history=result.history,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return torch.as_tensor(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value
+
+
+def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], cell_key: str, n_chans: int, n_times: int,
+                    sfreq: float | None, ch_names: list[str], image_dim: int, subjects: list[int], standardizer=None) -> Path:
+    """Write the encoder's weights with what rebuilds it (loadable with ``weights_only=True``), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "cell_key": cell_key,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "backbone": json.dumps(cfg["backbone"], sort_keys=True),
+        "config": json.dumps(cfg, sort_keys=True, default=str),
+        "n_chans": int(n_chans), "n_times": int(n_times), "sfreq": float(sfreq) if sfreq else 0.0,
+        "ch_names": list(ch_names), "image_dim": int(image_dim), "subjects": [int(s) for s in subjects],
+        "standardizer": _plain(standardizer.as_dict()) if standardizer is not None else {},
+        "versions": {"eegbench": str(__version__), "torch": str(torch.__version__)},
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_encoder(path: str | os.PathLike, device: str = "cpu") -> tuple[EEGEncoder, dict[str, Any]]:
+    """Rebuild a trained EEG encoder from a checkpoint (``torch.load(weights_only=True)``).
+
+    Returns ``(model, meta)``; ``meta`` has ``config`` (the cell's resolved config), ``ch_names``,
+    ``n_times``, ``sfreq``, ``image_dim``, ``subjects`` and ``standardizer`` (numpy arrays), so new EEG
+    can be prepared the same way before ``model(x)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EegbenchError(f"checkpoint {path} not found (run its pretrain cell first)")
+    payload = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise EegbenchError(f"{path} is not an eegbench encoder checkpoint")
+    backbone = json.loads(payload["backbone"])
+    model = build_encoder(backbone, n_chans=payload["n_chans"], n_times=payload["n_times"], sfreq=payload["sfreq"] or None,
+                          ch_names=payload["ch_names"], image_dim=payload["image_dim"], subjects=payload["subjects"])
+    model.load_state_dict(payload["state_dict"])
+    model.to(device)
+    meta = {k: payload[k] for k in ("cell_key", "n_chans", "n_times", "sfreq", "ch_names", "image_dim", "subjects", "versions")}
+    meta["config"] = json.loads(payload["config"])
+    meta["standardizer"] = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["standardizer"].items()}
+    return model, meta

@@ -1,0 +1,258 @@
+"""The plan: a validated spec expanded into cells (fold × seed × stage × training ratio).
+
+Each :class:`Cell` carries its fully resolved config (component defaults filled in); its ``key`` is the
+stable hash of that config, so a cell is identified by *what* it computes, not by the spec file it came
+from. Building a plan resolves every component name and parameter through the registry and checks the
+honest-protocol invariants, so a bad spec fails here, in one line, before anything trains.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from .errors import SpecError
+from .interfaces import stable_hash
+from .spec import Spec, load_spec
+
+STAGES = ("pretrain", "finetune")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: train (one stage of one fold with one seed) then evaluate.
+
+    Attributes:
+        key: hash of ``config`` (the cell's identity in the results store).
+        spec_name: the benchmark's name.
+        stage: ``"pretrain"`` or ``"finetune"``.
+        protocol: ``"intra"``, ``"loso"`` or ``"pooled"``.
+        fold: ``"sub-03"`` (the test subject) or ``"pooled"``.
+        test_subject: the subject tested (``None`` for pooled, which tests every subject).
+        train_subjects: subjects whose training data this stage trains on.
+        seed: the seed of splits, initialisation and batch order.
+        training_ratio: fraction of the training images kept (finetune); 1.0 otherwise.
+        depends_on: keys of cells that must finish first (a finetune cell's pretrain cell).
+        config: the resolved config (plain JSON values) the engine runs from.
+        spec_hash: hash of the resolved spec (recorded with results, not part of ``key``).
+    """
+
+    key: str
+    spec_name: str
+    stage: str
+    protocol: str
+    fold: str
+    test_subject: int | None
+    train_subjects: tuple[int, ...]
+    seed: int
+    training_ratio: float
+    depends_on: tuple[str, ...]
+    config: Mapping[str, Any] = field(hash=False, compare=False)
+    spec_hash: str = ""
+
+    @property
+    def test_subjects(self) -> tuple[int, ...]:
+        return tuple(self.config["test_subjects"])
+
+    def label(self) -> str:
+        ratio = f" ratio={self.training_ratio:g}" if self.stage == "finetune" else ""
+        return f"{self.stage} {self.fold} seed={self.seed}{ratio}"
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    cells: list[Cell]
+
+    def select(self, only: Iterable[str] | Mapping[str, Any] | None) -> list[Cell]:
+        """Cells matching every ``KEY=VALUE`` filter (keys: stage, fold, seed, ratio, test_subject,
+        protocol, key), plus the stored-or-not dependencies they need (the runner skips stored ones)."""
+        filters = _parse_only(only)
+        if not filters:
+            return list(self.cells)
+        chosen = [c for c in self.cells if all(_matches(c, k, v) for k, v in filters.items())]
+        if not chosen:
+            raise SpecError(f"--only {' '.join(f'{k}={v}' for k, v in filters.items())} matches no cell of {self.spec.name!r}")
+        by_key = {c.key: c for c in self.cells}
+        keys = {c.key for c in chosen}
+        for c in chosen:
+            keys.update(c.depends_on)
+        return [by_key[k] for k in by_key if k in keys]
+
+
+_ONLY_KEYS = {"stage", "fold", "seed", "ratio", "training_ratio", "test_subject", "protocol", "key"}
+
+
+def _parse_only(only: Iterable[str] | Mapping[str, Any] | None) -> dict[str, str]:
+    if not only:
+        return {}
+    items = only.items() if isinstance(only, Mapping) else [tuple(str(o).partition("=")[::2]) for o in only]
+    out = {}
+    for k, v in items:
+        k = str(k).strip()
+        if k not in _ONLY_KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(k, sorted(_ONLY_KEYS), n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else ""
+            raise SpecError(f"--only {k}: unknown cell field{hint} (fields: {', '.join(sorted(_ONLY_KEYS))})")
+        out["training_ratio" if k == "ratio" else k] = str(v).strip()
+    return out
+
+
+def _matches(cell: Cell, key: str, value: str) -> bool:
+    have = getattr(cell, key)
+    if key == "key":
+        return cell.key.startswith(value)
+    if key == "fold" and value.isdigit():
+        value = f"sub-{int(value):02d}"
+    if isinstance(have, float):
+        try:
+            return abs(have - float(value)) < 1e-9
+        except ValueError:
+            return False
+    return str(have) == value
+
+
+def _resolve_component(kind: str, ref: Any, source: str, table: str) -> dict[str, Any]:
+    from .registry import get_registry
+
+    try:
+        comp = get_registry().get(kind, ref.name)
+        params = comp.resolve_params(ref.params)
+    except SpecError:
+        raise
+    except Exception as exc:  # unknown name / parameter: keep the registry's one line, locate it
+        msg = str(exc.args[0]) if exc.args else str(exc)
+        raise SpecError(f"{source}: [{table}] {msg}") from None
+    return {"name": comp.name, "params": params, "plugin": comp.plugin}
+
+
+def dataset_subjects(spec: Spec) -> list[int]:
+    """The spec's subject list; ``"all"`` asks the dataset (which may build its metadata)."""
+    if spec.dataset.subjects != "all":
+        return list(spec.dataset.subjects)
+    from . import create
+
+    try:
+        ds = create("dataset", spec.dataset.name, **spec.dataset.params)
+        subjects = sorted(int(s) for s in ds.subjects)
+    except Exception as exc:
+        raise SpecError(f"{spec.source}: [dataset] subjects = \"all\" needs the dataset's subject list: {exc}") from None
+    if not subjects:
+        raise SpecError(f"{spec.source}: [dataset] {spec.dataset.name!r} has no subjects; list them in [dataset] subjects")
+    return subjects
+
+
+def check_invariants(spec: Spec, subjects: Sequence[int], folds: Sequence[int]) -> None:
+    """Refuse specs that would break the honest protocol (one line each).
+
+    - validation is drawn from the *training* split only (never from test images);
+    - choosing a checkpoint, stopping early or reducing the learning rate on a plateau needs a validation
+      split (otherwise they would have to look at the test set);
+    - under LOSO the test subject never trains the pretrain stage, and the finetune stage only uses the
+      test subject's training split, whose images are disjoint from the test split's.
+    """
+    src = spec.source
+    v = spec.validation
+    if v.split != "train":
+        raise SpecError(
+            f"{src}: [validation] split = {v.split!r} would select checkpoints on the test images; "
+            "validation must be drawn from training images (split = \"train\")"
+        )
+    stages = [("train", spec.train)] + ([("finetune", spec.finetune_train())] if spec.finetune else [])
+    for table, tr in stages:
+        needs = [what for what, on in (("selection = \"best-val\"", v.selection == "best-val"),
+                                       (f"[{table}] schedule = \"plateau\"", tr.schedule == "plateau"),
+                                       (f"[{table}] patience = {tr.patience}", tr.patience > 0)) if on]
+        if needs and v.fraction <= 0:
+            raise SpecError(
+                f"{src}: [validation] fraction = 0 but {needs[0]} needs a validation split "
+                "(set [validation] fraction > 0, or selection = \"last\" without plateau/early stopping)"
+            )
+        if tr.warmup_epochs > tr.epochs:
+            raise SpecError(f"{src}: [{table}] warmup_epochs = {tr.warmup_epochs} exceeds epochs = {tr.epochs}")
+    missing = sorted(set(folds) - set(subjects))
+    if missing:
+        raise SpecError(f"{src}: [protocol] folds {missing} are not among [dataset] subjects {list(subjects)}")
+    if spec.protocol.name == "loso" and len(subjects) < 2:
+        raise SpecError(f"{src}: [protocol] name = \"loso\" needs at least 2 subjects, got {list(subjects)}")
+    if spec.finetune is not None and spec.protocol.name != "loso":
+        raise SpecError(f"{src}: [finetune] needs [protocol] name = \"loso\" (it adapts a fold's model to its held-out subject)")
+
+
+def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
+    """Expand a spec (or a path / dict) into cells; refuse dishonest or unresolvable specs."""
+    spec = load_spec(spec, overrides)
+    src = spec.source
+    components = {
+        "dataset": _resolve_component("dataset", spec.dataset, src, "dataset"),
+        "backbone": _resolve_component("backbone", spec.backbone, src, "backbone"),
+        "image_encoder": _resolve_component("image-encoder", spec.image_encoder, src, "image_encoder"),
+        "loss": _resolve_component("loss", spec.loss, src, "loss"),
+        "task": _resolve_component("task", spec.task, src, "task"),
+    }
+    _resolve_component("executor", spec.executor, src, "executor")
+    subjects = dataset_subjects(spec)
+    folds = subjects if spec.protocol.folds == "all" else list(spec.protocol.folds)
+    check_invariants(spec, subjects, folds)
+
+    d = spec.dataset
+    prep = {
+        "channels": None if d.channels == "all" else list(d.channels),
+        "window": None if d.window == "all" else list(d.window),
+        "n_times": d.n_times or None,
+        "train_averaging": d.train_averaging,
+        "test_averaging": d.test_averaging,
+        "standardize": d.standardize,
+        "test_split": d.test_split,
+    }
+    # the spec's name is not part of a cell's identity: two specs planning the same computation share it
+    common = {
+        **{k: {"name": c["name"], "params": c["params"]} for k, c in components.items()},
+        "prep": prep,
+        "validation": spec.validation.model_dump(mode="json"),
+    }
+    spec_hash = spec.hash()
+    train_cfg = spec.train.model_dump(mode="json")
+    ft_cfg = spec.finetune_train().model_dump(mode="json") if spec.finetune else None
+
+    if spec.protocol.name == "loso":
+        layout = [(f"sub-{t:02d}", t, tuple(s for s in subjects if s != t), (t,)) for t in folds]
+    elif spec.protocol.name == "intra":
+        layout = [(f"sub-{t:02d}", t, (t,), (t,)) for t in folds]
+    else:  # pooled: one model on every subject's training data, tested on each fold subject
+        layout = [("pooled", None, tuple(subjects), tuple(folds))]
+
+    cells: list[Cell] = []
+    for fold, test_subject, train_subjects, test_subjects in layout:
+        for seed in spec.seeds:
+            base = {**common, "protocol": spec.protocol.name, "fold": fold, "test_subject": test_subject,
+                    "test_subjects": list(test_subjects), "seed": seed}
+            pre_cfg = {**base, "stage": "pretrain", "train_subjects": list(train_subjects), "training_ratio": 1.0,
+                       "train": train_cfg}
+            pre = _cell(spec.name, pre_cfg, (), spec_hash)
+            cells.append(pre)
+            if ft_cfg is None:
+                continue
+            for ratio in spec.finetune.training_ratios:  # type: ignore[union-attr]
+                cfg = {**base, "stage": "finetune", "train_subjects": [test_subject], "training_ratio": float(ratio),
+                       "train": ft_cfg, "pretrain": {"key": pre.key, "train_subjects": list(train_subjects)}}
+                cells.append(_cell(spec.name, cfg, (pre.key,), spec_hash))
+    return Plan(spec=spec, cells=cells)
+
+
+def _cell(spec_name: str, config: dict[str, Any], depends_on: tuple[str, ...], spec_hash: str) -> Cell:
+    return Cell(
+        key=stable_hash(config),
+        spec_name=spec_name,
+        stage=config["stage"],
+        protocol=config["protocol"],
+        fold=config["fold"],
+        test_subject=config["test_subject"],
+        train_subjects=tuple(config["train_subjects"]),
+        seed=config["seed"],
+        training_ratio=float(config["training_ratio"]),
+        depends_on=depends_on,
+        config=config,
+        spec_hash=spec_hash,
+    )

@@ -1,0 +1,298 @@
+"""Benchmark specs: TOML files validated into a :class:`Spec` (pydantic, unknown keys refused).
+
+A spec names components and numbers only (``docs/specs.md`` documents every key). Validation errors are
+one line naming the file, the table and the key, with a "did you mean" for unknown keys and the allowed
+values for closed choices. ``--set key=value`` overrides are parsed as TOML values (``seeds=[1,2]``,
+``train.epochs=5``, ``dataset.params.root="/data"``).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Iterable, Literal, Mapping, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, create_model, field_validator
+
+from .errors import SpecError
+from .interfaces import stable_hash
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+NonNegInt = Annotated[StrictInt, Field(ge=0)]
+Averaging = Union[Literal["all", "none"], PositiveInt]
+Ratio = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class ComponentSpec(_Strict):
+    """A registered component: ``name`` plus parameters overriding its defaults."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DatasetSpec(ComponentSpec):
+    """The dataset and how its EEG is prepared (every preparation key is part of the comparison context)."""
+
+    subjects: Union[Literal["all"], list[PositiveInt]] = "all"
+    channels: Union[Literal["all"], list[str]] = "all"
+    window: Union[Literal["all"], tuple[float, float]] = "all"
+    n_times: NonNegInt = 0
+    train_averaging: Averaging = "all"
+    test_averaging: Averaging = "all"
+    standardize: StrictBool = True
+    test_split: Literal["test"] = "test"
+
+    @field_validator("window")
+    @classmethod
+    def _window_order(cls, v: Any) -> Any:
+        if v != "all" and not v[0] < v[1]:
+            raise ValueError(f"window start must be before its end, got {list(v)}")
+        return v
+
+    @field_validator("subjects")
+    @classmethod
+    def _unique_subjects(cls, v: Any) -> Any:
+        if v != "all" and (not v or len(set(v)) != len(v)):
+            raise ValueError("subjects must be a non-empty list without repeats, or \"all\"")
+        return v
+
+
+class ProtocolSpec(_Strict):
+    """How subjects become folds."""
+
+    name: Literal["intra", "loso", "pooled"] = "loso"
+    folds: Union[Literal["all"], list[PositiveInt]] = "all"
+
+
+class ValidationSpec(_Strict):
+    """The validation split used for model selection, early stopping and plateau schedules."""
+
+    fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    by: Literal["image", "concept"] = "image"
+    split: Literal["train", "test"] = "train"
+    selection: Literal["best-val", "last"] = "best-val"
+
+
+#: Training keys: name -> (type, default). Shared by ``[train]`` and (all optional) ``[finetune]``.
+TRAIN_FIELDS: dict[str, tuple[Any, Any]] = {
+    "epochs": (PositiveInt, 30),
+    "batch_size": (PositiveInt, 512),
+    "lr": (Annotated[float, Field(gt=0.0)], 1e-3),
+    "min_lr": (Annotated[float, Field(ge=0.0)], 1e-7),
+    "weight_decay": (Annotated[float, Field(ge=0.0)], 0.1),
+    "optimizer": (Literal["adamw", "adam"], "adamw"),
+    "betas": (tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]], (0.9, 0.999)),
+    "eps": (Annotated[float, Field(gt=0.0)], 1e-8),
+    "warmup_epochs": (NonNegInt, 0),
+    "schedule": (Literal["cosine", "plateau", "constant"], "cosine"),
+    "plateau_factor": (Annotated[float, Field(gt=0.0, lt=1.0)], 0.1),
+    "plateau_patience": (NonNegInt, 10),
+    "patience": (NonNegInt, 0),
+    "amp": (Literal["auto", "bf16", "fp16", "off"], "auto"),
+    "grad_clip": (Annotated[float, Field(ge=0.0)], 0.0),
+    "compile": (StrictBool, False),
+    "text_prompt": (str, "This picture is {concept}"),
+}
+
+TrainSpec = create_model(  # type: ignore[call-overload]
+    "TrainSpec", __base__=_Strict, **{k: (t, d) for k, (t, d) in TRAIN_FIELDS.items()}
+)
+TrainSpec.__doc__ = "Optimisation of one stage (AdamW/Adam, warmup then cosine or plateau, early stopping)."
+
+FinetuneSpec = create_model(  # type: ignore[call-overload]
+    "FinetuneSpec",
+    __base__=_Strict,
+    training_ratios=(Annotated[list[Ratio], Field(min_length=1)], [1.0]),
+    **{k: (Optional[t], None) for k, (t, _) in TRAIN_FIELDS.items()},
+)
+FinetuneSpec.__doc__ = "Finetune stage: training keys not given here are inherited from [train]."
+
+
+class ExecutorSpec(ComponentSpec):
+    name: str = "local"
+
+
+class PathsSpec(_Strict):
+    results: str = ""
+    cache: str = ""
+
+
+class Spec(_Strict):
+    """A validated benchmark spec (see docs/specs.md)."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+    description: str = ""
+    seeds: Annotated[list[StrictInt], Field(min_length=1)] = Field(default_factory=lambda: [0])
+    dataset: DatasetSpec
+    backbone: ComponentSpec
+    image_encoder: ComponentSpec
+    loss: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="clip"))
+    task: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="retrieval"))
+    protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[valid-type]
+    finetune: Optional[FinetuneSpec] = None  # type: ignore[valid-type]
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    paths: PathsSpec = Field(default_factory=PathsSpec)
+
+    #: where the spec came from (for messages and relative paths); not part of any hash
+    source: str = Field(default="<dict>", exclude=True)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds repeat: {v}")
+        return v
+
+    def finetune_train(self) -> Any:
+        """The finetune stage's training settings: ``[finetune]`` keys over ``[train]``."""
+        if self.finetune is None:
+            raise SpecError(f"{self.source}: no [finetune] table")
+        merged = self.train.model_dump()
+        merged.update({k: v for k, v in self.finetune.model_dump().items() if k in TRAIN_FIELDS and v is not None})
+        return TrainSpec(**merged)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as plain TOML-able values (defaults filled in)."""
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        return stable_hash(self.as_dict())
+
+
+# --------------------------------------------------------------------------------------------------
+# loading, overrides, messages
+# --------------------------------------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as TOML (``5``, ``[1, 2]``, ``"x"``, ``true``); a bare word stays a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any] | None, source: str = "") -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted-key overrides set (``["train.epochs=5"]`` or ``{"train.epochs": 5}``)."""
+    out = copy.deepcopy(data)
+    if not overrides:
+        return out
+    if isinstance(overrides, Mapping):
+        items = list(overrides.items())
+    else:
+        items = []
+        for item in overrides:
+            key, sep, value = str(item).partition("=")
+            if not sep or not key.strip():
+                raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=5")
+            items.append((key.strip(), parse_value(value.strip())))
+    for key, value in items:
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise SpecError(f"{source}: --set {key}: {'.'.join(parts[:i + 1])} is a value, not a table")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_spec(path_or_dict: str | os.PathLike | Mapping[str, Any] | Spec, overrides: Iterable[str] | Mapping[str, Any] | None = None) -> Spec:
+    """Read and validate a spec (a TOML path, a parsed dict or a Spec) with optional overrides.
+
+    Raises :class:`~eegbench.errors.SpecError` with one line naming file, table and key.
+    """
+    if isinstance(path_or_dict, Spec):
+        if not overrides:
+            return path_or_dict
+        source = path_or_dict.source
+        data = path_or_dict.as_dict()
+    elif isinstance(path_or_dict, Mapping):
+        source = "<dict>"
+        data = dict(path_or_dict)
+    else:
+        path = Path(path_or_dict)
+        source = str(path)
+        if not path.is_file():
+            raise SpecError(f"spec file {source} not found")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{source}: not valid TOML: {exc}") from None
+        data.setdefault("name", path.stem.lower().replace("_", "-"))
+    data = apply_overrides(data, overrides, source)
+    data.pop("source", None)
+    try:
+        spec = Spec(**data)
+    except ValidationError as exc:
+        raise SpecError(format_error(exc, source)) from None
+    spec.source = source
+    return spec
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class a location's last key belongs to."""
+    model: Any = Spec
+    for part in loc[:-1]:
+        if not isinstance(part, str) or model is None:
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return model
+
+
+def format_error(exc: ValidationError, source: str) -> str:
+    """One line for the first validation error: ``file: [table] key: problem``."""
+    errors = exc.errors()
+    err = errors[0]
+    # inside a union (e.g. "all" or a list), report the branch that matches the value's kind
+    if err["type"] == "literal_error" and not isinstance(err.get("input"), str):
+        others = [e for e in errors if e["type"] != "literal_error" and e["loc"][:2] == err["loc"][:2]]
+        if others:
+            err = others[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith(("literal[", "list[", "tuple[", "function-")) or p in ("int", "str", "float", "bool"))))
+    keys = [p for p in loc if isinstance(p, str)]
+    table = ".".join(keys[:-1])
+    key = keys[-1] if keys else ""
+    where = f"{source}: " + (f"[{table}] " if table else "") + (key or "(top level)")
+    etype = err["type"]
+    if etype == "extra_forbidden":
+        model = _model_at(tuple(keys))
+        allowed = sorted(model.model_fields) if model else []
+        allowed = [a for a in allowed if a != "source"]
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        return f"{source}: " + (f"[{table}] " if table else "") + f"unknown key {key!r}{hint} (keys: {', '.join(allowed)})"
+    if etype == "missing":
+        if isinstance(err["loc"][-1], int):
+            return f"{where}: too few values"
+        return f"{where}: missing (required)"
+    literal_errors = [e for e in errors if e["type"] == "literal_error" and tuple(e["loc"][: len(keys)]) == tuple(err["loc"][: len(keys)])]
+    if etype == "literal_error" or (literal_errors and isinstance(err.get("input"), str)):
+        expected = (literal_errors or [err])[0].get("ctx", {}).get("expected", "")
+        choices = [c.strip().strip("'\"") for c in expected.replace(" or ", ",").split(",") if c.strip()]
+        value = err.get("input")
+        hint = ""
+        if isinstance(value, str):
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else ""
+        extra = " or a positive integer" if key in ("train_averaging", "test_averaging") else ""
+        return f"{where}: {value!r} is not allowed{hint} (allowed: {', '.join(repr(c) for c in choices)}{extra})"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return f"{where}: {msg[0].lower() + msg[1:] if msg else msg} (got {err.get('input')!r})"

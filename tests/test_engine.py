@@ -1,0 +1,127 @@
+"""The training engine: learns, is deterministic on CPU, never looks at the test set before training ends,
+refuses validation images that are test images, and writes checkpoints that rebuild the encoder."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from eegbench.engine import _lr_at, load_encoder, run_cell
+from eegbench.errors import EegbenchError
+from eegbench.plan import build_plan
+
+import eegbench_fakes as fakes
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    fakes.install(monkeypatch, tmp_path)
+    return tmp_path
+
+
+def _cell(**changes):
+    plan = build_plan(fakes.spec_dict(**changes))
+    return plan.cells[0]
+
+
+def test_learns_well_above_chance(env):
+    cell = _cell(**{"train.epochs": 15})
+    res = run_cell(cell, results_dir=env / "res", device="cpu")
+    (score,) = res.scores
+    assert score.subject == 3 and score.n_way == 16
+    assert score.metrics["top1"] >= 4 * score.chance["top1"], score.metrics
+    assert res.context["selection"] == "best-val" and 1 <= res.best_epoch <= res.epochs_run == 15
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(env):
+    a = run_cell(_cell(), results_dir=env / "a", device="cpu")
+    b = run_cell(_cell(), results_dir=env / "b", device="cpu")
+    assert [s.metrics for s in a.scores] == [s.metrics for s in b.scores]
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    c = run_cell(_cell(seeds=[5]), results_dir=env / "c", device="cpu")
+    assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
+
+
+def test_test_split_is_loaded_only_after_training_ends(env):
+    events = fakes.FakeDataset.events
+    run_cell(_cell(), results_dir=env / "r", device="cpu", progress=lambda rec: events.append(("epoch", rec["epoch"])))
+    epochs = [i for i, e in enumerate(events) if e[0] == "epoch"]
+    tests = [i for i, e in enumerate(events) if e[0] == "load" and e[2] == "test"]
+    trains = [i for i, e in enumerate(events) if e[0] == "load" and e[2] == "train"]
+    assert len(epochs) == 6 and len(tests) == 1
+    assert max(trains) < min(epochs) and min(tests) > max(epochs)
+    assert {e[1] for e in events if e[0] == "load" and e[2] == "train"} == {1, 2}  # LOSO: subject 3 never trains
+
+
+def test_validation_overlapping_test_images_is_refused(env):
+    with pytest.raises(EegbenchError, match="validation would use .* test image"):
+        run_cell(_cell(**{"dataset.params.leak": True}), results_dir=env / "r", device="cpu")
+    assert not any(e[2] == "test" for e in fakes.FakeDataset.events if e[0] == "load")
+
+
+def test_early_stopping_and_last_selection(env):
+    res = run_cell(_cell(**{"train.epochs": 40, "train.patience": 2, "train.lr": 0.5, "train.schedule": "constant"}),
+                   results_dir=env / "r", device="cpu")
+    assert res.epochs_run < 40 and res.best_epoch <= res.epochs_run
+    last = run_cell(_cell(**{"validation.selection": "last", "validation.fraction": 0.0}), results_dir=env / "l", device="cpu")
+    assert last.best_epoch == last.epochs_run == 6 and last.context["val_fraction"] == 0.0
+
+
+def test_checkpoint_rebuilds_the_selected_encoder(env):
+    cell = _cell()
+    res = run_cell(cell, results_dir=env / "r", device="cpu")
+    model, meta = load_encoder(res.checkpoint)
+    assert meta["cell_key"] == cell.key and meta["config"]["stage"] == "pretrain"
+    assert meta["ch_names"] == ["C0", "C1", "C2", "C3"] and meta["standardizer"]
+    x = torch.randn(5, 4, 16)
+    assert model(x).shape == (5, fakes.DIM)
+    payload = torch.load(res.checkpoint, weights_only=True)  # safe loading only
+    assert torch.equal(payload["state_dict"]["head.weight"], model.head.weight.detach())
+
+
+def test_finetune_starts_from_pretrain_checkpoint(env):
+    plan = build_plan(fakes.spec_dict(**{"finetune": {"training_ratios": [0.5], "epochs": 3, "lr": 1e-3}}))
+    pre, ft = plan.cells
+    assert ft.depends_on == (pre.key,) and ft.train_subjects == (3,)
+    with pytest.raises(EegbenchError, match="checkpoint .* not found"):
+        run_cell(ft, results_dir=env / "r", device="cpu")
+    run_cell(pre, results_dir=env / "r", device="cpu")
+    fakes.FakeDataset.events.clear()
+    res = run_cell(ft, results_dir=env / "r", device="cpu")
+    assert res.epochs_run == 3
+    assert {e[1] for e in fakes.FakeDataset.events if e[0] == "load"} == {3}
+
+
+def test_schedule_warmup_then_cosine():
+    cfg = {"lr": 1.0, "min_lr": 0.0, "warmup_epochs": 2, "epochs": 10, "schedule": "cosine"}
+    lrs = [_lr_at(e, cfg) for e in range(10)]
+    assert lrs[0] == 0.0 and lrs[1] == 0.5 and lrs[2] == 1.0
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] > 0
+    assert math.isclose(_lr_at(5, {**cfg, "schedule": "plateau"}), 1.0)
+
+
+def test_plateau_reduces_lr_on_validation(env):
+    res = run_cell(_cell(**{"train.epochs": 12, "train.schedule": "plateau", "train.plateau_patience": 0,
+                            "train.lr": 3.0, "train.warmup_epochs": 0}), results_dir=env / "r", device="cpu")
+    lrs = [h["lr"] for h in res.history]
+    assert lrs[0] == pytest.approx(3.0) and min(lrs) < 3.0
+    vals = [h["val_loss"] for h in res.history]
+    first_cut = next(i for i, lr in enumerate(lrs) if lr < 3.0)
+    assert vals[first_cut] >= min(vals[:first_cut])  # cut only after a non-improving epoch
+
+
+def test_retrieval_task_counts_ties_against_and_groups_subjects():
+    from eegbench_plugins.retrieval import RetrievalTask
+
+    img = torch.eye(4)
+    eeg = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    idx = torch.tensor([0, 1, 2, 3])
+    subj = torch.tensor([1, 1, 2, 2])
+    s1, s2 = RetrievalTask().evaluate(eeg, img, idx, subj)
+    assert s1.subject == 1 and s1.metrics["top1"] == 1.0 and s1.n_way == 4 and s1.chance["top1"] == 0.25
+    # subject 2: one miss (rank 3 of 4... true image 2 is orthogonal), one 4-way tie (counts as rank 3)
+    assert s2.metrics["top1"] == 0.0 and s2.metrics["top3"] == 0.0 and s2.metrics["top5"] == 1.0
+    assert s2.chance["top5"] == 1.0 and np.isclose(s2.chance["top3"], 0.75)

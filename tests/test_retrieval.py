@@ -1,0 +1,46 @@
+"""The retrieval task: registered, top-k by image row, chance k/n_way, one score per subject."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import eegbench
+from eegbench_plugins.retrieval import RetrievalTask
+
+
+def test_registered_with_defaults():
+    comp = eegbench.get_component("task", "retrieval")
+    assert comp.defaults == {"topk": [1, 3, 5]}
+    task = eegbench.create("task", "retrieval")
+    assert task.topk == [1, 3, 5]
+
+
+def test_perfect_and_shuffled_embeddings():
+    rng = np.random.default_rng(0)
+    img = torch.as_tensor(rng.standard_normal((50, 16)), dtype=torch.float32)
+    idx = torch.arange(50).repeat(2)
+    subj = torch.tensor([1] * 50 + [2] * 50)
+    eeg = img[idx] * 3.0  # scale does not matter: cosine
+    s1, s2 = RetrievalTask().evaluate(eeg, img, idx, subj)
+    assert (s1.subject, s2.subject) == (1, 2) and s1.metrics == {"top1": 1.0, "top3": 1.0, "top5": 1.0}
+    assert s1.chance == {"top1": 0.02, "top3": 0.06, "top5": 0.1} and s1.n_way == 50 and s1.extra["n_trials"] == 50
+    wrong = img[(idx + 1) % 50]
+    (s,) = RetrievalTask(topk=[1]).evaluate(wrong, img, idx, torch.ones(100, dtype=torch.long))
+    assert s.metrics["top1"] == 0.0
+
+
+def test_ties_count_against_and_topk_monotone():
+    img = torch.ones(10, 4)  # every image identical: no information, so never a hit at top-1
+    (s,) = RetrievalTask().evaluate(torch.ones(3, 4), img, torch.tensor([0, 4, 9]), torch.zeros(3, dtype=torch.long))
+    assert s.metrics["top1"] == 0.0 and s.metrics["top5"] == 0.0
+    rng = np.random.default_rng(1)
+    eeg = torch.as_tensor(rng.standard_normal((40, 8)), dtype=torch.float32)
+    img = torch.as_tensor(rng.standard_normal((20, 8)), dtype=torch.float32)
+    (s,) = RetrievalTask().evaluate(eeg, img, torch.arange(40) % 20, torch.zeros(40, dtype=torch.long))
+    assert s.metrics["top1"] <= s.metrics["top3"] <= s.metrics["top5"]
+
+
+def test_bad_topk_is_refused():
+    with pytest.raises(eegbench.EegbenchError, match="topk"):
+        RetrievalTask(topk=[0])

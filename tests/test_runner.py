@@ -1,0 +1,170 @@
+"""run_spec / CellRunner / `eegbench run`: results rows, skipping stored cells, resuming, one-line errors."""
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eegbench.cli import main
+from eegbench.plan import build_plan
+from eegbench.runner import CellOutcome, CellRunner, run_spec
+from eegbench.store import RESULT_COLUMNS, ResultStore
+
+import eegbench_fakes as fakes
+
+CONTEXT_KEYS = {"dataset", "synthetic", "test_split", "n_way", "train_averaging", "test_averaging", "window", "channels",
+                "n_times", "sfreq", "standardize", "selection", "val_fraction", "val_by", "image_encoder",
+                "image_encoder_random_init"}
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    fakes.install(monkeypatch, tmp_path)
+    return tmp_path
+
+
+def _spec(**changes):
+    return fakes.spec_dict(**{"protocol.folds": [2, 3], "finetune": {"training_ratios": [0.5, 1.0], "epochs": 2}, **changes})
+
+
+def test_run_writes_contract_rows_then_skips_everything(env):
+    df = run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True)
+    assert len(df) == 6 * 3  # 2 folds x (pretrain + 2 ratios) x top1/3/5
+    assert set(df.columns) >= set(RESULT_COLUMNS)
+    row = df[(df.stage == "finetune") & (df.metric == "top1")].iloc[0]
+    assert set(row.context) == CONTEXT_KEYS and row.context["selection"] == "best-val" and row.context["n_way"] == 16
+    assert row.context["synthetic"] is True and row.context["channels"] == ["C0", "C1", "C2", "C3"]
+    assert row.protocol == "loso" and row.fold in ("sub-02", "sub-03") and row.training_ratio in (0.5, 1.0)
+    assert row.chance == pytest.approx(1 / 16) and 0 <= row.value <= 1 and row.config["stage"] == "finetune"
+    assert row.versions["eegbench"] and row.spec_hash and row.epochs_run == 2
+    assert df.context_key.nunique() == 1
+    store = ResultStore(env / "res")
+    assert set(store.cell_status().values()) == {"done"}
+    ckpts = {c["checkpoint"] for c in store.cells()}
+    assert all(Path(p).is_file() for p in ckpts) and len(list((env / "res" / "logs").glob("*.log"))) == 1
+    fakes.FakeDataset.events.clear()
+    again = run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True)
+    assert not any(e[0] == "load" for e in fakes.FakeDataset.events)  # nothing retrained
+    assert sorted(again.value) == sorted(df.value)
+
+
+def test_interrupted_run_resumes_only_missing_cells(env, monkeypatch):
+    import eegbench.engine as engine
+
+    real = engine.run_cell
+    calls = []
+
+    def dies_on_second_finetune(cell, **kw):
+        calls.append(cell.key)
+        if cell.stage == "finetune" and cell.training_ratio == 1.0 and cell.fold == "sub-02":
+            raise KeyboardInterrupt
+        return real(cell, **kw)
+
+    monkeypatch.setattr(engine, "run_cell", dies_on_second_finetune)
+    with pytest.raises(KeyboardInterrupt):
+        run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True)
+    store = ResultStore(env / "res")
+    status = store.cell_status()
+    assert sorted(status.values()).count("done") == 2 and "failed" in status.values()
+    monkeypatch.setattr(engine, "run_cell", real)
+    plan = build_plan(_spec())
+    before = set(k for k, s in status.items() if s == "done")
+    fakes.FakeDataset.events.clear()
+    df = run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True)
+    assert len(df) == 18 and set(store.cell_status().values()) == {"done"}
+    assert len({c.key for c in plan.cells} - before) == 4
+
+
+def test_same_seed_twice_gives_identical_metrics(env):
+    a = run_spec(fakes.spec_dict(), results_dir=env / "a", device="cpu", quiet=True)
+    b = run_spec(fakes.spec_dict(), results_dir=env / "b", device="cpu", quiet=True)
+    assert list(a.value) == list(b.value) and list(a.cell_key) == list(b.cell_key)
+
+
+def test_force_and_only_and_dry_run(env, capsys):
+    plan_df = run_spec(_spec(), results_dir=env / "res", dry_run=True)
+    out = capsys.readouterr().out
+    assert len(plan_df) == 6 and set(plan_df.stored) == {"-"} and "work:" in out and "sub-02" in out
+    assert plan_df.loc[plan_df.stage == "pretrain", "samples"].iloc[0] == int(64 * 0.75 * 2)
+    df = run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True, only=["stage=pretrain", "fold=3"])
+    assert set(df.stage) == {"pretrain"} and set(df.fold) == {"sub-03"}
+    again = run_spec(_spec(), results_dir=env / "res", dry_run=True, quiet=True)
+    assert sorted(again.stored) == ["-"] * 5 + ["done"]
+    first = ResultStore(env / "res").cells()[0]["finished_at"]
+    run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True, only=["stage=pretrain", "fold=3"], force=True)
+    assert ResultStore(env / "res").cells()[0]["finished_at"] > first
+
+
+def test_failed_cell_is_recorded_and_dependents_fail(env):
+    df = run_spec(_spec(**{"dataset.params.leak": True}), results_dir=env / "res", device="cpu", quiet=True)
+    assert df.empty and len(df.attrs["failed"]) == 6
+    errors = {c["error"] for c in ResultStore(env / "res").cells()}
+    assert any("validation would use" in (e or "") for e in errors)
+
+
+def test_cell_runner_pickles_without_its_display(env):
+    runner = CellRunner(env / "res", device="cpu", progress=lambda *a: None)
+    clone = pickle.loads(pickle.dumps(runner))
+    assert clone.progress is None and clone.results_dir == str(env / "res") and clone.force is False
+    cell = build_plan(fakes.spec_dict()).cells[0]
+    out = clone(cell)
+    assert isinstance(out, CellOutcome) and out.status == "done" and out.error is None
+    assert clone(cell).status == "skipped"
+
+
+def test_cli_run_prints_table_and_user_errors_are_one_line(env, capsys):
+    import tomli_w
+
+    spec_path = env / "bench.toml"
+    spec_path.write_bytes(tomli_w.dumps(fakes.spec_dict()).encode())
+    assert main(["run", str(spec_path), "--results", str(env / "res"), "--device", "cpu", "--set", "train.epochs=2"]) == 0
+    out = capsys.readouterr().out
+    assert "top1" in out and "sub-03" in out
+    for args, message in [
+        (["--set", "train.epoch=3"], "[train] unknown key 'epoch' — did you mean 'epochs'?"),
+        (["--set", "train.epochs=-1"], "[train] epochs: input should be greater than or equal to 1"),
+        (["--set", "finetune.training_ratios=[1.5]"], "[finetune] training_ratios: input should be less than or equal to 1"),
+        (["--set", 'backbone.name="resnet1"'], "[backbone] unknown backbone 'resnet1'"),
+        (["--only", "fold=9"], "matches no cell"),
+    ]:
+        assert main(["run", str(spec_path), "--results", str(env / "res"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("name", ["things_loso", "things_finetune", "things_intra", "quick"])
+def test_shipped_specs_plan(name, env, capsys):
+    df = run_spec(ROOT / "benchmarks" / f"{name}.toml", results_dir=env / "res", dry_run=True)
+    assert len(df) > 0 and "work:" in capsys.readouterr().out
+
+
+def test_seed_recipe_is_exact():
+    from eegbench.spec import load_spec
+
+    spec = load_spec(ROOT / "benchmarks" / "things_loso.toml")
+    assert spec.dataset.name == "things-eeg-2" and spec.dataset.n_times == 128 and spec.dataset.train_averaging == "all"
+    assert spec.backbone.name == "resnet1d" and spec.image_encoder.name == "clip-vit-b-32"
+    assert spec.image_encoder.params.get("output") == "cls"
+    assert spec.loss.name == "clip" and spec.loss.params["temperature"] == 0.04 and spec.loss.params["learn_temperature"] is False
+    t = spec.train
+    assert (t.epochs, t.batch_size, t.lr, t.weight_decay, t.warmup_epochs, t.schedule, t.plateau_factor, t.plateau_patience,
+            t.optimizer) == (300, 512, 0.005, 0.1, 20, "plateau", 0.1, 25, "adamw")
+    assert spec.seeds == [42] and spec.validation.fraction == 0.2 and spec.validation.by == "image"
+    assert spec.protocol.name == "loso" and spec.dataset.subjects == list(range(1, 11))
+    ft = load_spec(ROOT / "benchmarks" / "things_finetune.toml")
+    f = ft.finetune_train()
+    assert (f.epochs, f.lr, f.warmup_epochs) == (30, 0.0005, 5) and ft.finetune.training_ratios
+
+
+def test_real_release_absent_fails_in_one_line_before_training(env):
+    proc = subprocess.run([sys.executable, "-m", "eegbench.cli", "run", str(ROOT / "benchmarks" / "things_loso.toml"),
+                           "--results", str(env / "res"), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "EEGBENCH_DATA": str(env / "nodata")})
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "download" in lines[0], proc.stderr
