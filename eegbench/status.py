@@ -1,6 +1,153 @@
-"""(skeleton: being written)"""
+"""``eegbench status SPEC|RESULTS``: which cells are done, running, failed or pending.
+
+The results store is the source of truth (not a scheduler's queue): for a spec, every cell of its plan
+is looked up in the store by key, and a cell the store has never seen is ``pending``; for a results
+directory, every cell the store knows is listed. Rerunning a spec runs only the cells not ``done``.
+"""
 from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import EegbenchError
+
+STATUSES: tuple[str, ...] = ("done", "running", "failed", "pending")
+
+#: fields of each row :func:`cell_status_rows` returns
+FIELDS: tuple[str, ...] = ("key", "status", "spec_name", "stage", "fold", "seed", "training_ratio", "error", "host",
+                           "pid", "started_at", "finished_at")
+
+
+def _store_at(directory: Path):
+    from .store import DB_NAME, ResultStore
+
+    if not (directory / DB_NAME).exists():
+        return None
+    return ResultStore(directory, create=False)
+
+
+def _row(key: str, status: str, record: dict[str, Any] | None, **known: Any) -> dict[str, Any]:
+    record = record or {}
+    row = {f: record.get(f) for f in FIELDS}
+    row.update({k: v for k, v in known.items() if v is not None})
+    row["key"], row["status"] = key, status
+    if status != "failed":
+        row["error"] = None
+    return row
+
+
+def spec_status(spec: Any, results: str | os.PathLike | None = None,
+                overrides: Iterable[str] | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """Status of every cell of a spec's plan: ``(results_dir, rows)`` in plan order.
+
+    ``results`` overrides the spec's ``[paths] results`` (then ``EEGBENCH_RESULTS``, then ``./results``).
+    """
+    from .paths import results_dir
+    from .plan import build_plan
+
+    plan = build_plan(spec, list(overrides) if overrides else None)
+    directory = results_dir(results or plan.spec.paths.results or None)
+    store = _store_at(directory)
+    records = {c["cell_key"]: c for c in store.cells()} if store is not None else {}
+    rows = []
+    for cell in plan.cells:
+        record = records.get(cell.key)
+        status = record["status"] if record else "pending"
+        rows.append(_row(cell.key, status, record, spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold,
+                         seed=cell.seed, training_ratio=cell.training_ratio))
+    return directory, rows
+
+
+def results_status(directory: str | os.PathLike) -> list[dict[str, Any]]:
+    """Status of every cell a results directory's store knows (ordered by spec, stage, fold, seed, ratio)."""
+    directory = Path(directory)
+    store = _store_at(directory)
+    if store is None:
+        raise EegbenchError(f"{directory}: no results database here (expected results.sqlite; pass a spec or "
+                            "the results directory a run wrote)")
+    rows = [_row(c["cell_key"], c["status"], {**c, "key": c["cell_key"]}) for c in store.cells()]
+    # a fold's pretrain cell before its finetune cells (the store orders stages alphabetically)
+    rows.sort(key=lambda r: (r["spec_name"] or "", r["fold"] or "", r["seed"] if r["seed"] is not None else -1,
+                             r["stage"] != "pretrain", r["training_ratio"] or 0.0, r["key"]))
+    return rows
+
+
+def counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """``{status: number of cells}`` for every status in :data:`STATUSES`."""
+    out = {s: 0 for s in STATUSES}
+    for row in rows:
+        out[row["status"]] = out.get(row["status"], 0) + 1
+    return out
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return ""
+    s = max(0.0, time.time() - ts)
+    return f"{s:.0f}s ago" if s < 120 else f"{s / 60:.0f}min ago" if s < 7200 else f"{s / 3600:.1f}h ago"
+
+
+def render(rows: Sequence[dict[str, Any]], *, show: str = "all") -> str:
+    """A plain-text table (one cell a line); failed cells carry their error, running ones host/pid."""
+    from .cli import _fmt_table
+
+    chosen = [r for r in rows if show == "all" or r["status"] == show]
+    if not chosen:
+        return ""
+    table = []
+    for r in chosen:
+        ratio = r.get("training_ratio")
+        if r["status"] == "failed":
+            note = (r.get("error") or "no message").replace("\n", " ")[:300]
+        elif r["status"] == "running":
+            note = f"on {r.get('host') or '?'} pid {r.get('pid') or '?'}, started {_ago(r.get('started_at'))}"
+        elif r["status"] == "done":
+            note = f"finished {_ago(r.get('finished_at'))}"
+        else:
+            note = ""
+        table.append([r["status"], r.get("stage") or "", r.get("fold") or "",
+                      "" if r.get("seed") is None else str(r["seed"]), "" if ratio is None else f"{ratio:g}",
+                      str(r["key"])[:12], note])
+    return _fmt_table(table, ["status", "stage", "fold", "seed", "ratio", "cell", "note"])
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    target = Path(args.target)
+    if not target.exists():
+        raise EegbenchError(f"{target}: no such spec file or results directory")
+    if target.is_dir() or target.suffix == ".sqlite":
+        if args.overrides:
+            raise EegbenchError("--set applies to a spec, not to a results directory")
+        directory = Path(args.results) if args.results else (target if target.is_dir() else target.parent)
+        rows = results_status(directory)
+        title = f"results in {directory}"
+    else:
+        directory, rows = spec_status(target, args.results, args.overrides)
+        title = f"spec {target} (results in {directory})"
+    n = counts(rows)
+    if args.json:
+        print(json.dumps({"results": str(directory), "counts": n, "cells": rows}, indent=2, default=str))
+        return 0
+    print(f"{title}: {len(rows)} cells: " + ", ".join(f"{n[s]} {s}" for s in STATUSES))
+    table = render(rows, show=args.show)
+    if table:
+        print(table)
+    if n["failed"] or n["pending"]:
+        print("rerun the spec (`eegbench run SPEC`) to run the failed and pending cells only")
+    return 0
 
 
 def add_commands(sub) -> None:
     """Register ``eegbench status`` on the top-level subparsers."""
+    p = sub.add_parser("status", help="list a spec's or results directory's cells: done, running, failed, pending")
+    p.add_argument("target", metavar="SPEC|RESULTS", help="a benchmark spec (.toml) or a results directory")
+    p.add_argument("--results", help="results directory (default: the spec's [paths] results, EEGBENCH_RESULTS, ./results)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, as for `eegbench run` (repeatable)")
+    p.add_argument("--show", choices=("all", *STATUSES), default="all", help="list only cells with this status")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)

@@ -1,9 +1,0 @@
-"""Built-in plugin (skeleton: being written)."""
-from __future__ import annotations
-
-from eegbench import hookimpl
-
-
-@hookimpl
-def eegbench_executors():
-    return []

@@ -1,0 +1,256 @@
+"""What every executor shares: dependency bookkeeping against the results store, and the picklable
+functions a worker (process, Slurm job, Ray task) runs.
+
+The results store is the source of truth, never the scheduler: before anything is submitted the
+:class:`Scheduler` reads each cell's status from ``ResultStore(runner.results_dir)``; cells already
+``done`` are not run again (unless ``runner.force`` is true), and a dependency outside the given cells
+counts as met only when the store says it is done. A cell whose dependency failed is recorded failed
+in the store with a message naming the dependency, so ``eegbench status`` shows why it never ran.
+
+Light on purpose: imports nothing heavy (the plugin list imports this package's ``__init__`` only).
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from eegbench.errors import EegbenchError
+
+
+@dataclass(frozen=True)
+class _FallbackOutcome:
+    """Same fields as ``eegbench.runner.CellOutcome`` (used only when the engine does not define it)."""
+
+    key: str
+    status: str
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def outcome(key: str, status: str, error: str | None = None, seconds: float = 0.0) -> Any:
+    """A ``CellOutcome`` built by an executor (for cells it never handed to the runner)."""
+    try:
+        from eegbench.runner import CellOutcome  # the engine's record (contract 8)
+    except ImportError:
+        CellOutcome = _FallbackOutcome
+    return CellOutcome(key=key, status=status, error=error, seconds=seconds)
+
+
+def describe(cell: Any) -> str:
+    """``pretrain sub-03 seed 0`` — how messages name a cell."""
+    parts = [str(getattr(cell, a)) for a in ("stage", "fold") if getattr(cell, a, None) not in (None, "")]
+    if getattr(cell, "seed", None) is not None:
+        parts.append(f"seed {cell.seed}")
+    ratio = getattr(cell, "training_ratio", None)
+    if ratio not in (None, 1.0, 1):
+        parts.append(f"ratio {ratio}")
+    return " ".join(parts + [f"[{str(cell.key)[:12]}]"])
+
+
+def store_of(runner: Any):
+    """The runner's results store (``runner.results_dir``, contract 8)."""
+    from eegbench.store import ResultStore
+
+    results_dir = getattr(runner, "results_dir", None)
+    if results_dir is None:
+        raise EegbenchError(f"runner {type(runner).__name__} has no results_dir; executors need it to read the results store")
+    return ResultStore(results_dir)
+
+
+def record_failed(store: Any, cell: Any, message: str) -> None:
+    """Record ``cell`` failed, with its stage/fold/seed so ``eegbench status`` can name it.
+
+    ``mark_failed`` alone stores only the key for a cell that never started (a failed dependency, a
+    runner that raised first thing); ``mark_running`` first writes the cell's description. Neither
+    touches a cell already done.
+    """
+    store.mark_running(cell.key, spec_name=getattr(cell, "spec_name", "") or "", stage=getattr(cell, "stage", "") or "",
+                       fold=getattr(cell, "fold", "") or "", seed=getattr(cell, "seed", None),
+                       training_ratio=getattr(cell, "training_ratio", None), config=getattr(cell, "config", None) or {})
+    store.mark_failed(cell.key, message)
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` plus the innermost traceback frame (kept short: it is stored per cell)."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+# --------------------------------------------------------------------------------------------------
+# worker-side functions (module level, so they pickle by reference in every backend)
+# --------------------------------------------------------------------------------------------------
+def run_cell(runner: Callable[[Any], Any], cell: Any) -> Any:
+    """Run one cell; an exception escaping the runner is recorded failed here and never propagates.
+
+    The runner normally records its own failures (contract 8); this is the safety net for errors it
+    did not catch, so a cell's failure never stops the other cells.
+    """
+    start = time.perf_counter()
+    try:
+        return runner(cell)
+    except Exception as exc:  # noqa: BLE001 - any failure of one cell is that cell's result
+        message = error_text(exc)
+        try:
+            record_failed(store_of(runner), cell, message)
+        except Exception as store_exc:  # noqa: BLE001 - report both rather than lose the first
+            message += f"; and recording it failed: {store_exc}"
+        return outcome(cell.key, "failed", message, time.perf_counter() - start)
+
+
+def run_pack(runner: Callable[[Any], Any], cells: Sequence[Any]) -> list[Any]:
+    """Run several independent cells one after another in one worker (cell packing).
+
+    Each cell goes through :func:`run_cell` exactly as if it had a job of its own, so packing amortises
+    start-up (imports, CUDA context, cached data) without changing any cell's result.
+    """
+    return [run_cell(runner, cell) for cell in cells]
+
+
+def limit_threads(threads: int) -> None:
+    """Worker initializer: keep N workers from each starting one BLAS/OpenMP thread per core."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+
+
+def pack_key(cell: Any) -> str:
+    """Cells with equal keys share shapes (same stage and components): packing groups them together."""
+    from eegbench.interfaces import stable_hash
+
+    config = getattr(cell, "config", None) or {}
+    shape = {k: config.get(k) for k in ("dataset", "backbone", "image_encoder", "loss", "data", "prep") if k in config}
+    return stable_hash([getattr(cell, "stage", ""), shape])
+
+
+def packs(cells: Sequence[Any], per_job: int) -> list[list[Any]]:
+    """Chunks of at most ``per_job`` cells, each chunk of one :func:`pack_key` (order otherwise kept)."""
+    groups: dict[str, list[Any]] = {}
+    for cell in cells:
+        groups.setdefault(pack_key(cell), []).append(cell)
+    out: list[list[Any]] = []
+    for group in groups.values():
+        out += [group[i:i + per_job] for i in range(0, len(group), per_job)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the dependency tracker every executor drives
+# --------------------------------------------------------------------------------------------------
+class Scheduler:
+    """Tracks which cells may start, given ``depends_on`` and the results store.
+
+    An executor loops: ``take_ready()`` → run those cells anywhere → ``finish(outcome)`` for each, until
+    ``take_ready()`` is empty and nothing is in flight; then ``outcomes()`` gives the outcomes in cells
+    order. Finishing a cell as failed fails its dependents (recorded in the store) at once.
+    """
+
+    def __init__(self, cells: Sequence[Any], runner: Any):
+        self.cells = list(cells)
+        keys = [c.key for c in self.cells]
+        if len(set(keys)) != len(keys):
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise EegbenchError(f"cell {dup} is listed twice; an executor runs each cell once")
+        self.by_key = {c.key: c for c in self.cells}
+        self.store = store_of(runner)
+        self.force = bool(getattr(runner, "force", False))
+        self._outcomes: dict[str, Any] = {}
+        self._started: set[str] = set()
+        external = {d for c in self.cells for d in (getattr(c, "depends_on", ()) or ()) if d not in self.by_key}
+        status = self.store.cell_status(list(self.by_key) + sorted(external))
+        self._external_done = {d for d in external if status.get(d) == "done"}
+        self._external_status = {d: status.get(d, "not run") for d in external}
+        if not self.force:
+            for key in self.by_key:
+                if status.get(key) == "done":
+                    self._outcomes[key] = outcome(key, "skipped", None, 0.0)
+                    self._started.add(key)
+
+    # -- queries ---------------------------------------------------------------------------------------
+    @property
+    def todo(self) -> list[Any]:
+        """Cells not finished and not started."""
+        return [c for c in self.cells if c.key not in self._started]
+
+    def _dep_ok(self, key: str) -> bool | None:
+        """True when a dependency is met, False when it failed, None while it is still to come."""
+        if key in self.by_key:
+            got = self._outcomes.get(key)
+            if got is None:
+                return None
+            return got.status in ("done", "skipped")
+        return key in self._external_done
+
+    def take_ready(self) -> list[Any]:
+        """Cells whose dependencies are all met, now marked started (each is returned once)."""
+        ready = []
+        for cell in self.cells:
+            if cell.key in self._started:
+                continue
+            deps = [self._dep_ok(d) for d in (getattr(cell, "depends_on", ()) or ())]
+            if all(d is True for d in deps):
+                ready.append(cell)
+                self._started.add(cell.key)
+        return ready
+
+    def finish(self, result: Any) -> None:
+        """Record a cell's outcome; a failed cell fails everything that depends on it."""
+        self._outcomes[result.key] = result
+        self._started.add(result.key)
+        if result.status == "failed":
+            self._fail_dependents(result.key)
+
+    def _fail_dependents(self, failed_key: str) -> None:
+        failed_cell = self.by_key.get(failed_key)
+        reason = self._outcomes[failed_key].error or "no message"
+        what = describe(failed_cell) if failed_cell is not None else failed_key
+        for cell in self.cells:
+            if cell.key in self._started or failed_key not in (getattr(cell, "depends_on", ()) or ()):
+                continue
+            self._fail(cell, f"dependency {what} failed: {reason.splitlines()[0] if reason else ''}")
+
+    def _fail(self, cell: Any, message: str) -> None:
+        record_failed(self.store, cell, message)
+        self.finish(outcome(cell.key, "failed", message, 0.0))
+
+    def fail_started(self, cells: Iterable[Any], message: str) -> None:
+        """Record cells that were handed out but whose worker died without reporting (job killed, OOM).
+
+        A cell the store already has as done finished before the worker died: it stays done.
+        """
+        cells = list(cells)
+        status = self.store.cell_status([c.key for c in cells])
+        for cell in cells:
+            if status.get(cell.key) == "done":
+                self.finish(outcome(cell.key, "done", None, 0.0))
+            else:
+                self._fail(cell, message)
+
+    def close(self) -> None:
+        """Fail what can never start: dependencies outside these cells that are not done, or cycles."""
+        for cell in self.cells:
+            if cell.key in self._started:
+                continue
+            missing = [d for d in (getattr(cell, "depends_on", ()) or ()) if d not in self.by_key and d not in self._external_done]
+            if missing:
+                d = missing[0]
+                self._fail(cell, f"dependency {d} is not among the cells to run and is "
+                                 f"{self._external_status.get(d, 'not run')} in the results store; run it first")
+            else:
+                self._fail(cell, "dependency cycle among cells " + ", ".join(sorted(
+                    str(k)[:12] for k in (getattr(cell, "depends_on", ()) or ()))))
+
+    def outcomes(self) -> list[Any]:
+        """Outcomes in cells order (call after the run loop ended)."""
+        self.close_pending()
+        return [self._outcomes[c.key] for c in self.cells]
+
+    def close_pending(self) -> None:
+        # a dependency cycle or an unmet external dependency leaves cells never ready: record why
+        while any(c.key not in self._outcomes for c in self.cells):
+            before = len(self._outcomes)
+            self.close()
+            if len(self._outcomes) == before:
+                break

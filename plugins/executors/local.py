@@ -1,0 +1,81 @@
+"""The ``local`` executor: cells in this process (``jobs = 1``) or in worker processes (``jobs > 1``)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Sequence
+
+from eegbench.errors import EegbenchError
+from eegbench.interfaces import Executor
+
+from ._core import Scheduler, error_text, limit_threads, run_cell
+
+
+class LocalExecutor(Executor):
+    """Runs cells on this machine.
+
+    ``jobs = 1`` runs them one after another in this process, in cells order as dependencies allow.
+    ``jobs > 1`` runs up to ``jobs`` cells at once in worker processes (``spawn`` start method: a fresh
+    interpreter per worker, safe with torch and CUDA); a cell is handed out only once all its
+    dependencies are done. The runner and cells must pickle (contract 8 says they do).
+    """
+
+    name = "local"
+
+    def __init__(self, jobs: int = 1):
+        try:
+            jobs = int(jobs)
+        except (TypeError, ValueError):
+            raise EegbenchError(f"executor local: jobs must be a whole number >= 1, got {jobs!r}") from None
+        if jobs < 1:
+            raise EegbenchError(f"executor local: jobs must be >= 1, got {jobs}")
+        self.jobs = jobs
+
+    def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:
+        sched = Scheduler(cells, runner)
+        if self.jobs == 1 or len(sched.todo) <= 1:
+            while ready := sched.take_ready():
+                for cell in ready:
+                    sched.finish(run_cell(runner, cell))
+        else:
+            self._run_pool(sched, runner, min(self.jobs, len(sched.todo)))
+        return sched.outcomes()
+
+    @staticmethod
+    def _run_pool(sched: Scheduler, runner: Callable[[Any], Any], workers: int) -> None:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_threads, initargs=(threads,))
+        running: dict[Future, Any] = {}
+        try:
+            while True:
+                for cell in sched.take_ready():
+                    running[pool.submit(run_cell, runner, cell)] = cell
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in done:
+                    cell = running.pop(future)
+                    try:
+                        sched.finish(future.result())
+                    except BrokenProcessPool as exc:
+                        # a worker died (killed, out of memory, segfault): we cannot tell which cell
+                        # killed it, so every cell in flight is recorded failed; the rest go on
+                        broken = True
+                        sched.fail_started([cell], f"worker process died while running this cell: {exc}")
+                    except Exception as exc:  # noqa: BLE001 - e.g. an outcome that did not unpickle
+                        sched.fail_started([cell], error_text(exc))
+                if broken:
+                    sched.fail_started(running.values(), "worker process pool broke while running this cell")
+                    running.clear()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_threads, initargs=(threads,))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def build(jobs: int = 1) -> LocalExecutor:
+    return LocalExecutor(jobs=jobs)

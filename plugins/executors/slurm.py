@@ -1,0 +1,177 @@
+"""The ``submitit`` executor: cells as Slurm jobs (job arrays) through submitit.
+
+Scheduling: cells whose dependencies are done are submitted together as one job array (array
+parallelism caps how many of its jobs run at once); when a job ends, its cells' outcomes are recorded
+and newly unblocked cells (a fold's finetune cells once its pretrain cell is done) are submitted in the
+next array. Ordering by the results store, rather than Slurm ``afterok`` dependencies, means a failed
+pretrain cell fails its dependents with a message instead of leaving them pending forever, and the
+finetune job finds the pretrain checkpoint through the shared results directory wherever it ran.
+
+Packing: with ``cells_per_job = k`` each job runs up to k ready cells of equal shape (same stage and
+components) one after another (:func:`eegbench_plugins.executors._core.run_pack`): imports, the CUDA
+context and cached data are paid once per job; each cell still goes through the runner on its own, so
+packing never changes a result.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from eegbench.errors import EegbenchError
+from eegbench.interfaces import Executor
+
+from ._core import Scheduler, packs, run_pack
+
+CLUSTERS = ("slurm", "local", "debug")
+
+
+def _log(message: str) -> None:
+    print(f"submitit: {message}", file=sys.stderr, flush=True)
+
+
+class SubmititExecutor(Executor):
+    """Runs cells as submitit jobs on Slurm (``cluster = "slurm"``), as local subprocesses (``"local"``:
+    the same pickling, job folders and subprocesses as on Slurm, without Slurm) or in this process
+    (``"debug"``). See :func:`build` for the parameters."""
+
+    name = "submitit"
+
+    def __init__(self, *, cluster: str = "slurm", partition: str = "", account: str = "", qos: str = "",
+                 gpus_per_task: int = 1, cpus_per_task: int = 8, mem_gb: float = 32, timeout_min: int = 240,
+                 array_parallelism: int = 32, cells_per_job: int = 1, sbatch: Mapping[str, Any] | None = None,
+                 setup: Sequence[str] = (), apptainer: str = "", apptainer_args: str = "", python: str = "",
+                 log_folder: str = "", job_name: str = "eegbench", poll_seconds: float = 0.0):
+        if cluster not in CLUSTERS:
+            raise EegbenchError(f"executor submitit: cluster must be one of {', '.join(CLUSTERS)}, got {cluster!r}")
+        for name, value, low in (("cells_per_job", cells_per_job, 1), ("array_parallelism", array_parallelism, 1),
+                                 ("timeout_min", timeout_min, 1), ("cpus_per_task", cpus_per_task, 1),
+                                 ("gpus_per_task", gpus_per_task, 0)):
+            if not isinstance(value, int) or value < low:
+                raise EegbenchError(f"executor submitit: {name} must be a whole number >= {low}, got {value!r}")
+        if sbatch is not None and not isinstance(sbatch, Mapping):
+            raise EegbenchError(f"executor submitit: sbatch must be a table of sbatch options, got {sbatch!r}")
+        if isinstance(setup, str):
+            setup = [setup]
+        self.cluster = cluster
+        self.partition, self.account, self.qos = partition, account, qos
+        self.gpus_per_task, self.cpus_per_task = gpus_per_task, cpus_per_task
+        self.mem_gb, self.timeout_min = mem_gb, timeout_min
+        self.array_parallelism, self.cells_per_job = array_parallelism, cells_per_job
+        self.sbatch = dict(sbatch or {})
+        self.setup = list(setup)
+        self.apptainer, self.apptainer_args = apptainer, apptainer_args
+        self.python, self.log_folder, self.job_name = python, log_folder, job_name
+        self.poll_seconds = float(poll_seconds) or (15.0 if cluster == "slurm" else 0.3)
+
+    # -- the submitit executor ---------------------------------------------------------------------------
+    def python_command(self) -> str:
+        """The command jobs start Python with: this interpreter, or ``python``, inside Apptainer if asked."""
+        python = self.python or shlex.quote(sys.executable)
+        if self.apptainer:
+            extra = f"{self.apptainer_args} " if self.apptainer_args else ""
+            return f"apptainer exec --nv {extra}{shlex.quote(self.apptainer)} {python}"
+        return python
+
+    def folder(self, results_dir: str | Path) -> Path:
+        """Job folders (pickles, stdout/stderr logs), one per job id; by default inside the results dir."""
+        return Path(self.log_folder) if self.log_folder else Path(results_dir) / "submitit" / "%j"
+
+    def make_executor(self, results_dir: str | Path):
+        import submitit
+
+        folder = self.folder(results_dir)
+        if self.cluster == "debug":
+            return submitit.DebugExecutor(folder)
+        if self.cluster == "local":
+            ex = submitit.LocalExecutor(folder, python=self.python_command())
+            ex.update_parameters(timeout_min=self.timeout_min, setup=self.setup)
+            return ex
+        if shutil.which("srun") is None or shutil.which("sbatch") is None:
+            raise EegbenchError("executor submitit: cluster = \"slurm\" needs Slurm's sbatch and srun on PATH (run on a "
+                                "login node, or set executor.cluster=local to run the jobs as local processes)")
+        ex = submitit.SlurmExecutor(folder, python=self.python_command())
+        params: dict[str, Any] = {
+            "job_name": self.job_name,
+            "time": self.timeout_min,
+            "cpus_per_task": self.cpus_per_task,
+            "mem": f"{self.mem_gb:g}GB",
+            "array_parallelism": self.array_parallelism,
+            "setup": self.setup,
+            "additional_parameters": self.sbatch,
+        }
+        if self.gpus_per_task:
+            params["gpus_per_task"] = self.gpus_per_task
+        for key in ("partition", "account", "qos"):
+            if getattr(self, key):
+                params[key] = getattr(self, key)
+        ex.update_parameters(**params)
+        return ex
+
+    # -- running -------------------------------------------------------------------------------------
+    def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:
+        sched = Scheduler(cells, runner)
+        if not sched.todo:
+            return sched.outcomes()
+        ex = self.make_executor(runner.results_dir)
+        running: dict[Any, list[Any]] = {}
+        try:
+            while True:
+                ready = sched.take_ready()
+                if ready:
+                    self._submit(ex, runner, packs(ready, self.cells_per_job), running)
+                if not running:
+                    break
+                finished = [job for job in running if job.done()]
+                if not finished:
+                    time.sleep(self.poll_seconds)
+                    continue
+                for job in finished:
+                    pack = running.pop(job)
+                    try:
+                        for result in job.result():
+                            sched.finish(result)
+                    except Exception as exc:  # noqa: BLE001 - a killed/timed-out job fails its own cells only
+                        sched.fail_started(pack, self._job_error(job, exc))
+        except KeyboardInterrupt:
+            if self.cluster == "slurm" and running:
+                _log(f"interrupted: {len(running)} job(s) keep running on Slurm and write to the results store; "
+                     "`eegbench status` follows them, rerunning submits only cells not done")
+            raise
+        return sched.outcomes()
+
+    def _submit(self, ex: Any, runner: Any, chunks: list[list[Any]], running: dict[Any, list[Any]]) -> None:
+        jobs = ex.map_array(run_pack, [runner] * len(chunks), chunks)
+        for job, chunk in zip(jobs, chunks):
+            running[job] = chunk
+        n = sum(len(c) for c in chunks)
+        ids = ", ".join(str(j.job_id) for j in jobs)
+        _log(f"submitted {len(jobs)} job(s) for {n} cell(s): {ids} (logs: {Path(jobs[0].paths.folder).parent})")
+
+    @staticmethod
+    def _job_error(job: Any, exc: BaseException) -> str:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        last = lines[-1] if lines else type(exc).__name__
+        try:
+            log = f"; log: {job.paths.stderr}"
+        except Exception:  # noqa: BLE001 - a log path is a courtesy
+            log = ""
+        return f"job {job.job_id} ended without results ({type(exc).__name__}: {last[:500]}){log}"
+
+
+def build(**params: Any) -> SubmititExecutor:
+    """``submitit`` executor.
+
+    Params: ``cluster`` ("slurm" | "local" | "debug"), ``partition``, ``account``, ``qos`` ("" = cluster
+    default), ``gpus_per_task``, ``cpus_per_task``, ``mem_gb``, ``timeout_min`` (per job: with packing,
+    for all its cells), ``array_parallelism`` (most jobs of one array running at once),
+    ``cells_per_job`` (packing), ``sbatch`` (extra ``#SBATCH`` options, e.g. ``{constraint = "a100"}``),
+    ``setup`` (shell lines run before Python, e.g. ``["module load apptainer"]``), ``apptainer`` (image:
+    jobs run ``apptainer exec --nv [apptainer_args] IMAGE PYTHON``), ``python`` (interpreter command;
+    "" = this one), ``log_folder`` ("" = ``<results>/submitit/%j``), ``job_name``, ``poll_seconds``
+    (0 = 15 on Slurm, 0.3 otherwise).
+    """
+    return SubmititExecutor(**params)
