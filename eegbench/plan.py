@@ -116,9 +116,14 @@ def _matches(cell: Cell, key: str, value: str) -> bool:
 def _resolve_component(kind: str, ref: Any, source: str, table: str) -> dict[str, Any]:
     from .registry import get_registry
 
+    from .components import CONTEXT_ARGS
+
     try:
         comp = get_registry().get(kind, ref.name)
-        params = comp.resolve_params(ref.params)
+        # context arguments (a dataset's ``root``) are accepted beside the parameters and kept with them,
+        # so they reach the factory and are part of the cell's identity
+        context = {k: v for k, v in ref.params.items() if k in CONTEXT_ARGS[kind]}
+        params = {**comp.resolve_params({k: v for k, v in ref.params.items() if k not in context}), **context}
     except SpecError:
         raise
     except Exception as exc:  # unknown name / parameter: keep the registry's one line, locate it

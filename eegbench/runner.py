@@ -8,6 +8,7 @@ through :mod:`eegbench.engine`, and writes its rows in one transaction (or marks
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -315,13 +316,18 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     """
     from rich.console import Console
 
-    from . import create
+    from . import create, get_component
     from .plan import build_plan
     from .store import ResultStore
 
     console = Console(stderr=False, quiet=quiet)
     if not console.is_terminal:
         console.width = max(console.width, 120)  # logs and notebooks: do not truncate the results table
+    if executor:  # the CLI's --executor is the spec key executor.name: --set executor.* params then apply to it
+        if isinstance(overrides, Mapping):
+            overrides = {**overrides, "executor.name": executor}
+        else:
+            overrides = [*(overrides or []), f"executor.name={json.dumps(executor)}"]
     plan = build_plan(spec, overrides)
     cells = plan.select(only)
     res_dir, cch_dir = _resolve_dirs(plan.spec, results_dir, cache_dir)
@@ -351,9 +357,12 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
         from .engine import resolve_device
 
         resolve_device(device)  # a missing CUDA is one line now, not one failure per cell
-    name = executor or plan.spec.executor.name
-    params = dict(plan.spec.executor.params) if name == plan.spec.executor.name else {}
+    name = plan.spec.executor.name
+    params = dict(plan.spec.executor.params)
     if jobs is not None:
+        if "jobs" not in get_component("executor", name).defaults:
+            raise EegbenchError(f"--jobs applies to the local executor; executor {name!r} takes its parallelism from its "
+                                f"own parameters (see `eegbench info {name}`)")
         params["jobs"] = int(jobs)
     exe = create("executor", name, **params)
 

@@ -14,7 +14,17 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Mapping, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .errors import SpecError
 from .interfaces import stable_hash
@@ -116,7 +126,21 @@ FinetuneSpec.__doc__ = "Finetune stage: training keys not given here are inherit
 
 
 class ExecutorSpec(ComponentSpec):
+    """``[executor]``: ``name`` plus parameters, given under ``params`` or inline
+    (``--set executor.partition=gpu`` is ``--set executor.params.partition=gpu``)."""
+
     name: str = "local"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_params(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            inline = {k: v for k, v in data.items() if k not in ("name", "params")}
+            if inline:
+                params = dict(data.get("params") or {})
+                params.update(inline)
+                data = {"name": data.get("name", "local"), "params": params}
+        return data
 
 
 class PathsSpec(_Strict):

@@ -1,0 +1,37 @@
+"""Spec keys that reach component context and executors: dataset root, inline executor params, --jobs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eegbench.errors import EegbenchError
+from eegbench.plan import build_plan
+from eegbench.runner import run_spec
+from eegbench.spec import load_spec
+
+QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
+
+
+def test_dataset_root_is_accepted_and_part_of_the_cell_key(tmp_path):
+    a = build_plan(QUICK, [f'dataset.params.root="{tmp_path / "a"}"']).cells[0]
+    b = build_plan(QUICK, [f'dataset.params.root="{tmp_path / "b"}"']).cells[0]
+    assert a.config["dataset"]["params"]["root"] == str(tmp_path / "a")
+    assert a.key != b.key
+
+
+def test_dataset_parameter_typo_still_refused():
+    with pytest.raises(EegbenchError, match=r"\[dataset\].*has no parameter 'rooot'"):
+        build_plan(QUICK, ['dataset.params.rooot="x"'])
+
+
+def test_executor_params_may_be_given_inline():
+    spec = load_spec(QUICK, ['executor.name="submitit"', 'executor.partition="gpu"', "executor.params.mem_gb=32"])
+    assert spec.executor.name == "submitit"
+    assert spec.executor.params == {"partition": "gpu", "mem_gb": 32}
+    build_plan(spec)  # the params are the submitit executor's own
+
+
+def test_jobs_only_for_executors_that_take_it(tmp_path):
+    with pytest.raises(EegbenchError, match="--jobs applies to the local executor"):
+        run_spec(QUICK, executor="submitit", jobs=2, results_dir=tmp_path, quiet=True)
