@@ -203,9 +203,12 @@ def load_embedding_file(path: str | os.PathLike, images: Any, *, dim: int | None
 def add_commands(sub) -> None:
     """Register ``eegbench embed`` on the top-level subparsers."""
     p = sub.add_parser("embed", help="compute (and cache) image embeddings of a dataset's image sets")
-    p.add_argument("--dataset", required=True, help="dataset name (eegbench list dataset)")
+    p.add_argument("spec", nargs="?", help="a benchmark spec: embed its dataset's images with its image encoder")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="override a spec key (with SPEC)")
+    p.add_argument("--dataset", help="dataset name (eegbench list dataset), without SPEC")
     p.add_argument("--root", default=None, help="dataset root folder (default: the dataset's own)")
-    p.add_argument("--image-encoder", required=True, dest="image_encoder", help="image-encoder name (eegbench list image-encoder), or a family form such as open_clip:MODEL/TAG")
+    p.add_argument("--image-encoder", dest="image_encoder", help="image-encoder name (eegbench list image-encoder), or a family form such as open_clip:MODEL/TAG")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="image-encoder parameter (repeatable; values parsed as TOML, else kept as text)")
     p.add_argument("--split", default="train,test", help="comma-separated splits (default train,test)")
@@ -248,9 +251,27 @@ def cmd_embed(args: argparse.Namespace) -> int:
     for s in splits:
         if s not in ("train", "test"):
             raise EegbenchError(f"--split {s!r}: splits are train and test")
-    dataset_kw = {"root": args.root} if args.root else {}
-    dataset = eegbench.create("dataset", args.dataset, **dataset_kw)
-    encoder = eegbench.create("image-encoder", args.image_encoder, **parse_params(args.param))
+    if args.spec:
+        if args.dataset or args.image_encoder:
+            raise EegbenchError("give either SPEC or --dataset/--image-encoder, not both")
+        from .spec import load_spec
+
+        spec = load_spec(args.spec, args.overrides)
+        dataset_kw = dict(spec.dataset.params)
+        if args.root:
+            dataset_kw["root"] = args.root
+        dataset = eegbench.create("dataset", spec.dataset.name, **dataset_kw)
+        encoder = eegbench.create("image-encoder", spec.image_encoder.name,
+                                  **{**spec.image_encoder.params, **parse_params(args.param)})
+    else:
+        if not (args.dataset and args.image_encoder):
+            raise EegbenchError("eegbench embed needs a SPEC, or both --dataset and --image-encoder")
+        if args.overrides:
+            raise EegbenchError("--set overrides a spec key: give a SPEC")
+        dataset_kw = {"root": args.root} if args.root else {}
+        dataset = eegbench.create("dataset", args.dataset, **dataset_kw)
+        encoder = eegbench.create("image-encoder", args.image_encoder, **parse_params(args.param))
+    dataset.ensure_available()
     device = resolve_device(args.device)
     for split in splits:
         images = dataset.image_set(split)
