@@ -46,7 +46,11 @@ def channel_index(available: Sequence[str], wanted: Sequence[str] | None, source
     lookup = {name.lower(): i for i, name in enumerate(available)}
     missing = [w for w in wanted if w.lower() not in lookup]
     if missing:
-        raise DataError(f"{source}: no channel {missing[0]!r} (channels: {', '.join(available)})")
+        raise DataError(
+            f"{source}: no channel {missing[0]!r} (channels: {', '.join(available)}); other channels and rates come "
+            "from the raw recordings: `eegbench preprocess things-eeg-2 --channels all --sfreq 250 --out DIR`, then "
+            "set dataset.params.root = DIR"
+        )
     return np.array([lookup[w.lower()] for w in wanted])
 
 
