@@ -386,6 +386,11 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
                           f"{len(todo)} to run -> {res_dir}  (log {log_path})")
         outcomes = []
         if todo:
+            # missing weights are one line now, not one failure per cell (the encoder is built again in each cell)
+            encoders = {(c.config["image_encoder"]["name"], json.dumps(c.config["image_encoder"]["params"], sort_keys=True))
+                        for c in todo}
+            for enc_name, enc_params in sorted(encoders):
+                create("image-encoder", enc_name, **json.loads(enc_params))
             with _Display(store, keys, quiet) as display:
                 runner = CellRunner(res_dir, cch_dir, device=device, force=force, progress=display)
                 outcomes = exe.run(cells, runner)

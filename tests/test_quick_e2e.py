@@ -1,0 +1,76 @@
+"""The README's main job, end to end on fresh folders: `benchmarks/quick.toml` learns, reruns skip, the
+leaderboard reads what the engine stored.
+
+Slow (about 30 s on 2 cores): it generates the synthetic twin and trains six cells, as a user's first run does.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from eegbench.cli import main
+from eegbench.runner import run_spec
+
+QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quick")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EEGBENCH_DATA", str(root / "data"))
+    mp.setenv("EEGBENCH_CACHE", str(root / "cache"))
+    results = root / "results"
+    try:
+        df = run_spec(QUICK, results_dir=results, quiet=True)
+        yield df, results
+    finally:
+        mp.undo()
+
+
+def _finished_at(results: Path) -> dict[str, float]:
+    with sqlite3.connect(results / "results.sqlite") as con:
+        return dict(con.execute("SELECT cell_key, finished_at FROM cells WHERE status = 'done'").fetchall())
+
+
+@pytest.mark.slow
+def test_quick_learns_well_between_chance_and_ceiling(quick_run):
+    df, _ = quick_run
+    assert not df.attrs["failed"]
+    top1 = df[df.metric == "top1"]
+    assert len(top1) == 6  # 2 folds x (pretrain + finetune at 2 ratios), one test subject each
+    means = top1.groupby(["stage", "training_ratio"])["value"].mean()
+    chance = float(top1["chance"].iloc[0])
+    assert chance == pytest.approx(1 / 50)
+    for (stage, ratio), mean in means.items():
+        assert 5 * chance <= mean < 0.95, f"{stage} ratio {ratio}: top-1 {mean:.3f}"
+    assert means[("finetune", 1.0)] > means[("pretrain", 1.0)]
+
+
+@pytest.mark.slow
+def test_rerun_skips_every_stored_cell(quick_run, monkeypatch):
+    df, results = quick_run
+    before = _finished_at(results)
+    monkeypatch.setenv("EEGBENCH_DATA", str(results.parent / "data"))
+    monkeypatch.setenv("EEGBENCH_CACHE", str(results.parent / "cache"))
+    again = run_spec(QUICK, results_dir=results, quiet=True)
+    assert _finished_at(results) == before  # no cell was rewritten
+    assert sorted(again["value"]) == sorted(df["value"])
+
+
+@pytest.mark.slow
+def test_leaderboard_reads_the_engine_rows(quick_run, capsys):
+    df, results = quick_run
+    assert main(["leaderboard", str(results), "--format", "json", "--no-reported"]) == 0
+    board = json.loads(capsys.readouterr().out)
+    [ctx] = board["contexts"]
+    assert ctx["context"]["synthetic"] is True and ctx["context"]["n_way"] == 50
+    rows = {(r["stage"], r["training_ratio"]): r for r in ctx["rows"] if r["source"] == "measured"}
+    top1 = df[df.metric == "top1"]
+    for (stage, ratio), group in top1.groupby(["stage", "training_ratio"]):
+        row = rows[(stage, ratio)]
+        assert row["n"] == len(group) == 2
+        assert row["mean"] == pytest.approx(group["value"].mean())
