@@ -151,11 +151,11 @@ class Registry:
         if comp is not None:
             return comp
         if ":" in name:
-            found = self.pm.hook.eegbench_resolve_family(kind=kind, name=name)
-            if found is not None:
-                impls = self.pm.hook.eegbench_resolve_family.get_hookimpls()
-                label = next((self._plugin_label(i.plugin) for i in reversed(impls)), "")
-                return _with_plugin(found, found.plugin or label)
+            # ask each family plugin in pluggy's call order (firstresult), remembering who answered
+            for impl in reversed(self.pm.hook.eegbench_resolve_family.get_hookimpls()):
+                found = impl.function(kind=kind, name=name)
+                if found is not None:
+                    return _with_plugin(found, self._plugin_label(impl.plugin), self.pm.get_name(impl.plugin) or "")
         elif "/" in name or os.sep in name or name.endswith((".py", ".pt", ".pth", ".toml")):
             # timm refuses a path-like name without a prefix rather than guessing
             raise UnknownComponentError(f"{kind} name {name!r} looks like a path; components are named (see `eegbench list {kind}`)")
@@ -166,9 +166,10 @@ class Registry:
         found = [c for (k, n), c in self.index.items() if n == name]
         if not found and ":" in name:
             for kind in KINDS:
-                comp = self.pm.hook.eegbench_resolve_family(kind=kind, name=name)
-                if comp is not None:
-                    found.append(comp)
+                try:
+                    found.append(self.get(kind, name))  # labels the family member with its plugin
+                except UnknownComponentError:
+                    pass
         return found
 
     def _unknown_message(self, kind: str | None, name: str) -> str:

@@ -130,3 +130,12 @@ def test_blocking_a_plugin_by_entry_point_name(monkeypatch):
     monkeypatch.setenv("EEGBENCH_DISABLE_PLUGINS", "losses")
     reg = Registry()
     assert not [c for c in reg.list_components("loss") if c.entry_point == "losses"]
+
+
+def test_family_members_are_labelled_with_their_package():
+    import eegbench.registry as registry
+
+    comp = registry.get_registry().get("image-encoder", "open_clip:ViT-B-32/openai")
+    assert comp.plugin == "eegbench" and comp.entry_point == "image-encoders"
+    [found] = registry.get_registry().find("timm:resnet18")
+    assert found.kind == "image-encoder" and found.plugin == "eegbench"
