@@ -172,6 +172,17 @@ class TaskScore:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CellOutcome:
+    """How one cell ended, as executors report it: ``done``, ``failed`` (with a one-line ``error``) or
+    ``skipped`` (already stored)."""
+
+    key: str
+    status: str
+    error: str | None = None
+    seconds: float = 0.0
+
+
 # --------------------------------------------------------------------------------------------------
 # component interfaces
 # --------------------------------------------------------------------------------------------------

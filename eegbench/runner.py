@@ -14,23 +14,13 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .errors import EegbenchError
+from .interfaces import CellOutcome  # noqa: F401  (re-exported: executors and users import it from here too)
 
 log = logging.getLogger("eegbench.runner")
-
-
-@dataclass(frozen=True)
-class CellOutcome:
-    """How one cell ended: ``done``, ``failed`` (with a one-line ``error``) or ``skipped`` (already stored)."""
-
-    key: str
-    status: str
-    error: str | None = None
-    seconds: float = 0.0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -146,7 +136,9 @@ def result_rows(cell: Any, result: Any) -> list[dict[str, Any]]:
                 "metric": metric, "value": float(value), "chance": float(score.chance.get(metric, float("nan"))),
                 "epochs_run": int(result.epochs_run), "best_epoch": int(result.best_epoch),
                 "wall_seconds": float(result.wall_seconds), "samples_per_second": float(result.samples_per_second),
-                "device": result.device, "versions": versions, "config": dict(cfg),
+                "device": result.device, "versions": versions,
+                # the engine's head (part of the model, chosen from the backbone and the image width)
+                "config": {**cfg, "head": getattr(result, "head", "linear")},
             })
     return rows
 

@@ -14,28 +14,14 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from eegbench.errors import EegbenchError
+from eegbench.interfaces import CellOutcome
 
 
-@dataclass(frozen=True)
-class _FallbackOutcome:
-    """Same fields as ``eegbench.runner.CellOutcome`` (used only when the engine does not define it)."""
-
-    key: str
-    status: str
-    error: str | None = None
-    seconds: float = 0.0
-
-
-def outcome(key: str, status: str, error: str | None = None, seconds: float = 0.0) -> Any:
+def outcome(key: str, status: str, error: str | None = None, seconds: float = 0.0) -> CellOutcome:
     """A ``CellOutcome`` built by an executor (for cells it never handed to the runner)."""
-    try:
-        from eegbench.runner import CellOutcome  # the engine's record (contract 8)
-    except ImportError:
-        CellOutcome = _FallbackOutcome
     return CellOutcome(key=key, status=status, error=error, seconds=seconds)
 
 
