@@ -73,12 +73,13 @@ def test_overrides_are_toml_values(tmp_path):
 
 def test_paper_recipes_are_expressible():
     spec = load_spec(fakes.spec_dict(**{
-        "dataset.train_averaging": "none", "dataset.test_averaging": "all", "dataset.window": [0.0, 1.0],
+        "dataset.test_averaging": "all", "dataset.window": [0.0, 1.0],
         "dataset.n_times": 250, "train.optimizer": "adam", "train.betas": [0.5, 0.999], "train.weight_decay": 0.0,
         "train.schedule": "constant", "train.text_prompt": "This picture is {concept}",
         "loss.params": {"text_weight": 0.01}, "dataset.train_averaging": 4,
     }))
     assert spec.train.betas == (0.5, 0.999) and spec.dataset.train_averaging == 4 and spec.dataset.window == (0.0, 1.0)
+    assert load_spec(fakes.spec_dict(**{"dataset.train_averaging": "none"})).dataset.train_averaging == "none"
 
 
 def test_every_train_key_is_documented():

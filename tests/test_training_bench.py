@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 
 import numpy as np
 import pytest

@@ -76,7 +76,7 @@ def resolve_tag_file(model: str, tag: str, cache_dir: str, where: str) -> Path:
             return url_cache
         candidates.append(url)
     missing = " or ".join(candidates) or "(no source)"
-    how = f'download it and set weights = "path/to/file", or weights = "none" for an explicit random init'
+    how = 'download it and set weights = "path/to/file", or weights = "none" for an explicit random init'
     if is_offline():
         raise WeightsError(f"{where}: weights {tag!r} for {model} are not cached and the network is off; missing {missing}: {how}")
     try:
