@@ -39,16 +39,45 @@ ProgressFn = Callable[[Mapping[str, Any]], None]
 # --------------------------------------------------------------------------------------------------
 # model
 # --------------------------------------------------------------------------------------------------
-class EEGEncoder(nn.Module):
-    """A backbone followed by the projection head ``Linear(n_features, image_dim)``."""
+#: The engine's head kinds: ``"linear"`` is ``Linear(n_features, image_dim)``; ``"identity"`` passes the
+#: backbone's output through (a backbone that already ends with its own projection to the image width).
+HEAD_KINDS = ("linear", "identity")
 
-    def __init__(self, backbone: nn.Module, image_dim: int):
+
+def head_kind_for(backbone: nn.Module, image_dim: int) -> str:
+    """The head the engine gives ``backbone`` for ``image_dim``-d image embeddings.
+
+    ``"identity"`` when the backbone declares ``includes_projection = True`` (its output is already the
+    projection into an embedding space) and its ``n_features`` equals ``image_dim``, so the model is the
+    backbone alone; ``"linear"`` otherwise.
+    """
+    if bool(getattr(backbone, "includes_projection", False)) and getattr(backbone, "n_features", None) == int(image_dim):
+        return "identity"
+    return "linear"
+
+
+class EEGEncoder(nn.Module):
+    """A backbone followed by the engine's head (attribute ``head_kind``, one of :data:`HEAD_KINDS`).
+
+    ``head = "auto"`` picks it with :func:`head_kind_for`: ``Linear(n_features, image_dim)``, or no extra
+    layer (``nn.Identity``) for a backbone that includes its projection at the image width. Passing the
+    kind explicitly rebuilds a stored model as it was trained.
+    """
+
+    def __init__(self, backbone: nn.Module, image_dim: int, head: str = "auto"):
         super().__init__()
         n_features = getattr(backbone, "n_features", None)
         if not isinstance(n_features, int) or n_features < 1:
             raise EegbenchError(f"backbone {type(backbone).__name__} has no positive int attribute n_features")
+        kind = head_kind_for(backbone, image_dim) if head == "auto" else head
+        if kind not in HEAD_KINDS:
+            raise EegbenchError(f"EEG encoder head {head!r} unknown: use \"auto\", {', '.join(map(repr, HEAD_KINDS))}")
+        if kind == "identity" and n_features != int(image_dim):
+            raise EegbenchError(f"EEG encoder head 'identity' needs the backbone's n_features ({n_features}) to equal "
+                                f"the image-embedding dimension ({image_dim}); use head 'linear'")
         self.backbone = backbone
-        self.head = nn.Linear(n_features, image_dim)
+        self.head_kind = kind
+        self.head = nn.Linear(n_features, image_dim) if kind == "linear" else nn.Identity()
         self.takes_subject = bool(getattr(backbone, "takes_subject", False))
 
     def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,12 +86,13 @@ class EEGEncoder(nn.Module):
 
 
 def build_encoder(backbone: Mapping[str, Any], *, n_chans: int, n_times: int, sfreq: float | None,
-                  ch_names: list[str] | None, image_dim: int, subjects: list[int] | None) -> EEGEncoder:
-    """Build the backbone by name (with its resolved params) and append the projection head."""
+                  ch_names: list[str] | None, image_dim: int, subjects: list[int] | None,
+                  head: str = "auto") -> EEGEncoder:
+    """Build the backbone by name (with its resolved params) and add the engine's head (see :class:`EEGEncoder`)."""
     chs_info = [{"ch_name": c} for c in ch_names] if ch_names else None
     net = create("backbone", backbone["name"], n_chans=n_chans, n_times=n_times, sfreq=sfreq, chs_info=chs_info,
                  subjects=list(subjects) if subjects else None, **dict(backbone.get("params", {})))
-    return EEGEncoder(net, image_dim)
+    return EEGEncoder(net, image_dim, head=head)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -272,6 +302,8 @@ class CellResult:
     checkpoint: str
     image_encoder_fingerprint: str
     history: list[dict[str, float]]
+    #: the engine's head on the backbone (``EEGEncoder.head_kind``): part of the model, recorded in the config
+    head: str = "linear"
 
 
 def prep_options(prep: Mapping[str, Any], split: str, seed: int) -> PrepOptions:
@@ -434,6 +466,7 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
         samples_per_second=result.samples_seen / result.train_seconds if result.train_seconds > 0 else 0.0,
         device=str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
         checkpoint=str(ckpt), image_encoder_fingerprint=encoder.fingerprint, history=result.history,
+        head=model.head_kind,
     )
 
 
@@ -454,7 +487,10 @@ def _plain(value: Any) -> Any:
 
 def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], cell_key: str, n_chans: int, n_times: int,
                     sfreq: float | None, ch_names: list[str], image_dim: int, subjects: list[int], standardizer=None) -> Path:
-    """Write the encoder's weights with what rebuilds it (loadable with ``weights_only=True``), atomically."""
+    """Write the encoder's weights with what rebuilds it (loadable with ``weights_only=True``), atomically.
+
+    The payload records the head kind (``"head"``) so :func:`load_encoder` rebuilds the same model.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -464,6 +500,7 @@ def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], ce
         "config": json.dumps(cfg, sort_keys=True, default=str),
         "n_chans": int(n_chans), "n_times": int(n_times), "sfreq": float(sfreq) if sfreq else 0.0,
         "ch_names": list(ch_names), "image_dim": int(image_dim), "subjects": [int(s) for s in subjects],
+        "head": str(model.head_kind),
         "standardizer": _plain(standardizer.as_dict()) if standardizer is not None else {},
         "versions": {"eegbench": str(__version__), "torch": str(torch.__version__)},
     }
@@ -477,8 +514,8 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu") -> tuple[EEGEncod
     """Rebuild a trained EEG encoder from a checkpoint (``torch.load(weights_only=True)``).
 
     Returns ``(model, meta)``; ``meta`` has ``config`` (the cell's resolved config), ``ch_names``,
-    ``n_times``, ``sfreq``, ``image_dim``, ``subjects`` and ``standardizer`` (numpy arrays), so new EEG
-    can be prepared the same way before ``model(x)``.
+    ``n_times``, ``sfreq``, ``image_dim``, ``subjects``, ``head`` (the engine's head kind) and
+    ``standardizer`` (numpy arrays), so new EEG can be prepared the same way before ``model(x)``.
     """
     path = Path(path)
     if not path.is_file():
@@ -487,11 +524,15 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu") -> tuple[EEGEncod
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise EegbenchError(f"{path} is not an eegbench encoder checkpoint")
     backbone = json.loads(payload["backbone"])
+    # checkpoints written before the head kind was stored always had the Linear head
+    head = str(payload.get("head", "linear"))
     model = build_encoder(backbone, n_chans=payload["n_chans"], n_times=payload["n_times"], sfreq=payload["sfreq"] or None,
-                          ch_names=payload["ch_names"], image_dim=payload["image_dim"], subjects=payload["subjects"])
+                          ch_names=payload["ch_names"], image_dim=payload["image_dim"], subjects=payload["subjects"],
+                          head=head)
     model.load_state_dict(payload["state_dict"])
     model.to(device)
     meta = {k: payload[k] for k in ("cell_key", "n_chans", "n_times", "sfreq", "ch_names", "image_dim", "subjects", "versions")}
+    meta["head"] = head
     meta["config"] = json.loads(payload["config"])
     meta["standardizer"] = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["standardizer"].items()}
     return model, meta

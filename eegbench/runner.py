@@ -217,31 +217,68 @@ def _resolve_dirs(spec: Any, results_dir: Any, cache_dir: Any) -> tuple[Path, Pa
 
 
 def _estimate_samples(plan: Any) -> dict[str, Any]:
-    """Training images per subject of the train split (metadata only; None when the data is absent)."""
+    """Training images per subject of the train split and repetitions per training image (metadata only).
+
+    ``n_images`` is None when the data is absent. ``repetitions`` comes from the dataset's optional
+    ``repetitions(split) -> int | None`` (known without reading the EEG, e.g. from a synthetic twin's
+    parameters); None when the dataset cannot tell.
+    """
     try:
         from .engine import build_dataset
 
         dataset = build_dataset(plan.cells[0].config)
-        return {"n_images": len(dataset.image_set("train"))}
+        n_images = len(dataset.image_set("train"))
     except Exception:  # noqa: BLE001 - a dry run must work without the data
-        return {"n_images": None}
+        return {"n_images": None, "repetitions": None}
+    reps = None
+    counter = getattr(dataset, "repetitions", None)
+    if callable(counter):
+        try:
+            value = counter("train")
+            reps = int(value) if value else None
+        except Exception:  # noqa: BLE001 - an unknown count only makes the estimate coarser
+            reps = None
+    return {"n_images": n_images, "repetitions": reps}
+
+
+def trials_per_image(averaging: Any, repetitions: int | None) -> tuple[int, bool]:
+    """Training trials one image yields under ``train_averaging``, and whether that count is exact.
+
+    ``"all"`` averages the repetitions into one trial (exact). ``"none"`` keeps every repetition and an
+    integer ``k`` yields one k-average per repetition, so both give ``repetitions`` trials per image; when
+    the repetitions are unknown the count falls back to 1 (one per averaged image) and is not exact.
+    """
+    if averaging == "all":
+        return 1, True
+    if repetitions:
+        return int(repetitions), True
+    return 1, False
 
 
 def plan_table(plan: Any, stored: Mapping[str, str]) -> Any:
-    """The plan as a DataFrame: one row per cell with its work estimate and stored status."""
+    """The plan as a DataFrame: one row per cell with its work estimate and stored status.
+
+    ``samples`` counts training trials (images × trials per image after ``train_averaging``, minus the
+    validation fraction, times the training ratio and subjects); ``counted`` says what was counted:
+    ``"trials"`` when exact, ``"averaged images (estimate)"`` when the data keeps repetitions apart but the
+    dataset cannot tell how many without loading the EEG (the count is then per averaged image, a lower
+    bound). ``work = samples × epochs``.
+    """
     import pandas as pd
 
-    est = _estimate_samples(plan) if plan.cells else {"n_images": None}
+    est = _estimate_samples(plan) if plan.cells else {"n_images": None, "repetitions": None}
     rows = []
     for c in plan.cells:
         vfrac = c.config["validation"]["fraction"]
         epochs = int(c.config["train"]["epochs"])
+        per_image, exact = trials_per_image(c.config["prep"]["train_averaging"], est["repetitions"])
         samples = None
         if est["n_images"] is not None:
-            per_subject = est["n_images"] * (1 - vfrac) * c.training_ratio
+            per_subject = est["n_images"] * per_image * (1 - vfrac) * c.training_ratio
             samples = int(per_subject * len(c.train_subjects))
         rows.append({"key": c.key[:12], "stage": c.stage, "fold": c.fold, "seed": c.seed, "ratio": c.training_ratio,
-                     "train_subjects": len(c.train_subjects), "samples": samples, "epochs": epochs,
+                     "train_subjects": len(c.train_subjects), "samples": samples,
+                     "counted": "trials" if exact else "averaged images (estimate)", "epochs": epochs,
                      "work": samples * epochs if samples is not None else None,
                      "stored": stored.get(c.key, "-")})
     return pd.DataFrame(rows)
@@ -339,8 +376,11 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
                 console.print(table.to_string(index=False), markup=False, highlight=False)
                 work = table["work"].dropna()
                 if len(work):
+                    estimated = bool(len(table)) and (table["counted"] != "trials").any()
                     console.print(f"work: {int(work.sum()):,} sample-epochs "
-                                  f"({int(table.loc[table['stored'] != 'done', 'work'].fillna(0).sum()):,} to run)")
+                                  f"({int(table.loc[table['stored'] != 'done', 'work'].fillna(0).sum()):,} to run)"
+                                  + (" - an estimate per averaged image: the dataset cannot tell its repetitions "
+                                     "without loading the EEG, so kept repetitions are not counted" if estimated else ""))
                 else:
                     console.print("work: unknown until the dataset is available")
         return table

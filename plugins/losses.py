@@ -6,8 +6,12 @@ pair. ``needs_text`` tells the engine whether to pass ``text_emb`` (``text_weigh
 
 Temperature: logits are ``cos(eeg_i, img_j) / T``. With ``learn_temperature = false`` (the default, which is
 what the seed does in practice: its logit scale is never given to the optimiser) ``T`` is a buffer. With
-``true`` it is a parameter, stored either as ``log(1/T)`` and clamped so the logit scale stays <= 100 as CLIP
-does (``temperature_param = "log"``) or through a softplus (``"softplus"``, as UBP does).
+``true`` it is a parameter ``raw``, in one of three parametrisations (``temperature_param``), each initialised
+so the starting temperature equals ``temperature``:
+
+- ``"log"``: ``1/T = exp(raw)``, ``raw`` clamped so the logit scale stays <= 100, as CLIP does;
+- ``"softplus"``: ``T = softplus(raw)`` (a softplus on the temperature);
+- ``"softplus-scale"``: ``1/T = softplus(raw)`` (a softplus on the logit scale, as UBP does).
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ CLIP_DEFAULTS: dict[str, Any] = {
     "temperature_param": "log",
     "text_weight": 0.0,
 }
+#: The accepted ``temperature_param`` values.
+TEMPERATURE_PARAMS = ("log", "softplus", "softplus-scale")
 #: CLIP clamps its logit scale at 100 (temperature >= 0.01).
 MAX_LOGIT_SCALE = 100.0
 
@@ -35,7 +41,8 @@ def eegbench_losses() -> list[Component]:
             factory="eegbench_plugins.losses:build_clip",
             defaults=dict(CLIP_DEFAULTS),
             citation="Radford et al. (2021), Learning Transferable Visual Models From Natural Language Supervision, ICML",
-            notes="learn_temperature = true trains T (log-scale clamped at logit scale 100, or softplus); "
+            notes="learn_temperature = true trains T (temperature_param: log-scale clamped at logit scale 100, "
+            "softplus on T, or softplus-scale: softplus on 1/T as UBP); "
             "text_weight w > 0 gives (1-w) L(eeg, img) + w L(eeg, text)",
         ),
         Component(

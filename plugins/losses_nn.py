@@ -12,7 +12,12 @@ from torch import nn
 
 from eegbench.errors import EegbenchError
 
-from .losses import MAX_LOGIT_SCALE
+from .losses import MAX_LOGIT_SCALE, TEMPERATURE_PARAMS
+
+
+def _inverse_softplus(y: float) -> float:
+    """``x`` with ``softplus(x) = y`` (y > 0), stable for large y: ``y + log(1 - exp(-y))``."""
+    return y + math.log(-math.expm1(-y))
 
 
 class ClipLoss(nn.Module):
@@ -21,8 +26,9 @@ class ClipLoss(nn.Module):
         super().__init__()
         if not temperature > 0:
             raise EegbenchError(f"loss clip: temperature must be > 0, got {temperature}")
-        if temperature_param not in ("log", "softplus"):
-            raise EegbenchError(f"loss clip: temperature_param must be \"log\" or \"softplus\", got {temperature_param!r}")
+        if temperature_param not in TEMPERATURE_PARAMS:
+            choices = ", ".join(f'"{p}"' for p in TEMPERATURE_PARAMS)
+            raise EegbenchError(f"loss clip: temperature_param must be one of {choices}, got {temperature_param!r}")
         if not 0.0 <= text_weight <= 1.0:
             raise EegbenchError(f"loss clip: text_weight must be in [0, 1], got {text_weight}")
         self.temperature_param = temperature_param
@@ -31,9 +37,10 @@ class ClipLoss(nn.Module):
         self.needs_text = self.text_weight > 0
         if temperature_param == "log":
             raw = torch.tensor(math.log(1.0 / temperature))
+        elif temperature_param == "softplus":
+            raw = torch.tensor(_inverse_softplus(temperature))  # softplus(raw) = T
         else:
-            # softplus(raw) = T  ->  raw = log(exp(T) - 1)
-            raw = torch.tensor(math.log(math.expm1(temperature)))
+            raw = torch.tensor(_inverse_softplus(1.0 / temperature))  # softplus(raw) = 1/T
         if self.learn_temperature:
             self.raw_temperature = nn.Parameter(raw.float())
         else:
@@ -44,6 +51,8 @@ class ClipLoss(nn.Module):
         """1 / T as a tensor (differentiable when learnt)."""
         if self.temperature_param == "log":
             return self.raw_temperature.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
+        if self.temperature_param == "softplus-scale":
+            return F.softplus(self.raw_temperature)
         return 1.0 / F.softplus(self.raw_temperature)
 
     @property

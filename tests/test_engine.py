@@ -125,3 +125,94 @@ def test_retrieval_task_counts_ties_against_and_groups_subjects():
     # subject 2: one miss (rank 3 of 4... true image 2 is orthogonal), one 4-way tie (counts as rank 3)
     assert s2.metrics["top1"] == 0.0 and s2.metrics["top3"] == 0.0 and s2.metrics["top5"] == 1.0
     assert s2.chance["top5"] == 1.0 and np.isclose(s2.chance["top3"], 0.75)
+
+
+class _ProjectingBackbone(torch.nn.Module):
+    """A backbone that ends with its own projection (like the paper models), width ``dim``."""
+
+    def __init__(self, dim: int, includes_projection: bool = True):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 16, dim))
+        self.n_features = dim
+        self.includes_projection = includes_projection
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_backbone_with_its_projection_at_the_image_width_gets_no_head():
+    from eegbench.engine import EEGEncoder
+
+    backbone = _ProjectingBackbone(fakes.DIM)
+    model = EEGEncoder(backbone, fakes.DIM)
+    assert model.head_kind == "identity"
+    assert _n_params(model) == _n_params(backbone)  # exactly the backbone: no extra layer
+    assert not any(k.startswith("head.") for k in model.state_dict())
+    x = torch.randn(3, 4, 16)
+    assert torch.equal(model(x), backbone(x))
+
+
+def test_mismatched_width_or_no_projection_gets_the_linear_head():
+    from eegbench.engine import EEGEncoder
+
+    for backbone, image_dim in ((_ProjectingBackbone(6), fakes.DIM), (_ProjectingBackbone(fakes.DIM, False), fakes.DIM)):
+        model = EEGEncoder(backbone, image_dim)
+        assert model.head_kind == "linear"
+        assert isinstance(model.head, torch.nn.Linear)
+        assert (model.head.in_features, model.head.out_features) == (backbone.n_features, image_dim)
+        assert _n_params(model) == _n_params(backbone) + backbone.n_features * image_dim + image_dim
+    # an explicit kind rebuilds a stored model; an identity head of the wrong width is refused in one line
+    assert EEGEncoder(_ProjectingBackbone(fakes.DIM), fakes.DIM, head="linear").head_kind == "linear"
+    with pytest.raises(EegbenchError, match="n_features .*6.* image-embedding dimension .*8"):
+        EEGEncoder(_ProjectingBackbone(6), fakes.DIM, head="identity")
+
+
+def test_resnet1d_whole_encoder_count_with_768d_target():
+    from eegbench.engine import build_encoder
+
+    model = build_encoder({"name": "resnet1d", "params": {}}, n_chans=17, n_times=128, sfreq=100.0, ch_names=None,
+                          image_dim=768, subjects=None)
+    assert model.head_kind == "linear"
+    assert _n_params(model) == 10_857_952
+
+
+def test_paper_model_without_head_trains_checkpoints_and_rebuilds_identically(env):
+    from eegbench.runner import result_rows
+
+    # ubp-mlp ends with its projection; at the image width (8) the trained model is the backbone alone
+    cell = _cell(**{"backbone": {"name": "ubp-mlp", "params": {"proj_dim": fakes.DIM}}, "train.epochs": 2})
+    res = run_cell(cell, results_dir=env / "r", device="cpu")
+    assert res.head == "identity" and "head" not in res.context
+    rows = result_rows(cell, res)
+    assert rows and all(r["config"]["head"] == "identity" for r in rows)
+    assert "head" not in cell.config  # the planned config (and so the cell key) is untouched
+    model, meta = load_encoder(res.checkpoint)
+    assert meta["head"] == "identity" and model.head_kind == "identity"
+    payload = torch.load(res.checkpoint, weights_only=True)
+    assert payload["head"] == "identity" and not any(k.startswith("head.") for k in payload["state_dict"])
+    assert _n_params(model) == _n_params(model.backbone)
+    model.eval()
+    x = torch.randn(5, 4, 16)
+    again, _ = load_encoder(res.checkpoint)
+    again.eval()
+    assert torch.equal(model(x), again(x))
+    # a different width keeps the Linear head, also through the checkpoint
+    wide = _cell(**{"backbone": {"name": "ubp-mlp", "params": {"proj_dim": 6}}, "train.epochs": 1})
+    res_w = run_cell(wide, results_dir=env / "w", device="cpu")
+    model_w, meta_w = load_encoder(res_w.checkpoint)
+    assert res_w.head == meta_w["head"] == model_w.head_kind == "linear"
+    assert result_rows(wide, res_w)[0]["config"]["head"] == "linear"
+
+
+def test_checkpoint_without_stored_head_kind_loads_with_the_linear_head(env):
+    """Checkpoints written before the head kind was stored always had the Linear head."""
+    res = run_cell(_cell(**{"train.epochs": 1}), results_dir=env / "r", device="cpu")
+    payload = torch.load(res.checkpoint, weights_only=True)
+    del payload["head"]
+    torch.save(payload, res.checkpoint)
+    model, meta = load_encoder(res.checkpoint)
+    assert meta["head"] == "linear" and isinstance(model.head, torch.nn.Linear)

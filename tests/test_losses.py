@@ -51,7 +51,7 @@ def test_clip_temperature_fixed_by_default_and_learns_when_asked():
     eeg, img, _ = fixed_inputs()
     fixed = eegbench.create("loss", "clip")
     assert list(fixed.parameters()) == []  # nothing for the optimiser, as the seed in practice
-    for param in ("log", "softplus"):
+    for param in ("log", "softplus", "softplus-scale"):
         loss = eegbench.create("loss", "clip", learn_temperature=True, temperature_param=param, temperature=0.5)
         assert loss.temperature == pytest.approx(0.5, rel=1e-5)
         params = list(loss.parameters())
@@ -64,6 +64,45 @@ def test_clip_temperature_fixed_by_default_and_learns_when_asked():
             loss(eeg, eeg + 0.01 * img).backward()
             opt.step()
         assert loss.temperature < before
+
+
+def test_clip_softplus_scale_matches_direct_formula():
+    """"softplus-scale" is UBP's logit scale softplus(raw), starting at the given temperature."""
+    eeg, img, _ = fixed_inputs()
+    t0 = 0.01146  # the UBP recipe's start: 1/T = 87.26 (large enough that a naive log(expm1) would be lossy)
+    loss = eegbench.create("loss", "clip", learn_temperature=True, temperature_param="softplus-scale", temperature=t0)
+    assert loss.temperature == pytest.approx(t0, rel=1e-5)
+    raw = float(loss.raw_temperature.detach())
+    assert math.log1p(math.exp(raw)) == pytest.approx(1.0 / t0, rel=1e-5)  # softplus(raw) = 1/T
+    with torch.no_grad():
+        loss.raw_temperature.fill_(1.5)  # a raw value where softplus is far from the identity
+    scale = math.log1p(math.exp(1.5))
+    assert loss.temperature == pytest.approx(1.0 / scale, rel=1e-5)
+    expected = direct_infonce(eeg.double().numpy(), img.double().numpy(), 1.0 / scale)
+    assert loss(eeg, img).item() == pytest.approx(expected, rel=1e-5)
+    # the gradient reaches raw through the logit scale: d loss / d raw = d loss / d scale * sigmoid(raw)
+    loss.zero_grad()
+    loss(eeg, img).backward()
+    s = torch.tensor(scale, dtype=torch.float64, requires_grad=True)
+    e = torch.nn.functional.normalize(eeg.double(), dim=-1)
+    v = torch.nn.functional.normalize(img.double(), dim=-1)
+    logits = s * e @ v.t()
+    labels = torch.arange(len(logits))
+    ref = 0.5 * (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.t(), labels))
+    ref.backward()
+    sig = 1.0 / (1.0 + math.exp(-1.5))
+    assert loss.raw_temperature.grad.item() == pytest.approx(s.grad.item() * sig, rel=1e-4)
+    # the softplus on T is a different parametrisation: same start, different raw and gradient
+    on_t = eegbench.create("loss", "clip", learn_temperature=True, temperature_param="softplus", temperature=t0)
+    assert on_t.temperature == pytest.approx(t0, rel=1e-5)
+    assert float(on_t.raw_temperature.detach()) != pytest.approx(float(
+        eegbench.create("loss", "clip", learn_temperature=True, temperature_param="softplus-scale",
+                        temperature=t0).raw_temperature.detach()))
+
+
+def test_clip_unknown_temperature_param_is_refused():
+    with pytest.raises(EegbenchError, match="softplus-scale"):
+        eegbench.create("loss", "clip", temperature_param="exp")
 
 
 def test_clip_log_scale_is_clamped_like_clip():

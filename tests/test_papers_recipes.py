@@ -69,7 +69,7 @@ def test_recipe_keeps_the_papers_settings(path):
         assert spec.image_encoder.name == "open_clip:RN50/openai"
         assert (t.epochs, t.batch_size, t.optimizer, t.weight_decay) == (50, 1024, "adamw", 1e-4)
         assert t.lr == (1e-4 if protocol == "intra" else 1e-5)
-        assert spec.loss.params["temperature_param"] == "softplus" and spec.loss.params["learn_temperature"] is True
+        assert spec.loss.params["temperature_param"] == "softplus-scale" and spec.loss.params["learn_temperature"] is True
 
 
 def test_recipe_temperatures_are_the_papers_effective_ones():

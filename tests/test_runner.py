@@ -168,3 +168,37 @@ def test_real_release_absent_fails_in_one_line_before_training(env):
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "download" in lines[0], proc.stderr
+
+
+def test_dry_run_work_counts_trials_times_repetitions(env, monkeypatch, capsys):
+    from eegbench.runner import trials_per_image
+
+    assert trials_per_image("all", None) == (1, True) and trials_per_image("all", 4) == (1, True)
+    assert trials_per_image("none", 4) == (4, True) and trials_per_image(2, 4) == (4, True)
+    assert trials_per_image("none", None) == (1, False)
+    # the fake dataset keeps 2 repetitions per image apart unless averaged; 64 images, 25% validation, 2 subjects
+    monkeypatch.setattr(fakes.FakeDataset, "repetitions", lambda self, split: self.reps, raising=False)
+    for averaging, per_image in (("all", 1), ("none", 2), (2, 2)):
+        df = run_spec(_spec(**{"dataset.train_averaging": averaging}), results_dir=env / "res", dry_run=True, quiet=True)
+        pre = df[df.stage == "pretrain"].iloc[0]
+        assert pre.samples == int(64 * per_image * 0.75 * 2) and pre.counted == "trials"
+        assert pre.work == pre.samples * 6
+    # a dataset that cannot tell its repetitions: counted per averaged image and labelled as an estimate
+    monkeypatch.delattr(fakes.FakeDataset, "repetitions")
+    df = run_spec(_spec(**{"dataset.train_averaging": "none"}), results_dir=env / "res", dry_run=True)
+    out = capsys.readouterr().out
+    pre = df[df.stage == "pretrain"].iloc[0]
+    assert pre.samples == int(64 * 0.75 * 2) and pre.counted == "averaged images (estimate)"
+    assert "estimate per averaged image" in out
+    df = run_spec(_spec(), results_dir=env / "res", dry_run=True)
+    assert set(df.counted) == {"trials"} and "estimate" not in capsys.readouterr().out
+
+
+def test_things_eeg2_tells_repetitions_only_when_known_without_loading(tmp_path):
+    from eegbench_plugins.things_eeg2 import loader
+
+    twin = loader.build_synthetic(root=tmp_path / "twin", cache_root=tmp_path / "cache", train_repetitions=2, test_repetitions=8)
+    assert twin.repetitions("train") == 2 and twin.repetitions("test") == 8
+    assert not (tmp_path / "twin").exists() or not any((tmp_path / "twin").rglob("*.npy"))  # nothing generated
+    real = loader.build(root=tmp_path / "real", cache_root=tmp_path / "cache")
+    assert real.repetitions("train") is None

@@ -1,8 +1,9 @@
 """The field's EEG–image decoders as eegbench backbones: ``nice``, ``atm-s``, ``ubp-mlp``.
 
-Each backbone includes its paper's projection MLP up to the paper's output width (``proj_dim``); the
-engine's head ``Linear(proj_dim, image_dim)`` then maps to the image encoder's dimension (docs/papers.md
-explains the choice). Listing imports nothing heavy: the model modules (torch) load in the factories.
+Each backbone includes its paper's projection MLP up to the paper's output width (``proj_dim``) and sets
+``includes_projection``: with an image encoder of that width the engine adds no head (the model is the
+paper's), otherwise its head ``Linear(proj_dim, image_dim)`` maps to the image encoder's dimension
+(docs/papers.md explains the choice). Listing imports nothing heavy: the model modules (torch) load in the factories.
 Paper recipes live in ``benchmarks/papers/``; the papers' own numbers in ``benchmarks/papers/reported.toml``.
 """
 from __future__ import annotations
@@ -82,7 +83,7 @@ def eegbench_backbones() -> list[Component]:
             citation=UBP_CITATION,
             notes=(
                 "The whole model is the paper's projection. Tuned on Things-EEG-2 17 ch x 250 samples whitened on "
-                "training data, open_clip RN50 (openai), learnable softplus temperature. 5,404,672 parameters at "
+                "training data, open_clip RN50 (openai), learnable logit scale softplus(raw). 5,404,672 parameters at "
                 "17x250 (= authors' EEGProjectLayer without its logit scale)."
             ),
         ),

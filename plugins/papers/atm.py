@@ -45,7 +45,7 @@ from torch import nn
 
 from eegbench.errors import EegbenchError
 
-from .blocks import ResidualProjection, TemporalSpatialConv, check_shape
+from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape
 
 #: authors' parameters used by the forward pass at 63 × 250 → 1024 (see the module docstring)
 REFERENCE_PARAMS_63x250 = 3_072_912
@@ -111,13 +111,7 @@ class ATMS(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         # the attended channel tokens are a [n_chans, d_model] "signal" for NICE's convolution
         self.encoder = TemporalSpatialConv(n_chans, d_model, dropout=conv_dropout, name="atm-s")
-        if proj_dim:
-            self.projection: nn.Module = ResidualProjection(self.encoder.n_features, proj_dim, proj_dropout)
-            self.n_features = proj_dim
-        else:
-            self.projection = nn.Identity()
-            self.n_features = self.encoder.n_features
-        self.includes_projection = bool(proj_dim)
+        attach_projection(self, self.encoder.n_features, proj_dim, proj_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.value_embedding(x)  # [B, C, d_model]: one token per channel
@@ -168,6 +162,5 @@ def build(
     check_shape("atm-s", n_chans, n_times)
     if n_heads < 1 or d_model < n_heads:
         raise EegbenchError(f"backbone 'atm-s': d_model ({d_model}) must be >= n_heads ({n_heads}) >= 1")
-    if proj_dim < 0:
-        raise EegbenchError(f"backbone 'atm-s': proj_dim must be >= 0 (0 = no projection), got {proj_dim}")
+    check_projection("atm-s", proj_dim, proj_dropout, optional=True)
     return ATMS(n_chans, n_times, d_model, n_heads, d_ff, n_layers, attn_dropout, bool(token), proj_dim, proj_dropout, conv_dropout)

@@ -82,6 +82,32 @@ class TemporalSpatialConv(nn.Module):
         return x.flatten(2).transpose(1, 2).reshape(x.shape[0], -1)
 
 
+def attach_projection(model: nn.Module, in_features: int, proj_dim: int, dropout: float) -> None:
+    """Give ``model`` the papers' projection to ``proj_dim`` (or none for ``proj_dim = 0``).
+
+    Sets ``model.projection`` (a :class:`ResidualProjection`, or ``nn.Identity`` for 0), ``model.n_features``
+    (``proj_dim``, or ``in_features`` without the projection) and ``model.includes_projection`` (the engine
+    adds no head when it is true and ``n_features`` equals the image-embedding dimension).
+    """
+    if proj_dim:
+        model.projection = ResidualProjection(in_features, proj_dim, dropout)
+        model.n_features = proj_dim
+    else:
+        model.projection = nn.Identity()
+        model.n_features = in_features
+    model.includes_projection = bool(proj_dim)
+
+
+def check_projection(name: str, proj_dim: int, dropout: float, *, optional: bool) -> None:
+    """One line for an impossible projection width (``optional``: 0 leaves it out) or dropout."""
+    if optional and proj_dim < 0:
+        raise EegbenchError(f"backbone {name!r}: proj_dim must be >= 0 (0 = no projection), got {proj_dim}")
+    if not optional and proj_dim < 1:
+        raise EegbenchError(f"backbone {name!r}: proj_dim must be >= 1 (it is the MLP's width), got {proj_dim}")
+    if not 0.0 <= dropout < 1.0:
+        raise EegbenchError(f"backbone {name!r}: the projection's dropout must be in [0, 1), got {dropout}")
+
+
 def check_shape(name: str, n_chans: int, n_times: int) -> None:
     """One line for an impossible input shape."""
     if not isinstance(n_chans, int) or not isinstance(n_times, int) or n_chans < 1 or n_times < 1:

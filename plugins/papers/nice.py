@@ -31,14 +31,14 @@ from torch import nn
 
 from eegbench.errors import EegbenchError
 
-from .blocks import ResidualProjection, TemporalSpatialConv, check_shape
+from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape
 
 #: authors' count of the EEG encoder + projection at 63 × 250 → 768 (see the module docstring)
 REFERENCE_PARAMS_63x250 = 1_802_496
 
 
 class NICE(nn.Module):
-    """NICE's EEG encoder: :class:`TemporalSpatialConv` + :class:`ResidualProjection` (see :func:`build`)."""
+    """NICE's EEG encoder: :class:`TemporalSpatialConv` + the projection of :func:`attach_projection` (see :func:`build`)."""
 
     def __init__(
         self,
@@ -57,14 +57,8 @@ class NICE(nn.Module):
         self.encoder = TemporalSpatialConv(
             n_chans, n_times, n_filters, temporal_kernel, pool, pool_stride, emb_size, conv_dropout, name="nice"
         )
-        if proj_dim:
-            self.projection: nn.Module = ResidualProjection(self.encoder.n_features, proj_dim, proj_dropout)
-            self.n_features = proj_dim
-        else:
-            self.projection = nn.Identity()
-            self.n_features = self.encoder.n_features
-        #: the paper's projection MLP is inside the backbone (docs/papers.md)
-        self.includes_projection = bool(proj_dim)
+        # the paper's projection MLP is inside the backbone (docs/papers.md)
+        attach_projection(self, self.encoder.n_features, proj_dim, proj_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(self.encoder(x))
@@ -106,8 +100,7 @@ def build(
     check_shape("nice", n_chans, n_times)
     if init not in ("normal", "default"):
         raise EegbenchError(f"backbone 'nice': init must be \"normal\" or \"default\", got {init!r}")
-    if proj_dim < 0:
-        raise EegbenchError(f"backbone 'nice': proj_dim must be >= 0 (0 = no projection), got {proj_dim}")
+    check_projection("nice", proj_dim, proj_dropout, optional=True)
     model = NICE(
         n_chans, n_times, n_filters, temporal_kernel, pool, pool_stride, emb_size, conv_dropout, proj_dim, proj_dropout
     )

@@ -17,7 +17,7 @@ total                                             5,404,672
 
 Their module also holds the loss's ``logit_scale`` (1 parameter, read through a softplus); in eegbench the
 temperature belongs to the loss (``clip`` with ``learn_temperature = true``, ``temperature_param =
-"softplus"``). At 63 × 250 the same arithmetic gives 15750·1024+1024 + 1,049,600 + 2,048 = 17,180,672.
+"softplus-scale"``, the same softplus on the logit scale). At 63 × 250 the same arithmetic gives 15750·1024+1024 + 1,049,600 + 2,048 = 17,180,672.
 """
 from __future__ import annotations
 
@@ -26,9 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from eegbench.errors import EegbenchError
-
-from .blocks import ResidualProjection, check_shape
+from .blocks import attach_projection, check_projection, check_shape
 
 #: authors' EEGProjectLayer at 17 × 250 → 1024 (the paper's input), logit scale excluded
 REFERENCE_PARAMS_17x250 = 5_404_672
@@ -37,13 +35,11 @@ REFERENCE_PARAMS_63x250 = 17_180_672
 
 
 class UBPMLP(nn.Module):
-    """Flatten ``[B, C, T]`` → :class:`ResidualProjection` to ``proj_dim`` (see :func:`build`)."""
+    """Flatten ``[B, C, T]`` → the papers' residual projection to ``proj_dim`` (see :func:`build`)."""
 
     def __init__(self, n_chans: int, n_times: int, proj_dim: int = 1024, dropout: float = 0.3) -> None:
         super().__init__()
-        self.projection = ResidualProjection(n_chans * n_times, proj_dim, dropout)
-        self.n_features = proj_dim
-        self.includes_projection = True
+        attach_projection(self, n_chans * n_times, proj_dim, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(x.flatten(1))
@@ -68,11 +64,8 @@ def build(
     Tuned on: Things-EEG-2 whitened on training data, the 17 occipital/parietal channels at 250 Hz, 0–1 s
     (250 samples), repetition-averaged trials, open_clip RN50 (openai) image features of blurred images
     (1024-d); AdamW lr 1e-4 (intra-subject) / 1e-5 (inter-subject), weight decay 1e-4, batch 1024, up to
-    50 epochs with early stopping (patience 5), learnable softplus-parametrised logit scale.
+    50 epochs with early stopping (patience 5), learnable logit scale ``softplus(raw)``.
     """
     check_shape("ubp-mlp", n_chans, n_times)
-    if proj_dim < 1:
-        raise EegbenchError(f"backbone 'ubp-mlp': proj_dim must be >= 1 (it is the MLP's width), got {proj_dim}")
-    if not 0.0 <= dropout < 1.0:
-        raise EegbenchError(f"backbone 'ubp-mlp': dropout must be in [0, 1), got {dropout}")
+    check_projection("ubp-mlp", proj_dim, dropout, optional=False)
     return UBPMLP(n_chans, n_times, proj_dim, dropout)

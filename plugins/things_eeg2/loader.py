@@ -229,6 +229,13 @@ class ThingsEEG2(Dataset):
         }
         return cache.put(fields, {"eeg": eeg, "image_index": image_index}, meta)
 
+    def repetitions(self, split: str) -> int | None:
+        """Repetitions per image of ``split`` when known without reading the EEG (the synthetic twin's
+        parameters); None for the release or a preprocessed root, whose files must be loaded to tell."""
+        if self.synthetic is None:
+            return None
+        return int(self.synthetic.train_repetitions if split == "train" else self.synthetic.test_repetitions)
+
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "root": str(self.root), "synthetic": self.synthetic is not None, "layout": "authors"}
         if self.synthetic is not None:
