@@ -87,7 +87,33 @@ class Component:
                     f"{self.kind} {self.name!r} has no parameter {unknown[0]!r} (parameters: {allowed}; "
                     f"see `eegbench info {self.name}`)"
                 )
+        for key, value in given.items():
+            if key in self.defaults:
+                self._check_type(key, value, self.defaults[key])
         return {**dict(self.defaults), **given}
+
+    def _check_type(self, key: str, value: Any, default: Any) -> None:
+        """A value must have its default's kind: numbers for numbers, booleans for booleans, lists for lists.
+
+        Text defaults are often sentinels (``"auto"``, ``"all"``) that a list or number may replace, so they
+        accept anything; the factory validates further.
+        """
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, (list, tuple)):
+            ok, want = isinstance(value, (list, tuple)), "a list"
+        elif isinstance(default, Mapping):
+            ok, want = isinstance(value, Mapping), "a table"
+        else:
+            return
+        if not ok:
+            raise EegbenchError(
+                f"{self.kind} {self.name!r}: parameter {key!r} must be {want} (default {default!r}), got {value!r}"
+            )
 
     def build(self, context: Mapping[str, Any] | None = None, **params: Any) -> Any:
         """Build the component: ``factory(**context, **resolved params)``."""

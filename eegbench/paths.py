@@ -37,3 +37,19 @@ def results_dir(explicit: str | os.PathLike | None = None) -> Path:
         return Path(explicit).expanduser()
     env = os.environ.get("EEGBENCH_RESULTS")
     return Path(env).expanduser() if env else Path("results")
+
+
+def writable_dir(path: str | os.PathLike, what: str, hint: str) -> Path:
+    """``path`` created if needed and checked writable; otherwise one line naming it and how to choose another."""
+    from .errors import EegbenchError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise EegbenchError(f"{what} {path} is a file, not a directory; {hint}") from None
+    except OSError as exc:
+        raise EegbenchError(f"cannot create {what} {path} ({exc.strerror or exc}); {hint}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise EegbenchError(f"{what} {path} is not writable; {hint}")
+    return path

@@ -398,9 +398,12 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
         params["jobs"] = int(jobs)
     exe = create("executor", name, **params)
 
-    # the data must be there (or be generated) before any cell starts; a missing release is one line
     from .engine import build_dataset
+    from .paths import writable_dir
 
+    writable_dir(res_dir, "results directory", "choose another with --results, [paths] results or EEGBENCH_RESULTS")
+    writable_dir(cch_dir, "cache directory", "choose another with --cache, [paths] cache or EEGBENCH_CACHE")
+    # the data must be there (or be generated) before any cell starts; a missing release is one line
     needed = sorted({s for c in cells for s in (*c.train_subjects, *c.test_subjects)})
     build_dataset(cells[0].config).ensure_available(needed)
 

@@ -95,7 +95,9 @@ class ResultStore:
         if not self.path.exists():
             if not create:
                 raise EegbenchError(f"no results database in {self.directory} (expected {DB_NAME}; run a benchmark first)")
-            self.directory.mkdir(parents=True, exist_ok=True)
+            from .paths import writable_dir
+
+            writable_dir(self.directory, "results directory", "choose another with --results or EEGBENCH_RESULTS")
         with self._connect() as con:
             self._retry(lambda: con.executescript(_SCHEMA))
             self._retry(lambda: con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)))

@@ -139,3 +139,22 @@ def test_family_members_are_labelled_with_their_package():
     assert comp.plugin == "eegbench" and comp.entry_point == "image-encoders"
     [found] = registry.get_registry().find("timm:resnet18")
     assert found.kind == "image-encoder" and found.plugin == "eegbench"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("abc", r"parameter 'width' must be an integer \(default 4\), got 'abc'"),
+    (2.5, "must be an integer"),
+    (True, "must be an integer"),
+])
+def test_parameter_values_must_have_their_defaults_kind(reg, value, message):
+    with pytest.raises(EegbenchError, match=message):
+        reg.get("backbone", "resnet1d").build({}, width=value)
+
+
+def test_numbers_booleans_lists_and_sentinels():
+    comp = Component(kind="loss", name="t", summary="", factory=lambda **kw: kw,
+                     defaults={"rate": 0.5, "flag": False, "sizes": [1, 2], "mode": "auto"})
+    assert comp.build({}, rate=1, sizes=(3,), mode=[4, 5]) == {"rate": 1, "flag": False, "sizes": (3,), "mode": [4, 5]}
+    for bad in ({"rate": "fast"}, {"flag": 1}, {"sizes": 3}):
+        with pytest.raises(EegbenchError, match="parameter"):
+            comp.build({}, **bad)

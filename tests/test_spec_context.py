@@ -35,3 +35,13 @@ def test_executor_params_may_be_given_inline():
 def test_jobs_only_for_executors_that_take_it(tmp_path):
     with pytest.raises(EegbenchError, match="--jobs applies to the local executor"):
         run_spec(QUICK, executor="submitit", jobs=2, results_dir=tmp_path, quiet=True)
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_unusable_results_directory_is_one_line(tmp_path, where):
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a directory")
+    target = blocker if where == "file" else blocker / "results"
+    with pytest.raises(EegbenchError, match="results directory"):
+        run_spec(QUICK, results_dir=target, quiet=True)
+    assert blocker.read_text() == "not a directory"
