@@ -121,9 +121,15 @@ class DeviceSplit:
         return int(self.x.shape[0])
 
 
+def _writable_float32(eeg: np.ndarray) -> np.ndarray:
+    arr = np.ascontiguousarray(eeg, dtype=np.float32)
+    return arr if arr.flags.writeable else arr.copy()
+
+
 def to_device(eeg: np.ndarray, image_index: np.ndarray, subject: np.ndarray, device: torch.device) -> DeviceSplit:
     return DeviceSplit(
-        torch.as_tensor(np.ascontiguousarray(eeg, dtype=np.float32)).to(device),
+        # a read-only cache map is copied once on the host (torch cannot wrap it), never per batch
+        torch.from_numpy(_writable_float32(eeg)).to(device),
         torch.as_tensor(np.asarray(image_index, dtype=np.int64)).to(device),
         torch.as_tensor(np.asarray(subject, dtype=np.int64)).to(device),
     )

@@ -85,7 +85,16 @@ _ONLY_KEYS = {"stage", "fold", "seed", "ratio", "training_ratio", "test_subject"
 def _parse_only(only: Iterable[str] | Mapping[str, Any] | None) -> dict[str, str]:
     if not only:
         return {}
-    items = only.items() if isinstance(only, Mapping) else [tuple(str(o).partition("=")[::2]) for o in only]
+    if isinstance(only, Mapping):
+        items = list(only.items())
+    else:
+        items = []
+        for o in only:
+            key, sep, value = str(o).partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise SpecError(f"--only {o!r} must look like KEY=VALUE, e.g. --only fold=sub-03 (fields: "
+                                f"{', '.join(sorted(_ONLY_KEYS))})")
+            items.append((key, value))
     out = {}
     for k, v in items:
         k = str(k).strip()

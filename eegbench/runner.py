@@ -344,6 +344,7 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     stored status. Every spec problem raises :class:`~eegbench.errors.EegbenchError` before any training.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from . import create, get_component
     from .plan import build_plan
@@ -434,7 +435,7 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
         for o in failed:
             msg = f"failed: {by_key[o.key].label()}: {o.error}"
             log.error(msg)
-            console.print(f"[red]{msg}[/]", highlight=False)
+            console.print(f"[red]{escape(msg)}[/]", highlight=False)  # cell keys in [..] are text, not markup
         df = results_frame(store, keys)
         if not quiet:
             _print_summary(df, console)

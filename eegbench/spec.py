@@ -247,6 +247,10 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping[str, Any] | Spec, overri
     else:
         path = Path(path_or_dict)
         source = str(path)
+        if path.is_dir():
+            specs = sorted(p.name for p in path.glob("*.toml"))[:5]
+            hint = f" (specs there: {', '.join(specs)})" if specs else ""
+            raise SpecError(f"{source} is a directory; give a spec file, e.g. {source}/quick.toml{hint}")
         if not path.is_file():
             raise SpecError(f"spec file {source} not found")
         try:

@@ -45,3 +45,26 @@ def test_unusable_results_directory_is_one_line(tmp_path, where):
     with pytest.raises(EegbenchError, match="results directory"):
         run_spec(QUICK, results_dir=target, quiet=True)
     assert blocker.read_text() == "not a directory"
+
+
+def test_only_needs_key_value_and_a_spec_directory_is_named(tmp_path):
+    with pytest.raises(EegbenchError, match="--only 'fold' must look like KEY=VALUE"):
+        build_plan(QUICK).select(["fold"])
+    with pytest.raises(EegbenchError, match="is a directory; give a spec file"):
+        load_spec(QUICK.parent)
+
+
+def test_failed_cell_lines_keep_their_bracketed_keys(tmp_path, monkeypatch, capsys):
+    """Rich markup must not swallow `[cell key]` in failure messages."""
+    from eegbench.cli import main
+
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("EEGBENCH_CACHE", str(tmp_path / "cache"))
+    tiny = "dataset.params={noise=4.0, subjects=4, train_concepts=6, images_per_concept=2, test_images=4, test_repetitions=4}"
+    rc = main(["run", str(QUICK), "--set", tiny, "--set", 'backbone={name="braindecode:AttnSleep"}',
+               "--only", "fold=sub-03", "--results", str(tmp_path / "r")])
+    assert rc == 1
+    out = capsys.readouterr().out
+    pretrain = next(c for c in build_plan(QUICK, [tiny, 'backbone={name="braindecode:AttnSleep"}']).cells
+                    if c.stage == "pretrain" and c.fold == "sub-03")
+    assert f"[{pretrain.key[:12]}]" in out.replace("\n", "")
