@@ -374,7 +374,8 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
             with pd.option_context("display.max_rows", 500, "display.width", 200):
                 console.print(f"plan {plan.spec.name!r}: {len(cells)} cells "
                               f"({sum(1 for c in cells if stored.get(c.key) == 'done')} stored) -> {res_dir}")
-                console.print(table.to_string(index=False), markup=False, highlight=False)
+                shown = table.astype(object).where(table.notna(), "?")  # unknown until the data is there
+                console.print(shown.to_string(index=False), markup=False, highlight=False)
                 work = table["work"].dropna()
                 if len(work):
                     estimated = bool(len(table)) and (table["counted"] != "trials").any()
