@@ -63,7 +63,7 @@ class DatasetSpec(ComponentSpec):
     @classmethod
     def _window_order(cls, v: Any) -> Any:
         if v != "all" and not v[0] < v[1]:
-            raise ValueError(f"window start must be before its end, got {list(v)}")
+            raise ValueError("window start must be before its end")
         return v
 
     @field_validator("subjects")

@@ -121,7 +121,7 @@ def twin_250hz(tmp_path_factory):
         ["synth", "--root", str(root), "--subjects", "2", "--train-concepts", "8", "--images-per-concept", "2",
          "--test-images", "8", "--test-repetitions", "4", "--raw"],
         ["preprocess", "things-eeg-2", "--root", str(root), "--sfreq", "250", "--channels", "all",
-         "--tmin", "-0.2", "--tmax", "1.0"],
+         "--tmin", "-0.2", "--tmax", "1.0", "--overwrite"],  # in place: replaces the twin's 17-ch files
     ]
     for step in steps:
         done = subprocess.run(cli + step, capture_output=True, text=True, env=env, timeout=300)

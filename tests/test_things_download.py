@@ -230,3 +230,63 @@ def test_verify_cli_reports_missing_and_corrupt_with_fixes(tmp_path, server, cap
     # the fixing command fixes it
     assert main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "1", "2"]) == 0
     assert main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1", "2", "--parts", "preprocessed"]) == 0
+
+
+def test_subjects_outside_the_release_are_one_line_errors(tmp_path, capsys):
+    assert main(["download", "things-eeg-2", "--root", str(tmp_path / "d"), "--subjects", "11"]) == 2
+    err = capsys.readouterr().err
+    assert "--subjects 11" in err and "1-10" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(DataError, match="--subjects 0"):
+        dl.verify(tmp_path, subjects=[0])
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_verify_reports_a_pickle_that_would_run_code_as_unsafe_without_running_it(tmp_path, capsys, monkeypatch):
+    import pickle
+
+    from numpy.lib import format as npy_format
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "data"
+    good = layout.preprocessed_file(root, 1, "test")
+    save_pickled_dict(good, {"preprocessed_eeg_data": np.zeros((2, 2, 3, 4)), "ch_names": ["a"] * 3})
+    for target in (layout.preprocessed_file(root, 1, "train"), layout.metadata_file(root)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as fh:  # a release-shaped file whose pickle calls os.system
+            npy_format.write_array_header_1_0(fh, {"descr": "|O", "fortran_order": False, "shape": ()})
+            pickle.dump({"preprocessed_eeg_data": _Evil()}, fh, protocol=3)
+    code = main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert not (tmp_path / "PWNED").exists()
+    lines = out.splitlines()
+    assert any(l.startswith("present") and "preprocessed_eeg_test" in l for l in lines)
+    assert any(l.startswith("unsafe") and "preprocessed_eeg_training" in l and "delete it" in l for l in lines)
+    assert any(l.startswith("unsafe") and "image_metadata.npy" in l for l in lines)
+    assert "2 unsafe" in lines[-1]
+
+
+def test_verify_a_twin_checks_its_own_subjects_with_twin_advice(tmp_path, capsys):
+    from eegbench_plugins.things_eeg2.synth import SynthParams, write_twin
+
+    root = write_twin(tmp_path / "twin", SynthParams(subjects=2, train_concepts=3, images_per_concept=2, test_images=3,
+                                                     test_repetitions=4))
+    assert main(["data", "verify", "things-eeg-2", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "sub-02" in out and "sub-03" not in out and "0 missing" in out
+    assert main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "3", "--parts", "preprocessed,raw"]) == 1
+    out = capsys.readouterr().out
+    assert "download" not in out and "dataset.params.subjects=3" in out and "synthetic twin (subjects 1-2" in out
+    assert main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1", "--parts", "raw"]) == 1
+    out = capsys.readouterr().out
+    assert "download" not in out and f"eegbench synth --root {root}" in out and "--raw" in out
+    # and the release's download refuses to mix its files into a twin
+    assert main(["download", "things-eeg-2", "--root", str(root), "--subjects", "3"]) == 2
+    assert "synthetic twin" in capsys.readouterr().err

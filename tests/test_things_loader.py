@@ -198,3 +198,37 @@ def test_direct_construction_of_the_class(tmp_path):
     ds = ThingsEEG2(tmp_path / "r", cache_root=tmp_path / "own-cache")
     ds.load(1, "test", PrepOptions())
     assert (tmp_path / "own-cache" / loader.CACHE_NAMESPACE).is_dir()
+
+
+def test_window_outside_the_epoch_is_an_error_naming_the_range(twin):
+    with pytest.raises(DataError, match=r"window \[0.5, 3.0\] s is outside the epoch's time range \[-0.2, 0.79\] s"):
+        twin.load(1, "test", PrepOptions(window=(0.5, 3.0)))
+    with pytest.raises(DataError, match="outside"):
+        twin.load(1, "test", PrepOptions(window=(-0.5, 0.3)))
+    with pytest.raises(DataError, match="outside"):
+        twin.load(1, "test", PrepOptions(window=(0.0, 0.81)))
+    # one sample of slack: "0-0.8 s" keeps the samples up to 0.79 s (like the recipes' [0, 1] at 250 Hz)
+    eeg = twin.load(1, "test", PrepOptions(window=(0.0, 0.8)))
+    assert eeg.info.tmax == pytest.approx(0.79)
+
+
+def test_window_order_error_names_the_value_once():
+    from eegbench.spec import SpecError, load_spec
+
+    raw = {"name": "b", "dataset": {"name": "d", "window": [0.5, 0.1]}, "backbone": {"name": "b"},
+           "image_encoder": {"name": "e"}}
+    with pytest.raises(SpecError) as info:
+        load_spec(raw)
+    assert str(info.value).count("[0.5, 0.1]") == 1, str(info.value)
+
+
+def test_twin_missing_subjects_get_twin_advice_not_a_download(twin):
+    with pytest.raises(DataError) as info:
+        twin.ensure_available([3, 4])
+    msg = str(info.value)
+    assert "download" not in msg and "synthetic twin (subjects 1-2, no raw sessions)" in msg
+    assert "dataset.params.subjects=4" in msg and "eegbench synth --root NEWDIR --subjects 4" in msg
+    # the release's dataset pointed at a twin's root gets the same advice
+    with pytest.raises(DataError, match="synthetic twin") as info:
+        build(twin.root).ensure_available([3])
+    assert "download" not in str(info.value)

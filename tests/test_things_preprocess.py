@@ -64,10 +64,8 @@ def test_preprocess_shapes_order_and_evoked_response(raw_root, tmp_path):
     assert np.min(np.diag(corr)) > 0.6  # overlapping responses at a 200 ms SOA blur it somewhat
     sidecar = json.loads((layout.preprocessed_file(out, 1, "train").parent / "preprocessing.json").read_text())
     assert sidecar["options"]["mvnn"] == "none"
-    # and the loader reads what preprocess wrote
-    out_meta = out / "image_set"
-    out_meta.mkdir(parents=True)
-    (out_meta / "image_metadata.npy").write_bytes(layout.metadata_file(raw_root).read_bytes())
+    # and the loader reads what preprocess wrote, with --out as the root (its image_set links to the source's)
+    assert layout.metadata_file(out).read_bytes() == layout.metadata_file(raw_root).read_bytes()
     assert ThingsEEG2(out, cache_root=tmp_path / "c").load(1, "test", PrepOptions(n_times=128)).eeg.shape == (6, 17, 128)
 
 
@@ -101,3 +99,59 @@ def test_all_channels_and_errors(raw_root, tmp_path):
         preprocess(tmp_path / "nothing")
     with pytest.raises(DataError, match="mvnn"):
         PreprocessOptions(mvnn="bogus")
+
+
+def test_existing_preprocessed_files_are_not_overwritten_without_the_flag(raw_root, tmp_path, capsys):
+    # the twin's own preprocessed files stand in for the release's: `--root` without `--out` targets them
+    target = layout.preprocessed_file(raw_root, 1, "train")
+    before = target.read_bytes()
+    code = main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--mvnn", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert str(target) in err and "--out DIR2" in err and "--overwrite" in err
+    assert target.read_bytes() == before
+    # into a copy of the outputs, the flag replaces them, atomically (no temporary files left behind)
+    out = tmp_path / "out"
+    assert main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn", "none"]) == 0
+    assert main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn", "none"]) == 2
+    assert main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn", "none",
+                 "--overwrite"]) == 0
+    folder = layout.preprocessed_file(out, 1, "train").parent
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "preprocessed_eeg_test.npy", "preprocessed_eeg_training.npy", "preprocessing.json"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sfreq": -5}, "sfreq -5"),
+    ({"sfreq": 0}, "positive"),
+    ({"sfreq": float("nan")}, "positive"),
+    ({"tmin": 0.5, "tmax": 0.1}, "before its end"),
+])
+def test_bad_preprocess_options_are_one_line(kwargs, match):
+    with pytest.raises(DataError, match=match) as info:
+        PreprocessOptions(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_sfreq_above_the_raw_rate_is_refused(raw_root, tmp_path, capsys):
+    code = main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(tmp_path / "o"), "--sfreq", "2000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "2000" in err and "1000 Hz" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    code = main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(tmp_path / "o"), "--sfreq", "-5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sfreq -5" in err and "Traceback" not in err
+
+
+def test_twin_without_raw_sessions_suggests_the_twin_command(tmp_path, capsys):
+    root = write_twin(tmp_path / "noraw", P)
+    assert main(["preprocess", "things-eeg-2", "--root", str(root), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "synthetic twin" in err and "no raw sessions" in err and "download" not in err
+    assert f"eegbench synth --root {root}" in err and "--raw" in err
+    # the suggested command adds the raw sessions without touching the twin's other files
+    before = layout.preprocessed_file(root, 1, "test").stat().st_mtime_ns
+    write_twin(root, P, raw=True)
+    assert layout.raw_file(root, 1, 4, "test").is_file()
+    assert layout.preprocessed_file(root, 1, "test").stat().st_mtime_ns == before
+    assert json.loads(layout.synth_params_file(root).read_text())["raw"] is True

@@ -127,3 +127,20 @@ def test_bad_params_are_one_line_errors():
         SynthParams(test_repetitions=10)
     with pytest.raises(DataError, match="unknown parameter"):
         SynthParams.from_dict({"nosuch": 1})
+
+
+def test_cli_synth_refuses_to_replace_a_twin_with_other_parameters(tmp_path, capsys):
+    root = tmp_path / "cli"
+    args = ["synth", "--root", str(root), "--subjects", "1", "--train-concepts", "5", "--test-images", "4",
+            "--test-repetitions", "4", "--seed", "3"]
+    assert main(args) == 0
+    record = layout.synth_params_file(root).read_text()
+    capsys.readouterr()
+    other = [a if a != "3" else "4" for a in args]  # --seed 4
+    assert main(other) == 2
+    err = capsys.readouterr().err
+    assert str(root) in err and "seed=3" in err and "seed=4" in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1
+    assert layout.synth_params_file(root).read_text() == record  # untouched
+    assert main(other + ["--force"]) == 0
+    assert '"seed": 4' in layout.synth_params_file(root).read_text()

@@ -13,7 +13,7 @@ def register(commands) -> None:
     from .plugin import SYNTH_DEFAULTS
 
     p = commands.root.add_parser("synth", help="write the synthetic twin of Things-EEG-2 (the release's layout)")
-    p.add_argument("--root", required=True, help="folder to write (must not exist, or be empty)")
+    p.add_argument("--root", required=True, help="folder to write (must not exist, be empty, or hold this same twin)")
     p.add_argument("--subjects", type=int, default=SYNTH_DEFAULTS["subjects"])
     p.add_argument("--train-concepts", type=int, default=SYNTH_DEFAULTS["train_concepts"])
     p.add_argument("--images-per-concept", type=int, default=SYNTH_DEFAULTS["images_per_concept"])
@@ -23,6 +23,7 @@ def register(commands) -> None:
     p.add_argument("--test-repetitions", type=int, default=SYNTH_DEFAULTS["test_repetitions"])
     p.add_argument("--raw", action="store_true", help="also write raw 1000 Hz sessions (eeg_dataset/raw_data)")
     p.add_argument("--seed", type=int, default=SYNTH_DEFAULTS["seed"])
+    p.add_argument("--force", action="store_true", help="replace a twin with other parameters already at --root")
     p.set_defaults(func=cmd_synth)
 
     p = commands.download.add_parser("things-eeg-2", help="download the Things-EEG-2 release (OSF; figshare mirror)")
@@ -41,12 +42,13 @@ def register(commands) -> None:
     p.add_argument("--root", help="dataset root holding eeg_dataset/raw_data (default: <data dir>/things-eeg-2)")
     p.add_argument("--out", help="root to write eeg_dataset/preprocessed_data into (default: --root)")
     p.add_argument("--subjects", type=int, nargs="+")
-    p.add_argument("--sfreq", type=float, default=100.0)
+    p.add_argument("--sfreq", type=float, default=100.0, help="output rate in Hz (0 < sfreq <= the raw 1000 Hz)")
     p.add_argument("--channels", choices=["occipito-parietal", "all"], default="occipito-parietal")
     p.add_argument("--tmin", type=float, default=-0.2)
     p.add_argument("--tmax", type=float, default=0.8)
     p.add_argument("--mvnn", choices=["epochs", "time", "none"], default="epochs")
     p.add_argument("--mvnn-fit", choices=["train", "train+test"], default="train")
+    p.add_argument("--overwrite", action="store_true", help="replace existing preprocessed_eeg_*.npy under the output root")
     p.set_defaults(func=cmd_preprocess)
 
 
@@ -85,7 +87,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             "seed": args.seed,
         }
     )
-    root = write_twin(args.root, params, raw=args.raw, progress=_progress)
+    root = write_twin(args.root, params, raw=args.raw, force=args.force, progress=_progress)
     print(f"synthetic twin {params.content_hash()} at {root}")
     return 0
 
@@ -108,7 +110,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(line)
     bad = [r for r in report if r.status != "present"]
     print(f"{len(report) - len(bad)} present, {sum(r.status == 'missing' for r in bad)} missing, "
-          f"{sum(r.status == 'corrupt' for r in bad)} corrupt")
+          f"{sum(r.status == 'corrupt' for r in bad)} corrupt"
+          + (f", {sum(r.status == 'unsafe' for r in bad)} unsafe (not loaded)" if any(r.status == "unsafe" for r in bad) else ""))
     return 1 if bad else 0
 
 
@@ -119,5 +122,5 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         sfreq=args.sfreq, channels=args.channels, tmin=args.tmin, tmax=args.tmax, mvnn=args.mvnn, mvnn_fit=args.mvnn_fit
     )
     root = _root(args)
-    preprocess(root, opts, subjects=args.subjects, out_root=args.out or None, progress=_progress)
+    preprocess(root, opts, subjects=args.subjects, out_root=args.out or None, overwrite=args.overwrite, progress=_progress)
     return 0

@@ -115,7 +115,7 @@ def _npy_status(path: Path) -> str:
     """present / missing / corrupt, from the header and the file's end (cheap: no full read)."""
     import numpy as np
 
-    from .safe_pickle import read_npy_header
+    from .safe_pickle import UnsafePickleError, read_npy_header, scan_pickle
 
     if not path.is_file():
         return "missing"
@@ -124,11 +124,17 @@ def _npy_status(path: Path) -> str:
             shape, _, dtype = read_npy_header(fh)
             offset = fh.tell()
             size = path.stat().st_size
-            if dtype.hasobject:  # a pickle: it must end with the STOP opcode
+            if dtype.hasobject:  # a pickle: it must end with STOP, and name only data globals (scanned, not run)
                 fh.seek(-1, os.SEEK_END)
-                return "present" if size > offset and fh.read(1) == b"." else "corrupt"
+                if size <= offset or fh.read(1) != b".":
+                    return "corrupt"
+                fh.seek(offset)
+                scan_pickle(fh, str(path))
+                return "present"
             return "present" if size == offset + int(np.prod(shape)) * dtype.itemsize else "corrupt"
-    except (ValueError, OSError):
+    except UnsafePickleError:
+        return "unsafe"
+    except (ValueError, OSError, DataError):
         return "corrupt"
 
 
@@ -155,9 +161,13 @@ def _status(root: Path, part: str, name: str) -> list[tuple[str, Path]]:
             return [("missing", p)]
         from .safe_pickle import load_pickled_npy
 
+        from .safe_pickle import UnsafePickleError
+
         try:
             load_pickled_npy(p)
             return [("present", p)]
+        except UnsafePickleError:
+            return [("unsafe", p)]
         except DataError:
             return [("corrupt", p)]
     folder = targets(root, name)[0]
@@ -181,22 +191,49 @@ def _images_complete(root: Path, name: str) -> bool:
         return False
 
 
-def _fix(root: Path, part: str, name: str) -> str:
+def _fix(root: Path, part: str, name: str, status: str = "missing", twin: Any = None) -> str:
+    if twin is not None:
+        from .synth import twin_advice
+
+        subject = None if part == "images" else int(name[4:6])
+        return twin_advice(root, twin, subjects=[subject] if subject else None, raw=part == "raw")
     cmd = f"eegbench download things-eeg-2 --root {root} --parts {part}"
     if part != "images":
         cmd += f" --subjects {int(name[4:6])}"
+    if status == "unsafe":  # its pickle would run code: never load it, replace it
+        return f"its pickle references code, not data (nothing was run); delete it, then `{cmd}`"
     return cmd
 
 
+def check_subjects(subjects: Iterable[int] | None, option: str = "--subjects") -> list[int] | None:
+    """``subjects`` as a sorted list, each within the release's 1–10; one-line DataError otherwise."""
+    if subjects is None:
+        return None
+    out = sorted(set(int(s) for s in subjects))
+    bad = [s for s in out if not 1 <= s <= layout.N_SUBJECTS]
+    if bad:
+        raise DataError(f"{option} {bad[0]}: Things-EEG-2 has subjects 1-{layout.N_SUBJECTS}; pick numbers in that range")
+    return out
+
+
 def verify(root: str | os.PathLike, parts: Iterable[str] = ("preprocessed", "images"), subjects: Iterable[int] | None = None) -> list[Row]:
-    """Every expected file of ``parts``: present, missing or corrupt, with the command that fixes it."""
+    """Every expected file of ``parts``: present, missing, corrupt or unsafe, with the command that fixes it.
+
+    A synthetic twin's root (``synthetic.json``) is checked for the twin's own subjects by default, and its
+    fixes say how to get a twin with what is missing instead of pointing at the release's download.
+    """
+    from .synth import read_params
+
     root = Path(root)
-    subjects = list(subjects or range(1, layout.N_SUBJECTS + 1))
+    twin = read_params(root)
+    subjects = check_subjects(subjects)
+    if subjects is None:
+        subjects = list(range(1, (twin.subjects if twin is not None else layout.N_SUBJECTS) + 1))
     rows = []
     for part in parts:
         for name in wanted(part, subjects):
             for status, path in _status(root, part, name):
-                rows.append(Row(status, str(path), "" if status == "present" else _fix(root, part, name)))
+                rows.append(Row(status, str(path), "" if status == "present" else _fix(root, part, name, status, twin)))
     return rows
 
 
@@ -355,7 +392,12 @@ def download(
         DataError: no host reachable (with the manual steps), a hash mismatch, or an unsafe archive.
     """
     root = Path(root).expanduser()
-    subjects = sorted(set(subjects or range(1, layout.N_SUBJECTS + 1)))
+    subjects = check_subjects(subjects) or list(range(1, layout.N_SUBJECTS + 1))
+    from .synth import read_params, twin_advice
+
+    twin = read_params(root)
+    if twin is not None:  # the release's files would be mixed into generated ones
+        raise DataError(f"download into a synthetic twin refused: {twin_advice(root, twin, subjects=subjects, raw='raw' in parts)}")
     report: dict[str, list[str]] = {"downloaded": [], "skipped": []}
     for part in parts:
         if part not in PARTS:

@@ -97,6 +97,13 @@ class ThingsEEG2(Dataset):
         self._generate_if_absent()
         missing = self.missing(subjects, splits)
         if missing:
+            from .synth import read_params, twin_advice
+
+            twin = read_params(self.root) if layout.synth_params_file(self.root).is_file() else None
+            if twin is not None:  # a generated root: the release's download is the wrong advice
+                wanted = sorted({int(p.parent.name[4:]) for p in missing if p.parent.name.startswith("sub-")})
+                raise DataError(f"{self.name}: {len(missing)} file(s) missing, e.g. {missing[0]}; "
+                                f"{twin_advice(self.root, twin, subjects=wanted)}")
             subs = sorted({int(p.parent.name[4:]) for p in missing if p.parent.name.startswith("sub-")})
             parts = ["preprocessed"] if subs else []
             if layout.metadata_file(self.root) in missing:

@@ -60,6 +60,14 @@ def window_index(times: np.ndarray, window: tuple[float, float] | None, source: 
         return slice(0, len(times))
     tmin, tmax = window
     t = np.round(times, 6)
+    # one sample of slack (plus float noise): "0-1 s" names the 250 samples 0 ... 0.996 s at 250 Hz, as the
+    # paper recipes do on epochs preprocessed with tmax 1.0; anything further out is a mistake, not clipped
+    slack = float(np.median(np.diff(t))) * (1 + 1e-6) if len(t) > 1 else 0.0
+    if tmin < t[0] - slack or tmax > t[-1] + slack:
+        raise DataError(
+            f"{source}: window [{tmin}, {tmax}] s is outside the epoch's time range [{t[0]}, {t[-1]}] s; "
+            "choose a window inside it (dataset.window)"
+        )
     keep = np.nonzero((t >= round(tmin, 6)) & (t <= round(tmax, 6)))[0]
     if len(keep) < 2:
         raise DataError(f"{source}: window ({tmin}, {tmax}) s keeps fewer than 2 samples (times {t[0]} … {t[-1]} s)")

@@ -13,6 +13,7 @@ covariances as the authors' pipeline does (a mild leak of test statistics, recor
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +46,10 @@ class PreprocessOptions:
             raise DataError(f"mvnn must be 'epochs', 'time' or 'none', got {self.mvnn!r}")
         if self.mvnn_fit not in ("train", "train+test"):
             raise DataError(f"mvnn_fit must be 'train' or 'train+test', got {self.mvnn_fit!r}")
+        if not (math.isfinite(self.sfreq) and self.sfreq > 0):
+            raise DataError(f"sfreq {self.sfreq}: the output sampling rate must be a positive number of Hz (at most the raw {layout.RAW_SFREQ:g} Hz)")
+        if not (math.isfinite(self.tmin) and math.isfinite(self.tmax) and self.tmin < self.tmax):
+            raise DataError(f"tmin {self.tmin}, tmax {self.tmax}: the epoch start must be before its end (seconds)")
         if not self.tmin < 0 < self.tmax:
             raise DataError(f"the epoch (tmin {self.tmin}, tmax {self.tmax}) must contain the stimulus onset (0 s)")
 
@@ -61,6 +66,8 @@ def epoch_session(path: Path, opts: PreprocessOptions) -> tuple[np.ndarray, np.n
         sfreq = float(rec["sfreq"])
     except (KeyError, TypeError) as exc:
         raise DataError(f"{path}: not a raw Things-EEG-2 file (missing {exc})") from None
+    if opts.sfreq > sfreq:
+        raise DataError(f"{path}: sfreq {opts.sfreq:g} is above the recording's {sfreq:g} Hz; choose 0 < sfreq <= {sfreq:g}")
     raw = mne.io.RawArray(data, mne.create_info(names, sfreq, types), verbose="error")
     events = mne.find_events(raw, stim_channel="stim", shortest_event=1, initial_event=True, verbose="error")
     events = events[events[:, 2] != layout.CATCH_CODE]
@@ -117,7 +124,7 @@ def preprocess_subject(root: Path, subject: int, opts: PreprocessOptions, out_ro
         for split in ("train", "test"):
             path = layout.raw_file(root, subject, session, split)
             if not path.is_file():
-                raise DataError(f"{path}: missing; run `eegbench download things-eeg-2 --root {root} --parts raw --subjects {subject}`")
+                raise DataError(f"{path}: missing; {_raw_advice(root, [subject])}")
             parts[split] = epoch_session(path, opts)
             _, _, names, times = parts[split]
         if opts.mvnn != "none":
@@ -143,8 +150,10 @@ def preprocess_subject(root: Path, subject: int, opts: PreprocessOptions, out_ro
             {"preprocessed_eeg_data": data, "ch_names": list(names), "times": times},
         )
     sidecar = layout.preprocessed_file(out_root, subject, "train").parent / "preprocessing.json"
-    sidecar.write_text(json.dumps({"tool": "eegbench preprocess things-eeg-2", "options": asdict(opts), "source": str(root),
+    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"tool": "eegbench preprocess things-eeg-2", "options": asdict(opts), "source": str(root),
                                    "mvnn_shrinkage": SHRINKAGE, "test_statistics_in_mvnn": opts.mvnn_fit == "train+test"}, indent=2))
+    os.replace(tmp, sidecar)  # atomic, like the arrays
 
 
 def _n_conditions(root: Path, subject: int) -> dict[str, int]:
@@ -155,9 +164,26 @@ def _n_conditions(root: Path, subject: int) -> dict[str, int]:
     raise DataError(f"{meta_path}: missing (needed for the number of image conditions); run `eegbench download things-eeg-2 --root {root} --parts images`")
 
 
+def _raw_advice(root: Path, subjects: list[int] | None) -> str:
+    """How to get raw sessions into ``root``: the release's download, or the twin's own regeneration."""
+    from .synth import read_params, twin_advice
+
+    twin = read_params(root)
+    if twin is not None:
+        return twin_advice(root, twin, subjects=subjects, raw=True)
+    cmd = f"eegbench download things-eeg-2 --root {root} --parts raw"
+    return f"run `{cmd}{' --subjects ' + ' '.join(map(str, subjects)) if subjects else ''}`"
+
+
 def preprocess(root: str | os.PathLike, opts: PreprocessOptions | None = None, *, subjects: Iterable[int] | None = None,
-               out_root: str | os.PathLike | None = None, progress: Callable[[str], None] | None = None) -> list[int]:
-    """Preprocess raw sessions of ``subjects`` (default: every subject with raw data) into ``out_root``."""
+               out_root: str | os.PathLike | None = None, overwrite: bool = False,
+               progress: Callable[[str], None] | None = None) -> list[int]:
+    """Preprocess raw sessions of ``subjects`` (default: every subject with raw data) into ``out_root``.
+
+    Existing ``preprocessed_eeg_*.npy`` under ``out_root`` (by default ``root`` itself, where the release's
+    own files live) are never replaced unless ``overwrite``: a one-line DataError names the first one before
+    any work starts. Every file is written atomically (temporary file, then rename).
+    """
     root = Path(root).expanduser()
     opts = opts or PreprocessOptions()
     out = Path(out_root).expanduser() if out_root else root
@@ -166,7 +192,32 @@ def preprocess(root: str | os.PathLike, opts: PreprocessOptions | None = None, *
         subjects = sorted(int(p.name[4:]) for p in raw_dir.glob("sub-*") if p.name[4:].isdigit()) if raw_dir.is_dir() else []
     subjects = list(subjects)
     if not subjects:
-        raise DataError(f"{raw_dir}: no raw sessions; run `eegbench download things-eeg-2 --root {root} --parts raw`")
+        raise DataError(f"{raw_dir}: no raw sessions; {_raw_advice(root, None)}")
+    from .download import check_subjects
+
+    check_subjects(subjects)
+    if not overwrite:
+        taken = [p for s in subjects for split in ("train", "test") if (p := layout.preprocessed_file(out, s, split)).exists()]
+        if taken:
+            raise DataError(
+                f"{taken[0]}: already exists and would be overwritten ({len(taken)} file(s)); write elsewhere with "
+                "`--out DIR2` (then set dataset.params.root=DIR2), or pass --overwrite to replace them"
+            )
     for s in subjects:
         preprocess_subject(root, s, opts, out, _n_conditions(root, s), progress or (lambda m: None))
+    _share_images(root, out)
     return subjects
+
+
+def _share_images(root: Path, out: Path) -> None:
+    """Make ``out`` a complete dataset root: its ``image_set`` links to the source's (nothing is copied)."""
+    src, dest = layout.image_set_dir(root), layout.image_set_dir(out)
+    if out.resolve() == root.resolve() or dest.exists() or dest.is_symlink() or not src.is_dir():
+        return
+    try:
+        os.symlink(src.resolve(), dest, target_is_directory=True)
+    except OSError:  # no symlinks here (some filesystems): the metadata alone lets the EEG load
+        import shutil
+
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(layout.metadata_file(root), layout.metadata_file(out))

@@ -35,21 +35,27 @@ class UnsafePickleError(DataError):
     """A pickle that references something outside the allowed set (nothing was executed)."""
 
 
+def _allowed(module: str, name: str) -> bool:
+    # numpy dtype classes (numpy.dtypes.Float64DType) may appear in numpy>=2 pickles of dtypes
+    return (module, name) in _ALLOWED or (module == "numpy.dtypes" and name.endswith("DType"))
+
+
+def _refused(source: str, module: str, name: str) -> UnsafePickleError:
+    return UnsafePickleError(
+        f"{source}: refused to load: its pickle references {module}.{name}, which a data file never "
+        "needs (only numpy arrays, dicts, lists, strings and numbers are read); delete it and download it again"
+    )
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file: Any, source: str):
         super().__init__(file, encoding="latin1")
         self._source = source
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle's hook
-        if (module, name) in _ALLOWED:
+        if _allowed(module, name):
             return super().find_class(module, name)
-        # numpy dtype classes (numpy.dtypes.Float64DType) may appear in numpy>=2 pickles of dtypes
-        if module == "numpy.dtypes" and name.endswith("DType"):
-            return super().find_class(module, name)
-        raise UnsafePickleError(
-            f"{self._source}: refused to load: its pickle references {module}.{name}, which a data file never "
-            "needs (only numpy arrays, dicts, lists, strings and numbers are read); delete it and download it again"
-        )
+        raise _refused(self._source, module, name)
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafePickleError(f"{self._source}: refused to load: its pickle uses persistent ids (not a data file)")
@@ -63,6 +69,80 @@ def read_npy_header(fh: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
     if version == (2, 0):
         return npy_format.read_array_header_2_0(fh)
     raise ValueError(f"unsupported .npy format version {version}")
+
+
+#: opcodes whose string argument may name a global for a later STACK_GLOBAL (kept when short)
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"})
+_MEMO_PUT = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_MEMO_GET = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_LENGTH_PREFIX = {-2: ("<B", 1), -3: ("<i", 4), -4: ("<I", 4), -5: ("<Q", 8)}
+
+
+def scan_pickle(fh: Any, source: str) -> None:
+    """Check a pickle stream's globals without building any object (nothing is executed, little is read).
+
+    Walks the opcodes from ``fh``'s position to ``STOP``, seeking past large byte payloads (the arrays), and
+    applies the restricted unpickler's rule to every ``GLOBAL``/``INST``/``STACK_GLOBAL``. Extension codes
+    and persistent ids are refused too.
+
+    Raises:
+        UnsafePickleError: a global outside the allowed set (or one that cannot be resolved statically).
+        DataError: a truncated or malformed stream.
+    """
+    import pickletools
+    import struct
+
+    codes = {op.code.encode("latin1"): op for op in pickletools.opcodes}
+    recent: list[Any] = [None, None]  # the last two values pushed, where they are strings
+    memo: dict[int, Any] = {}
+    while True:
+        code = fh.read(1)
+        op = codes.get(code)
+        if op is None:
+            raise DataError(f"{source}: corrupt pickled .npy (unknown or missing opcode {code!r}); delete it and download it again")
+        name, arg, value = op.name, op.arg, None
+        if arg is not None:
+            if arg.n == -1:  # up to a newline (GLOBAL/INST: two lines)
+                value = fh.readline().decode("latin1").rstrip("\n")
+                if name in ("GLOBAL", "INST"):
+                    value = (value, fh.readline().decode("latin1").rstrip("\n"))
+            elif arg.n in _LENGTH_PREFIX:
+                fmt, size = _LENGTH_PREFIX[arg.n]
+                raw = fh.read(size)
+                if len(raw) != size:
+                    raise DataError(f"{source}: truncated pickled .npy; delete it and download it again")
+                length = struct.unpack(fmt, raw)[0]
+                if name in _STRING_OPS and length <= 4096:
+                    value = fh.read(length).decode("utf-8" if "UNICODE" in name else "latin1", errors="replace")
+                elif length > 0:
+                    fh.seek(length, os.SEEK_CUR)
+            else:
+                raw = fh.read(arg.n)
+                if len(raw) != arg.n:
+                    raise DataError(f"{source}: truncated pickled .npy; delete it and download it again")
+                if name in _MEMO_GET or name in _MEMO_PUT:
+                    value = int.from_bytes(raw, "little")
+        if name in ("GLOBAL", "INST"):
+            if not _allowed(*value):
+                raise _refused(source, *value)
+        elif name == "STACK_GLOBAL":
+            module, attr = recent
+            if not (isinstance(module, str) and isinstance(attr, str)):
+                raise UnsafePickleError(f"{source}: refused to load: its pickle builds a global it names indirectly (not a data file)")
+            if not _allowed(module, attr):
+                raise _refused(source, module, attr)
+        elif name in ("EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"):
+            raise UnsafePickleError(f"{source}: refused to load: its pickle uses {name} (not a data file)")
+        elif name == "STOP":
+            return
+        if name == "MEMOIZE":
+            memo[len(memo)] = recent[-1]
+        elif name in _MEMO_PUT:
+            memo[int(value)] = recent[-1]
+        elif name in _MEMO_GET:
+            recent = [recent[-1], memo.get(int(value))]
+        elif name not in ("FRAME", "PROTO"):
+            recent = [recent[-1], value if name in _STRING_OPS else None]
 
 
 def load_pickled_npy(path: str | os.PathLike) -> Any:

@@ -255,24 +255,38 @@ def render_image(latent: np.ndarray, projection: np.ndarray, size: int):
     return img
 
 
-def write_twin(root: str | os.PathLike, params: SynthParams, *, raw: bool = False, progress: Callable[[str], None] | None = None) -> Path:
+def write_twin(
+    root: str | os.PathLike, params: SynthParams, *, raw: bool = False, force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """Write the twin under ``root`` (atomically: built in a sibling folder, then renamed into place).
 
-    ``root`` must not exist or be empty; if it already holds a twin with the same content hash nothing is
-    written. Returns ``root``.
+    ``root`` must not exist or be empty. If it already holds a twin with the same content hash nothing is
+    rewritten (with ``raw``, only missing raw sessions are added); a twin with other parameters is replaced
+    only with ``force`` (otherwise a one-line DataError names the differing parameter). Returns ``root``.
     """
     root = Path(root)
+    progress = progress or (lambda msg: None)
     existing = read_params(root)
-    if existing is not None and existing.content_hash() == params.content_hash() and (not raw or _has_raw(root, params)):
+    if existing is not None and existing.content_hash() == params.content_hash():
+        if raw and not _has_raw(root, params):
+            _add_raw(root, params, progress)
         return root
+    if existing is not None and not force:
+        old, new = existing.as_dict(), params.as_dict()
+        field = next((k for k in new if old[k] != new[k]), "generator")
+        raise DataError(
+            f"{root}: already holds a synthetic twin with {field}={old.get(field, GENERATOR_VERSION)} (asked "
+            f"{field}={new.get(field, GENERATOR_VERSION)}); pick another --root, or pass --force to replace it"
+        )
     if root.exists() and any(root.iterdir()) and existing is None:
         raise DataError(f"{root}: not empty and not a synthetic twin; pick another --root or delete it first")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        _write(tmp, params, raw=raw, progress=progress or (lambda msg: None))
+        _write(tmp, params, raw=raw, progress=progress)
         if root.exists():
-            shutil.rmtree(root)  # an empty folder, or a twin with other parameters that we replace
+            shutil.rmtree(root)  # an empty folder, or (force) a twin with other parameters that we replace
         try:
             os.rename(tmp, root)
         except OSError:
@@ -283,6 +297,62 @@ def write_twin(root: str | os.PathLike, params: SynthParams, *, raw: bool = Fals
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+def _add_raw(root: Path, params: SynthParams, progress: Callable[[str], None]) -> None:
+    """Add the raw sessions to an existing twin without touching its other files (built aside, then moved)."""
+    from .synth_raw import write_raw_subject
+
+    model = Model(params)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.raw.", dir=root.parent))
+    try:
+        for subject in range(1, params.subjects + 1):
+            write_raw_subject(tmp, model, subject)
+            progress(f"{layout.sub(subject)} raw sessions written")
+        dest = root / "eeg_dataset" / "raw_data"
+        if dest.exists():
+            shutil.rmtree(dest)  # the twin's own (incomplete) raw sessions, regenerated identically
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(tmp / "eeg_dataset" / "raw_data", dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _write_record(root, params, raw=True)
+
+
+def _write_record(root: Path, params: SynthParams, *, raw: bool) -> None:
+    record = {"generator": GENERATOR_VERSION, "content_hash": params.content_hash(), "params": params.as_dict(), "raw": raw}
+    path = layout.synth_params_file(root)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+#: twin parameters that ``eegbench synth`` takes as flags
+CLI_FLAGS = ("subjects", "train_concepts", "images_per_concept", "test_images", "noise", "subject_variability",
+             "test_repetitions", "seed")
+
+
+def synth_command(root: str | os.PathLike, params: SynthParams, *, raw: bool = False) -> str:
+    """The ``eegbench synth`` command line that writes ``params`` (flags only where they differ from defaults)."""
+    default = SynthParams().as_dict()
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in params.as_dict().items() if k in CLI_FLAGS and v != default[k]]
+    return " ".join(["eegbench synth --root", str(root), *flags, *(["--raw"] if raw else [])])
+
+
+def twin_advice(root: str | os.PathLike, params: SynthParams, *, subjects: list[int] | None = None, raw: bool = False) -> str:
+    """What a twin under ``root`` holds and how to get what it lacks (``subjects`` beyond it, raw sessions)."""
+    root = Path(root)
+    has_raw = _has_raw(root, params)
+    have = f"{root} is a synthetic twin (subjects 1-{params.subjects}, {'with' if has_raw else 'no'} raw sessions)"
+    beyond = [s for s in (subjects or []) if s > params.subjects]
+    if beyond:
+        n = max(beyond)
+        bigger = SynthParams.from_dict({**params.as_dict(), "subjects": n})
+        return (f"{have}; for subject {beyond[0]} use a twin with more subjects: set dataset.params.subjects={n} "
+                f"(and no root), or `{synth_command('NEWDIR', bigger, raw=raw)}` and point root at NEWDIR")
+    if raw and not has_raw:
+        return f"{have}; add its raw sessions with `{synth_command(root, params, raw=True)}`"
+    return f"{have}; regenerate it: delete {root}, then `{synth_command(root, params, raw=has_raw)}`"
 
 
 def _has_raw(root: Path, params: SynthParams) -> bool:
@@ -328,5 +398,4 @@ def _write(root: Path, params: SynthParams, *, raw: bool, progress: Callable[[st
 
             write_raw_subject(root, model, subject)
         progress(f"{layout.sub(subject)} written")
-    record = {"generator": GENERATOR_VERSION, "content_hash": params.content_hash(), "params": params.as_dict(), "raw": raw}
-    layout.synth_params_file(root).write_text(json.dumps(record, indent=2, sort_keys=True))
+    _write_record(root, params, raw=raw)
