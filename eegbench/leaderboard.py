@@ -2,7 +2,8 @@
 
 The pipeline: read every results database, merge them without duplicate cells (a row is identified by
 ``cell_key`` + ``test_subject`` + ``metric``; the newest copy wins), keep one metric, group rows into
-**configurations** (the ``by`` columns; a component column also keys on that component's parameters) and
+**configurations** (the ``by`` columns *and* the recipe: the resolved cell config minus per-cell identities,
+a finetune row's including its pretrain cell's settings; see :func:`_recipe`, :func:`_assign_configs`) and
 **columns** (protocol, stage, training ratio), and summarise each (configuration, column) within one
 **comparison context** (``context_key``): rows from different contexts are never ranked together.
 
@@ -137,6 +138,7 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike]) 
     if not dirs:
         raise EegbenchError("no results directory given (pass one or more, or set EEGBENCH_RESULTS)")
     frames, empties = [], []
+    cell_configs: dict[str, dict[str, Any]] = {}
     for d in dirs:
         path = Path(d).expanduser()
         if not path.is_dir():
@@ -148,8 +150,16 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike]) 
         frame = store.dataframe()
         frame["results_dir"] = str(path)
         frames.append(frame)
+        cells = store.cells()
+        for c in cells:  # a finetune row's pretrain settings are found through its pretrain cell's config
+            try:
+                cfg = json.loads(c.get("config") or "{}")
+            except (TypeError, ValueError):
+                continue
+            if isinstance(cfg, dict) and cfg:
+                cell_configs.setdefault(str(c["cell_key"]), cfg)
         if frame.empty:
-            statuses = [c["status"] for c in store.cells()]
+            statuses = [c["status"] for c in cells]
             counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("failed", "running", "pending") if s in statuses)
             empties.append(f"{path} ({counts})" if counts else str(path))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -158,7 +168,9 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike]) 
                             "`eegbench status` shows failures)")
     df = df.sort_values(["created_at", "id"], kind="stable", na_position="first")
     df = df.drop_duplicates(subset=list(DEDUP_KEY), keep="last")
-    return df.sort_values(["results_dir", "id"], kind="stable").reset_index(drop=True)
+    df = df.sort_values(["results_dir", "id"], kind="stable").reset_index(drop=True)
+    df.attrs["cell_configs"] = cell_configs
+    return df
 
 
 def default_reported_path() -> Path | None:
@@ -272,9 +284,9 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
 
     ``results_dirs``: one or more results directories (default: ``eegbench.paths.results_dir()``);
     ``rows``: already-loaded result rows instead (as :func:`load_results` returns);
-    ``metric``: the metric to rank; ``by``: the columns that identify a configuration (any result column;
-    comma-separated string accepted); ``reported``: a reported-results file, ``None`` for the default
-    file when present, ``False`` for none.
+    ``metric``: the metric to rank; ``by``: the columns that name a configuration (any result column;
+    comma-separated string accepted); rows whose recipes differ are never merged, whatever ``by``;
+    ``reported``: a reported-results file, ``None`` for the default file when present, ``False`` for none.
     """
     import pandas as pd
 
@@ -311,7 +323,7 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
     for key, ctx in zip(df["context_key"], df["context"]):
         contexts.setdefault(key, ctx if isinstance(ctx, dict) else {})
 
-    df["config_id"] = [_config_id(r, by) for r in df.to_dict("records")]
+    _assign_configs(df, by, _cell_configs(rows))
     labels = _labels(df, by)
     df["config"] = df["config_id"].map(lambda c: labels[c][0])
     df["variant"] = df["config_id"].map(lambda c: labels[c][1])
@@ -353,6 +365,7 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
             table[col] = None
     table = table[[*TABLE_COLUMNS, *[b for b in by if b not in TABLE_COLUMNS]]]
     table = _sort_table(table)
+    df = df.drop(columns=["_recipe", "_base_id"])
     return Leaderboard(metric=metric, by=tuple(by), table=table, rows=df.reset_index(drop=True), contexts=contexts,
                        citations=citations, sources=sources, reported=reported_entries)
 
@@ -375,17 +388,121 @@ def _parse_by(by: Sequence[str] | str) -> tuple[str, ...]:
     return out
 
 
-def _config_id(row: Mapping[str, Any], by: Sequence[str]) -> str:
+#: keys of a cell's resolved config that vary *within* one configuration's leaderboard row by design: the
+#: fold and its subjects, the seed, the column (protocol, stage, training ratio) and the finetune cell's link to
+#: its own fold's pretrain cell (its settings join the recipe through that cell's config instead)
+PER_CELL_KEYS = frozenset({"fold", "test_subject", "test_subjects", "train_subjects", "seed", "stage",
+                           "training_ratio", "protocol", "pretrain", "key"})
+#: the config key under which a finetune column's recipe keeps the finetune stage's training settings
+FINETUNE_KEY = "finetune"
+
+
+def _cell_configs(rows: "pd.DataFrame") -> dict[str, dict[str, Any]]:
+    """``{cell_key: resolved config}`` from every loaded row (any metric) and the stores' ``cells`` tables."""
+    out: dict[str, dict[str, Any]] = dict(rows.attrs.get("cell_configs") or {})
+    if "config" in rows:
+        for key, cfg in zip(rows["cell_key"], rows["config"]):
+            if isinstance(cfg, dict) and cfg:
+                out[str(key)] = cfg
+    return out
+
+
+def _strip(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A cell config without its per-cell identities, and without the context arguments of its components (a
+    dataset's ``root`` says where the data lives, not what is computed: the same recipe on two machines merges)."""
+    from .components import CONTEXT_ARGS
+
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        if k in PER_CELL_KEYS:
+            continue
+        kind = COMPONENT_COLUMNS.get(k)
+        if kind and isinstance(v, dict) and isinstance(v.get("params"), dict):
+            v = {**v, "params": {p: x for p, x in v["params"].items() if p not in CONTEXT_ARGS.get(kind, ())}}
+        out[k] = v
+    return out
+
+
+def _recipe(row: Mapping[str, Any], cell_configs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], str]:
+    """The recipe of a result row (everything that defines the method) and the id of the pretrain recipe it
+    builds on (its own id for a pretrain row).
+
+    From the row's resolved ``config`` minus :data:`PER_CELL_KEYS`; a finetune row's recipe is its pretrain
+    cell's recipe plus the finetune stage's training settings under ``finetune`` (``train`` = ``"unknown"``
+    when that pretrain cell is in none of the results). Rows without a config (an older writer) fall back to
+    their component names and parameters.
+    """
     from .interfaces import stable_hash
 
+    cfg = row.get("config")
+    if not isinstance(cfg, dict) or not cfg:
+        recipe = {col: {"name": None if _isnull(row.get(col)) else row.get(col),
+                        "params": row.get(col + "_params") if isinstance(row.get(col + "_params"), dict) else {}}
+                  for col in COMPONENT_COLUMNS if col in row}
+        rid = stable_hash(recipe)
+        return recipe, rid
+    own = _strip(cfg)
+    if row.get("stage") != "finetune":
+        return own, stable_hash(own)
+    link = cfg.get("pretrain")
+    pre_cfg = cell_configs.get(str(link.get("key"))) if isinstance(link, dict) else None
+    if pre_cfg:
+        # a cells-table config lacks what the runner adds to its rows (the engine's ``head``): the stages share it
+        pre = {**{k: v for k, v in own.items() if k != "train"}, **_strip(pre_cfg)}
+    else:
+        pre = {**{k: v for k, v in own.items() if k != "train"}, "train": "unknown"}
+    recipe = {**pre, FINETUNE_KEY: own.get("train")}
+    # anything else the finetune stage changed (the plan shares all but ``train``; kept so it can never merge)
+    extra = {k: v for k, v in own.items() if k != "train" and pre.get(k) != v}
+    if extra:
+        recipe[FINETUNE_KEY + "_stage"] = extra
+    return recipe, stable_hash(pre)
+
+
+def _by_part(row: Mapping[str, Any], by: Sequence[str]) -> list[Any]:
     parts = []
     for col in by:
         value = row.get(col)
+        value = None if _isnull(value) else value
         if col in COMPONENT_COLUMNS:
-            parts.append([value, row.get(col + "_params") or {}])
+            params = row.get(col + "_params")
+            parts.append([value, params if isinstance(params, dict) else {}])
         else:
             parts.append(value)
-    return stable_hash(parts, 12)
+    return parts
+
+
+def _assign_configs(df: "pd.DataFrame", by: Sequence[str], cell_configs: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set ``config_id`` (plus the private ``_recipe`` / ``_base_id``) on every row, in place.
+
+    A configuration is the ``by`` values **and** the recipe (:func:`_recipe`): rows whose recipes differ are
+    never merged, whatever ``by`` says. A pretrain recipe's rows share the row of the finetune recipe built on
+    them when exactly one such finetune recipe is present in the context; with several (a finetune setting
+    varied over one pretraining) the pretrain scores get a row of their own rather than being counted twice.
+    """
+    from .interfaces import stable_hash
+
+    recs = df.to_dict("records")
+    recipes, base_ids, ids, by_parts = [], [], [], []
+    for r in recs:
+        recipe, base = _recipe(r, cell_configs)
+        part = json.dumps(_by_part(r, by), sort_keys=True, default=str)
+        recipes.append(recipe)
+        base_ids.append(base)
+        by_parts.append(part)
+        ids.append(stable_hash([part, stable_hash(recipe)], 12))
+    finetunes: dict[tuple[str, str, str], set[str]] = {}
+    for r, base, part, cid in zip(recs, base_ids, by_parts, ids):
+        if r.get("stage") == "finetune":
+            finetunes.setdefault((str(r.get("context_key")), part, base), set()).add(cid)
+    for i, (r, base, part) in enumerate(zip(recs, base_ids, by_parts)):
+        if r.get("stage") != "finetune":
+            targets = finetunes.get((str(r.get("context_key")), part, base), set())
+            if len(targets) == 1:
+                ids[i] = next(iter(targets))
+    df["config_id"] = ids
+    df["_recipe"] = recipes
+    df["_base_id"] = base_ids
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -396,28 +513,57 @@ def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = json.dumps(value, sort_keys=True, default=str) if isinstance(value, (list, dict)) else value
 
 
+def _flat_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"backbone": "resnet1d", "backbone.depth": 4, "train.epochs": 12, "finetune.lr": 0.001, ...}``."""
+    out: dict[str, Any] = {}
+    for k, v in recipe.items():
+        if k in COMPONENT_COLUMNS and isinstance(v, dict) and "name" in v:
+            out[k] = v.get("name")
+            _flat(k, v.get("params") or {}, out)
+        else:
+            _flat(k, v, out)
+    return out
+
+
 def _labels(df: "pd.DataFrame", by: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """``{config_id: (label, variant)}``; ``variant`` names the parameters that tell apart configurations
-    whose component names are equal."""
-    first = df.drop_duplicates("config_id").to_dict("records")
+    """``{config_id: (label, variant)}``: the ``by`` names, and as ``variant`` the recipe keys
+    (``backbone.depth``, ``train.epochs``, ``finetune.lr``...) whose values differ among the configurations
+    with the same names (keys a configuration lacks, such as ``finetune.*`` on a pretrain-only row, are
+    left out of its label)."""
+    # a configuration's fullest recipe (a finetune row's, when it has one) names it
+    reps = df.assign(_ft=(df["stage"] == "finetune").astype(int)).sort_values("_ft", ascending=False, kind="stable")
+    first = reps.drop_duplicates("config_id").to_dict("records")
     names = {r["config_id"]: tuple("" if _isnull(r.get(c)) else str(r.get(c)) for c in by) for r in first}
-    params: dict[str, dict[str, Any]] = {}
-    for r in first:
-        flat: dict[str, Any] = {}
-        for col in by:
-            if col in COMPONENT_COLUMNS:
-                _flat(col, r.get(col + "_params") or {}, flat)
-        params[r["config_id"]] = flat
+    params = {r["config_id"]: _flat_recipe(r["_recipe"]) for r in first}
+
+    def text(value: Any) -> str:
+        return json.dumps(value, default=str)
+
+    def variants(group: list[str], missing: bool) -> dict[str, str]:
+        keys = sorted({k for c in group for k in params[c]})
+        if missing:
+            differing = [k for k in keys if len({text(params[c].get(k, "-")) for c in group}) > 1]
+        else:
+            differing = [k for k in keys if len({text(params[c][k]) for c in group if k in params[c]}) > 1]
+        return {c: ", ".join(f"{k}={params[c].get(k, '-')}" for k in differing if missing or k in params[c])
+                for c in group}
+
     out = {}
-    for cid, name in names.items():
-        siblings = [c for c, n in names.items() if n == name]
-        variant = ""
-        if len(siblings) > 1:
-            keys = sorted({k for c in siblings for k in params[c]})
-            differing = [k for k in keys if len({json.dumps(params[c].get(k), default=str) for c in siblings}) > 1]
-            variant = ", ".join(f"{k}={params[cid].get(k, '-')}" for k in differing)
-        label = " / ".join(n for n in name if n) or cid
-        out[cid] = (label + (f" ({variant})" if variant else ""), variant)
+    for name in set(names.values()):
+        group = sorted(c for c, n in names.items() if n == name)
+        variant = variants(group, False) if len(group) > 1 else {group[0]: ""}
+        clashes: dict[str, list[str]] = {}
+        for c in group:
+            clashes.setdefault(variant[c], []).append(c)
+        for same in clashes.values():
+            if len(same) > 1:  # told apart only by keys some lack: show those too, else the id
+                fixed = variants(same, True)
+                for c in same:
+                    variant[c] = fixed[c] if len(set(fixed.values())) == len(same) else ", ".join(
+                        filter(None, [fixed[c], f"id {c[:6]}"]))
+        for c in group:
+            label = " / ".join(n for n in name if n) or c
+            out[c] = (label + (f" ({variant[c]})" if variant[c] else ""), variant[c])
     return out
 
 
@@ -573,7 +719,8 @@ def add_commands(sub) -> None:
                    help="results directories to merge (default: $EEGBENCH_RESULTS or ./results)")
     p.add_argument("--metric", default="top1", help="metric to rank (default top1)")
     p.add_argument("--by", default=",".join(DEFAULT_BY),
-                   help="result columns that identify a configuration (default backbone,image_encoder,loss)")
+                   help="result columns that name a configuration (default backbone,image_encoder,loss); rows "
+                        "whose resolved configs (recipes) differ are never merged")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="output format (default: from --out's suffix, else md)")
     p.add_argument("--out", metavar="FILE", help="write the table here instead of standard output")
@@ -590,8 +737,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .report import render
 
     fmt = args.format
-    if fmt is None:
-        fmt = SUFFIX_FORMATS.get(Path(args.out).suffix.lower(), "md") if args.out else "md"
+    if fmt is None and args.out:
+        suffix = Path(args.out).suffix.lower()
+        fmt = SUFFIX_FORMATS.get(suffix)
+        if fmt is None:
+            raise EegbenchError(f"--out {args.out}: unknown suffix {suffix or '(none)'!r}; use one of "
+                                f"{' '.join(SUFFIX_FORMATS)} or pass --format {'|'.join(FORMATS)}")
+    fmt = fmt or "md"
     dirs = args.results or [results_dir()]
     reported: str | bool | None = False if args.no_reported else args.reported
     board = build(dirs, metric=args.metric, by=args.by, reported=reported)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -327,3 +328,134 @@ def test_exact_ties_are_all_marked_best(tmp_path):
     assert t["best"].all() and (t["rank"] == 1).all()
     other = t[t["backbone"] == "net-b"].iloc[0]
     assert other["p_value"] == 1.0 and other["smd"] == 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# recipes: rows whose resolved configs differ are never averaged together
+# --------------------------------------------------------------------------------------------------
+QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
+
+
+def write_plan(directory, overrides=None, *, stages=("pretrain", "finetune"), offset=0.0, with_rows=True):
+    """Rows exactly as the runner stores them (``build_plan`` cells through ``result_rows``), with made-up
+    scores instead of training: the QA scenario without the minutes of training."""
+    from types import SimpleNamespace
+
+    from eegbench.interfaces import TaskScore
+    from eegbench.plan import build_plan
+    from eegbench.runner import result_rows
+
+    store = ResultStore(directory)
+    context = make_context(dataset="things-eeg-2-synthetic", synthetic=True, n_way=50)
+    written = []
+    for cell in build_plan(QUICK, overrides).cells:
+        if cell.stage not in stages:
+            continue
+        scores = [TaskScore(subject=s, metrics={"top1": round(0.3 + offset + 0.01 * s + 0.2 * cell.training_ratio
+                                                              * (cell.stage == "finetune"), 6)},
+                            chance={"top1": 0.02}, n_way=50) for s in cell.test_subjects]
+        result = SimpleNamespace(context=context, scores=scores, image_encoder_fingerprint="fp", epochs_run=1,
+                                 best_epoch=1, wall_seconds=1.0, samples_per_second=1.0, device="cpu", head="linear")
+        rows = result_rows(cell, result) if with_rows else []
+        store.write_cell(CellRecord(cell_key=cell.key, rows=rows, spec_name=cell.spec_name, stage=cell.stage,
+                                    fold=cell.fold, seed=cell.seed, training_ratio=cell.training_ratio,
+                                    config=dict(cell.config)))
+        written += rows
+    return written
+
+
+def measured(board, stage=None):
+    t = board.table[board.table["source"] == "measured"]
+    return t if stage is None else t[t["stage"] == stage]
+
+
+def test_runs_differing_only_in_train_epochs_are_two_configurations(tmp_path, monkeypatch):
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    d = tmp_path / "results"
+    write_plan(d)                                   # eegbench run benchmarks/quick.toml
+    write_plan(d, {"train.epochs": 5}, offset=0.1)  # eegbench.run(..., overrides={"train.epochs": 5})
+    board = build(d, reported=False)
+    t = measured(board)
+    assert board.table["context_key"].nunique() == 1  # one context: only the recipe tells them apart
+    assert t["config_id"].nunique() == 2
+    assert sorted(set(t["config"])) == ["resnet1d / embedding-file / clip (train.epochs=12)",
+                                        "resnet1d / embedding-file / clip (train.epochs=5)"]
+    # each configuration spans its pretrain and finetune columns, 2 test subjects x 1 seed in each
+    for _, part in t.groupby(["protocol", "stage", "training_ratio"]):
+        assert len(part) == 2 and (part["n"] == 2).all() and (part["n_subjects"] == 2).all()
+    five = t[t["variant"] == "train.epochs=5"]
+    assert len(five) == 3 and set(five["stage"]) == {"pretrain", "finetune"}
+    pre5 = five[five["stage"] == "pretrain"].iloc[0]
+    assert pre5["mean"] == pytest.approx(np.mean([0.3 + 0.1 + 0.03, 0.3 + 0.1 + 0.04]))
+    assert t.loc[t["stage"] == "pretrain"].sort_values("mean").iloc[-1]["variant"] == "train.epochs=5"
+
+
+def test_the_finetune_column_carries_its_pretrain_settings(tmp_path, monkeypatch):
+    # the finetune cells' own configs are identical but for their pretrain cell's key: still two rows
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    d = tmp_path / "results"
+    write_plan(d, {"train.lr": 0.003})
+    write_plan(d, {"train.lr": 0.01}, offset=0.1)
+    ft = measured(build(d, reported=False), "finetune")
+    assert len(ft) == 4 and (ft["n"] == 2).all()
+    assert sorted(set(ft["variant"])) == ["train.lr=0.003", "train.lr=0.01"]
+
+
+def test_a_finetune_setting_varied_over_one_pretraining(tmp_path, monkeypatch):
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    d = tmp_path / "results"
+    write_plan(d)
+    write_plan(d, {"finetune.lr": 0.0005}, offset=0.1)  # the same pretrain cells (same keys), new finetune cells
+    board = build(d, reported=False)
+    ft = measured(board, "finetune")
+    assert len(ft) == 4 and (ft["n"] == 2).all()
+    assert sorted(set(ft["variant"])) == ["finetune.lr=0.0005", "finetune.lr=0.001"]
+    # the shared pretraining is one row of its own, counted once, not copied into both finetune rows
+    pre = measured(board, "pretrain")
+    assert len(pre) == 1 and pre["n"].item() == 2 and pre["config"].item() == "resnet1d / embedding-file / clip"
+    assert not set(pre["config_id"]) & set(ft["config_id"])
+
+
+def test_one_recipe_keeps_one_row_across_directories_and_stages(tmp_path, monkeypatch):
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_plan(a, stages=("pretrain",))
+    write_plan(b, stages=("finetune",), with_rows=True)  # b's finetune rows point at a's pretrain cells
+    write_plan(b, stages=("pretrain",), with_rows=False)  # b knows those pretrain cells' configs (no rows)
+    t = measured(build([a, b], reported=False))
+    assert t["config_id"].nunique() == 1 and (t["variant"] == "").all()
+    assert sorted(t["stage"]) == ["finetune", "finetune", "pretrain"] and (t["n"] == 2).all()
+    # b alone: the pretrain settings come from its cells table; without them they are unknown (another recipe)
+    assert set(measured(build(b, reported=False))["config_id"]) == set(t["config_id"])
+    lone = tmp_path / "lone"
+    write_plan(lone, stages=("finetune",))
+    assert not set(measured(build(lone, reported=False))["config_id"]) & set(t["config_id"])
+    # the same recipe run again elsewhere (another data root, so other cell keys) joins that row: twice the scores
+    c = tmp_path / "c"
+    write_plan(c, {"dataset.params.root": str(tmp_path / "elsewhere")})
+    t2 = measured(build([a, b, c], reported=False))
+    assert t2["config_id"].nunique() == 1 and (t2["n"] == 4).all() and (t2["n_subjects"] == 2).all()
+    assert (t2["n_cells"] == 4).all()
+
+
+def test_explicit_by_never_merges_different_recipes(tmp_path, monkeypatch):
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    d = tmp_path / "results"
+    write_plan(d, stages=("pretrain",))
+    write_plan(d, {"loss.params.temperature": 0.1, "train.epochs": 5}, stages=("pretrain",), offset=0.1)
+    t = measured(build(d, by="backbone", reported=False))
+    assert len(t) == 2 and (t["n"] == 2).all()
+    assert sorted(t["config"]) == ["resnet1d (loss.temperature=0.07, train.epochs=12)",
+                                   "resnet1d (loss.temperature=0.1, train.epochs=5)"]
+
+
+def test_out_with_an_unknown_suffix_is_one_line(results, tmp_path, capsys):
+    from eegbench.cli import main
+
+    d, _ = results
+    assert main(["leaderboard", str(d), "--no-reported", "--out", str(tmp_path / "x.pdf")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ".pdf" in err and ".md" in err and ".html" in err
+    assert not (tmp_path / "x.pdf").exists()
+    assert main(["leaderboard", str(d), "--no-reported", "--format", "md", "--out", str(tmp_path / "x.pdf")]) == 0
+    assert (tmp_path / "x.pdf").read_text().startswith("#")
