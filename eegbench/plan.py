@@ -205,7 +205,10 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
         "loss": _resolve_component("loss", spec.loss, src, "loss"),
         "task": _resolve_component("task", spec.task, src, "task"),
     }
-    _resolve_component("executor", spec.executor, src, "executor")
+    executor = _resolve_component("executor", spec.executor, src, "executor")
+    from . import create
+
+    create("executor", executor["name"], **executor["params"])  # cheap: bad executor params fail at plan time (--dry-run)
     subjects = dataset_subjects(spec)
     folds = subjects if spec.protocol.folds == "all" else list(spec.protocol.folds)
     check_invariants(spec, subjects, folds)

@@ -364,6 +364,15 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
         raise EegbenchError(f"--device {device!r}: expected auto, cpu or cuda[:N]")
 
+    name = plan.spec.executor.name
+    params = dict(plan.spec.executor.params)
+    if jobs is not None:
+        if "jobs" not in get_component("executor", name).defaults:
+            raise EegbenchError(f"--jobs applies to the local executor; executor {name!r} takes its parallelism from its "
+                                f"own parameters (see `eegbench info {name}`)")
+        params["jobs"] = int(jobs)
+    exe = create("executor", name, **params)
+
     if dry_run:
         stored = ResultStore(res_dir).cell_status([c.key for c in cells]) if (res_dir / "results.sqlite").exists() else {}
         sub_plan = type(plan)(plan.spec, cells)
@@ -391,14 +400,6 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
         from .engine import resolve_device
 
         resolve_device(device)  # a missing CUDA is one line now, not one failure per cell
-    name = plan.spec.executor.name
-    params = dict(plan.spec.executor.params)
-    if jobs is not None:
-        if "jobs" not in get_component("executor", name).defaults:
-            raise EegbenchError(f"--jobs applies to the local executor; executor {name!r} takes its parallelism from its "
-                                f"own parameters (see `eegbench info {name}`)")
-        params["jobs"] = int(jobs)
-    exe = create("executor", name, **params)
 
     from .engine import build_dataset
     from .paths import writable_dir

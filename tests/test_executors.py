@@ -265,6 +265,142 @@ def test_slurm_without_slurm_says_what_to_do(tmp_path, monkeypatch):
         eegbench.create("executor", "submitit").make_executor(tmp_path)
 
 
+# --------------------------------------------------------------------------------------------------
+# smoke-testing a cluster spec locally; what a job that left no results tells
+# --------------------------------------------------------------------------------------------------
+SLURM_ENV = {"setup": ["no-such-module-cmd load apptainer"], "apptainer": "missing.sif",
+             "apptainer_args": "--bind /nowhere", "python": "no-such-python"}
+
+
+@pytest.fixture
+def quick_dead_jobs(monkeypatch):
+    import submitit.core.core
+
+    # submitit waits 15 s for a dead job's result file (shared-filesystem latency); nothing lags here
+    monkeypatch.setattr(submitit.core.core.Job, "_results_timeout_s", 1)
+
+
+def logged_paths(error: str) -> list[Path]:
+    line = next((ln for ln in error.splitlines() if ln.startswith("log: ")), "log: ")
+    return [Path(p) for p in line[len("log: "):].split(", ") if p]
+
+
+@pytest.mark.parametrize("cluster", ["local", "debug"])
+def test_local_clusters_skip_the_slurm_job_environment_unless_asked(cluster, tmp_path, sequential, capsys):
+    import shlex
+    import sys
+
+    pre = [c for c in CELLS if c.stage == "pretrain"][:2]
+    executor = eegbench.create("executor", "submitit", cluster=cluster, gpus_per_task=0, **SLURM_ENV)
+    assert executor.python_command() == shlex.quote(sys.executable)
+    outcomes = executor.run(pre, FakeRunner(str(tmp_path / "r")))
+    assert [o.status for o in outcomes] == ["done", "done"], [o.error for o in outcomes]
+    assert stored(tmp_path / "r") == {c.key: sequential[c.key] for c in pre}
+    assert "not applying setup, apptainer, python" in capsys.readouterr().err
+    # asked for: the container wrapper is back (on Slurm it always is)
+    wrapped = eegbench.create("executor", "submitit", cluster="local", local_setup=True, **SLURM_ENV)
+    assert wrapped.python_command() == "apptainer exec --nv --bind /nowhere missing.sif no-such-python"
+    assert eegbench.create("executor", "submitit", **SLURM_ENV).python_command() == wrapped.python_command()
+
+
+def test_a_failing_setup_line_is_the_recorded_cause_with_its_log(tmp_path, quick_dead_jobs):
+    results = tmp_path / "r"
+    pre, fin = CELLS[0], next(c for c in CELLS if CELLS[0].key in c.depends_on)
+    executor = eegbench.create("executor", "submitit", cluster="local", gpus_per_task=0, local_setup=True,
+                               setup=["echo preparing the node", "no-such-module-cmd load apptainer"])
+    outcomes = {o.key: o for o in executor.run([pre, fin], FakeRunner(str(results)))}
+    error = outcomes[pre.key].error
+    first = error.splitlines()[0]
+    assert outcomes[pre.key].status == "failed" and "ended without results" in first
+    assert "no-such-module-cmd" in first and "not found" in first  # the shell's own words, first line
+    assert "preparing the node" in error  # the tail of the setup log
+    logs = logged_paths(error)
+    assert logs and all(p.is_file() for p in logs)
+    assert "UncompletedJobError" not in error and "_log.out" not in error  # no files that do not exist
+    stored_error = {c["cell_key"]: c["error"] for c in ResultStore(results).cells()}[pre.key]
+    assert stored_error == error
+    assert "no-such-module-cmd" in outcomes[fin.key].error and "dependency" in outcomes[fin.key].error
+
+
+def test_a_crashed_job_names_its_existing_logs_only(tmp_path, quick_dead_jobs):
+    executor = eegbench.create("executor", "submitit", cluster="local", gpus_per_task=0)
+    (out,) = executor.run(CELLS[:1], FakeRunner(str(tmp_path / "r"), crash_keys=frozenset({CELLS[0].key})))
+    assert out.status == "failed"
+    assert "ended without results: no error message in its logs" in out.error.splitlines()[0]
+    logs = logged_paths(out.error)
+    assert logs and all(p.is_file() for p in logs)
+
+
+class _Paths:
+    def __init__(self, folder: Path):
+        self.folder, self.stderr, self.stdout = folder, folder / "7_0_log.err", folder / "7_0_log.out"
+
+
+class _Job:
+    job_id = "7"
+    state = "OUT_OF_MEMORY"
+
+    def __init__(self, folder: Path):
+        self.paths = _Paths(folder)
+
+
+def test_job_error_picks_the_telling_line_of_a_slurm_stderr(tmp_path):
+    from submitit.core.utils import UncompletedJobError
+
+    executor = eegbench.create("executor", "submitit")
+    job = _Job(tmp_path)
+    exc = UncompletedJobError(f"No output/error stream produced ! Check: {job.paths.stdout}")
+    assert executor._job_error(job, exc).startswith("job 7 ended without results (state OUT_OF_MEMORY): it wrote no output")
+    assert "log:" not in executor._job_error(job, exc) and str(job.paths.stdout) not in executor._job_error(job, exc)
+
+    job.paths.stderr.write_text("submitit INFO (x) - Starting\nTraceback (most recent call last):\n"
+                                "  File \"x.py\", line 1\nRuntimeError: CUDA out of memory\n"
+                                "srun: error: node1: task 0: Exited with exit code 1\n")
+    error = executor._job_error(job, exc)
+    assert error.splitlines()[0] == "job 7 ended without results (state OUT_OF_MEMORY): RuntimeError: CUDA out of memory"
+    assert error.splitlines()[-1] == f"log: {job.paths.stderr}"
+
+
+@pytest.mark.parametrize("name, params, field", [
+    ("local", {"jobs": 0}, "jobs"),
+    ("local", {"jobs": 1.5}, "jobs"),
+    ("local", {"jobs": True}, "jobs"),
+    ("submitit", {"gpus_per_task": -1}, "gpus_per_task"),
+    ("submitit", {"array_parallelism": 0}, "array_parallelism"),
+    ("submitit", {"cells_per_job": 0}, "cells_per_job"),
+    ("submitit", {"timeout_min": 0}, "timeout_min"),
+    ("submitit", {"cpus_per_task": 0}, "cpus_per_task"),
+    ("submitit", {"mem_gb": 0}, "mem_gb"),
+    ("submitit", {"poll_seconds": -1}, "poll_seconds"),
+    ("submitit", {"partition": 3}, "partition"),
+    ("submitit", {"setup": [1]}, "setup"),
+    ("submitit", {"local_setup": "yes"}, "local_setup"),
+    ("ray", {"cells_per_task": 0}, "cells_per_task"),
+    ("ray", {"num_gpus": -1}, "num_gpus"),
+    ("ray", {"gpus_per_cell": -0.5}, "gpus_per_cell"),
+])
+def test_bad_executor_parameters_are_one_line_naming_the_parameter(name, params, field):
+    with pytest.raises(EegbenchError) as err:
+        eegbench.create("executor", name, **params)
+    message = str(err.value)
+    # the executor's own check, or the registry's type check against the defaults: one line either way
+    assert "\n" not in message and name in message and field in message
+
+
+def test_dry_run_refuses_bad_executor_parameters(tmp_path, capsys):
+    from eegbench.cli import main
+
+    quick = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
+    slurm = quick.parent / "slurm_example.toml"
+    assert main(["run", str(quick), "--dry-run", "--set", "executor.jobs=0", "--results", str(tmp_path)]) != 0
+    assert "jobs must be a whole number >= 1" in capsys.readouterr().err
+    assert main(["run", str(slurm), "--dry-run", "--set", "executor.cells_per_job=0", "--results", str(tmp_path)]) != 0
+    assert "cells_per_job" in capsys.readouterr().err
+    # the documented smoke-test overrides plan fine
+    assert main(["run", str(slurm), "--dry-run", "--set", "executor.cluster=local", "--set", "seeds=[0]",
+                 "--only", "fold=sub-01", "--results", str(tmp_path)]) == 0
+
+
 def test_ray_local_instance_gives_the_sequential_rows(tmp_path, sequential):
     ray = pytest.importorskip("ray")
     results = tmp_path / "r"

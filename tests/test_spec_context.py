@@ -68,3 +68,11 @@ def test_failed_cell_lines_keep_their_bracketed_keys(tmp_path, monkeypatch, caps
     pretrain = next(c for c in build_plan(QUICK, [tiny, 'backbone={name="braindecode:AttnSleep"}']).cells
                     if c.stage == "pretrain" and c.fold == "sub-03")
     assert f"[{pretrain.key[:12]}]" in out.replace("\n", "")
+
+
+def test_dry_run_refuses_bad_jobs(capsys):
+    from eegbench.cli import main
+
+    assert main(["run", str(QUICK), "--dry-run", "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "jobs" in err[0]

@@ -44,9 +44,11 @@ def eegbench_executors():
                 "log_folder": "",
                 "job_name": "eegbench",
                 "poll_seconds": 0.0,
+                "local_setup": False,
             },
             citation="submitit (Meta AI Research), https://github.com/facebookincubator/submitit",
-            notes="cluster = 'local' runs the same jobs as local subprocesses (no Slurm), 'debug' in this process.",
+            notes="cluster = 'local' runs the same jobs as local subprocesses (no Slurm), 'debug' in this process; "
+                  "both skip setup, apptainer and python (this interpreter runs the jobs) unless local_setup = true.",
         ),
         Component(
             kind="executor",

@@ -25,12 +25,9 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, jobs: int = 1):
-        try:
-            jobs = int(jobs)
-        except (TypeError, ValueError):
-            raise EegbenchError(f"executor local: jobs must be a whole number >= 1, got {jobs!r}") from None
-        if jobs < 1:
-            raise EegbenchError(f"executor local: jobs must be >= 1, got {jobs}")
+        # a whole number only: int() would quietly turn 2.7 into 2 and "x" into a traceback
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise EegbenchError(f"executor local: jobs must be a whole number >= 1 (cells at once), got {jobs!r}")
         self.jobs = jobs
 
     def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:

@@ -21,10 +21,16 @@ class RayExecutor(Executor):
 
     def __init__(self, *, address: str = "", num_cpus: int = 0, num_gpus: int = 0, cpus_per_cell: float = 1.0,
                  gpus_per_cell: float = 0.0, cells_per_task: int = 1):
-        if not isinstance(cells_per_task, int) or cells_per_task < 1:
+        if isinstance(cells_per_task, bool) or not isinstance(cells_per_task, int) or cells_per_task < 1:
             raise EegbenchError(f"executor ray: cells_per_task must be a whole number >= 1, got {cells_per_task!r}")
-        if cpus_per_cell < 0 or gpus_per_cell < 0:
-            raise EegbenchError("executor ray: cpus_per_cell and gpus_per_cell must be >= 0")
+        for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise EegbenchError(f"executor ray: {name} must be a whole number >= 0 (0 = all of the machine), got {value!r}")
+        for name, value in (("cpus_per_cell", cpus_per_cell), ("gpus_per_cell", gpus_per_cell)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise EegbenchError(f"executor ray: {name} must be a number >= 0, got {value!r}")
+        if not isinstance(address, str):
+            raise EegbenchError(f"executor ray: address must be a string (\"\", \"auto\" or \"ray://host:port\"), got {address!r}")
         self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
         self.cpus_per_cell, self.gpus_per_cell = float(cpus_per_cell), float(gpus_per_cell)
         self.cells_per_task = cells_per_task

@@ -11,9 +11,19 @@ Packing: with ``cells_per_job = k`` each job runs up to k ready cells of equal s
 components) one after another (:func:`eegbench_plugins.executors._core.run_pack`): imports, the CUDA
 context and cached data are paid once per job; each cell still goes through the runner on its own, so
 packing never changes a result.
+
+Smoke tests: ``cluster = "local"`` / ``"debug"`` exist to try a cluster spec where Slurm is not (a login
+node, a laptop), so by default they do not apply the Slurm job environment — ``setup`` lines, the
+``apptainer`` wrapper and ``python`` (the interpreter inside the image): local jobs start this
+interpreter, as ``eegbench run`` itself does. ``local_setup = true`` applies them locally too (to test
+the container itself); their output then goes to ``<log folder>/setup-<job id>.err``.
+
+A job that ends without results fails its cells with the tail of what it left (its stderr, the setup
+log, its stdout), naming only log files that exist.
 """
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import sys
@@ -44,18 +54,31 @@ class SubmititExecutor(Executor):
                  gpus_per_task: int = 1, cpus_per_task: int = 8, mem_gb: float = 32, timeout_min: int = 240,
                  array_parallelism: int = 32, cells_per_job: int = 1, sbatch: Mapping[str, Any] | None = None,
                  setup: Sequence[str] = (), apptainer: str = "", apptainer_args: str = "", python: str = "",
-                 log_folder: str = "", job_name: str = "eegbench", poll_seconds: float = 0.0):
+                 log_folder: str = "", job_name: str = "eegbench", poll_seconds: float = 0.0,
+                 local_setup: bool = False):
         if cluster not in CLUSTERS:
             raise EegbenchError(f"executor submitit: cluster must be one of {', '.join(CLUSTERS)}, got {cluster!r}")
         for name, value, low in (("cells_per_job", cells_per_job, 1), ("array_parallelism", array_parallelism, 1),
                                  ("timeout_min", timeout_min, 1), ("cpus_per_task", cpus_per_task, 1),
                                  ("gpus_per_task", gpus_per_task, 0)):
-            if not isinstance(value, int) or value < low:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise EegbenchError(f"executor submitit: {name} must be a whole number >= {low}, got {value!r}")
+        for name, value, zero_ok in (("mem_gb", mem_gb, False), ("poll_seconds", poll_seconds, True)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not (value or zero_ok):
+                raise EegbenchError(f"executor submitit: {name} must be a number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+        for name, value in (("partition", partition), ("account", account), ("qos", qos), ("apptainer", apptainer),
+                            ("apptainer_args", apptainer_args), ("python", python), ("log_folder", log_folder),
+                            ("job_name", job_name)):
+            if not isinstance(value, str):
+                raise EegbenchError(f"executor submitit: {name} must be a string (\"\" = unset), got {value!r}")
+        if not isinstance(local_setup, bool):
+            raise EegbenchError(f"executor submitit: local_setup must be true or false, got {local_setup!r}")
         if sbatch is not None and not isinstance(sbatch, Mapping):
             raise EegbenchError(f"executor submitit: sbatch must be a table of sbatch options, got {sbatch!r}")
         if isinstance(setup, str):
             setup = [setup]
+        if not all(isinstance(line, str) for line in setup):
+            raise EegbenchError(f"executor submitit: setup must be a list of shell lines, got {list(setup)!r}")
         self.cluster = cluster
         self.partition, self.account, self.qos = partition, account, qos
         self.gpus_per_task, self.cpus_per_task = gpus_per_task, cpus_per_task
@@ -65,11 +88,28 @@ class SubmititExecutor(Executor):
         self.setup = list(setup)
         self.apptainer, self.apptainer_args = apptainer, apptainer_args
         self.python, self.log_folder, self.job_name = python, log_folder, job_name
+        self.local_setup = local_setup
+        self._setup_logs: Path | None = None  # where local setup shells write (set by make_executor)
         self.poll_seconds = float(poll_seconds) or (15.0 if cluster == "slurm" else 0.3)
 
     # -- the submitit executor ---------------------------------------------------------------------------
+    @property
+    def job_environment(self) -> bool:
+        """Whether jobs get ``setup``, ``apptainer`` and ``python``: on Slurm always, locally only with
+        ``local_setup = true`` (a smoke test on a login node has no ``module`` command nor the image)."""
+        return self.cluster == "slurm" or (self.cluster == "local" and self.local_setup)
+
+    def skipped_environment(self) -> list[str]:
+        """The Slurm job-environment parameters given but not applied on this cluster (for a notice)."""
+        if self.job_environment:
+            return []
+        return [name for name in ("setup", "apptainer", "python") if getattr(self, name)]
+
     def python_command(self) -> str:
-        """The command jobs start Python with: this interpreter, or ``python``, inside Apptainer if asked."""
+        """The command jobs start Python with: this interpreter, or ``python``, inside Apptainer if asked
+        (``python`` and ``apptainer`` only where :attr:`job_environment` holds)."""
+        if not self.job_environment:
+            return shlex.quote(sys.executable)
         python = self.python or shlex.quote(sys.executable)
         if self.apptainer:
             extra = f"{self.apptainer_args} " if self.apptainer_args else ""
@@ -84,11 +124,21 @@ class SubmititExecutor(Executor):
         import submitit
 
         folder = self.folder(results_dir)
+        skipped = self.skipped_environment()
+        if skipped:
+            _log(f"cluster = {self.cluster!r}: not applying {', '.join(skipped)} (the Slurm job environment); jobs run "
+                 f"this interpreter{'' if self.cluster == 'debug' else ' (set local_setup = true to apply them)'}")
         if self.cluster == "debug":
             return submitit.DebugExecutor(folder)
         if self.cluster == "local":
             ex = submitit.LocalExecutor(folder, python=self.python_command())
-            ex.update_parameters(timeout_min=self.timeout_min, setup=self.setup)
+            setup = []
+            if self.job_environment and self.setup:
+                # the setup shell's output would only flash on the console: keep it where _job_error looks
+                log_dir = self._setup_logs = _id_free(folder)
+                setup = [f"mkdir -p {shlex.quote(str(log_dir))}",
+                         f"exec >>{shlex.quote(str(log_dir))}/setup-\"$$\".err 2>&1", *self.setup]
+            ex.update_parameters(timeout_min=self.timeout_min, setup=setup)
             return ex
         if shutil.which("srun") is None or shutil.which("sbatch") is None:
             raise EegbenchError("executor submitit: cluster = \"slurm\" needs Slurm's sbatch and srun on PATH (run on a "
@@ -151,15 +201,81 @@ class SubmititExecutor(Executor):
         ids = ", ".join(str(j.job_id) for j in jobs)
         _log(f"submitted {len(jobs)} job(s) for {n} cell(s): {ids} (logs: {Path(jobs[0].paths.folder).parent})")
 
-    @staticmethod
-    def _job_error(job: Any, exc: BaseException) -> str:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        last = lines[-1] if lines else type(exc).__name__
-        try:
-            log = f"; log: {job.paths.stderr}"
-        except Exception:  # noqa: BLE001 - a log path is a courtesy
-            log = ""
-        return f"job {job.job_id} ended without results ({type(exc).__name__}: {last[:500]}){log}"
+    def _job_error(self, job: Any, exc: BaseException) -> str:
+        """Why a job left no results, first line first: the last telling line of what it wrote (its
+        stderr, the local setup log, its stdout), then their tail and the log files that exist."""
+        logs = [path for path in _job_logs(job, self._setup_logs) if path.is_file()]
+        tail: list[str] = []
+        for path in logs:
+            tail = _tail(path)
+            if tail:
+                break
+        state = ""
+        if self.cluster == "slurm":  # TIMEOUT, OUT_OF_MEMORY, ...; a local job's state is its controller's
+            try:
+                state = str(job.state)
+            except Exception:  # noqa: BLE001 - the state is a courtesy
+                pass
+        telling = [ln for ln in tail if not _NOISE.match(ln)]
+        if telling:
+            cause = telling[-1]
+        elif tail:
+            cause = "no error message in its logs (killed? out of memory or past its time limit?)"
+        elif getattr(exc, "__module__", "").startswith("submitit") and type(exc).__name__ == "UncompletedJobError":
+            # submitit's own message names log files that may not exist: say what is known instead
+            cause = "it wrote no output" + (" (is the job's python or setup valid on this machine?)" if
+                                            self.cluster == "local" else "")
+        else:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            cause = f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+        message = f"job {job.job_id} ended without results{f' (state {state})' if state else ''}: {cause[:500]}"
+        if len(tail) > 1:
+            message += "\n" + "\n".join(tail)
+        if logs:
+            message += "\nlog: " + ", ".join(str(p) for p in logs)
+        return message
+
+
+_NOISE = re.compile(r"^(srun: |submitit (INFO|WARNING|DEBUG)|-+$)")
+
+
+def _id_free(folder: str | Path) -> Path:
+    """The deepest folder of ``folder`` with no submitit job-id placeholder (``%j``, ``%A`` ...)."""
+    parts = Path(folder).expanduser().absolute().parts
+    keep = []
+    for part in parts:
+        if re.search(r"%[jtAa]", part):
+            break
+        keep.append(part)
+    return Path(*keep)
+
+
+def _job_logs(job: Any, setup_logs: Path | None) -> list[Path]:
+    """Where a job may have written: its stderr, the local setup log, its stdout (candidates only)."""
+    out: list[Path] = []
+    try:
+        out.append(Path(job.paths.stderr))
+        if setup_logs is not None:
+            out.append(setup_logs / f"setup-{job.job_id}.err")
+        out.append(Path(job.paths.stdout))
+    except Exception:  # noqa: BLE001 - a job without paths has no logs to show
+        pass
+    return out
+
+
+def _tail(path: Path, lines: int = 12, chars: int = 2000) -> list[str]:
+    """The last non-empty lines of a log file (read from its end: logs of long jobs are big)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    kept = [ln.rstrip() for ln in text.splitlines() if ln.strip()][-lines:]
+    while kept and sum(len(ln) + 1 for ln in kept) > chars:
+        kept.pop(0)
+    return kept
 
 
 def build(**params: Any) -> SubmititExecutor:
@@ -172,6 +288,8 @@ def build(**params: Any) -> SubmititExecutor:
     ``setup`` (shell lines run before Python, e.g. ``["module load apptainer"]``), ``apptainer`` (image:
     jobs run ``apptainer exec --nv [apptainer_args] IMAGE PYTHON``), ``python`` (interpreter command;
     "" = this one), ``log_folder`` ("" = ``<results>/submitit/%j``), ``job_name``, ``poll_seconds``
-    (0 = 15 on Slurm, 0.3 otherwise).
+    (0 = 15 on Slurm, 0.3 otherwise), ``local_setup`` (false: ``cluster = "local"``/``"debug"`` skip
+    ``setup``, ``apptainer`` and ``python`` and run this interpreter, so a cluster spec smoke-tests on
+    a login node; true: apply them locally too).
     """
     return SubmititExecutor(**params)
