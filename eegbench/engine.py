@@ -182,9 +182,15 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
     (best validation loss for ``"best-val"``, the final ones for ``"last"``).
     """
     device = train.x.device
-    params = [p for p in model.parameters() if p.requires_grad] + [p for p in loss_fn.parameters() if p.requires_grad]
+    model_params = [p for p in model.parameters() if p.requires_grad]
+    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+    params = model_params + loss_params
     opt_cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
-    opt = opt_cls(params, lr=_lr_at(0, cfg), betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"])
+    # a learnable temperature is not weight-decayed (as CLIP/open_clip exclude the logit scale)
+    groups = [{"params": model_params, "weight_decay": cfg["weight_decay"]}]
+    if loss_params:
+        groups.append({"params": loss_params, "weight_decay": 0.0})
+    opt = opt_cls(groups, lr=_lr_at(0, cfg), betas=tuple(cfg["betas"]), eps=cfg["eps"])
     autocast, scaler = _autocast(device, cfg["amp"])
     net: Callable[..., torch.Tensor] = torch.compile(model) if cfg.get("compile") else model
     gen = torch.Generator(device=device)
@@ -209,8 +215,10 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
     t0 = time.perf_counter()
     epochs_run = 0
     for epoch in range(int(cfg["epochs"])):
-        if epoch < cfg["warmup_epochs"] or cfg["schedule"] != "plateau":
+        # plateau: warmup up to and including the first epoch at full lr, then only validation cuts it
+        if epoch <= cfg["warmup_epochs"] or cfg["schedule"] != "plateau":
             lr_now = _lr_at(epoch, cfg)
+        lr_used = lr_now
         for group in opt.param_groups:
             group["lr"] = lr_now
         model.train()
@@ -251,11 +259,11 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
                 plateau_bad += 1
                 if plateau_bad > cfg["plateau_patience"]:
                     lr_now, plateau_bad = max(cfg["min_lr"], lr_now * cfg["plateau_factor"]), 0
-        record = {"epoch": epochs_run, "epochs": int(cfg["epochs"]), "train_loss": train_loss, "val_loss": val_loss, "lr": lr_now}
+        record = {"epoch": epochs_run, "epochs": int(cfg["epochs"]), "train_loss": train_loss, "val_loss": val_loss, "lr": lr_used}
         history.append(record)
         if progress is not None:
             progress(record)
-        log.debug("epoch %d/%d train %.4f val %.4f lr %.2e", epochs_run, cfg["epochs"], train_loss, val_loss, lr_now)
+        log.debug("epoch %d/%d train %.4f val %.4f lr %.2e", epochs_run, cfg["epochs"], train_loss, val_loss, lr_used)
         if cfg["patience"] > 0 and val is not None and bad_epochs >= cfg["patience"]:
             break
     if selection == "last" or best_state is None:
@@ -322,8 +330,11 @@ def prep_options(prep: Mapping[str, Any], split: str, seed: int) -> PrepOptions:
     )
 
 
-def build_dataset(cfg: Mapping[str, Any]):
-    return create("dataset", cfg["dataset"]["name"], **dict(cfg["dataset"]["params"]))
+def build_dataset(cfg: Mapping[str, Any], cache_dir: str | os.PathLike | None = None):
+    dataset = create("dataset", cfg["dataset"]["name"], **dict(cfg["dataset"]["params"]))
+    if cache_dir is not None and hasattr(dataset, "cache_root"):  # --cache / [paths] cache for prepared EEG too
+        dataset.cache_root = Path(cache_dir)
+    return dataset
 
 
 def load_subjects(dataset, subjects, split: str, options: PrepOptions) -> EEGData:
@@ -378,7 +389,7 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     dev = resolve_device(device)
     seed = int(cell.seed)
     prep, vcfg, tcfg = cfg["prep"], cfg["validation"], cfg["train"]
-    dataset = build_dataset(cfg)
+    dataset = build_dataset(cfg, cache_dir)
     dataset.ensure_available(sorted(set(cell.train_subjects) | set(cfg["test_subjects"])))
 
     # --- training and validation data: from the training split only ---------------------------------------
@@ -414,7 +425,8 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     if cell.stage == "finetune":
         pre = cfg["pretrain"]
         model, _ = load_encoder(Path(results_dir) / "checkpoints" / f"{pre['key']}.pt", device="cpu")
-        if model.takes_subject and hasattr(model.backbone, "add_subject"):
+        if (model.takes_subject and hasattr(model.backbone, "add_subject")
+                and int(cell.test_subject) not in list(getattr(model.backbone, "subjects", []))):
             model.backbone.add_subject(int(cell.test_subject))
     else:
         model = build_encoder(cfg["backbone"], n_chans=n_chans, n_times=n_times, sfreq=info.sfreq,
@@ -430,6 +442,13 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     del train_d, val_d, emb_t
 
     # --- the test split: loaded and evaluated once, after training --------------------------------------------
+    backbone = model.backbone
+    if model.takes_subject and callable(getattr(backbone, "add_subject", None)):
+        # a subject-aware model meets an unseen test subject (LOSO pretrain): its input layer starts as the
+        # backbone's default for a new subject (the mean of the trained ones), decided before any test data is read
+        for s in cfg["test_subjects"]:
+            if int(s) not in list(getattr(backbone, "subjects", [])):
+                backbone.add_subject(int(s))
     test = load_subjects(dataset, cfg["test_subjects"], "test", prep_options(prep, "test", seed))
     test_emb = embed_images(encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
     test_d = to_device(norm(test.eeg), test.image_index, test.subject, dev)
@@ -442,8 +461,8 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     built_for = list(cell.train_subjects)
     if cell.stage == "finetune":
         built_for = list(cfg["pretrain"]["train_subjects"])
-        if model.takes_subject:
-            built_for.append(int(cell.test_subject))
+    if model.takes_subject and hasattr(model.backbone, "subjects"):
+        built_for = [int(s) for s in model.backbone.subjects]  # trained ones plus any added for testing
     ckpt = save_checkpoint(Path(results_dir) / "checkpoints" / f"{cell.key}.pt", model, cfg=cfg, cell_key=cell.key,
                            n_chans=n_chans, n_times=n_times, sfreq=info.sfreq, ch_names=list(info.ch_names),
                            image_dim=image_dim, subjects=built_for, standardizer=standardizer)

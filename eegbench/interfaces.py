@@ -195,6 +195,8 @@ class Dataset(ABC):
 
     #: registry name, e.g. ``"things-eeg-2"``
     name: str = ""
+    #: where prepared EEG is cached; the engine sets it from ``--cache`` / ``[paths] cache`` when present
+    cache_root: Any = None
 
     @property
     @abstractmethod

@@ -109,8 +109,8 @@ def test_plateau_reduces_lr_on_validation(env):
     lrs = [h["lr"] for h in res.history]
     assert lrs[0] == pytest.approx(3.0) and min(lrs) < 3.0
     vals = [h["val_loss"] for h in res.history]
-    first_cut = next(i for i, lr in enumerate(lrs) if lr < 3.0)
-    assert vals[first_cut] >= min(vals[:first_cut])  # cut only after a non-improving epoch
+    first_cut = next(i for i, lr in enumerate(lrs) if lr < 3.0)  # history records the lr each epoch used
+    assert vals[first_cut - 1] >= min(vals[:first_cut - 1])  # cut only after a non-improving epoch
 
 
 def test_retrieval_task_counts_ties_against_and_groups_subjects():
