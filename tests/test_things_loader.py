@@ -232,3 +232,110 @@ def test_twin_missing_subjects_get_twin_advice_not_a_download(twin):
     with pytest.raises(DataError, match="synthetic twin") as info:
         build(twin.root).ensure_available([3])
     assert "download" not in str(info.value)
+
+
+def test_explicit_root_with_a_twin_of_other_parameters_is_refused(tmp_path):
+    root = tmp_path / "twin-root"
+    first = eegbench.create("dataset", "things-eeg-2-synthetic", root=str(root), **{**TWIN, "noise": 18.0})
+    first.ensure_available()
+    # the same parameters keep working on that root
+    same = eegbench.create("dataset", "things-eeg-2-synthetic", root=str(root), **{**TWIN, "noise": 18.0})
+    assert same.load(1, "test", PrepOptions()).eeg.shape[0] == TWIN["test_images"]
+    with pytest.raises(DataError) as info:
+        eegbench.create("dataset", "things-eeg-2-synthetic", root=str(root), **{**TWIN, "noise": 1.0})
+    msg = str(info.value)
+    assert "\n" not in msg and str(root) in msg and "noise=18.0 (asked 1.0)" in msg
+    assert "drop root" in msg and "subjects" not in msg  # names only what differs
+    # a twin written at the root after construction is checked when it is first used
+    late = tmp_path / "late"
+    ds = loader.build_synthetic(root=late, **{**TWIN, "seed": 3})
+    first_params = first.synthetic
+    from eegbench_plugins.things_eeg2.synth import write_twin
+
+    write_twin(late, first_params)
+    with pytest.raises(DataError, match=r"seed=0 \(asked 3\)"):
+        ds.load(1, "test", PrepOptions())
+
+
+def test_seed_is_in_the_cache_key_only_for_random_draws(twin):
+    cache = loader.Cache(loader.CACHE_NAMESPACE)
+
+    def entries():
+        return sorted(p.name for p in cache.root.iterdir() if not p.name.startswith("."))
+
+    for averaging in ("all", "none"):
+        a = twin.load(1, "train", PrepOptions(averaging=averaging, seed=1))
+        b = twin.load(1, "train", PrepOptions(averaging=averaging, seed=2))
+        assert a.eeg.filename == b.eeg.filename
+    assert len(entries()) == 2
+    k1 = twin.load(1, "train", PrepOptions(averaging=2, seed=1))
+    k2 = twin.load(1, "train", PrepOptions(averaging=2, seed=2))
+    assert k1.eeg.filename != k2.eeg.filename and len(entries()) == 4
+    assert not np.array_equal(np.asarray(k1.eeg), np.asarray(k2.eeg))
+    assert twin.cache_fields(1, "train", PrepOptions(averaging=np.int64(2), seed=5))["options"]["seed"] == 5
+
+
+def _no_reads(monkeypatch):
+    """Make every file read or generation fail, so source_identity is shown to stat only."""
+    import builtins
+    import io
+
+    from eegbench_plugins.things_eeg2 import synth
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"read or generation attempted: {args[:1]}")
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    monkeypatch.setattr(io, "open", refuse)
+    monkeypatch.setattr(np, "load", refuse)
+    monkeypatch.setattr(loader, "load_pickled_npy", refuse)
+    monkeypatch.setattr(synth, "write_twin", refuse)
+
+
+def test_source_identity_stats_only_and_tracks_every_file(tmp_path, monkeypatch):
+    root = tmp_path / "twin"
+    params = {**TWIN, "noise": 4.0}
+    # a twin not generated yet: its parameter hash, nothing written
+    fresh = loader.build_synthetic(root=root, **params)
+    with monkeypatch.context() as m:
+        _no_reads(m)
+        absent = fresh.source_identity()
+    assert absent == f"things-eeg-2-synthetic-{fresh.synthetic.content_hash()}:absent" and not root.exists()
+    fresh.ensure_available()
+    ds = loader.build_synthetic(root=root, **params)
+    with monkeypatch.context() as m:
+        _no_reads(m)
+        base = ds.source_identity()
+        assert ds.source_identity() == base
+    assert base != absent and base.startswith(f"things-eeg-2-synthetic-{ds.synthetic.content_hash()}:")
+    touched = [layout.preprocessed_file(root, 2, "test"), layout.metadata_file(root),
+               layout.synth_params_file(root), layout.latents_file(root)]
+    seen = {base}
+    for path in touched:
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        now = ds.source_identity()
+        assert now not in seen, path
+        seen.add(now)
+    layout.preprocessed_file(root, 1, "train").unlink()
+    assert ds.source_identity() not in seen
+
+
+def test_source_identity_of_the_release_never_reads_the_big_files(tmp_path, monkeypatch):
+    root = tmp_path / "release"
+    for s in range(1, 11):
+        for split in ("train", "test"):
+            path = layout.preprocessed_file(root, s, split)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as f:
+                f.truncate(1 << 30)  # sparse: the release's size without the disk
+    layout.metadata_file(root).parent.mkdir(parents=True)
+    layout.metadata_file(root).write_bytes(b"x")
+    ds = build(root)
+    with monkeypatch.context() as m:
+        _no_reads(m)
+        first = ds.source_identity()
+    assert first.startswith("things-eeg-2:")
+    with open(layout.preprocessed_file(root, 7, "train"), "ab") as f:
+        f.truncate((1 << 30) + 1)
+    assert ds.source_identity() != first

@@ -4,8 +4,10 @@ One class serves the real release (``things-eeg-2``) and its synthetic twin (``t
 the twin is the same layout on disk, generated on first use, and goes through exactly this loader.
 
 A prepared split is cached with :class:`eegbench.cache.Cache` (namespace ``"things-eeg-2"``) under a key
-of every preparation option plus the source files' identity (path, size, modification time); its sidecar
-records the options, channels and times. A second load memory-maps the cached ``.npy``.
+of every preparation option that changes the output plus the source files' identity (path, size,
+modification time); the seed is part of the key only when ``averaging`` is a number (random repetition
+draws), so ``"all"``/``"none"`` share one entry across seeds. Its sidecar records the options, channels and
+times. A second load memory-maps the cached ``.npy``.
 """
 from __future__ import annotations
 
@@ -37,6 +39,28 @@ def _identity(path: Path) -> list[Any]:
     return [str(path.resolve()), st.st_size, st.st_mtime_ns]
 
 
+def _identity_or_absent(path: Path) -> list[Any]:
+    """``_identity`` of a file, or ``[path, None, None]`` when it is not there (stat only, never read)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return [str(path.absolute()), None, None]
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _uses_seed(averaging: Any) -> bool:
+    """True when preparation draws repetitions at random (``averaging`` is a number), i.e. the seed matters."""
+    return isinstance(averaging, (int, np.integer)) and not isinstance(averaging, bool)
+
+
+def _key_options(options: PrepOptions) -> dict[str, Any]:
+    """The options that change the prepared array: all of them, less the seed when nothing is random."""
+    out = options.as_dict()
+    if not _uses_seed(options.averaging):
+        out.pop("seed", None)
+    return out
+
+
 class ThingsEEG2(Dataset):
     """Things-EEG-2 in the dataset authors' layout under ``root``.
 
@@ -54,8 +78,27 @@ class ThingsEEG2(Dataset):
         self._meta: dict[str, Any] | None = None
         self._image_sets: dict[str, ImageSet] = {}
         self._lock = threading.Lock()
+        if synthetic is not None:
+            from .synth import read_params
+
+            self._check_twin(read_params(self.root))
 
     # ---------------------------------------------------------------- availability
+    def _check_twin(self, recorded: Any) -> None:
+        """Refuse a root whose twin was generated with other parameters than ours (one-line DataError).
+
+        Using it silently would run on other data than the result row says; the same parameters pass.
+        """
+        if recorded is None or recorded.content_hash() == self.synthetic.content_hash():
+            return
+        old, new = recorded.as_dict(), self.synthetic.as_dict()
+        diff = [k for k in new if old.get(k) != new[k]]
+        shown = ", ".join(f"{k}={old.get(k)} (asked {new[k]})" for k in diff[:3]) or "its generator version"
+        raise DataError(
+            f"{self.root}: holds a synthetic twin generated with {shown}; set dataset.params to the twin's "
+            "values, point root at another folder, or drop root so the twin lives under its own parameter hash"
+        )
+
     def _generate_if_absent(self) -> None:
         if self.synthetic is None:
             return
@@ -65,9 +108,8 @@ class ThingsEEG2(Dataset):
             recorded = read_params(self.root)
             if recorded is None:
                 write_twin(self.root, self.synthetic)
-            elif recorded != self.synthetic:
-                # a twin already under an explicit root is used as it is: its own parameters name its content
-                self.synthetic = recorded
+            else:
+                self._check_twin(recorded)  # another process may have written a twin since construction
 
     @property
     def content_name(self) -> str:
@@ -159,12 +201,28 @@ class ThingsEEG2(Dataset):
 
     # ---------------------------------------------------------------- EEG
     def source_identity(self) -> str:
+        """Identity of the data on disk: changes when any file a load reads changes (path, size, mtime_ns).
+
+        Covers ``image_metadata.npy``, every subject's preprocessed train/test file and, for the twin,
+        ``synthetic.json`` and ``synthetic_latents.npz``; a missing file counts as absent (so its arrival
+        changes the identity). Only ``stat``s files (about 23 calls for the release), never reads or
+        generates: a twin not generated yet is ``things-eeg-2-synthetic-<param hash>:absent``, which
+        changes once it is written.
+        """
         from eegbench.interfaces import stable_hash
 
-        files = [layout.metadata_file(self.root)] + [
+        if self.synthetic is not None:
+            label = f"{SYNTH_NAME}-{self.synthetic.content_hash()}"
+            record = layout.synth_params_file(self.root)
+            if not record.is_file():
+                return f"{label}:absent"
+            extra = [record, layout.latents_file(self.root)]
+        else:
+            label, extra = REAL_NAME, []
+        files = [layout.metadata_file(self.root), *extra] + [
             layout.preprocessed_file(self.root, s, split) for s in self.subjects for split in ("train", "test")
         ]
-        return stable_hash([_identity(p) for p in files if p.is_file()])
+        return f"{label}:{stable_hash([_identity_or_absent(p) for p in files])}"
 
     def cache_fields(self, subject: int, split: str, options: PrepOptions) -> dict[str, Any]:
         """Everything the prepared array depends on (the cache key)."""
@@ -174,7 +232,7 @@ class ThingsEEG2(Dataset):
             "prep_version": PREP_VERSION,
             "subject": int(subject),
             "split": split,
-            "options": options.as_dict(),
+            "options": _key_options(options),
             "source": [_identity(src), _identity(layout.metadata_file(self.root))],
         }
 
@@ -226,7 +284,7 @@ class ThingsEEG2(Dataset):
             "dataset": self.name,
             "subject": int(subject),
             "split": split,
-            "options": options.as_dict(),
+            "options": _key_options(options),  # the entry serves every seed when no draw is random
             "ch_names": list(names),
             "sfreq": float(sfreq),
             "tmin": float(kept[0]),
@@ -260,7 +318,8 @@ def build_synthetic(root: str | os.PathLike | None = None, cache_root: str | os.
     """Factory of ``things-eeg-2-synthetic``: the twin with ``params`` (see ``SynthParams``).
 
     Without ``root`` it lives under ``data_dir()/things-eeg-2-synthetic/<content hash>`` and is generated on
-    first use; with ``root``, a twin already there is used as recorded, otherwise one is generated there.
+    first use; with ``root``, one is generated there unless already there with the same parameters; a twin
+    there with other parameters is refused (DataError naming the root and the differing parameter).
     """
     from .synth import SynthParams
 
