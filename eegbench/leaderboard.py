@@ -15,11 +15,18 @@ Each summary has:
     spread over subjects of the per-subject scores averaged over seeds.
 ``sd_seeds`` / ``n_seeds``
     spread over seeds of the per-seed scores averaged over subjects (training noise, not subject variety).
+``ranked``, ``rank_note``
+    like is compared with like: within its context and column a configuration is ranked only when it was
+    measured on the column's reference set of (test subject, seed) pairs, that of the most complete
+    configuration (most pairs; equally large sets: the one most configurations share; still a tie between
+    different sets: nobody is ranked). The others have ``ranked = False``, ``rank = 0``, no ``best``, no
+    p-value and a ``rank_note`` ("not ranked: subjects differ (3 of the reference's 4; n=6)").
 ``best``, ``rank``
-    within its context and column, by mean (ties share the rank and are all ``best``; the first of them in
-    label order is the reference of the paired tests).
+    among the ranked configurations of its context and column, by mean (ties share the rank and are all
+    ``best``; the first of them in label order is the reference of the paired tests).
 ``p_value``, ``smd``, ``n_pairs``, ``test``
-    paired comparison with the column's best over the subjects both have (see :mod:`eegbench.stats`).
+    paired comparison of a ranked configuration with the column's best over their (shared) subjects, seeds
+    averaged per subject (see :mod:`eegbench.stats`); empty for unranked and reported rows.
 
 Published numbers (``benchmarks/papers/reported.toml``) join as ``source == "reported"`` rows, only in
 columns whose protocol and stage match and contexts whose dataset, n-way (and test averaging, when the
@@ -57,8 +64,8 @@ DEDUP_KEY = ("cell_key", "test_subject", "metric")
 #: columns of :attr:`Leaderboard.table`, in order
 TABLE_COLUMNS = (
     "context_key", "config_id", "config", "variant", "source", "protocol", "stage", "training_ratio", "metric",
-    "mean", "std", "n", "n_subjects", "sd_subjects", "n_seeds", "sd_seeds", "n_cells", "chance", "best", "rank",
-    "p_value", "smd", "n_pairs", "test", "citation", "selection", "notes",
+    "mean", "std", "n", "n_subjects", "sd_subjects", "n_seeds", "sd_seeds", "n_cells", "chance", "best", "ranked",
+    "rank", "p_value", "smd", "n_pairs", "test", "rank_note", "citation", "selection", "notes",
 )
 REPORTED_REQUIRED = ("method", "citation", "dataset", "protocol", "stage", "n_way")
 REPORTED_METRICS = ("top1", "top3", "top5")
@@ -595,34 +602,89 @@ def _summary(g: "pd.DataFrame", ctx: str, cid: str, protocol: str, stage: str, r
     return rec
 
 
+def _coverage(g: "pd.DataFrame") -> frozenset:
+    """The (test subject, seed) pairs a configuration was measured on in one column."""
+    return frozenset(zip(g["test_subject"].astype(int), g["seed"].astype(int)))
+
+
+def _reference(coverages: Mapping[Any, frozenset]) -> frozenset | None:
+    """A column's reference set: the (test subject, seed) set of its most complete configuration (most
+    pairs; among equally large sets, the one most configurations share). None when that is still a tie
+    between different sets: no configuration is then more complete than another, and none is ranked."""
+    counts: dict[frozenset, int] = {}
+    for cov in coverages.values():
+        counts[cov] = counts.get(cov, 0) + 1
+    order = sorted(counts, key=lambda c: (-len(c), -counts[c]))
+    if len(order) > 1 and (len(order[0]), counts[order[0]]) == (len(order[1]), counts[order[1]]):
+        return None
+    return order[0] if order else None
+
+
+def _numbers(values: Iterable[int]) -> str:
+    return ",".join(str(v) for v in sorted(values))
+
+
+def _unranked_note(cov: frozenset, ref: frozenset | None) -> str:
+    """Why a configuration is left out of its column's ranking, in one line (``not ranked: ...``)."""
+    subjects, seeds = {s for s, _ in cov}, {e for _, e in cov}
+    if ref is None:
+        return (f"not ranked: configurations cover different subjects/seeds, none is most complete "
+                f"(this one: subjects {_numbers(subjects)}, seeds {_numbers(seeds)}; n={len(cov)})")
+    ref_subjects, ref_seeds = {s for s, _ in ref}, {e for _, e in ref}
+    if subjects != ref_subjects:
+        extra = subjects - ref_subjects
+        return (f"not ranked: subjects differ ({len(subjects & ref_subjects)} of the reference's {len(ref_subjects)}"
+                + (f", plus {_numbers(extra)}" if extra else "") + f"; n={len(cov)})")
+    if seeds != ref_seeds:
+        extra = seeds - ref_seeds
+        return (f"not ranked: seeds differ ({len(seeds & ref_seeds)} of the reference's {len(ref_seeds)}"
+                + (f", plus {_numbers(extra)}" if extra else "") + f"; n={len(cov)})")
+    return f"not ranked: subject-seed pairs differ (n={len(cov)} vs the reference's {len(ref)})"
+
+
 def _rank_and_test(table: "pd.DataFrame", df: "pd.DataFrame") -> "pd.DataFrame":
+    """Rank each (context, column) like with like: only configurations measured on the column's reference
+    (test subject, seed) set (:func:`_reference`) are ranked and tested; the others get ``ranked = False``,
+    ``rank = 0``, no p-value and a ``rank_note`` saying why."""
     from .stats import paired_test
 
     table = table.copy()
     table["best"] = False
+    table["ranked"] = False
     table["rank"] = 0
     table["p_value"] = math.nan
     table["smd"] = math.nan
     table["n_pairs"] = 0
     table["test"] = ""
-    subject_scores = df.groupby(["context_key", "config_id", "protocol", "stage", "training_ratio", "test_subject"],
-                                sort=False)["value"].mean().sort_index()
+    table["rank_note"] = ""
+    keys = ["context_key", "config_id", "protocol", "stage", "training_ratio"]
+    subject_scores = df.groupby([*keys, "test_subject"], sort=False)["value"].mean().sort_index()
+    coverage = {k: _coverage(g) for k, g in df.groupby(keys, sort=False)}
     for _, idx in table.groupby(["context_key", "protocol", "stage", "training_ratio"], sort=False).groups.items():
-        part = table.loc[idx].sort_values(["mean", "config"], ascending=[False, True], kind="stable")
+        covs = {i: coverage[tuple(table.loc[i, keys])] for i in idx}
+        ref = _reference(covs)
+        comparable = [i for i in idx if ref is not None and covs[i] == ref]
+        for i in idx:
+            if i not in comparable:
+                table.loc[i, "rank_note"] = _unranked_note(covs[i], ref)
+        if not comparable:
+            continue
+        part = table.loc[comparable].sort_values(["mean", "config"], ascending=[False, True], kind="stable")
         ranks = part["mean"].rank(method="min", ascending=False).astype(int)
+        table.loc[part.index, "ranked"] = True
         table.loc[part.index, "rank"] = ranks
         table.loc[part.index, "best"] = ranks == 1  # exact ties are all marked best
         best_i = part.index[0]  # the reference of the paired tests: the first best in label order
-        b = table.loc[best_i]
-        best_scores = subject_scores.loc[(b.context_key, b.config_id, b.protocol, b.stage, b.training_ratio)]
+        best_scores = subject_scores.loc[tuple(table.loc[best_i, keys])]
         for i in part.index[1:]:
-            r = table.loc[i]
-            other = subject_scores.loc[(r.context_key, r.config_id, r.protocol, r.stage, r.training_ratio)]
-            common = best_scores.index.intersection(other.index)
-            res = paired_test(best_scores.loc[common].to_numpy(), other.loc[common].to_numpy())
+            other = subject_scores.loc[tuple(table.loc[i, keys])]
+            # same coverage, so the subjects are the same; aligned by subject all the same
+            res = paired_test(best_scores.loc[other.index].to_numpy(), other.to_numpy())
             table.loc[i, ["p_value", "smd", "n_pairs", "test"]] = [res.p_value, res.smd, res.n, res.test]
     table["rank"] = table["rank"].astype(int)
     table["n_pairs"] = table["n_pairs"].astype(int)
+    table["best"] = table["best"].astype(bool)
+    table["ranked"] = table["ranked"].astype(bool)
     return table
 
 
@@ -675,9 +737,9 @@ def _reported_rows(entries: list[dict[str, Any]], table: "pd.DataFrame", context
                 "variant": "", "source": "reported", "protocol": column.protocol, "stage": column.stage,
                 "training_ratio": column.training_ratio, "metric": metric, "mean": float(entry[metric]),
                 "std": math.nan, "n": 0, "n_subjects": 0, "sd_subjects": math.nan, "n_seeds": 0, "sd_seeds": math.nan,
-                "n_cells": 0, "chance": math.nan, "best": False, "rank": 0, "p_value": math.nan, "smd": math.nan,
-                "n_pairs": 0, "test": "", "citation": str(entry.get("citation", "")),
-                "selection": str(entry.get("selection", "")),
+                "n_cells": 0, "chance": math.nan, "best": False, "ranked": False, "rank": 0, "p_value": math.nan,
+                "smd": math.nan, "n_pairs": 0, "test": "", "rank_note": "",
+                "citation": str(entry.get("citation", "")), "selection": str(entry.get("selection", "")),
                 "notes": "; ".join(str(entry[k]) for k in ("input", "notes") if entry.get(k)),
             }
             for col in by:

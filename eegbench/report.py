@@ -2,7 +2,8 @@
 self-contained static HTML report (inline CSS, plots embedded as ``data:`` URIs, no network resources).
 
 Human formats (Markdown, LaTeX, HTML) show scores in percent: ``mean ± std (n=N)``, the best of each
-column in bold, and per context a paired-statistics table and a spread table (subjects vs seeds).
+column in bold (among the configurations measured on the column's reference subjects and seeds; the others
+are marked ``not ranked``), and per context a paired-statistics table and a spread table (subjects vs seeds).
 Machine formats (CSV, JSON) carry the tidy table with fractions at full precision.
 """
 from __future__ import annotations
@@ -27,7 +28,11 @@ DEFINITIONS = {
     "p_value": "one-sided paired test that the column's best beats this row, over shared subjects "
                "(exact sign-flip permutation test below 20 subjects, Wilcoxon signed-rank from 20)",
     "smd": "standardised mean difference of (best - this row) over shared subjects",
-    "best": "highest mean in its context and column (measured rows only)",
+    "best": "highest mean among the ranked configurations of its context and column (measured rows only)",
+    "ranked": "measured on the column's reference (test subject, seed) set, that of its most complete configuration "
+              "(most pairs; equal sizes: the set most configurations share; still tied: nobody is ranked); only "
+              "ranked rows get a rank, best and p-value",
+    "rank_note": "why a measured row is not ranked (its subjects or seeds differ from the reference set)",
     "reported": "published numbers, not re-run and never ranked; shown only where dataset, n-way, protocol, stage "
                 "(and test averaging, when stated) match; their channels, gallery and checkpoint selection may still "
                 "differ (see each entry's notes)",
@@ -62,6 +67,12 @@ def _p(x: Any) -> str:
 def _short_list(values: Sequence[Any], k: int = 4) -> str:
     items = [str(v) for v in values]
     return ", ".join(items) if len(items) <= k else ", ".join(items[:k]) + f", … ({len(items)})"
+
+
+def _unranked(r: dict[str, Any] | None) -> bool:
+    """A measured summary left out of its column's ranking (measured on other subjects/seeds)."""
+    note = None if r is None else r.get("rank_note")
+    return r is not None and r["source"] == "measured" and isinstance(note, str) and bool(note)
 
 
 def context_items(ctx: dict[str, Any]) -> list[tuple[str, str]]:
@@ -107,7 +118,9 @@ def _sections(board: "Leaderboard") -> list[dict[str, Any]]:
             cid = r["config_id"]
             in_first = first_col is not None and (r["protocol"], r["stage"], r["training_ratio"]) == (
                 first_col.protocol, first_col.stage, first_col.training_ratio)
-            rank_key = (r["source"] != "measured", -(r["mean"] if in_first else -1.0), r["config"])
+            # ranked rows of the first column by mean, then its unranked rows, then rows absent from it
+            tier = (1 if _unranked(r) else 0) if in_first else 2
+            rank_key = (r["source"] != "measured", tier, -(r["mean"] if in_first else -1.0), r["config"])
             order[cid] = min(order.get(cid, rank_key), rank_key)
         row_ids = sorted(order, key=lambda c: order[c])
         cells = {(r["config_id"], (r["protocol"], r["stage"], r["training_ratio"])): r for r in t.to_dict("records")}
@@ -126,12 +139,14 @@ def _cell_text(r: dict[str, Any] | None) -> str:
         return ""
     if r["source"] != "measured":
         return f"{_pct(r['mean'])} (reported)"
-    return f"{_pct(r['mean'])} ± {_pct(r['std'])} (n={int(r['n'])})"
+    return f"{_pct(r['mean'])} ± {_pct(r['std'])} (n={int(r['n'])}{'; not ranked' if _unranked(r) else ''})"
 
 
 def _stats_text(r: dict[str, Any] | None) -> str:
     if r is None or r["source"] != "measured":
         return ""
+    if _unranked(r):
+        return str(r["rank_note"])
     if r["best"]:
         return "best"
     if r["test"] == "n/a":
@@ -169,7 +184,9 @@ def render_markdown(board: "Leaderboard") -> str:
         lines += [f"Results: {', '.join(board.sources)}", ""]
     lines += [
         f"Cells: {board.metric} in %, mean ± std over test subjects × seeds (n = number of subject-seed scores); "
-        "**bold** = best in its column. Rows of different comparison contexts are never ranked together. "
+        "**bold** = best in its column. Rows of different comparison contexts are never ranked together; within a "
+        "column only configurations measured on the same test subjects and seeds as its most complete one are "
+        "ranked, the others say *not ranked* (why: in the paired-comparison table). "
         f"Configuration = {' / '.join(board.by)}.",
         "",
     ]
@@ -258,7 +275,7 @@ def _tex(text: Any) -> str:
 
 def render_latex(board: "Leaderboard") -> str:
     out = [f"% eegbench leaderboard: {board.metric} in percent, mean $\\pm$ std over test subjects x seeds (n);",
-           "% bold = best in its column; needs \\usepackage{booktabs}", ""]
+           "% bold = best in its column, dagger = not ranked (other subjects/seeds); needs \\usepackage{booktabs}", ""]
     for sec in _sections(board):
         cols = sec["columns"]
         ctx_text = "; ".join(f"{k}: {v}" for k, v in context_items(board.contexts.get(sec["key"], {})))
@@ -277,6 +294,8 @@ def render_latex(board: "Leaderboard") -> str:
                     cells.append(r"\textit{" + _pct(r["mean"]) + "}")
                 else:
                     text = f"{_pct(r['mean'])} $\\pm$ {_tex(_pct(r['std']))} ({int(r['n'])})"
+                    if _unranked(r):
+                        text += r"$^{\dagger}$"
                     cells.append(r"\textbf{" + text + "}" if r["best"] else text)
             label = sec["info"][cid]["config"]
             out.append(" & ".join([_tex(label), *cells]) + r" \\")
@@ -286,7 +305,11 @@ def render_latex(board: "Leaderboard") -> str:
                 continue
             texts = [_tex(_stats_text(sec["cells"].get((cid, _colkey(c))))) for c in cols]
             out.append(" & ".join([_tex(sec["info"][cid]["config"]), *texts]) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+        out += [r"\bottomrule", r"\end{tabular}"]
+        if any(_unranked(r) for r in sec["cells"].values()):
+            out.append(r"\par\footnotesize{$^{\dagger}$not ranked: measured on other test subjects/seeds than the "
+                       r"column's most complete configuration (see the paired-comparison rows)}")
+        out += [r"\end{table}", ""]
     for note in _reported_notes(board):
         out.append(f"% reported: {note}")
     return "\n".join(out) + "\n"
@@ -296,6 +319,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}td.best{font-weight:bold;background:#eef7ee}
+td.unranked{color:#8a5a00;background:#fff8e6}
 tr.reported td{font-style:italic;color:#555;background:#fafafa}.ctx{font-size:.9em;color:#444}
 figure{display:inline-block;margin:.5em}figure img{max-width:640px;border:1px solid #ddd}
 figcaption{font-size:.8em;color:#555}code{background:#f3f3f3;padding:0 .2em}
@@ -316,7 +340,9 @@ def render_html(board: "Leaderboard", plots: Iterable[tuple[str, bytes]] | None 
         parts.append(f"<p>Results: {_h(', '.join(board.sources))}</p>")
     parts.append(f"<p>Cells: {_h(board.metric)} in %, mean ± std over test subjects × seeds (n = number of "
                  "subject-seed scores); <strong>bold</strong> = best in its column. Rows of different comparison "
-                 f"contexts are never ranked together. Configuration = {_h(' / '.join(board.by))}.</p>")
+                 "contexts are never ranked together; within a column only configurations measured on the same test "
+                 "subjects and seeds as its most complete one are ranked, the others say <em>not ranked</em> (why: "
+                 f"in the paired-comparison table). Configuration = {_h(' / '.join(board.by))}.</p>")
     used: set[str] = set()
     for i, sec in enumerate(_sections(board), 1):
         cols = sec["columns"]
@@ -331,8 +357,9 @@ def render_html(board: "Leaderboard", plots: Iterable[tuple[str, bytes]] | None 
             for c in cols:
                 r = sec["cells"].get((cid, _colkey(c)))
                 best = r is not None and r["source"] == "measured" and bool(r["best"])
-                attr = ' class="best"' if best else ""
-                tds.append(f"<td{attr}>{_h(_cell_text(r))}</td>")
+                attr = ' class="best"' if best else (' class="unranked"' if _unranked(r) else "")
+                title = f' title="{_h(r["rank_note"])}"' if _unranked(r) else ""
+                tds.append(f"<td{attr}{title}>{_h(_cell_text(r))}</td>")
             cls = ' class="reported"' if info["source"] != "measured" else ""
             body.append(f"<tr{cls}><td>{_h(info['config'])}</td>{''.join(tds)}</tr>")
         parts.append(f"<table>{head}{''.join(body)}</table>")

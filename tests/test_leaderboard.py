@@ -459,3 +459,46 @@ def test_out_with_an_unknown_suffix_is_one_line(results, tmp_path, capsys):
     assert not (tmp_path / "x.pdf").exists()
     assert main(["leaderboard", str(d), "--no-reported", "--format", "md", "--out", str(tmp_path / "x.pdf")]) == 0
     assert (tmp_path / "x.pdf").read_text().startswith("#")
+
+
+# --------------------------------------------------------------------------------------------------
+# like with like: only configurations measured on the same (test subject, seed) set are ranked
+# --------------------------------------------------------------------------------------------------
+def test_configurations_on_different_subjects_are_not_ranked_against_each_other(tmp_path):
+    # the reviewer's case: A measured on subject 3 only, B (higher mean) on subject 4 only, one context
+    make_results(tmp_path, (("net-a", "clip-vit-b-32", "clip", 0.10, {}),), subjects=(3,), seeds=(0,),
+                 protocols=("intra",))
+    make_results(tmp_path, (("net-b", "clip-vit-b-32", "clip", 0.15, {}),), subjects=(4,), seeds=(0,),
+                 protocols=("intra",))
+    t = leaderboard(tmp_path, reported=False)
+    assert t["context_key"].nunique() == 1 and len(t) == 2
+    assert not t["best"].any() and not t["ranked"].any() and (t["rank"] == 0).all()
+    assert t["p_value"].isna().all() and (t["n_pairs"] == 0).all() and t["test"].eq("").all()
+    b = t[t["backbone"] == "net-b"].iloc[0]
+    assert b["mean"] > t[t["backbone"] == "net-a"].iloc[0]["mean"]
+    assert b["rank_note"].startswith("not ranked:") and "subjects 4" in b["rank_note"]
+
+
+def test_partial_coverage_is_flagged_while_complete_configurations_are_ranked(tmp_path):
+    full = (("net-a", "clip-vit-b-32", "clip", 0.10, {}), ("net-b", "clip-vit-b-32", "clip", 0.12, {}))
+    make_results(tmp_path, full, subjects=(1, 2, 3, 4), protocols=("intra",))
+    # the strongest configuration, but measured on 3 of the 4 subjects: it must not become the best
+    make_results(tmp_path, (("net-c", "clip-vit-b-32", "clip", 0.30, {}),), subjects=(1, 2, 3), protocols=("intra",))
+    t = leaderboard(tmp_path, reported=False).set_index("backbone")
+    assert t.loc["net-c", "mean"] > t.loc["net-b", "mean"] > t.loc["net-a", "mean"]
+    assert t.loc["net-b", "best"] and t.loc["net-b", "rank"] == 1 and t.loc["net-a", "rank"] == 2
+    assert t.loc["net-a", "n_pairs"] == 4 and t.loc["net-a", "test"] == "permutation-exact"
+    assert t.loc["net-a", "p_value"] == pytest.approx(1 / 16)  # 4 subjects, every difference favours net-b
+    c = t.loc["net-c"]
+    assert not c["ranked"] and not c["best"] and c["rank"] == 0 and np.isnan(c["p_value"]) and c["n_pairs"] == 0
+    assert c["rank_note"] == "not ranked: subjects differ (3 of the reference's 4; n=6)"
+    assert t.loc[["net-a", "net-b"], "rank_note"].eq("").all() and t.loc[["net-a", "net-b"], "ranked"].all()
+
+
+def test_missing_seeds_are_flagged_too(tmp_path):
+    make_results(tmp_path, (("net-a", "clip-vit-b-32", "clip", 0.10, {}), ("net-b", "clip-vit-b-32", "clip", 0.12, {})),
+                 protocols=("intra",))
+    make_results(tmp_path, (("net-c", "clip-vit-b-32", "clip", 0.30, {}),), seeds=(0,), protocols=("intra",))
+    t = leaderboard(tmp_path, reported=False).set_index("backbone")
+    assert t.loc["net-b", "best"] and not t.loc["net-c", "ranked"]
+    assert t.loc["net-c", "rank_note"] == "not ranked: seeds differ (1 of the reference's 2; n=3)"

@@ -186,3 +186,26 @@ def test_two_contexts_render_as_separate_tables(tmp_path):
     assert sorted(c["chance"] for c in doc["contexts"]) == pytest.approx([1 / 200, 1 / 50])
     html = render(board, "html")
     assert html.count("<h2>Context ") == 2 and html.count("data:image/png;base64,") == 2
+
+
+def test_unranked_configurations_are_marked_in_every_format(tmp_path):
+    full = (("net-a", "clip-vit-b-32", "clip", 0.10, {}), ("net-b", "clip-vit-b-32", "clip", 0.12, {}))
+    make_results(tmp_path, full, subjects=(1, 2, 3, 4), protocols=("intra",))
+    make_results(tmp_path, (("net-c", "clip-vit-b-32", "clip", 0.30, {}),), subjects=(1, 2, 3), protocols=("intra",))
+    board = build(tmp_path, reported=False)
+    note = "not ranked: subjects differ (3 of the reference's 4; n=6)"
+    md = render(board, "md")
+    row = next(line for line in md.splitlines() if line.startswith("| net-c"))
+    assert "(n=6; not ranked)" in row and "**" not in row
+    assert next(line for line in md.splitlines() if line.startswith("| net-b")).count("**") == 2
+    assert note in md
+    html = render(board, "html", plots=[])
+    assert 'class="unranked"' in html and note.replace("'", "&#x27;") in html
+    latex = render(board, "latex")
+    assert r"$^{\dagger}$" in latex and "not ranked: subjects differ" in latex
+    rows = {r["backbone"]: r for r in csv.DictReader(io.StringIO(render(board, "csv")))}
+    assert rows["net-c"]["ranked"] == "False" and rows["net-c"]["rank_note"] == note and rows["net-c"]["p_value"] == ""
+    doc = json.loads(render(board, "json"))
+    c = next(r for r in doc["contexts"][0]["rows"] if r["backbone"] == "net-c")
+    assert c["ranked"] is False and c["best"] is False and c["p_value"] is None and c["rank_note"] == note
+    assert "ranked" in doc["definitions"]
