@@ -8,9 +8,10 @@ honest-protocol invariants, so a bad spec fails here, in one line, before anythi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import SpecError
+from .errors import EegbenchError, SpecError
 from .interfaces import stable_hash
 from .spec import Spec, load_spec
 
@@ -141,6 +142,44 @@ def _resolve_component(kind: str, ref: Any, source: str, table: str) -> dict[str
     return {"name": comp.name, "params": params, "plugin": comp.plugin}
 
 
+def input_identity(components: Mapping[str, Any]) -> dict[str, Any]:
+    """What the cells read, by identity, so a stored cell is never reused after its inputs changed.
+
+    ``data``: the dataset's ``source_identity()`` (files' path, size and mtime; cheap, never reads them).
+    ``files``: (path, size, mtime) of every file an image encoder or backbone parameter names (a weights
+    checkpoint, an embedding file), relative paths also looked up under the dataset root. Library weights
+    named by a tag are identified by the tag itself.
+    """
+    from . import create
+
+    data = ""
+    roots: list[Path] = []
+    try:
+        dataset = create("dataset", components["dataset"]["name"], **components["dataset"]["params"])
+        data = str(dataset.source_identity() or "")
+        if getattr(dataset, "root", None):
+            roots.append(Path(dataset.root))
+    except EegbenchError:
+        raise
+    except Exception:  # noqa: BLE001 - a dataset that cannot describe itself yet is identified by its params
+        data = ""
+    files: dict[str, Any] = {}
+    for kind in ("image_encoder", "backbone"):
+        for key, value in components[kind]["params"].items():
+            if not isinstance(value, str) or not value or len(value) > 4096:
+                continue
+            candidates = [Path(value).expanduser()] + [r / value for r in roots]
+            for path in candidates:
+                try:
+                    if path.is_file():
+                        st = path.stat()
+                        files[f"{kind}.{key}"] = [str(path.resolve()), st.st_size, st.st_mtime_ns]
+                        break
+                except OSError:
+                    continue
+    return {"data": data, "files": files}
+
+
 def dataset_subjects(spec: Spec) -> list[int]:
     """The spec's subject list; ``"all"`` asks the dataset (which may build its metadata)."""
     if spec.dataset.subjects != "all":
@@ -228,6 +267,7 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
         **{k: {"name": c["name"], "params": c["params"]} for k, c in components.items()},
         "prep": prep,
         "validation": spec.validation.model_dump(mode="json"),
+        "inputs": input_identity(components),
     }
     spec_hash = spec.hash()
     train_cfg = spec.train.model_dump(mode="json")

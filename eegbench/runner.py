@@ -39,6 +39,12 @@ class CellRunner:
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         force: recompute cells already stored.
         progress: optional in-process callback ``(event: str, cell, payload)``; dropped when pickled.
+
+    Before training, the cell is claimed in the store (:meth:`eegbench.store.ResultStore.claim`): a cell
+    another live process runs is not run twice but returned ``skipped`` with the note ``running elsewhere
+    (host, pid N)`` (``force`` recomputes done cells, never live ones). While the cell trains, a
+    background thread refreshes its heartbeat every ``HEARTBEAT_EVERY`` seconds, so other hosts can tell
+    a live owner from a dead one.
     """
 
     def __init__(self, results_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None, device: str = "auto",
@@ -62,16 +68,20 @@ class CellRunner:
             return CellOutcome(cell.key, "skipped")
         started = time.time()
         t0 = time.perf_counter()
-        store.mark_running(cell.key, spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold, seed=cell.seed,
-                           training_ratio=cell.training_ratio, config=dict(cell.config))
+        holder = store.claim(cell.key, force=self.force, spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold,
+                             seed=cell.seed, training_ratio=cell.training_ratio, config=dict(cell.config))
+        if holder is not None:
+            if holder["status"] == "done":  # finished by another process since the check above
+                return CellOutcome(cell.key, "skipped")
+            note = f"running elsewhere ({holder.get('host') or '?'}, pid {holder.get('pid') or '?'})"
+            log.info("cell %s skipped: %s", cell.label(), note)
+            return CellOutcome(cell.key, "skipped", note)
         self._emit("start", cell, None)
         try:
-            from .engine import run_cell
-
-            epoch_cb = (lambda record: self._emit("epoch", cell, record)) if self.progress else None
-            result = run_cell(cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device,
-                              progress=epoch_cb)
+            with store.heartbeating(cell.key):
+                result = self._train(cell)
             rows = result_rows(cell, result)
+
             store.write_cell(CellRecord(cell_key=cell.key, rows=rows, spec_name=cell.spec_name, stage=cell.stage,
                                         fold=cell.fold, seed=cell.seed, training_ratio=cell.training_ratio,
                                         checkpoint=result.checkpoint, config=dict(cell.config), started_at=started))
@@ -91,6 +101,13 @@ class CellRunner:
                  result.best_epoch, top)
         self._emit("end", cell, outcome)
         return outcome
+
+    def _train(self, cell: Any) -> Any:
+        from .engine import run_cell
+
+        epoch_cb = (lambda record: self._emit("epoch", cell, record)) if self.progress else None
+        return run_cell(cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device,
+                        progress=epoch_cb)
 
     def _emit(self, event: str, cell: Any, payload: Any) -> None:
         if self.progress is not None:
@@ -409,6 +426,9 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     # the data must be there (or be generated) before any cell starts; a missing release is one line
     needed = sorted({s for c in cells for s in (*c.train_subjects, *c.test_subjects)})
     build_dataset(cells[0].config).ensure_available(needed)
+    if plan.cells[0].config.get("inputs", {}).get("data") != input_identity_now(plan):
+        plan = build_plan(spec, overrides)  # data just generated: cells keyed by the files as they now are
+        cells = plan.select(only)
 
     store = ResultStore(res_dir)
     log_path = _start_log(res_dir, plan.spec.name)
@@ -450,6 +470,12 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
             if getattr(h, "_eegbench_run_log", False):
                 root_logger.removeHandler(h)
                 h.close()
+
+
+def input_identity_now(plan: Any) -> str:
+    from .plan import input_identity
+
+    return input_identity(plan.cells[0].config)["data"]
 
 
 def _start_log(res_dir: Path, spec_name: str) -> Path:
