@@ -215,3 +215,20 @@ def test_embedding_file_rejects_bad_files(images, tmp_path, case, match):
     enc = eegbench.create("image-encoder", "embedding-file", path=str(path), normalized="l2")
     with pytest.raises(DataError, match=match):
         enc.encode(images)
+
+
+def test_random_init_is_one_seeded_model():
+    """`weights = "none"` builds the same weights every time, without touching the caller's random state."""
+    import torch
+
+    import eegbench
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = eegbench.create("image-encoder", "timm:resnet18", weights="none")
+    assert torch.equal(torch.rand(1), expected_next)  # the caller's generator did not move
+    b = eegbench.create("image-encoder", "timm:resnet18", weights="none")
+    assert a.fingerprint == b.fingerprint and a.random_init
+    for (na, pa), (nb, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert na == nb and torch.equal(pa, pb)

@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -167,3 +168,20 @@ def parse_output(output: str, where: str) -> tuple[str, int | None]:
         except ValueError:
             pass
     raise EegbenchError(f'{where}: output must be "embedding", "cls" or "block:N" (N a block index), got {output!r}')
+
+
+#: the seed of every explicit random initialisation (``weights = "none"``): part of the encoder's fingerprint
+RANDOM_INIT_SEED = 0
+
+
+@contextmanager
+def seeded_init(active: bool):
+    """Build under a fixed seed without disturbing the caller's random state (a no-op when not active)."""
+    if not active:
+        yield
+        return
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        yield

@@ -28,6 +28,7 @@ from eegbench.errors import EegbenchError, WeightsError
 from eegbench.interfaces import ImageEncoder, stable_hash
 
 from .common import (
+    RANDOM_INIT_SEED,
     RANDOM_INIT_WORDS,
     autocast_context,
     file_sha256,
@@ -37,6 +38,7 @@ from .common import (
     local_weights_file,
     looks_like_path,
     parse_output,
+    seeded_init,
 )
 
 
@@ -109,7 +111,7 @@ class OpenClipEncoder(ImageEncoder):
         tag = ""
         if self.random_init:
             path = None
-            identity = "random-init"
+            identity = f"random-init:seed{RANDOM_INIT_SEED}"
         elif looks_like_path(weights) or Path(weights).expanduser().is_file():
             path = local_weights_file(weights, where)
             identity = f"sha256:{file_sha256(path)}"
@@ -128,10 +130,11 @@ class OpenClipEncoder(ImageEncoder):
             if key in pcfg:
                 preprocess_kw[kw] = pcfg[key]
         try:
-            model_obj, _, preprocess = open_clip.create_model_and_transforms(
-                model, pretrained=str(path) if path is not None else None, force_quick_gelu=self.quick_gelu,
-                cache_dir=cache_dir or None, weights_only=True, **preprocess_kw,
-            )
+            with seeded_init(self.random_init):  # "random init" is one model, the same on every machine
+                model_obj, _, preprocess = open_clip.create_model_and_transforms(
+                    model, pretrained=str(path) if path is not None else None, force_quick_gelu=self.quick_gelu,
+                    cache_dir=cache_dir or None, weights_only=True, **preprocess_kw,
+                )
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WeightsError(f"{where}: cannot load weights {weights!r} into {model}: {first[:300]}") from None

@@ -16,6 +16,7 @@ from eegbench.errors import EegbenchError, WeightsError
 from eegbench.interfaces import ImageEncoder, stable_hash
 
 from .common import (
+    RANDOM_INIT_SEED,
     RANDOM_INIT_WORDS,
     autocast_context,
     file_sha256,
@@ -24,6 +25,7 @@ from .common import (
     iter_image_batches,
     local_weights_file,
     looks_like_path,
+    seeded_init,
 )
 
 
@@ -59,7 +61,7 @@ class TimmEncoder(ImageEncoder):
         kwargs: dict[str, Any] = {"num_classes": 0}
         full = model
         if self.random_init:
-            identity, pretrained = "random-init", False
+            identity, pretrained = f"random-init:seed{RANDOM_INIT_SEED}", False
         elif looks_like_path(weights) or Path(weights).expanduser().is_file():
             path = local_weights_file(weights, where)
             identity, pretrained = f"sha256:{file_sha256(path)}", True
@@ -85,7 +87,8 @@ class TimmEncoder(ImageEncoder):
             if path is not None:
                 kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
         try:
-            net = timm.create_model(full, pretrained=pretrained, cache_dir=cache_dir or None, **kwargs)
+            with seeded_init(self.random_init):  # "random init" is one model, the same on every machine
+                net = timm.create_model(full, pretrained=pretrained, cache_dir=cache_dir or None, **kwargs)
         except Exception as exc:
             raise WeightsError(f"{where}: cannot build or load weights ({type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''})") from None
         self.model = net.eval().requires_grad_(False)
