@@ -538,7 +538,7 @@ def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], ce
 def load_encoder(path: str | os.PathLike, device: str = "cpu") -> tuple[EEGEncoder, dict[str, Any]]:
     """Rebuild a trained EEG encoder from a checkpoint (``torch.load(weights_only=True)``).
 
-    Returns ``(model, meta)``; ``meta`` has ``config`` (the cell's resolved config), ``ch_names``,
+    Returns ``(model, meta)`` with the model in eval mode; ``meta`` has ``config`` (the cell's resolved config), ``ch_names``,
     ``n_times``, ``sfreq``, ``image_dim``, ``subjects``, ``head`` (the engine's head kind) and
     ``standardizer`` (numpy arrays), so new EEG can be prepared the same way before ``model(x)``.
     """
@@ -555,6 +555,7 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu") -> tuple[EEGEncod
                           ch_names=payload["ch_names"], image_dim=payload["image_dim"], subjects=payload["subjects"],
                           head=head)
     model.load_state_dict(payload["state_dict"])
+    model.eval()  # ready to embed: dropout off, BatchNorm on its running statistics
     model.to(device)
     meta = {k: payload[k] for k in ("cell_key", "n_chans", "n_times", "sfreq", "ch_names", "image_dim", "subjects", "versions")}
     meta["head"] = head

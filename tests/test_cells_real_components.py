@@ -30,7 +30,7 @@ def test_subject_aware_backbone_under_loso_meets_its_unseen_subject(dirs):
     assert not df.attrs["failed"] and set(df["stage"]) == {"pretrain", "finetune"}
     for ckpt in (dirs / "r" / "checkpoints").glob("*.pt"):
         model, meta = load_encoder(ckpt)
-        assert 4 in model.backbone.subjects  # the held-out subject's layer is part of the checkpoint
+        assert not model.training and 4 in model.backbone.subjects  # eval mode; the held-out subject's layer is part of the checkpoint
         out = model(torch.zeros(2, meta["n_chans"], meta["n_times"]), torch.tensor([4, 4]))
         assert out.shape[0] == 2
 
