@@ -230,7 +230,8 @@ def check_invariants(spec: Spec, subjects: Sequence[int], folds: Sequence[int]) 
     if spec.protocol.name == "loso" and len(subjects) < 2:
         raise SpecError(f"{src}: [protocol] name = \"loso\" needs at least 2 subjects, got {list(subjects)}")
     if spec.finetune is not None and spec.protocol.name != "loso":
-        raise SpecError(f"{src}: [finetune] needs [protocol] name = \"loso\" (it adapts a fold's model to its held-out subject)")
+        raise SpecError(f"{src}: [finetune] needs [protocol] name = \"loso\" (it adapts a fold's model to its held-out "
+                        "subject); drop the stage with --set finetune.training_ratios=[]")
 
 
 def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
@@ -248,6 +249,11 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     from . import create
 
     create("executor", executor["name"], **executor["params"])  # cheap: bad executor params fail at plan time (--dry-run)
+    for kind, key in (("loss", "loss"), ("task", "task")):  # cheap too: a bad loss/task setting fails before training
+        try:
+            create(kind, components[key]["name"], **components[key]["params"])
+        except EegbenchError as exc:
+            raise SpecError(f"{src}: [{key}] {exc}") from None
     subjects = dataset_subjects(spec)
     folds = subjects if spec.protocol.folds == "all" else list(spec.protocol.folds)
     check_invariants(spec, subjects, folds)

@@ -119,7 +119,7 @@ TrainSpec.__doc__ = "Optimisation of one stage (AdamW/Adam, warmup then cosine o
 FinetuneSpec = create_model(  # type: ignore[call-overload]
     "FinetuneSpec",
     __base__=_Strict,
-    training_ratios=(Annotated[list[Ratio], Field(min_length=1)], [1.0]),
+    training_ratios=(list[Ratio], [1.0]),  # [] drops the stage (e.g. --set finetune.training_ratios=[])
     **{k: (Optional[t], None) for k, (t, _) in TRAIN_FIELDS.items()},
 )
 FinetuneSpec.__doc__ = "Finetune stage: training keys not given here are inherited from [train]."
@@ -168,6 +168,12 @@ class Spec(_Strict):
 
     #: where the spec came from (for messages and relative paths); not part of any hash
     source: str = Field(default="<dict>", exclude=True)
+
+    @model_validator(mode="after")
+    def _no_ratios_no_finetune(self) -> "Spec":
+        if self.finetune is not None and not self.finetune.training_ratios:
+            self.finetune = None
+        return self
 
     @field_validator("seeds")
     @classmethod

@@ -76,3 +76,15 @@ def test_dry_run_refuses_bad_jobs(capsys):
     assert main(["run", str(QUICK), "--dry-run", "--jobs", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "jobs" in err[0]
+
+
+def test_an_empty_ratio_list_drops_the_finetune_stage():
+    plan = build_plan(QUICK, ['protocol.name="intra"', "finetune.training_ratios=[]"])
+    assert {c.stage for c in plan.cells} == {"pretrain"} and {c.protocol for c in plan.cells} == {"intra"}
+    with pytest.raises(EegbenchError, match=r"finetune.training_ratios=\[\]"):
+        build_plan(QUICK, ['protocol.name="intra"'])
+
+
+def test_loss_settings_are_checked_at_plan_time():
+    with pytest.raises(EegbenchError, match=r"\[loss\].*temperature_param must be one of"):
+        build_plan(QUICK, ['loss.params.temperature_param="foo"'])
