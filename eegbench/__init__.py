@@ -61,6 +61,11 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
     kind = normalize_kind(kind)
     comp = get_component(kind, name)
     context = {k: v for k, v in kwargs.items() if k in CONTEXT_ARGS[kind] and v is not None}
+    if kind == "backbone":  # the signal every backbone is built for (braindecode's n_chans / n_times)
+        missing = [k for k in ("n_chans", "n_times") if k not in context]
+        if missing:
+            raise EegbenchError(f"backbone {name!r} needs {' and '.join(missing)}, e.g. "
+                                f"eegbench.create('backbone', {name!r}, n_chans=17, n_times=128)")
     params = {k: v for k, v in kwargs.items() if k not in CONTEXT_ARGS[kind]}
     return comp.build(context, **params)
 

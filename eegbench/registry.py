@@ -112,9 +112,11 @@ class Registry:
                     key = (kind, comp.name)
                     comp = _with_plugin(comp, label, ep_name)
                     if key in index:
+                        first = index[key]
                         raise ComponentClashError(
-                            f"{kind} {comp.name!r} is registered by both {index[key].plugin!r} and {label!r}; "
-                            f"uninstall one or block it with {DISABLE_ENV}=<entry-point name>"
+                            f"{kind} {comp.name!r} is registered by both {first.plugin!r} (entry point "
+                            f"{first.entry_point!r}) and {label!r} (entry point {comp.entry_point!r}); uninstall one "
+                            f"or block it with {DISABLE_ENV}={comp.entry_point or '<entry-point name>'}"
                         )
                     index[key] = comp
         return index

@@ -158,3 +158,15 @@ def test_numbers_booleans_lists_and_sentinels():
     for bad in ({"rate": "fast"}, {"flag": 1}, {"sizes": 3}):
         with pytest.raises(EegbenchError, match="parameter"):
             comp.build({}, **bad)
+
+
+def test_create_backbone_without_its_signal_is_one_line():
+    with pytest.raises(EegbenchError, match="backbone 'resnet1d' needs n_chans and n_times"):
+        eegbench.create("backbone", "resnet1d")
+
+
+def test_clash_message_names_the_entry_points():
+    a = _plugin("pkg_a", COMPS)
+    b = _plugin("pkg_b", [Component(kind="loss", name="clip", summary="x", factory=_factory, entry_point="b-ep")])
+    with pytest.raises(ComponentClashError, match="EEGBENCH_DISABLE_PLUGINS=b-ep"):
+        Registry(autoload=False, plugins=[a, b]).list_components()
