@@ -73,8 +73,10 @@ class Registry:
         blocked = set(blocked) | {b.strip() for b in os.environ.get(DISABLE_ENV, "").split(",") if b.strip()}
         for name in blocked:
             self.pm.set_blocked(name)
+        self.autoload_env_off = False
         if autoload is None:
             autoload = os.environ.get(NO_AUTOLOAD_ENV, "") not in ("1", "true", "yes")
+            self.autoload_env_off = not autoload
         if autoload:
             try:
                 self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
@@ -180,7 +182,8 @@ class Registry:
         close = _close_matches(name.lower(), list(lowered))
         what = f"{kind} " if kind else ""
         hint = " — did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?" if close else ""
-        return f"unknown {what}{name!r}{hint} (eegbench list{' ' + kind if kind else ''})"
+        off = f"; plugin autoload is off ({NO_AUTOLOAD_ENV})" if self.autoload_env_off else ""
+        return f"unknown {what}{name!r}{hint} (eegbench list{' ' + kind if kind else ''}{off})"
 
     def unknown_any(self, name: str) -> UnknownComponentError:
         return UnknownComponentError(self._unknown_message(None, name))
