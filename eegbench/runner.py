@@ -81,7 +81,6 @@ class CellRunner:
             with store.heartbeating(cell.key):
                 result = self._train(cell)
             rows = result_rows(cell, result)
-
             store.write_cell(CellRecord(cell_key=cell.key, rows=rows, spec_name=cell.spec_name, stage=cell.stage,
                                         fold=cell.fold, seed=cell.seed, training_ratio=cell.training_ratio,
                                         checkpoint=result.checkpoint, config=dict(cell.config), started_at=started))

@@ -1,8 +1,12 @@
-"""``eegbench status SPEC|RESULTS``: which cells are done, running, failed or pending.
+"""``eegbench status SPEC|RESULTS``: which cells are done, running, stale, failed or pending.
 
 The results store is the source of truth (not a scheduler's queue): for a spec, every cell of its plan
 is looked up in the store by key, and a cell the store has never seen is ``pending``; for a results
 directory, every cell the store knows is listed. Rerunning a spec runs only the cells not ``done``.
+
+``stale``: stored as ``running`` but its owner is gone (its pid no longer exists on this host, or its
+heartbeat is older than :data:`eegbench.store.STALE_AFTER` seconds): a killed run. Not done; a rerun
+claims and runs it.
 """
 from __future__ import annotations
 
@@ -15,11 +19,11 @@ from typing import Any, Iterable, Sequence
 
 from .errors import EegbenchError
 
-STATUSES: tuple[str, ...] = ("done", "running", "failed", "pending")
+STATUSES: tuple[str, ...] = ("done", "running", "stale", "failed", "pending")
 
 #: fields of each row :func:`cell_status_rows` returns
 FIELDS: tuple[str, ...] = ("key", "status", "spec_name", "stage", "fold", "seed", "training_ratio", "error", "host",
-                           "pid", "started_at", "finished_at")
+                           "pid", "started_at", "finished_at", "heartbeat")
 
 
 def _store_at(directory: Path):
@@ -28,6 +32,16 @@ def _store_at(directory: Path):
     if not (directory / DB_NAME).exists():
         return None
     return ResultStore(directory, create=False)
+
+
+def _live_status(record: dict[str, Any]) -> str:
+    """The stored status, with ``running`` read as ``stale`` when its owner is gone."""
+    from .store import owner_state
+
+    status = record["status"]
+    if status == "running" and owner_state(record) == "stale":
+        return "stale"
+    return status
 
 
 def _row(key: str, status: str, record: dict[str, Any] | None, **known: Any) -> dict[str, Any]:
@@ -56,7 +70,7 @@ def spec_status(spec: Any, results: str | os.PathLike | None = None,
     rows = []
     for cell in plan.cells:
         record = records.get(cell.key)
-        status = record["status"] if record else "pending"
+        status = _live_status(record) if record else "pending"
         rows.append(_row(cell.key, status, record, spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold,
                          seed=cell.seed, training_ratio=cell.training_ratio))
     return directory, rows
@@ -69,7 +83,7 @@ def results_status(directory: str | os.PathLike) -> list[dict[str, Any]]:
     if store is None:
         raise EegbenchError(f"{directory}: no results database here (expected results.sqlite; pass a spec or "
                             "the results directory a run wrote)")
-    rows = [_row(c["cell_key"], c["status"], {**c, "key": c["cell_key"]}) for c in store.cells()]
+    rows = [_row(c["cell_key"], _live_status(c), {**c, "key": c["cell_key"]}) for c in store.cells()]
     # a fold's pretrain cell before its finetune cells (the store orders stages alphabetically)
     rows.sort(key=lambda r: (r["spec_name"] or "", r["fold"] or "", r["seed"] if r["seed"] is not None else -1,
                              r["stage"] != "pretrain", r["training_ratio"] or 0.0, r["key"]))
@@ -92,7 +106,7 @@ def _ago(ts: float | None) -> str:
 
 
 def render(rows: Sequence[dict[str, Any]], *, show: str = "all") -> str:
-    """A plain-text table (one cell a line); failed cells carry their error, running ones host/pid."""
+    """A plain-text table (one cell a line); failed cells carry their error, running and stale ones host/pid."""
     from .cli import _fmt_table
 
     chosen = [r for r in rows if show == "all" or r["status"] == show]
@@ -105,6 +119,9 @@ def render(rows: Sequence[dict[str, Any]], *, show: str = "all") -> str:
             note = (r.get("error") or "no message").replace("\n", " ")[:300]
         elif r["status"] == "running":
             note = f"on {r.get('host') or '?'} pid {r.get('pid') or '?'}, started {_ago(r.get('started_at'))}"
+        elif r["status"] == "stale":
+            note = (f"owner gone: was on {r.get('host') or '?'} pid {r.get('pid') or '?'}, started "
+                    f"{_ago(r.get('started_at'))}, last heartbeat {_ago(r.get('heartbeat')) or 'never'}")
         elif r["status"] == "done":
             note = f"finished {_ago(r.get('finished_at'))}"
         else:
@@ -132,18 +149,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"results": str(directory), "counts": n, "cells": rows}, indent=2, default=str))
         return 0
-    print(f"{title}: {len(rows)} cells: " + ", ".join(f"{n[s]} {s}" for s in STATUSES))
+    # stale only when there is some: the line's usual shape stays what scripts already read
+    print(f"{title}: {len(rows)} cells: " + ", ".join(f"{n[s]} {s}" for s in STATUSES if s != "stale" or n[s]))
     table = render(rows, show=args.show)
     if table:
         print(table)
-    if n["failed"] or n["pending"]:
-        print("rerun the spec (`eegbench run SPEC`) to run the failed and pending cells only")
+    if n["failed"] or n["pending"] or n["stale"]:
+        print("rerun the spec (`eegbench run SPEC`) to run the failed, stale and pending cells only")
     return 0
 
 
 def add_commands(sub) -> None:
     """Register ``eegbench status`` on the top-level subparsers."""
-    p = sub.add_parser("status", help="list a spec's or results directory's cells: done, running, failed, pending")
+    p = sub.add_parser("status", help="list a spec's or results directory's cells: done, running, stale, failed, pending")
     p.add_argument("target", metavar="SPEC|RESULTS", help="a benchmark spec (.toml) or a results directory")
     p.add_argument("--results", help="results directory (default: the spec's [paths] results, EEGBENCH_RESULTS, ./results)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -14,6 +14,12 @@ Why SQLite in WAL mode: readers never block the writer, a cell's rows are writte
 writers from worker processes or Slurm/Ray jobs on one filesystem are serialised by SQLite's lock with a
 busy timeout plus retries. On network filesystems without reliable locks, set ``EEGBENCH_STORE_JOURNAL``
 to ``DELETE`` (rollback journal), which SQLite supports there better than WAL.
+
+Ownership: a process runs a cell only after :meth:`ResultStore.claim` succeeded, an ``IMMEDIATE``
+transaction that takes the cell unless it is ``running`` by a *live* owner (see :func:`owner_state`):
+same host and the pid exists, or any host with a heartbeat younger than :data:`STALE_AFTER` seconds.
+The owner refreshes ``heartbeat`` while the cell trains (:meth:`ResultStore.heartbeat`). A ``running``
+cell whose owner is gone is ``stale``: claimable, and shown so by ``eegbench status``.
 """
 from __future__ import annotations
 
@@ -32,6 +38,11 @@ from .errors import EegbenchError
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 1
+
+#: seconds without a heartbeat after which a ``running`` cell of another host is stale (claimable);
+#: ``EEGBENCH_STALE_AFTER`` overrides. Owners refresh their heartbeat every :data:`HEARTBEAT_EVERY` s.
+STALE_AFTER = float(os.environ.get("EEGBENCH_STALE_AFTER", "600"))
+HEARTBEAT_EVERY = 30.0
 
 #: columns of ``results`` (besides the autoincrement id), in order
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -58,7 +69,7 @@ CREATE TABLE IF NOT EXISTS cells (
     spec_name TEXT, stage TEXT, fold TEXT, seed INTEGER, training_ratio REAL,
     status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
     error TEXT, host TEXT, pid INTEGER,
-    started_at REAL, finished_at REAL, checkpoint TEXT, config TEXT
+    started_at REAL, finished_at REAL, checkpoint TEXT, config TEXT, heartbeat REAL
 );
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -67,6 +78,44 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_cell ON results (cell_key);
 """
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except OSError:
+        return False
+    try:  # Linux: a dead child its parent has not reaped yet (a zombie) still answers kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:][:1] != "Z"
+    except (OSError, ValueError):
+        return True
+
+
+def owner_state(record: Mapping[str, Any], *, now: float | None = None, stale_after: float | None = None) -> str:
+    """Who holds a ``running`` cell: ``"self"`` (this process), ``"live"`` or ``"stale"``.
+
+    Stale: on this host, the pid no longer exists; on any host, the last heartbeat (``started_at`` for
+    rows written before heartbeats existed) is older than ``stale_after`` (default :data:`STALE_AFTER`).
+    """
+    now = time.time() if now is None else now
+    stale_after = STALE_AFTER if stale_after is None else stale_after
+    host, pid = record.get("host"), record.get("pid")
+    here = host == socket.gethostname()
+    if here and pid == os.getpid():
+        return "self"
+    beat = record.get("heartbeat")
+    if here:
+        if pid is None or not _pid_exists(int(pid)):
+            return "stale"
+        # an old row without heartbeats on this host: trust the pid alone
+        return "stale" if beat is not None and now - beat > stale_after else "live"
+    beat = beat if beat is not None else record.get("started_at")
+    return "stale" if beat is None or now - beat > stale_after else "live"
 
 
 @dataclass
@@ -101,6 +150,16 @@ class ResultStore:
         with self._connect() as con:
             self._retry(lambda: con.executescript(_SCHEMA))
             self._retry(lambda: con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)))
+            # databases written before heartbeats: add the column (readers of old rows see NULL)
+            columns = {r["name"] for r in con.execute("PRAGMA table_info(cells)").fetchall()}
+            if "heartbeat" not in columns:
+                def add() -> None:
+                    try:
+                        con.execute("ALTER TABLE cells ADD COLUMN heartbeat REAL")
+                    except sqlite3.OperationalError as exc:
+                        if "duplicate column" not in str(exc):  # another process added it first
+                            raise
+                self._retry(add)
 
     # -- connection handling -------------------------------------------------------------------------
     @contextmanager
@@ -158,16 +217,104 @@ class ResultStore:
 
     def mark_running(self, cell_key: str, *, spec_name: str = "", stage: str = "", fold: str = "", seed: int | None = None,
                      training_ratio: float | None = None, config: Mapping[str, Any] | None = None) -> None:
-        """Record that a cell started (never downgrades a finished cell)."""
+        """Record that a cell started, unconditionally (never downgrades a finished cell). Runners use
+        :meth:`claim`, which does not take a cell another live process runs."""
         with self._connect() as con:
             self._retry(lambda: con.execute(
-                "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, started_at, config) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?) "
+                "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, started_at, "
+                "heartbeat, config) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) "
                 "ON CONFLICT(cell_key) DO UPDATE SET status='running', error=NULL, host=excluded.host, pid=excluded.pid, "
-                "started_at=excluded.started_at WHERE cells.status != 'done'",
+                "started_at=excluded.started_at, heartbeat=excluded.heartbeat WHERE cells.status != 'done'",
                 (cell_key, spec_name, stage, fold, seed, training_ratio, socket.gethostname(), os.getpid(), time.time(),
-                 json.dumps(config or {}, sort_keys=True, default=str)),
+                 time.time(), json.dumps(config or {}, sort_keys=True, default=str)),
             ))
+
+    def claim(self, cell_key: str, *, force: bool = False, spec_name: str = "", stage: str = "", fold: str = "",
+              seed: int | None = None, training_ratio: float | None = None,
+              config: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """Atomically take a cell for this process: mark it ``running`` with this host/pid and a heartbeat.
+
+        Returns None when claimed, else the cell's current record (a dict of ``cells`` columns) saying why
+        not: ``status == "done"`` (and not ``force``), or ``status == "running"`` by a live owner (see
+        :func:`owner_state`; ``force`` never takes a live cell). A stale running, failed, pending or
+        unknown cell is claimed; so is one this process already holds. A done cell claimed with ``force``
+        stays ``done`` (never downgraded; :meth:`write_cell` replaces its rows, a failure keeps the old ones).
+        """
+        now = time.time()
+        host, pid = socket.gethostname(), os.getpid()
+        values = (cell_key, spec_name, stage, fold, seed, training_ratio, host, pid, now, now,
+                  json.dumps(config or {}, sort_keys=True, default=str))
+
+        def tx(con: sqlite3.Connection) -> dict[str, Any] | None:
+            con.execute("BEGIN IMMEDIATE")  # the write lock: no other claim can interleave read and write
+            try:
+                row = con.execute("SELECT * FROM cells WHERE cell_key = ?", (cell_key,)).fetchone()
+                if row is not None:
+                    record = dict(row)
+                    if (record["status"] == "done" and not force) or (
+                            record["status"] == "running" and owner_state(record, now=now) == "live"):
+                        con.execute("ROLLBACK")
+                        return record
+                    if record["status"] == "done":  # forced: recompute, but a done cell is never downgraded
+                        con.execute("ROLLBACK")
+                        return None
+                con.execute(
+                    "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, "
+                    "started_at, heartbeat, config) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(cell_key) DO UPDATE SET status='running', error=NULL, host=excluded.host, "
+                    "pid=excluded.pid, started_at=excluded.started_at, heartbeat=excluded.heartbeat, "
+                    "finished_at=NULL, spec_name=excluded.spec_name, stage=excluded.stage, fold=excluded.fold, "
+                    "seed=excluded.seed, training_ratio=excluded.training_ratio, config=excluded.config",
+                    values,
+                )
+                con.execute("COMMIT")
+                return None
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+
+        with self._connect() as con:
+            return self._retry(lambda: tx(con))
+
+    def heartbeat(self, cell_key: str) -> bool:
+        """Refresh this process's heartbeat on a cell it holds; False when it no longer holds it."""
+        with self._connect() as con:
+            cur = self._retry(lambda: con.execute(
+                "UPDATE cells SET heartbeat = ? WHERE cell_key = ? AND status = 'running' AND host = ? AND pid = ?",
+                (time.time(), cell_key, socket.gethostname(), os.getpid()),
+            ))
+            return cur.rowcount > 0
+
+    @contextmanager
+    def heartbeating(self, cell_key: str, every: float | None = None) -> Iterator[None]:
+        """While the block runs, refresh this process's heartbeat on ``cell_key`` every ``every`` seconds
+        (default :data:`HEARTBEAT_EVERY`) from a daemon thread; stops when the block ends."""
+        import threading
+
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(HEARTBEAT_EVERY if every is None else every):
+                try:
+                    if not self.heartbeat(cell_key):
+                        return  # no longer ours: finished or recorded failed
+                except Exception:  # noqa: BLE001 - a missed beat only ages the heartbeat; training goes on
+                    pass
+
+        thread = threading.Thread(target=loop, name=f"eegbench-heartbeat-{cell_key[:12]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def cell_record(self, cell_key: str) -> dict[str, Any] | None:
+        """The ``cells`` row of one cell as a dict (None if the store never saw it)."""
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM cells WHERE cell_key = ?", (cell_key,)).fetchone()
+        return dict(row) if row is not None else None
 
     def mark_failed(self, cell_key: str, error: str) -> None:
         with self._connect() as con:

@@ -26,7 +26,7 @@ def results(tmp_path):
 
 def test_results_directory_lists_every_cell_with_errors(results, capsys):
     rows = {r["key"]: r for r in results_status(results)}
-    assert counts(rows.values()) == {"done": 2, "running": 1, "failed": 2, "pending": 0}
+    assert counts(rows.values()) == {"done": 2, "running": 1, "stale": 0, "failed": 2, "pending": 0}
     assert rows["pre-2-0"]["error"] == "ValueError: test backbone refused cell pre-2-0"
     assert "pre-2-0" in rows["fin-2-0"]["error"] and rows["fin-2-0"]["stage"] == "finetune"
     assert rows["pre-1-0"]["error"] is None
@@ -84,3 +84,83 @@ def test_spec_status_marks_unseen_cells_pending(monkeypatch, tmp_path, capsys):
     # overrides change the plan exactly as they do for `eegbench run`
     assert main(["status", str(spec_file), "--results", str(results), "--set", "seeds=[0, 1]"]) == 0
     assert "8 cells" in capsys.readouterr().out
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # reaped: the pid no longer exists
+    return proc.pid
+
+
+def _set_owner(results, key, **cols):
+    import sqlite3
+
+    with sqlite3.connect(results / "results.sqlite") as con:
+        con.execute(f"UPDATE cells SET {', '.join(f'{c} = ?' for c in cols)} WHERE cell_key = ?", (*cols.values(), key))
+
+
+def test_running_cell_of_a_dead_owner_is_stale_and_claimable(results, capsys):
+    import socket
+    import time
+
+    dead = _dead_pid()
+    _set_owner(results, "pre-3-0", pid=dead)
+    # another host: its heartbeat decides (the pid means nothing here)
+    ResultStore(results).mark_running("fin-3-0", spec_name="fake", stage="finetune", fold="sub-03", seed=0)
+    _set_owner(results, "fin-3-0", host="elsewhere.example", pid=1, heartbeat=time.time() - 3600)
+    rows = {r["key"]: r for r in results_status(results)}
+    assert rows["pre-3-0"]["status"] == "stale" and rows["fin-3-0"]["status"] == "stale"
+    assert counts(rows.values())["stale"] == 2 and counts(rows.values())["running"] == 0
+
+    assert main(["status", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "0 running, 2 stale" in out
+    assert f"owner gone: was on {socket.gethostname()} pid {dead}" in out and "elsewhere.example pid 1" in out
+    assert "rerun the spec" in out
+
+    store = ResultStore(results)
+    assert store.claim("pre-3-0", stage="pretrain") is None  # dead owner: taken
+    rec = store.cell_record("pre-3-0")
+    assert rec["status"] == "running" and rec["pid"] != dead
+    assert store.claim("fin-3-0", stage="finetune") is None  # stale heartbeat: taken
+    assert {r["key"]: r["status"] for r in results_status(results)}["pre-3-0"] == "running"
+
+
+def test_live_foreign_running_cell_is_not_claimed_even_forced(results):
+    import os
+    import time
+
+    parent = os.getppid()  # a live process on this host that is not us
+    _set_owner(results, "pre-3-0", pid=parent)
+    store = ResultStore(results)
+    for force in (False, True):
+        holder = store.claim("pre-3-0", force=force)
+        assert holder is not None and holder["status"] == "running" and holder["pid"] == parent
+    # another host with a fresh heartbeat is live too
+    _set_owner(results, "pre-3-0", host="elsewhere.example", pid=1, heartbeat=time.time())
+    assert store.claim("pre-3-0") is not None
+    assert {r["key"]: r["status"] for r in results_status(results)}["pre-3-0"] == "running"
+    # a done cell is refused unless forced
+    assert store.claim("pre-1-0")["status"] == "done"
+    assert store.claim("pre-1-0", force=True) is None
+    store.mark_failed("pre-1-0", "forced recompute failed")
+    assert store.cell_record("pre-1-0")["status"] == "done"  # never downgraded
+
+
+def test_old_database_gains_the_heartbeat_column(tmp_path):
+    import sqlite3
+
+    out = tmp_path / "old"
+    out.mkdir()
+    with sqlite3.connect(out / "results.sqlite") as con:  # the schema before heartbeats
+        con.execute("CREATE TABLE cells (cell_key TEXT PRIMARY KEY, spec_name TEXT, stage TEXT, fold TEXT, seed INTEGER, "
+                    "training_ratio REAL, status TEXT NOT NULL, error TEXT, host TEXT, pid INTEGER, started_at REAL, "
+                    "finished_at REAL, checkpoint TEXT, config TEXT)")
+        con.execute("INSERT INTO cells (cell_key, status) VALUES ('k', 'done')")
+    store = ResultStore(out)
+    assert store.cell_status() == {"k": "done"}
+    assert store.claim("new") is None and store.cell_record("new")["heartbeat"] is not None
+    assert store.heartbeat("new") and not store.heartbeat("k")

@@ -4,7 +4,9 @@ functions a worker (process, Slurm job, Ray task) runs.
 The results store is the source of truth, never the scheduler: before anything is submitted the
 :class:`Scheduler` reads each cell's status from ``ResultStore(runner.results_dir)``; cells already
 ``done`` are not run again (unless ``runner.force`` is true), and a dependency outside the given cells
-counts as met only when the store says it is done. A cell whose dependency failed is recorded failed
+counts as met only when the store says it is done. A cell the runner skipped because another live
+process runs it (outcome ``skipped`` with a note) does not meet its dependents: they are skipped too,
+with a note, and left to that process (or a rerun). A cell whose dependency failed is recorded failed
 in the store with a message naming the dependency, so ``eegbench status`` shows why it never ran.
 
 Light on purpose: imports nothing heavy (the plugin list imports this package's ``__init__`` only).
@@ -46,17 +48,21 @@ def store_of(runner: Any):
     return ResultStore(results_dir)
 
 
-def record_failed(store: Any, cell: Any, message: str) -> None:
+def record_failed(store: Any, cell: Any, message: str) -> bool:
     """Record ``cell`` failed, with its stage/fold/seed so ``eegbench status`` can name it.
 
     ``mark_failed`` alone stores only the key for a cell that never started (a failed dependency, a
-    runner that raised first thing); ``mark_running`` first writes the cell's description. Neither
-    touches a cell already done.
+    runner that raised first thing); claiming it first writes the cell's description. A cell already
+    done is left as it is (as ``mark_failed`` leaves it). A cell running in another live process is left
+    to it (it records its own outcome): returns False then, else True.
     """
-    store.mark_running(cell.key, spec_name=getattr(cell, "spec_name", "") or "", stage=getattr(cell, "stage", "") or "",
-                       fold=getattr(cell, "fold", "") or "", seed=getattr(cell, "seed", None),
-                       training_ratio=getattr(cell, "training_ratio", None), config=getattr(cell, "config", None) or {})
+    holder = store.claim(cell.key, spec_name=getattr(cell, "spec_name", "") or "", stage=getattr(cell, "stage", "") or "",
+                         fold=getattr(cell, "fold", "") or "", seed=getattr(cell, "seed", None),
+                         training_ratio=getattr(cell, "training_ratio", None), config=getattr(cell, "config", None) or {})
+    if holder is not None and holder["status"] == "running":
+        return False
     store.mark_failed(cell.key, message)
+    return True
 
 
 def error_text(exc: BaseException) -> str:
@@ -166,7 +172,8 @@ class Scheduler:
             got = self._outcomes.get(key)
             if got is None:
                 return None
-            return got.status in ("done", "skipped")
+            # a cell skipped because another process runs it is not met here: that process runs its dependents
+            return got.status == "done" or (got.status == "skipped" and not got.error)
         return key in self._external_done
 
     def take_ready(self) -> list[Any]:
@@ -187,6 +194,18 @@ class Scheduler:
         self._started.add(result.key)
         if result.status == "failed":
             self._fail_dependents(result.key)
+        elif result.status == "skipped" and result.error:
+            self._skip_dependents(result.key)
+
+    def _skip_dependents(self, key: str) -> None:
+        """Dependents of a cell another live process runs: skipped here, nothing recorded (that process,
+        or a rerun, runs them)."""
+        what = describe(self.by_key[key]) if key in self.by_key else key
+        note = self._outcomes[key].error
+        for cell in self.cells:
+            if cell.key in self._started or key not in (getattr(cell, "depends_on", ()) or ()):
+                continue
+            self.finish(outcome(cell.key, "skipped", f"dependency {what} {note}", 0.0))
 
     def _fail_dependents(self, failed_key: str) -> None:
         failed_cell = self.by_key.get(failed_key)
@@ -198,8 +217,10 @@ class Scheduler:
             self._fail(cell, f"dependency {what} failed: {reason.splitlines()[0] if reason else ''}")
 
     def _fail(self, cell: Any, message: str) -> None:
-        record_failed(self.store, cell, message)
-        self.finish(outcome(cell.key, "failed", message, 0.0))
+        if record_failed(self.store, cell, message):
+            self.finish(outcome(cell.key, "failed", message, 0.0))
+        else:  # another live process runs it: its outcome is that process's to record
+            self.finish(outcome(cell.key, "skipped", f"running elsewhere; not recorded failed here: {message}", 0.0))
 
     def fail_started(self, cells: Iterable[Any], message: str) -> None:
         """Record cells that were handed out but whose worker died without reporting (job killed, OOM).
