@@ -202,7 +202,7 @@ def default_reported_path() -> Path | None:
 
 
 def load_reported(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """The ``[[reported]]`` tables of a reported-results TOML file (contract 11), validated.
+    """The ``[[reported]]`` tables of a reported-results TOML file (the reported-results format), validated.
 
     ``path=None`` uses :func:`default_reported_path` and returns ``[]`` when there is no such file; an
     explicit path that does not exist, or an entry with a missing/invalid field, is an :class:`EegbenchError`.

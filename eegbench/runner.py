@@ -31,7 +31,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 class CellRunner:
-    """Runs one cell and records it in ``<results_dir>/results.sqlite`` (picklable; contract 8).
+    """Runs one cell and records it in ``<results_dir>/results.sqlite`` (picklable; the CellRunner contract).
 
     Attributes:
         results_dir: the results directory (database, checkpoints, logs).

@@ -131,7 +131,7 @@ def _first_line(exc: BaseException) -> str:
 
 def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, *, model: str,
           **params: Any):
-    """Build ``braindecode:<model>`` as a feature extractor (contract 5)."""
+    """Build ``braindecode:<model>`` as a feature extractor (the backbone factory contract)."""
     import torch
 
     from eegbench_plugins.braindecode_nn import BraindecodeEmbedder

@@ -1,6 +1,6 @@
 """Alignment losses: CLIP's symmetric InfoNCE and a soft-target variant.
 
-Contract (``eegbench.interfaces``, contract 6): an ``nn.Module`` with
+Contract (``eegbench.interfaces``): an ``nn.Module`` with
 ``forward(eeg_emb [B, d], img_emb [B, d], text_emb=None) -> scalar``; rows i of the inputs are a positive
 pair. ``needs_text`` tells the engine whether to pass ``text_emb`` (``text_weight > 0``).
 

@@ -116,7 +116,7 @@ def conv_padding(length_in: int, stride: int, kernel_size: int) -> tuple[int, in
 
 def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, *,
           filters=DEFAULTS["filters"], lengths=DEFAULTS["lengths"], kernel_size: int = 17, dropout: float = 0.5):
-    """``resnet1d`` factory (contract 5)."""
+    """``resnet1d`` factory (the backbone factory contract)."""
     from .resnet1d_nn import ResNet1d
 
     return ResNet1d(int(n_chans), int(n_times), filters, lengths, int(kernel_size), float(dropout))

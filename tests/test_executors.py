@@ -460,7 +460,7 @@ def engine_env(tmp_path_factory):
     from eegbench import embedding
     from eegbench.registry import reset_registry
 
-    if not hasattr(embedding, "embed_images"):  # the engine needs the embedding cache (contract 4)
+    if not hasattr(embedding, "embed_images"):  # the engine needs the embedding cache (eegbench.embedding)
         pytest.skip("eegbench.embedding.embed_images is not available")
     root = tmp_path_factory.mktemp("engine")
     site = root / "site"

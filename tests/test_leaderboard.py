@@ -1,4 +1,4 @@
-"""Leaderboards from results written through ResultStore (contract 10 rows): summaries, ranking within a
+"""Leaderboards from results written through ResultStore (the engine's rows): summaries, ranking within a
 comparison context, paired statistics, merging directories, reported rows and one-line errors."""
 from __future__ import annotations
 

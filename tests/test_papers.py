@@ -138,7 +138,7 @@ def test_listing_imports_no_torch_model_modules():
 
 
 # --------------------------------------------------------------------------------------------------
-# reported numbers (contract 11)
+# reported numbers (the reported-results format)
 # --------------------------------------------------------------------------------------------------
 REQUIRED = {
     "method": str, "citation": str, "dataset": str, "protocol": str, "stage": str, "n_way": int, "top1": float,

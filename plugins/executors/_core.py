@@ -39,7 +39,7 @@ def describe(cell: Any) -> str:
 
 
 def store_of(runner: Any):
-    """The runner's results store (``runner.results_dir``, contract 8)."""
+    """The runner's results store (``runner.results_dir``, the CellRunner contract)."""
     from eegbench.store import ResultStore
 
     results_dir = getattr(runner, "results_dir", None)
@@ -78,7 +78,7 @@ def error_text(exc: BaseException) -> str:
 def run_cell(runner: Callable[[Any], Any], cell: Any) -> Any:
     """Run one cell; an exception escaping the runner is recorded failed here and never propagates.
 
-    The runner normally records its own failures (contract 8); this is the safety net for errors it
+    The runner normally records its own failures (the CellRunner contract); this is the safety net for errors it
     did not catch, so a cell's failure never stops the other cells.
     """
     start = time.perf_counter()

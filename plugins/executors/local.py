@@ -19,7 +19,7 @@ class LocalExecutor(Executor):
     ``jobs = 1`` runs them one after another in this process, in cells order as dependencies allow.
     ``jobs > 1`` runs up to ``jobs`` cells at once in worker processes (``spawn`` start method: a fresh
     interpreter per worker, safe with torch and CUDA); a cell is handed out only once all its
-    dependencies are done. The runner and cells must pickle (contract 8 says they do).
+    dependencies are done. The runner and cells must pickle (the CellRunner contract says they do).
     """
 
     name = "local"

@@ -1,6 +1,6 @@
 """A stand-in cell and runner for testing executors (ours and third parties') without training anything.
 
-:class:`FakeRunner` follows the runner contract (contract 8): picklable, has ``results_dir``, writes the
+:class:`FakeRunner` follows the CellRunner contract: picklable, has ``results_dir``, writes the
 cell's rows to the store itself (``mark_running`` then ``write_cell`` or ``mark_failed``) and returns a
 ``CellOutcome``. Its metric is a pure function of the cell (key and seed), so a run through any executor
 must store exactly the rows of a sequential run. It lives in the package (not in tests/) so worker
@@ -87,7 +87,7 @@ class FakeRunner:
             }
             store.write_cell(CellRecord(cell.key, [row], spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold,
                                         seed=cell.seed, training_ratio=cell.training_ratio))
-        except Exception as exc:  # noqa: BLE001 - the runner records its own failures (contract 8)
+        except Exception as exc:  # noqa: BLE001 - the runner records its own failures (the CellRunner contract)
             message = f"{type(exc).__name__}: {exc}"
             store.mark_failed(cell.key, message)
             return outcome(cell.key, "failed", message, time.perf_counter() - start)

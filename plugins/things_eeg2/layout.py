@@ -54,7 +54,7 @@ def metadata_file(root: Path) -> Path:
 
 
 def latents_file(root: Path) -> Path:
-    """The synthetic twin's oracle embeddings (contract 3)."""
+    """The synthetic twin's oracle embeddings (the embedding-file format)."""
     return image_set_dir(root) / "synthetic_latents.npz"
 
 
