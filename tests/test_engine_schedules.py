@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eegbench.engine import fit, load_encoder, run_cell, to_device
+from eegbench.engine import fit, run_cell, to_device
 from eegbench.plan import build_plan
 
 import eegbench_fakes as fakes
