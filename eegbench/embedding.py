@@ -85,6 +85,7 @@ def embed_images(encoder: Any, images: Any, *, cache_root: str | os.PathLike | N
         "dim": int(emb.shape[1]),
         "n": int(emb.shape[0]),
         "dtype": "float32",
+        "device": str(device),  # provenance: GPU encoders run under fp16 autocast, CPU in fp32
     }
     cache.put(fields, {"embeddings": emb}, meta)
     return emb

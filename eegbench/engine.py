@@ -434,6 +434,10 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     model = model.to(dev)
 
     train_d = to_device(norm(train.eeg), train.image_index, train.subject, dev)
+    if val is not None and len(val):
+        # one seeded shuffle: validation batches then mix images and subjects (with single trials, an image's
+        # repetitions side by side would be each other's negatives in the contrastive validation loss)
+        val = val.select(np.random.default_rng(seed).permutation(len(val)))
     val_d = to_device(norm(val.eeg), val.image_index, val.subject, dev) if val is not None and len(val) else None
     del train_all
     result = fit(model, loss_fn, train_d, val_d, emb_t, tcfg, seed=seed, selection=vcfg["selection"],

@@ -116,13 +116,37 @@ class CellRunner:
                 pass
 
 
-def _versions() -> dict[str, str]:
+#: libraries whose version changes what a component computes (recorded when the cell imported them)
+_COMPONENT_LIBRARIES = {"open_clip": "open_clip_torch", "timm": "timm", "braindecode": "braindecode", "mne": "mne",
+                        "torchvision": "torchvision"}
+
+
+def _versions(cfg: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """eegbench, torch, numpy, python, the component libraries the cell used, and each component's package."""
+    from importlib import metadata
+
     import numpy
     import torch
 
-    from . import __version__
+    from . import __version__, get_component
 
-    return {"eegbench": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "python": sys.version.split()[0]}
+    out = {"eegbench": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+           "python": sys.version.split()[0]}
+    for module, dist in _COMPONENT_LIBRARIES.items():
+        if module in sys.modules:
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+    for key, kind in (("dataset", "dataset"), ("backbone", "backbone"), ("image_encoder", "image-encoder"),
+                      ("loss", "loss"), ("task", "task")):
+        try:
+            dist = get_component(kind, (cfg or {})[key]["name"]).plugin
+            if dist and dist not in out:
+                out[dist] = metadata.version(dist)
+        except Exception:  # noqa: BLE001 - a version we cannot name is left out, never a failed cell
+            pass
+    return out
 
 
 def result_rows(cell: Any, result: Any) -> list[dict[str, Any]]:
@@ -132,7 +156,7 @@ def result_rows(cell: Any, result: Any) -> list[dict[str, Any]]:
     cfg = cell.config
     context = dict(result.context)
     context_key = stable_hash(context)
-    versions = _versions()
+    versions = _versions(cfg)
     rows = []
     for score in result.scores:
         for metric, value in score.metrics.items():
