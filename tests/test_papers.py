@@ -179,3 +179,17 @@ def test_reported_matches_the_papers_tables():
         assert math.isclose(got[key][1], top5 / 100, abs_tol=1e-9), key
     # ATM-S reports the epoch with the best test accuracy: the row must say so
     assert all(r["selection"] == "test-set" for r in rows if r["method"] == "ATM-S")
+
+
+@pytest.mark.parametrize("name, cls_path", [("nice", "nice:NICE"), ("atm-s", "atm:ATMS"), ("ubp-mlp", "ubp:UBPMLP")])
+def test_registered_defaults_are_the_models_own(name, cls_path):
+    """The factory passes parameters straight to the model class: its signature is the one source of defaults."""
+    import importlib
+    import inspect
+
+    import eegbench
+
+    module, cls = cls_path.split(":")
+    model_cls = getattr(importlib.import_module(f"eegbench_plugins.papers.{module}"), cls)
+    own = {k: p.default for k, p in inspect.signature(model_cls).parameters.items() if k not in ("n_chans", "n_times")}
+    assert dict(eegbench.get_component("backbone", name).defaults) == own

@@ -38,14 +38,12 @@ subject's, or the shared one for subject 10), so one learned token is what the m
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from eegbench.errors import EegbenchError
 
-from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape
+from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape, paper_factory
 
 #: authors' parameters used by the forward pass at 63 × 250 → 1024 (see the module docstring)
 REFERENCE_PARAMS_63x250 = 3_072_912
@@ -87,7 +85,22 @@ class ChannelAttentionLayer(nn.Module):
 
 
 class ATMS(nn.Module):
-    """ATM-S's EEG encoder (see :func:`build`)."""
+    """ATM-S's EEG encoder: ``[B, n_chans, n_times]`` → ``[B, proj_dim]``.
+
+    Architecture (braindecode-style summary): channel-wise attention — every channel's ``n_times``
+    samples embedded linearly to ``d_model``, a learned token prepended (``token``), ``n_layers`` post-norm
+    transformer layers (``n_heads`` heads, feed-forward ``d_ff``, GELU, dropout ``attn_dropout``), a final
+    LayerNorm — then NICE's temporal-spatial convolution over the ``[n_chans, d_model]`` token map (1,440
+    features at ``d_model = 250``) and the projection ``Linear(·, proj_dim)`` + residual GELU MLP
+    (dropout ``proj_dropout``) + LayerNorm. ``proj_dim = 0`` leaves the projection out.
+
+    Tuned on: Things-EEG-2, 63 channels at 250 Hz, 0–1 s (250 samples), single-trial training (4
+    repetitions per image kept apart), open_clip ViT-H-14 (laion2b_s32b_b79k) image features (1024-d) with
+    a 0.99 image + 0.01 text CLIP loss; AdamW lr 3e-4, batch 64, 40 epochs.
+
+    Because the convolution runs over ``d_model`` (not ``n_times``) any input length works; ``d_model``
+    must be at least 75 and divisible enough for ``n_heads`` (``d_model >= n_heads``).
+    """
 
     def __init__(
         self,
@@ -104,6 +117,11 @@ class ATMS(nn.Module):
         conv_dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        check_shape("atm-s", n_chans, n_times)
+        if n_heads < 1 or d_model < n_heads:
+            raise EegbenchError(f"backbone 'atm-s': d_model ({d_model}) must be >= n_heads ({n_heads}) >= 1")
+        check_projection("atm-s", proj_dim, proj_dropout, optional=True)
+        token = bool(token)
         self.value_embedding = nn.Linear(n_times, d_model)
         self.token = nn.Parameter(torch.randn(1, 1, d_model)) if token else None
         self.embed_drop = nn.Dropout(attn_dropout)
@@ -126,41 +144,4 @@ class ATMS(nn.Module):
         return self.projection(self.encoder(h))
 
 
-def build(
-    n_chans: int,
-    n_times: int,
-    sfreq: float | None = None,
-    chs_info: Any = None,
-    subjects: Any = None,
-    *,
-    d_model: int = 250,
-    n_heads: int = 4,
-    d_ff: int = 256,
-    n_layers: int = 1,
-    attn_dropout: float = 0.25,
-    token: bool = True,
-    conv_dropout: float = 0.5,
-    proj_dim: int = 1024,
-    proj_dropout: float = 0.5,
-) -> ATMS:
-    """Build ATM-S's EEG encoder: ``[B, n_chans, n_times]`` → ``[B, proj_dim]``.
-
-    Architecture (braindecode-style summary): channel-wise attention — every channel's ``n_times``
-    samples embedded linearly to ``d_model``, a learned token prepended (``token``), ``n_layers`` post-norm
-    transformer layers (``n_heads`` heads, feed-forward ``d_ff``, GELU, dropout ``attn_dropout``), a final
-    LayerNorm — then NICE's temporal-spatial convolution over the ``[n_chans, d_model]`` token map (1,440
-    features at ``d_model = 250``) and the projection ``Linear(·, proj_dim)`` + residual GELU MLP
-    (dropout ``proj_dropout``) + LayerNorm. ``proj_dim = 0`` leaves the projection out.
-
-    Tuned on: Things-EEG-2, 63 channels at 250 Hz, 0–1 s (250 samples), single-trial training (4
-    repetitions per image kept apart), open_clip ViT-H-14 (laion2b_s32b_b79k) image features (1024-d) with
-    a 0.99 image + 0.01 text CLIP loss; AdamW lr 3e-4, batch 64, 40 epochs.
-
-    Because the convolution runs over ``d_model`` (not ``n_times``) any input length works; ``d_model``
-    must be at least 75 and divisible enough for ``n_heads`` (``d_model >= n_heads``).
-    """
-    check_shape("atm-s", n_chans, n_times)
-    if n_heads < 1 or d_model < n_heads:
-        raise EegbenchError(f"backbone 'atm-s': d_model ({d_model}) must be >= n_heads ({n_heads}) >= 1")
-    check_projection("atm-s", proj_dim, proj_dropout, optional=True)
-    return ATMS(n_chans, n_times, d_model, n_heads, d_ff, n_layers, attn_dropout, bool(token), proj_dim, proj_dropout, conv_dropout)
+build = paper_factory(ATMS)

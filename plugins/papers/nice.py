@@ -24,64 +24,19 @@ temperature 0.07). ``tests/test_papers.py`` asserts ``nice`` has exactly 1,802,4
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from eegbench.errors import EegbenchError
 
-from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape
+from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape, paper_factory
 
 #: authors' count of the EEG encoder + projection at 63 × 250 → 768 (see the module docstring)
 REFERENCE_PARAMS_63x250 = 1_802_496
 
 
 class NICE(nn.Module):
-    """NICE's EEG encoder: :class:`TemporalSpatialConv` + the projection of :func:`attach_projection` (see :func:`build`)."""
-
-    def __init__(
-        self,
-        n_chans: int,
-        n_times: int,
-        n_filters: int = 40,
-        temporal_kernel: int = 25,
-        pool: int = 51,
-        pool_stride: int = 5,
-        emb_size: int = 40,
-        conv_dropout: float = 0.5,
-        proj_dim: int = 768,
-        proj_dropout: float = 0.5,
-    ) -> None:
-        super().__init__()
-        self.encoder = TemporalSpatialConv(
-            n_chans, n_times, n_filters, temporal_kernel, pool, pool_stride, emb_size, conv_dropout, name="nice"
-        )
-        # the paper's projection MLP is inside the backbone (docs/papers.md)
-        attach_projection(self, self.encoder.n_features, proj_dim, proj_dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.encoder(x))
-
-
-def build(
-    n_chans: int,
-    n_times: int,
-    sfreq: float | None = None,
-    chs_info: Any = None,
-    subjects: Any = None,
-    *,
-    n_filters: int = 40,
-    temporal_kernel: int = 25,
-    pool: int = 51,
-    pool_stride: int = 5,
-    emb_size: int = 40,
-    conv_dropout: float = 0.5,
-    proj_dim: int = 768,
-    proj_dropout: float = 0.5,
-    init: str = "normal",
-) -> NICE:
-    """Build NICE's EEG encoder: ``[B, n_chans, n_times]`` → ``[B, proj_dim]``.
+    """NICE's EEG encoder: ``[B, n_chans, n_times]`` → ``[B, proj_dim]``.
 
     Architecture (braindecode-style summary): a temporal convolution (``n_filters`` × ``temporal_kernel``
     samples), average pooling (``pool``, stride ``pool_stride``), batch norm + ELU, a spatial convolution
@@ -97,16 +52,39 @@ def build(
 
     Needs ``n_times >= temporal_kernel + pool - 1`` (75 samples with the defaults).
     """
-    check_shape("nice", n_chans, n_times)
-    if init not in ("normal", "default"):
-        raise EegbenchError(f"backbone 'nice': init must be \"normal\" or \"default\", got {init!r}")
-    check_projection("nice", proj_dim, proj_dropout, optional=True)
-    model = NICE(
-        n_chans, n_times, n_filters, temporal_kernel, pool, pool_stride, emb_size, conv_dropout, proj_dim, proj_dropout
-    )
-    if init == "normal":
-        authors_init(model)
-    return model
+
+    def __init__(
+        self,
+        n_chans: int,
+        n_times: int,
+        n_filters: int = 40,
+        temporal_kernel: int = 25,
+        pool: int = 51,
+        pool_stride: int = 5,
+        emb_size: int = 40,
+        conv_dropout: float = 0.5,
+        proj_dim: int = 768,
+        proj_dropout: float = 0.5,
+        init: str = "normal",
+    ) -> None:
+        super().__init__()
+        check_shape("nice", n_chans, n_times)
+        if init not in ("normal", "default"):
+            raise EegbenchError(f"backbone 'nice': init must be \"normal\" or \"default\", got {init!r}")
+        check_projection("nice", proj_dim, proj_dropout, optional=True)
+        self.encoder = TemporalSpatialConv(
+            n_chans, n_times, n_filters, temporal_kernel, pool, pool_stride, emb_size, conv_dropout, name="nice"
+        )
+        # the paper's projection MLP is inside the backbone (docs/papers.md)
+        attach_projection(self, self.encoder.n_features, proj_dim, proj_dropout)
+        if init == "normal":
+            authors_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.encoder(x))
+
+
+build = paper_factory(NICE)
 
 
 def authors_init(model: nn.Module) -> None:

@@ -21,12 +21,10 @@ temperature belongs to the loss (``clip`` with ``learn_temperature = true``, ``t
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from .blocks import attach_projection, check_projection, check_shape
+from .blocks import attach_projection, check_projection, check_shape, paper_factory
 
 #: authors' EEGProjectLayer at 17 × 250 → 1024 (the paper's input), logit scale excluded
 REFERENCE_PARAMS_17x250 = 5_404_672
@@ -35,27 +33,7 @@ REFERENCE_PARAMS_63x250 = 17_180_672
 
 
 class UBPMLP(nn.Module):
-    """Flatten ``[B, C, T]`` → the papers' residual projection to ``proj_dim`` (see :func:`build`)."""
-
-    def __init__(self, n_chans: int, n_times: int, proj_dim: int = 1024, dropout: float = 0.3) -> None:
-        super().__init__()
-        attach_projection(self, n_chans * n_times, proj_dim, dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projection(x.flatten(1))
-
-
-def build(
-    n_chans: int,
-    n_times: int,
-    sfreq: float | None = None,
-    chs_info: Any = None,
-    subjects: Any = None,
-    *,
-    proj_dim: int = 1024,
-    dropout: float = 0.3,
-) -> UBPMLP:
-    """Build UBP's EEG encoder: ``[B, n_chans, n_times]`` → ``[B, proj_dim]``.
+    """UBP's EEG encoder: ``[B, n_chans, n_times]`` → ``[B, proj_dim]``.
 
     Architecture (braindecode-style summary): the trial flattened to ``n_chans * n_times`` values,
     ``Linear(n_chans * n_times, proj_dim)``, a residual ``GELU → Linear(proj_dim, proj_dim) →
@@ -66,6 +44,15 @@ def build(
     (1024-d); AdamW lr 1e-4 (intra-subject) / 1e-5 (inter-subject), weight decay 1e-4, batch 1024, up to
     50 epochs with early stopping (patience 5), learnable logit scale ``softplus(raw)``.
     """
-    check_shape("ubp-mlp", n_chans, n_times)
-    check_projection("ubp-mlp", proj_dim, dropout, optional=False)
-    return UBPMLP(n_chans, n_times, proj_dim, dropout)
+
+    def __init__(self, n_chans: int, n_times: int, proj_dim: int = 1024, dropout: float = 0.3) -> None:
+        super().__init__()
+        check_shape("ubp-mlp", n_chans, n_times)
+        check_projection("ubp-mlp", proj_dim, dropout, optional=False)
+        attach_projection(self, n_chans * n_times, proj_dim, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(x.flatten(1))
+
+
+build = paper_factory(UBPMLP)
