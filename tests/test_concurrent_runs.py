@@ -8,15 +8,10 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-QUICK = str(Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml")
-TINY = [
-    "--set", "dataset.params={noise=4.0, subjects=4, train_concepts=12, images_per_concept=2, test_images=6, test_repetitions=4}",
-    "--set", "train.epochs=2", "--set", "finetune.epochs=1",
-]
+from quick_spec import QUICK, TINY, as_cli
 
 
 @pytest.mark.slow
@@ -29,13 +24,13 @@ def test_two_concurrent_runs_compute_each_cell_once(tmp_path, monkeypatch):
     from eegbench.engine import build_dataset
     from eegbench.plan import build_plan
 
-    plan = build_plan(QUICK, TINY[1::2])  # the --set values
+    plan = build_plan(QUICK, TINY)
     build_dataset(plan.cells[0].config).ensure_available([1, 2, 3, 4])
     n_cells = len(plan.cells)
     assert n_cells == 6
 
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "eegbench.cli", "run", QUICK, *TINY, "--results", str(results), "--quiet"]
+    cmd = [sys.executable, "-m", "eegbench.cli", "run", str(QUICK), *as_cli(TINY), "--results", str(results), "--quiet"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     errs = [p.communicate(timeout=300)[1] for p in procs]

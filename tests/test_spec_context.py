@@ -60,7 +60,8 @@ def test_failed_cell_lines_keep_their_bracketed_keys(tmp_path, monkeypatch, caps
 
     monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("EEGBENCH_CACHE", str(tmp_path / "cache"))
-    tiny = "dataset.params={noise=4.0, subjects=4, train_concepts=6, images_per_concept=2, test_images=4, test_repetitions=4}"
+    from quick_spec import TINY_TWIN as tiny
+
     rc = main(["run", str(QUICK), "--set", tiny, "--set", 'backbone={name="braindecode:AttnSleep"}',
                "--only", "fold=sub-03", "--results", str(tmp_path / "r")])
     assert rc == 1
