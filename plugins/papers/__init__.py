@@ -63,6 +63,7 @@ def eegbench_backbones() -> list[Component]:
                 "n_layers": 1,
                 "attn_dropout": 0.25,
                 "token": True,
+                "tokens": "channels",
                 "conv_dropout": 0.5,
                 "proj_dim": 1024,
                 "proj_dropout": 0.5,

@@ -49,6 +49,8 @@ from .blocks import TemporalSpatialConv, attach_projection, check_projection, ch
 REFERENCE_PARAMS_63x250 = 3_072_912
 #: every parameter of the authors' ``ATMS()`` module, dead ones included
 REFERENCE_MODULE_PARAMS_63x250 = 3_202_413
+#: which ``n_chans`` tokens reach the convolution after attention (``tokens``)
+TOKEN_SLICES = ("channels", "first")
 
 
 class ChannelAttentionLayer(nn.Module):
@@ -94,6 +96,11 @@ class ATMS(nn.Module):
     features at ``d_model = 250``) and the projection ``Linear(·, proj_dim)`` + residual GELU MLP
     (dropout ``proj_dropout``) + LayerNorm. ``proj_dim = 0`` leaves the projection out.
 
+    ``tokens`` chooses the ``n_chans`` attended tokens the convolution sees: ``"channels"`` (default) the
+    channel tokens; ``"first"`` the first ``n_chans`` tokens — the learned token and channels 1 to
+    ``n_chans - 1`` — as the authors' ``enc_out[:, :63, :]`` does (their model exactly, with ``token = true``;
+    ``tests/test_parity_papers.py``). Without a token both are the channel tokens.
+
     Tuned on: Things-EEG-2, 63 channels at 250 Hz, 0–1 s (250 samples), single-trial training (4
     repetitions per image kept apart), open_clip ViT-H-14 (laion2b_s32b_b79k) image features (1024-d) with
     a 0.99 image + 0.01 text CLIP loss; AdamW lr 3e-4, batch 64, 40 epochs.
@@ -112,6 +119,7 @@ class ATMS(nn.Module):
         n_layers: int = 1,
         attn_dropout: float = 0.25,
         token: bool = True,
+        tokens: str = "channels",
         proj_dim: int = 1024,
         proj_dropout: float = 0.5,
         conv_dropout: float = 0.5,
@@ -121,6 +129,12 @@ class ATMS(nn.Module):
         if n_heads < 1 or d_model < n_heads:
             raise EegbenchError(f"backbone 'atm-s': d_model ({d_model}) must be >= n_heads ({n_heads}) >= 1")
         check_projection("atm-s", proj_dim, proj_dropout, optional=True)
+        if tokens not in TOKEN_SLICES:
+            raise EegbenchError(
+                f"backbone 'atm-s': tokens must be one of {', '.join(map(repr, TOKEN_SLICES))}, got {tokens!r} "
+                "(\"channels\": the channel tokens; \"first\": the first n_chans tokens, the authors' slice)"
+            )
+        self.tokens = tokens
         token = bool(token)
         self.value_embedding = nn.Linear(n_times, d_model)
         self.token = nn.Parameter(torch.randn(1, 1, d_model)) if token else None
@@ -140,7 +154,9 @@ class ATMS(nn.Module):
             h = layer(h)
         h = self.norm(h)
         if self.token is not None:
-            h = h[:, 1:]  # the channel tokens only (docs/papers.md: the authors keep the first n_chans tokens)
+            # "channels": the n_chans channel tokens; "first": the authors' [:, :n_chans], i.e. the learned token
+            # and channels 1..n_chans-1 (the last channel's token is dropped)
+            h = h[:, 1:] if self.tokens == "channels" else h[:, : h.shape[1] - 1]
         return self.projection(self.encoder(h))
 
 

@@ -1,7 +1,7 @@
 """NICE: the temporal-spatial convolution EEG encoder with its projection (Song et al., ICLR 2024).
 
 Written from the paper and a reading of the authors' public code (github.com/eeyhsong/NICE-EEG,
-``nice_v0.50_stand.py``); no code copied.
+``nice_stand.py``); no code copied.
 
 Reference parameter count (the authors' ``Enc_eeg`` + ``Proj_eeg`` at 63 channels × 250 samples, output 768),
 layer by layer:
