@@ -244,10 +244,22 @@ class ResultStore:
             con.close()
 
     def _open_read_only(self) -> sqlite3.Connection:
-        """A connection that never writes the database. ``mode=ro`` first (it sees a live writer's
-        commits); where that cannot open (a WAL database in a directory nobody may write: no ``-shm`` can
-        be made), ``immutable=1``: nothing can write there either, so the file cannot change under it."""
+        """A connection that never writes: not the database, and no ``-wal``/``-shm`` files beside it.
+
+        ``mode=ro`` sees a live writer's commits, but on a WAL database it creates (and leaves) the
+        ``-wal`` and ``-shm`` files when they are absent. Absent, no writer is there: the database file is
+        the whole state, read with ``immutable=1``, as is a database that ``mode=ro`` cannot open (a WAL
+        database in a directory this user may not write: nothing can write there either)."""
         uri = "file:" + quote(str(self.path.absolute())) + "?mode=ro"
+        immutable = uri + "&immutable=1"
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(20)
+        except OSError as exc:
+            raise sqlite3.OperationalError(f"unable to open database file ({exc.strerror})") from exc
+        wal = header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
+        if wal and not Path(f"{self.path}-wal").exists():
+            return sqlite3.connect(immutable, uri=True, timeout=self.timeout, isolation_level=None)
         try:
             con = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None)
             con.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -255,7 +267,7 @@ class ResultStore:
         except sqlite3.OperationalError as exc:
             if "unable to open" not in str(exc) and "readonly" not in str(exc):
                 raise
-        return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=self.timeout, isolation_level=None)
+        return sqlite3.connect(immutable, uri=True, timeout=self.timeout, isolation_level=None)
 
     @staticmethod
     def _retry(fn, attempts: int = 20):
