@@ -15,6 +15,12 @@ writers from worker processes or Slurm/Ray jobs on one filesystem are serialised
 busy timeout plus retries. On network filesystems without reliable locks, set ``EEGBENCH_STORE_JOURNAL``
 to ``DELETE`` (rollback journal), which SQLite supports there better than WAL.
 
+Opening: reading commands (``status``, ``leaderboard``) pass ``read_only=True``: SQLite ``mode=ro`` (or
+``immutable`` where no writer can be), no journal-mode switch, no table creation, so read-only results
+directories work and no file changes. A store eegbench creates carries :data:`APPLICATION_ID`; one
+written before that marker is recognised by its tables. Any other SQLite file is refused, read-only
+and before anything is written, in one line naming it.
+
 Ownership: a process runs a cell only after :meth:`ResultStore.claim` succeeded, an ``IMMEDIATE``
 transaction that takes the cell unless it is ``running`` by a *live* owner (see :func:`owner_state`):
 same host and the pid exists, or any host with a heartbeat younger than :data:`STALE_AFTER` seconds.
