@@ -153,7 +153,7 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike]) 
                                 "or set EEGBENCH_RESULTS)")
         if not (path / DB_NAME).is_file():
             raise EegbenchError(f"no results database in {path} (expected {DB_NAME}; run `eegbench run SPEC` first)")
-        store = ResultStore(path, create=False)
+        store = ResultStore(path, read_only=True)  # never writes: read-only stores are fine, foreign ones refused
         frame = store.dataframe()
         frame["results_dir"] = str(path)
         frames.append(frame)

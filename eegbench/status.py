@@ -31,7 +31,7 @@ def _store_at(directory: Path):
 
     if not (directory / DB_NAME).exists():
         return None
-    return ResultStore(directory, create=False)
+    return ResultStore(directory, read_only=True)  # a reading command: never writes, works on read-only stores
 
 
 def _live_status(record: dict[str, Any]) -> str:

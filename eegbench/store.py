@@ -15,6 +15,12 @@ writers from worker processes or Slurm/Ray jobs on one filesystem are serialised
 busy timeout plus retries. On network filesystems without reliable locks, set ``EEGBENCH_STORE_JOURNAL``
 to ``DELETE`` (rollback journal), which SQLite supports there better than WAL.
 
+Opening: reading commands (``status``, ``leaderboard``) pass ``read_only=True``: SQLite ``mode=ro`` (or
+``immutable`` where no writer can be), no journal-mode switch, no table creation, so read-only results
+directories work and no file changes. A store eegbench creates carries :data:`APPLICATION_ID`; one
+written before that marker is recognised by its tables. Any other SQLite file is refused, read-only
+and before anything is written, in one line naming it.
+
 Ownership: a process runs a cell only after :meth:`ResultStore.claim` succeeded, an ``IMMEDIATE``
 transaction that takes the cell unless it is ``running`` by a *live* owner (see :func:`owner_state`):
 same host and the pid exists, or any host with a heartbeat younger than :data:`STALE_AFTER` seconds.
@@ -33,11 +39,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
+from urllib.parse import quote
 
 from .errors import EegbenchError
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 1
+#: ``PRAGMA application_id`` of a store eegbench created ("EEGB"): how a foreign SQLite file is told apart
+APPLICATION_ID = 0x45454742
+#: the tables of an eegbench store (``sqlite_sequence``: SQLite's, for the autoincrement id)
+_OWN_TABLES = frozenset({"meta", "cells", "results", "sqlite_sequence"})
 
 #: seconds without a heartbeat after which a ``running`` cell of another host is stale (claimable);
 #: ``EEGBENCH_STALE_AFTER`` overrides. Owners refresh their heartbeat every :data:`HEARTBEAT_EVERY` s.
@@ -137,19 +148,45 @@ class CellRecord:
 class ResultStore:
     """Read/write access to ``<directory>/results.sqlite``."""
 
-    def __init__(self, directory: str | os.PathLike, *, create: bool = True, timeout: float = 60.0):
+    def __init__(self, directory: str | os.PathLike, *, create: bool = True, read_only: bool = False,
+                 timeout: float = 60.0):
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
         self.timeout = timeout
+        self.read_only = read_only
         if not self.path.exists():
-            if not create:
+            if not create or read_only:
                 raise EegbenchError(f"no results database in {self.directory} (expected {DB_NAME}; run a benchmark first)")
             from .paths import writable_dir
 
             writable_dir(self.directory, "results directory", "choose another with --results or EEGBENCH_RESULTS")
+        else:
+            # before anything is written: a file that is not an eegbench store is refused untouched
+            kind = self._identify()
+            if read_only:
+                if kind == "empty":
+                    raise EegbenchError(f"results database {self.path} is empty (no eegbench tables yet; run a benchmark "
+                                        "first)")
+                return
+            if not os.access(self.path, os.W_OK) or not os.access(self.directory, os.W_OK):
+                raise EegbenchError(f"results database {self.path} is read-only and this command writes to it: make it "
+                                    "writable, or choose another results directory with --results or EEGBENCH_RESULTS")
         with self._connect() as con:
-            self._retry(lambda: con.executescript(_SCHEMA))
-            self._retry(lambda: con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)))
+            def init() -> None:
+                # one transaction: another process sees either no tables or the whole marked schema
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            con.execute(statement)
+                    con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            self._retry(init)
             # databases written before heartbeats: add the column (readers of old rows see NULL)
             columns = {r["name"] for r in con.execute("PRAGMA table_info(cells)").fetchall()}
             if "heartbeat" not in columns:
@@ -161,25 +198,82 @@ class ResultStore:
                             raise
                 self._retry(add)
 
+    def _identify(self) -> str:
+        """``"eegbench"`` or ``"empty"`` (no tables: a file being created, or touched); raises
+        :class:`EegbenchError` for another program's database. Read through a read-only connection, so
+        nothing about the file changes (not even its journal mode).
+
+        An eegbench store carries :data:`APPLICATION_ID`; stores written before the marker are recognised
+        by their tables: only eegbench's own, with a ``cells`` table keyed by ``cell_key``."""
+        with self._connect(read_only=True) as con:
+            app_id = con.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+            if app_id == APPLICATION_ID:
+                return "eegbench"
+            columns = {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})").fetchall()}
+                       for t in tables & {"cells", "results"}}
+        if app_id == 0 and not tables:
+            return "empty"
+        if (app_id == 0 and tables <= _OWN_TABLES and {"cell_key", "status"} <= columns.get("cells", set())
+                and ("results" not in tables or {"cell_key", "metric", "value"} <= columns["results"])):
+            return "eegbench"
+        what = (f"application id {app_id}" if app_id else
+                "tables " + ", ".join(sorted(tables)[:6]) + (" ..." if len(tables) > 6 else ""))
+        raise EegbenchError(f"{self.path} is not an eegbench results database ({what}); it was left untouched: pass "
+                            "another results directory (--results or EEGBENCH_RESULTS) or move that file aside")
+
     # -- connection handling -------------------------------------------------------------------------
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, read_only: bool | None = None) -> Iterator[sqlite3.Connection]:
+        read_only = self.read_only if read_only is None else read_only
         try:
-            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            con = self._open_read_only() if read_only else sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise EegbenchError(f"cannot open results database {self.path}: {exc}") from exc
         try:
-            journal = os.environ.get("EEGBENCH_STORE_JOURNAL", "WAL")
-            self._retry(lambda: con.execute(f"PRAGMA journal_mode={journal}"))
             con.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            if not read_only:  # a reader leaves the journal mode as it is
+                journal = os.environ.get("EEGBENCH_STORE_JOURNAL", "WAL")
+                self._retry(lambda: con.execute(f"PRAGMA journal_mode={journal}"))
             con.row_factory = sqlite3.Row
             yield con
         except sqlite3.DatabaseError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise EegbenchError(f"results database {self.path} is read-only and this command writes to it: make it "
+                                    "writable, or choose another results directory with --results or "
+                                    "EEGBENCH_RESULTS") from exc
             raise EegbenchError(f"results database {self.path} is unreadable ({exc}); move it aside and rerun") from exc
         finally:
             con.close()
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes: not the database, and no ``-wal``/``-shm`` files beside it.
+
+        ``mode=ro`` sees a live writer's commits, but on a WAL database it creates (and leaves) the
+        ``-wal`` and ``-shm`` files when they are absent. Absent, no writer is there: the database file is
+        the whole state, read with ``immutable=1``, as is a database that ``mode=ro`` cannot open (a WAL
+        database in a directory this user may not write: nothing can write there either)."""
+        uri = "file:" + quote(str(self.path.absolute())) + "?mode=ro"
+        immutable = uri + "&immutable=1"
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(20)
+        except OSError as exc:
+            raise sqlite3.OperationalError(f"unable to open database file ({exc.strerror})") from exc
+        wal = header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
+        if wal and not Path(f"{self.path}-wal").exists():
+            return sqlite3.connect(immutable, uri=True, timeout=self.timeout, isolation_level=None)
+        try:
+            con = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None)
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+        return sqlite3.connect(immutable, uri=True, timeout=self.timeout, isolation_level=None)
 
     @staticmethod
     def _retry(fn, attempts: int = 20):

@@ -20,12 +20,20 @@ the container itself); their output then goes to ``<log folder>/setup-<job id>.e
 
 A job that ends without results fails its cells with the tail of what it left (its stderr, the setup
 log, its stdout), naming only log files that exist.
+
+GPUs: ``gpus_per_task`` defaults to 1 (a benchmark is meant for GPUs; silently running it on CPUs
+would take days where hours were planned). Before the first submission, a positive ``gpus_per_task``
+is checked against ``sinfo``'s generic resources (``%G``) of the partition (the default one when
+unset): a partition without GPU gres is refused in one line naming ``gpus_per_task`` (set it to 0 to
+run on CPUs). An ``sbatch`` refusal (a gres it does not know, a partition or memory the cluster lacks)
+is one line with sbatch's own message, not a traceback.
 """
 from __future__ import annotations
 
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,6 +151,12 @@ class SubmititExecutor(Executor):
         if shutil.which("srun") is None or shutil.which("sbatch") is None:
             raise EegbenchError("executor submitit: cluster = \"slurm\" needs Slurm's sbatch and srun on PATH (run on a "
                                 "login node, or set executor.cluster=local to run the jobs as local processes)")
+        if self.gpus_per_task and partition_has_gpus(self.partition) is False:
+            where = f"partition {self.partition!r}" if self.partition else "the default partition"
+            raise EegbenchError(f"executor submitit: gpus_per_task = {self.gpus_per_task} but Slurm reports no GPUs on "
+                                f"{where} (`sinfo -o %G` lists no gpu gres); set gpus_per_task = 0 under "
+                                "[executor.params] (--set executor.gpus_per_task=0) to run on CPUs, or choose a "
+                                "partition with GPUs")
         ex = submitit.SlurmExecutor(folder, python=self.python_command())
         params: dict[str, Any] = {
             "job_name": self.job_name,
@@ -194,12 +208,29 @@ class SubmititExecutor(Executor):
         return sched.outcomes()
 
     def _submit(self, ex: Any, runner: Any, chunks: list[list[Any]], running: dict[Any, list[Any]]) -> None:
-        jobs = ex.map_array(run_pack, [runner] * len(chunks), chunks)
+        try:
+            jobs = ex.map_array(run_pack, [runner] * len(chunks), chunks)
+        except Exception as exc:  # submitit's FailedJobError: sbatch refused the job script
+            if type(exc).__name__ != "FailedJobError":
+                raise
+            raise EegbenchError(self._refusal(str(exc))) from exc
         for job, chunk in zip(jobs, chunks):
             running[job] = chunk
         n = sum(len(c) for c in chunks)
         ids = ", ".join(str(j.job_id) for j in jobs)
         _log(f"submitted {len(jobs)} job(s) for {n} cell(s): {ids} (logs: {Path(jobs[0].paths.folder).parent})")
+
+    def _refusal(self, text: str) -> str:
+        """One line for an ``sbatch`` refusal: sbatch's own error line, and what to set where it is known."""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        said = next((ln for ln in reversed(lines) if "error:" in ln), lines[-1] if lines else "no message")
+        said = said[said.index("sbatch: error:"):] if "sbatch: error:" in said else said
+        if "gres" in said.lower() or "generic resource" in said.lower():
+            return (f"executor submitit: Slurm refused gpus_per_task = {self.gpus_per_task} ({said}); this cluster has "
+                    "no such GPUs: set gpus_per_task = 0 under [executor.params] (--set executor.gpus_per_task=0) to "
+                    "run on CPUs, or choose a partition with GPUs")
+        return (f"executor submitit: Slurm refused the job ({said}); check partition, account, qos, mem_gb, "
+                "cpus_per_task and sbatch under [executor.params]")
 
     def _job_error(self, job: Any, exc: BaseException) -> str:
         """Why a job left no results, first line first: the last telling line of what it wrote (its
@@ -234,6 +265,27 @@ class SubmititExecutor(Executor):
         if logs:
             message += "\nlog: " + ", ".join(str(p) for p in logs)
         return message
+
+
+def partition_has_gpus(partition: str = "") -> bool | None:
+    """Whether Slurm lists GPU generic resources on ``partition`` (the default partition when ""):
+    any of its nodes' ``%G`` naming ``gpu``. None when ``sinfo`` cannot tell (absent, failing, or the
+    partition unknown to it): the caller then leaves it to ``sbatch``."""
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P %G"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    wanted = {p.strip() for p in partition.split(",") if p.strip()}
+    gres = []
+    for line in proc.stdout.splitlines():
+        name, _, resources = line.strip().partition(" ")
+        if (name.rstrip("*") in wanted) if wanted else name.endswith("*"):
+            gres.append(resources)
+    if not gres:
+        return None
+    return any("gpu" in g.lower() for g in gres)
 
 
 _NOISE = re.compile(r"^(srun: |submitit (INFO|WARNING|DEBUG)|-+$)")
