@@ -37,7 +37,7 @@ def test_all_six_recipes_are_there():
 def test_recipe_dry_runs(path, capsys):
     assert cli_main(["run", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "10 cells" in out  # ten folds (one per subject), one seed, pretrain only
+    assert "30 cells" in out  # ten folds (one per subject), three seeds, pretrain only
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=RECIPE_IDS)
@@ -51,6 +51,9 @@ def test_recipe_keeps_the_papers_settings(path):
     assert spec.validation.split == "train"  # the honest protocol: validation never reads the test split
     t = spec.train
     assert t.schedule == "constant" and t.warmup_epochs == 0
+    assert spec.seeds == [0, 1, 2]
+    # the last partial batch as the authors' DataLoaders: NICE and UBP keep it, ATM-S drops it
+    assert t.drop_last is (method == "atm_s")
     if method == "nice":
         assert spec.backbone.name == "nice" and spec.dataset.channels == "all"
         assert spec.image_encoder.name == "open_clip:ViT-L-14/openai"
