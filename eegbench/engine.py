@@ -197,8 +197,9 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
     gen.manual_seed(int(seed))
     bs = int(cfg["batch_size"])
     n = len(train)
-    # full batches only (contrastive losses degrade on a tiny last batch); the permutation changes per epoch
-    batches = _batches(n, bs, drop_last=True)
+    # by default full batches only (contrastive losses degrade on a tiny last batch); drop_last = false keeps the
+    # partial one, as NICE's and UBP's DataLoaders do. The permutation changes per epoch
+    batches = _batches(n, bs, drop_last=bool(cfg.get("drop_last", True)))
     needs_text = bool(getattr(loss_fn, "needs_text", False))
 
     def step_loss(split: DeviceSplit, rows: torch.Tensor) -> torch.Tensor:
@@ -382,7 +383,7 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
              progress: ProgressFn | None = None, show_embedding_progress: bool = False) -> CellResult:
     """Run one planned cell end to end and return its scores (does not touch the results store)."""
     from .embedding import embed_images
-    from .splits import Standardizer, training_subset, validation_split
+    from .splits import Standardizer, labelled_split
 
     t_start = time.perf_counter()
     cfg = cell.config
@@ -394,12 +395,8 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
 
     # --- training and validation data: from the training split only ---------------------------------------
     train_all = load_subjects(dataset, cell.train_subjects, "train", prep_options(prep, "train", seed))
-    if vcfg["fraction"] > 0:
-        train, val = validation_split(train_all, vcfg["fraction"], seed, by=vcfg["by"])
-    else:
-        train, val = train_all, None
-    if cell.training_ratio < 1.0:
-        train = training_subset(train, cell.training_ratio, seed)
+    # the labelled budget (training_ratio of each subject's images) first, validation drawn inside it
+    train, val = labelled_split(train_all, cell.training_ratio, vcfg["fraction"], seed, by=vcfg["by"])
     if len(train) == 0:
         raise EegbenchError(f"cell {cell.label()}: no training trials left after the validation split and ratio")
     test_images = dataset.image_set("test")

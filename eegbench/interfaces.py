@@ -214,6 +214,12 @@ class Dataset(ABC):
     def ensure_available(self, subjects: Iterable[int] | None = None) -> None:
         """Raise :class:`~eegbench.errors.DataError` naming what is missing and how to get it."""
 
+    def declared_size(self, split: Split) -> int | None:
+        """Images of ``split`` as the dataset declares them, known without reading or generating any file
+        (``eegbench run --dry-run`` counts each cell's training and validation images from it); None when
+        only the files can tell, and the dry run then reads :meth:`image_set`."""
+        return None
+
     def source_identity(self) -> str:
         """A string that changes when the underlying files change (part of every cache key)."""
         return ""

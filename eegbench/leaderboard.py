@@ -399,7 +399,7 @@ def _parse_by(by: Sequence[str] | str) -> tuple[str, ...]:
 #: fold and its subjects, the seed, the column (protocol, stage, training ratio) and the finetune cell's link to
 #: its own fold's pretrain cell (its settings join the recipe through that cell's config instead)
 PER_CELL_KEYS = frozenset({"fold", "test_subject", "test_subjects", "train_subjects", "seed", "stage",
-                           "training_ratio", "protocol", "pretrain", "key",
+                           "training_ratio", "labelled_fraction", "protocol", "pretrain", "key",
                            "inputs"})  # which files a cell read (differs per machine), not the method
 #: the config key under which a finetune column's recipe keeps the finetune stage's training settings
 FINETUNE_KEY = "finetune"

@@ -31,7 +31,8 @@ class Cell:
         test_subject: the subject tested (``None`` for pooled, which tests every subject).
         train_subjects: subjects whose training data this stage trains on.
         seed: the seed of splits, initialisation and batch order.
-        training_ratio: fraction of the training images kept (finetune); 1.0 otherwise.
+        training_ratio: fraction of each training subject's labelled images the cell uses, training and
+            validation together (finetune); 1.0 otherwise. ``config["labelled_fraction"]`` records it.
         depends_on: keys of cells that must finish first (a finetune cell's pretrain cell).
         config: the resolved config (plain JSON values) the engine runs from.
         spec_hash: hash of the resolved spec (recorded with results, not part of ``key``).
@@ -291,15 +292,17 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
         for seed in spec.seeds:
             base = {**common, "protocol": spec.protocol.name, "fold": fold, "test_subject": test_subject,
                     "test_subjects": list(test_subjects), "seed": seed}
+            # labelled_fraction: the share of each training subject's labelled (training-split) images the cell
+            # touches, training and validation together (the engine draws validation inside that budget)
             pre_cfg = {**base, "stage": "pretrain", "train_subjects": list(train_subjects), "training_ratio": 1.0,
-                       "train": train_cfg}
+                       "labelled_fraction": 1.0, "train": train_cfg}
             pre = _cell(spec.name, pre_cfg, (), spec_hash)
             cells.append(pre)
             if ft_cfg is None:
                 continue
             for ratio in spec.finetune.training_ratios:  # type: ignore[union-attr]
                 cfg = {**base, "stage": "finetune", "train_subjects": [test_subject], "training_ratio": float(ratio),
-                       "train": ft_cfg, "pretrain": {"key": pre.key, "train_subjects": list(train_subjects)}}
+                       "labelled_fraction": float(ratio), "train": ft_cfg, "pretrain": {"key": pre.key, "train_subjects": list(train_subjects)}}
                 cells.append(_cell(spec.name, cfg, (pre.key,), spec_hash))
     return Plan(spec=spec, cells=cells)
 

@@ -257,19 +257,28 @@ def _resolve_dirs(spec: Any, results_dir: Any, cache_dir: Any) -> tuple[Path, Pa
 
 
 def _estimate_samples(plan: Any) -> dict[str, Any]:
-    """Training images per subject of the train split and repetitions per training image (metadata only).
+    """Training images per subject of the train split and repetitions per training image, from metadata only.
 
-    ``n_images`` is None when the data is absent. ``repetitions`` comes from the dataset's optional
-    ``repetitions(split) -> int | None`` (known without reading the EEG, e.g. from a synthetic twin's
-    parameters); None when the dataset cannot tell.
+    ``n_images`` is the dataset's ``declared_size("train")`` (known without reading or generating any file),
+    else the length of its training image set (metadata on disk); None when neither can tell.
+    ``repetitions`` comes from the dataset's optional ``repetitions(split) -> int | None`` (known without
+    reading the EEG, e.g. from a synthetic twin's parameters); None when the dataset cannot tell.
     """
     try:
         from .engine import build_dataset
 
         dataset = build_dataset(plan.cells[0].config)
-        n_images = len(dataset.image_set("train"))
     except Exception:  # noqa: BLE001 - a dry run must work without the data
         return {"n_images": None, "repetitions": None}
+    n_images = None
+    for count in (lambda: dataset.declared_size("train"), lambda: len(dataset.image_set("train"))):
+        try:
+            value = count()
+        except Exception:  # noqa: BLE001 - an absent release only makes the counts unknown
+            value = None
+        if value:
+            n_images = int(value)
+            break
     reps = None
     counter = getattr(dataset, "repetitions", None)
     if callable(counter):
@@ -296,32 +305,53 @@ def trials_per_image(averaging: Any, repetitions: int | None) -> tuple[int, bool
 
 
 def plan_table(plan: Any, stored: Mapping[str, str]) -> Any:
-    """The plan as a DataFrame: one row per cell with its work estimate and stored status.
+    """The plan as a DataFrame: one row per cell with its labelled images, work estimate and stored status.
 
-    ``samples`` counts training trials (images × trials per image after ``train_averaging``, minus the
-    validation fraction, times the training ratio and subjects); ``counted`` says what was counted:
-    ``"trials"`` when exact, ``"averaged images (estimate)"`` when the data keeps repetitions apart but the
-    dataset cannot tell how many without loading the EEG (the count is then per averaged image, a lower
-    bound). ``work = samples × epochs``.
+    ``train_images`` / ``val_images`` count the cell's labelled (subject, image) pairs on each side of its
+    validation split (for a finetune cell, the held-out subject's images: together ``ratio`` of them), from
+    the dataset's declared size (:func:`eegbench.splits.budget_counts`, the engine's own arithmetic).
+    ``samples`` counts training trials (training pairs × trials per image after ``train_averaging``);
+    ``counted`` says what was counted: ``"trials"`` when exact, ``"averaged images (estimate)"`` when the
+    data keeps repetitions apart but the dataset cannot tell how many without loading the EEG (a lower
+    bound), ``"trials (estimate)"`` when the split's size depends on the data (validation by concept).
+    ``work = samples × epochs``.
     """
     import pandas as pd
+
+    from .splits import budget_counts
 
     est = _estimate_samples(plan) if plan.cells else {"n_images": None, "repetitions": None}
     rows = []
     for c in plan.cells:
-        vfrac = c.config["validation"]["fraction"]
+        vcfg = c.config["validation"]
         epochs = int(c.config["train"]["epochs"])
         per_image, exact = trials_per_image(c.config["prep"]["train_averaging"], est["repetitions"])
-        samples = None
+        n_train = n_val = samples = None
+        split_exact = True
         if est["n_images"] is not None:
-            per_subject = est["n_images"] * per_image * (1 - vfrac) * c.training_ratio
-            samples = int(per_subject * len(c.train_subjects))
+            n_train, n_val, split_exact = budget_counts(est["n_images"], len(c.train_subjects), c.training_ratio,
+                                                        float(vcfg["fraction"]), vcfg["by"])
+            samples = n_train * per_image
+        counted = "averaged images (estimate)" if not exact else "trials" if split_exact else "trials (estimate)"
         rows.append({"key": c.key[:12], "stage": c.stage, "fold": c.fold, "seed": c.seed, "ratio": c.training_ratio,
-                     "train_subjects": len(c.train_subjects), "samples": samples,
-                     "counted": "trials" if exact else "averaged images (estimate)", "epochs": epochs,
+                     "train_subjects": len(c.train_subjects), "train_images": n_train, "val_images": n_val,
+                     "samples": samples, "counted": counted, "epochs": epochs,
                      "work": samples * epochs if samples is not None else None,
                      "stored": stored.get(c.key, "-")})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["n_images"] = est["n_images"]
+    return table
+
+
+def budget_lines(table: Any) -> list[str]:
+    """One line per finetune ratio: the held-out subject's labelled images, split into training and validation."""
+    if table.empty or table.attrs.get("n_images") is None:
+        return []
+    ft = table[(table["stage"] == "finetune") & table["train_images"].notna()].drop_duplicates("ratio")
+    n = int(table.attrs["n_images"])
+    return [f"finetune ratio {r.ratio:g}: {int(r.train_images) + int(r.val_images):,} of the held-out subject's {n:,} "
+            f"training images labelled = {int(r.train_images):,} training + {int(r.val_images):,} validation"
+            for r in ft.itertuples()]
 
 
 def results_frame(store: Any, keys: list[str]) -> Any:
@@ -425,13 +455,18 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
                               f"({sum(1 for c in cells if stored.get(c.key) == 'done')} stored) -> {res_dir}")
                 shown = table.astype(object).where(table.notna(), "?")  # unknown until the data is there
                 console.print(shown.to_string(index=False), markup=False, highlight=False)
+                for line in budget_lines(table):
+                    console.print(line, markup=False, highlight=False)
                 work = table["work"].dropna()
                 if len(work):
-                    estimated = bool(len(table)) and (table["counted"] != "trials").any()
+                    estimated = bool(len(table)) and (table["counted"] == "averaged images (estimate)").any()
+                    by_concept = bool(len(table)) and (table["counted"] == "trials (estimate)").any()
                     console.print(f"work: {int(work.sum()):,} sample-epochs "
                                   f"({int(table.loc[table['stored'] != 'done', 'work'].fillna(0).sum()):,} to run)"
                                   + (" - an estimate per averaged image: the dataset cannot tell its repetitions "
-                                     "without loading the EEG, so kept repetitions are not counted" if estimated else ""))
+                                     "without loading the EEG, so kept repetitions are not counted" if estimated else "")
+                                  + (" - validation by concept: its size depends on the concepts drawn, so the "
+                                     "counts are the image fraction's" if by_concept else ""))
                 else:
                     console.print("work: unknown until the dataset is available")
         return table

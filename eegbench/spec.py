@@ -85,7 +85,7 @@ class ValidationSpec(_Strict):
     """The validation split used for model selection, early stopping and plateau schedules."""
 
     fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
-    by: Literal["image", "concept"] = "image"
+    by: Literal["image", "concept", "trial"] = "image"
     split: Literal["train", "test"] = "train"
     selection: Literal["best-val", "last"] = "best-val"
 
@@ -109,6 +109,8 @@ TRAIN_FIELDS: dict[str, tuple[Any, Any]] = {
     "grad_clip": (Annotated[float, Field(ge=0.0)], 0.0),
     "compile": (StrictBool, False),
     "text_prompt": (str, "This picture is {concept}"),
+    # drop the last partial batch of each epoch (a torch DataLoader's drop_last); False trains on every trial
+    "drop_last": (StrictBool, True),
 }
 
 TrainSpec = create_model(  # type: ignore[call-overload]

@@ -1,7 +1,10 @@
 """Generic, vectorized split helpers over :class:`~eegbench.interfaces.EEGData` (any dataset).
 
-Validation data is always drawn from the *training* split's images: whole images (or whole concepts) go to
-one side, so no image is seen in both training and validation. All draws are seeded.
+Validation data is always drawn from the *training* split: whole images (or whole concepts) go to one side,
+so no image is seen in both training and validation, or (``by="trial"``, the seed project's split) whole
+(subject, image) pairs, so an image held out for one subject may still be trained on through another. All
+draws are seeded. A cell's labelled budget (:func:`labelled_split`) is drawn first and validation inside it,
+so a cell at training ratio r touches r of each subject's training images, never more.
 """
 from __future__ import annotations
 
@@ -14,25 +17,43 @@ from .errors import EegbenchError
 from .interfaces import EEGData
 
 
-def _draw(items: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """A seeded subset of ``items`` of size round(fraction * n) (at least 1 when fraction > 0 and n > 1)."""
-    n = len(items)
+#: the validation split modes (``[validation] by``)
+VALIDATION_BY = ("image", "concept", "trial")
+
+
+def draw_size(n: int, fraction: float) -> int:
+    """How many of ``n`` items a validation draw holds out: round(fraction * n), at least 1 and at most
+    n - 1 when fraction > 0 and n > 1 (the dry run's counts use the same arithmetic)."""
     k = int(round(fraction * n))
     if fraction > 0 and n > 1:
         k = min(max(k, 1), n - 1)
-    return items[rng.permutation(n)[:k]]
+    return k
+
+
+def subset_size(n: int, ratio: float) -> int:
+    """How many of a subject's ``n`` images :func:`training_subset` keeps at ``ratio`` (at least one)."""
+    return n if ratio >= 1.0 else max(1, int(round(ratio * n)))
+
+
+def _draw(items: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A seeded subset of ``items`` of size :func:`draw_size`."""
+    n = len(items)
+    return items[rng.permutation(n)[:draw_size(n, fraction)]]
 
 
 def validation_split(data: EEGData, fraction: float, seed: int, by: str = "image") -> tuple[EEGData, EEGData]:
-    """Split training trials into (train, validation) by whole images or whole concepts.
+    """Split training trials into (train, validation) by whole images, whole concepts or (subject, image) pairs.
 
     Args:
         data: trials of the training split (one or several subjects).
-        fraction: share of the distinct images (``by="image"``) or concepts (``by="concept"``) held out.
-        seed: the draw's seed; the same images are held out for every subject.
-        by: ``"image"`` or ``"concept"``.
+        fraction: share of the distinct images (``by="image"``), concepts (``by="concept"``) or
+            (subject, image) pairs (``by="trial"``) held out.
+        seed: the draw's seed; with ``"image"``/``"concept"`` the same images are held out for every subject.
+        by: ``"image"``, ``"concept"`` or ``"trial"``. ``"trial"`` is the seed project's split of its
+            (subject, image) rows at random: every repetition of a held-out pair goes to validation, but the
+            image may stay in training through other subjects (with one subject it is an image split).
     Returns:
-        ``(train, val)``; every trial of a held-out image is in ``val`` only.
+        ``(train, val)``; every trial of a held-out image (or pair) is in ``val`` only.
     """
     if not 0.0 <= fraction < 1.0:
         raise EegbenchError(f"validation fraction must be in [0, 1), got {fraction}")
@@ -44,8 +65,15 @@ def validation_split(data: EEGData, fraction: float, seed: int, by: str = "image
         concepts = np.asarray(data.images.concepts)[images]
         held_concepts = _draw(np.unique(concepts), fraction, rng)
         held = images[np.isin(concepts, held_concepts)]
+    elif by == "trial":
+        # one code per (subject, image) pair, so a pair's repetitions stay on one side
+        pairs = np.asarray(data.subject, dtype=np.int64) * (int(data.image_index.max(initial=0)) + 1) + data.image_index
+        codes, pair_of_row = np.unique(pairs, return_inverse=True)
+        held_pairs = _draw(np.arange(len(codes)), fraction, rng)
+        val = np.isin(pair_of_row.reshape(-1), held_pairs)
+        return data.select(~val), data.select(val)
     else:
-        raise EegbenchError(f"validation split by {by!r}: choose 'image' or 'concept'")
+        raise EegbenchError(f"validation split by {by!r}: choose {', '.join(repr(b) for b in VALIDATION_BY)}")
     val = np.isin(data.image_index, held)
     return data.select(~val), data.select(val)
 
@@ -63,10 +91,42 @@ def training_subset(data: EEGData, ratio: float, seed: int) -> EEGData:
     for subject in np.unique(data.subject):
         rows = data.subject == subject
         images = np.unique(data.image_index[rows])
-        k = max(1, int(round(ratio * len(images))))
+        k = subset_size(len(images), ratio)
         chosen = np.random.default_rng([int(seed), int(subject)]).permutation(images)[:k]
         keep |= rows & np.isin(data.image_index, chosen)
     return data.select(keep)
+
+
+def labelled_split(data: EEGData, ratio: float, fraction: float, seed: int, by: str = "image") -> tuple[EEGData, EEGData | None]:
+    """A cell's labelled budget and its split: ``(train, val)`` with ``val`` None when ``fraction`` is 0.
+
+    First the seeded ``ratio`` of each subject's images (:func:`training_subset`), then validation drawn
+    inside that subset (:func:`validation_split`), as the seed project does: at ratio r, training and
+    validation together hold r of the subject's labelled images.
+    """
+    labelled = training_subset(data, ratio, seed)
+    if fraction <= 0:
+        return labelled, None
+    return validation_split(labelled, fraction, seed, by=by)
+
+
+def budget_counts(n_images: int, n_subjects: int, ratio: float, fraction: float, by: str) -> tuple[int, int, bool]:
+    """(training pairs, validation pairs, exact) of :func:`labelled_split` from sizes alone (no data read).
+
+    A pair is a (subject, image): for one subject, its images. Exact for ``"trial"``, and for ``"image"``
+    unless several subjects draw their own subsets (ratio < 1); ``"concept"`` depends on how many images
+    each concept has, so its count is the image fraction's (an estimate).
+    """
+    per_subject = subset_size(int(n_images), ratio)
+    pairs = per_subject * int(n_subjects)
+    if fraction <= 0:
+        return pairs, 0, True
+    if by == "trial":
+        val = draw_size(pairs, fraction)
+        return pairs - val, val, True
+    val = draw_size(per_subject, fraction) * int(n_subjects)
+    exact = by == "image" and (ratio >= 1.0 or n_subjects == 1)
+    return pairs - val, val, exact
 
 
 @dataclass(frozen=True)

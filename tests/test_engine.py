@@ -216,3 +216,34 @@ def test_checkpoint_without_stored_head_kind_loads_with_the_linear_head(env):
     torch.save(payload, res.checkpoint)
     model, meta = load_encoder(res.checkpoint)
     assert meta["head"] == "linear" and isinstance(model.head, torch.nn.Linear)
+
+
+@pytest.mark.parametrize("drop_last, per_epoch", [(True, 8), (False, 10)])
+def test_drop_last_keeps_or_drops_the_last_partial_batch(drop_last, per_epoch):
+    """[train] drop_last: 10 trials in batches of 4 train on 2 full batches (8 trials) per epoch when true,
+    on 3 batches (every trial, the last of 2) when false; the weights after one epoch differ accordingly."""
+    from torch import nn
+
+    from eegbench import create
+    from eegbench.engine import EEGEncoder, _batches, fit, to_device
+    from eegbench.spec import TrainSpec
+
+    assert _batches(10, 4, drop_last=drop_last) == [(0, 4), (4, 8)] + ([] if drop_last else [(8, 10)])
+    assert _batches(3, 4, drop_last=drop_last) == [(0, 3)]  # a split smaller than a batch is one batch
+
+    def trained(drop: bool):
+        torch.manual_seed(0)
+        backbone = nn.Sequential(nn.Flatten(), nn.Linear(2 * 5, 6))
+        backbone.n_features = 6
+        model = EEGEncoder(backbone, 3)
+        rng = np.random.default_rng(0)
+        data = to_device(rng.standard_normal((10, 2, 5)).astype(np.float32), np.arange(10), np.ones(10, np.int64),
+                         torch.device("cpu"))
+        emb = torch.as_tensor(rng.standard_normal((10, 3)).astype(np.float32))
+        cfg = TrainSpec(epochs=3, batch_size=4, drop_last=drop, amp="off").model_dump()
+        return fit(model, create("loss", "clip"), data, None, emb, cfg, seed=1, selection="last")
+
+    result = trained(drop_last)
+    assert result.samples_seen == 3 * per_epoch
+    other = trained(not drop_last)
+    assert any(not torch.equal(result.state[k], other.state[k]) for k in result.state)

@@ -43,6 +43,29 @@ def test_keys_are_stable_and_track_what_is_computed():
     assert build_plan(fakes.spec_dict(**{"backbone.params.hidden": 32})).cells[0].key == a.key  # explicit default
 
 
+def test_budget_split_mode_and_drop_last_are_part_of_the_key():
+    """Finetune cells whose labelled budget is drawn first (validation inside it) are new computations: their
+    config records ``labelled_fraction`` and so their keys differ from cells of the old layout (validation
+    drawn from all images, then ratio of the rest), which stored results would otherwise be mistaken for."""
+    from eegbench.interfaces import stable_hash
+
+    spec = fakes.spec_dict(finetune={"training_ratios": [0.25, 1.0], "epochs": 2})
+    plan = build_plan(spec)
+    pre, ft_quarter, ft_full = plan.cells
+    assert (pre.config["labelled_fraction"], ft_quarter.config["labelled_fraction"],
+            ft_full.config["labelled_fraction"]) == (1.0, 0.25, 1.0)
+    old_layout = {k: v for k, v in ft_quarter.config.items() if k != "labelled_fraction"}
+    assert ft_quarter.key == stable_hash(dict(ft_quarter.config)) != stable_hash(old_layout)
+    keys = {c.key for c in plan.cells}
+    ft = {"training_ratios": [0.25, 1.0], "epochs": 2}
+    for change in ({"validation.by": "trial"}, {"train.drop_last": False}):
+        assert not {c.key for c in build_plan(fakes.spec_dict(finetune=ft, **change)).cells} & keys
+    keep_last = build_plan(fakes.spec_dict(finetune={**ft, "drop_last": False})).cells
+    assert keep_last[0].key == pre.key  # only the finetune cells train differently
+    assert not {c.key for c in keep_last[1:]} & keys and keep_last[1].config["train"]["drop_last"] is False
+    assert pre.config["train"]["drop_last"] is True  # the default keeps today's full batches
+
+
 def test_intra_and_pooled():
     intra = build_plan(fakes.spec_dict(**{"protocol": {"name": "intra", "folds": [1, 2]}})).cells
     assert [(c.fold, c.train_subjects, c.test_subject) for c in intra] == [("sub-01", (1,), 1), ("sub-02", (2,), 2)]

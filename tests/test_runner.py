@@ -142,7 +142,7 @@ def test_shipped_specs_plan(name, env, capsys):
     assert len(df) > 0 and "work:" in capsys.readouterr().out
 
 
-def test_seed_recipe_is_exact():
+def test_seed_recipe_settings():
     from eegbench.spec import load_spec
 
     spec = load_spec(ROOT / "benchmarks" / "things_loso.toml")
@@ -153,11 +153,46 @@ def test_seed_recipe_is_exact():
     t = spec.train
     assert (t.epochs, t.batch_size, t.lr, t.weight_decay, t.warmup_epochs, t.schedule, t.plateau_factor, t.plateau_patience,
             t.optimizer) == (300, 512, 0.005, 0.1, 20, "plateau", 0.1, 25, "adamw")
-    assert spec.seeds == [42] and spec.validation.fraction == 0.2 and spec.validation.by == "image"
+    assert spec.seeds == [42, 43, 44] and spec.validation.fraction == 0.2 and spec.validation.by == "trial"
+    assert t.drop_last is True  # the seed's training DataLoader drops the last partial batch
     assert spec.protocol.name == "loso" and spec.dataset.subjects == list(range(1, 11))
     ft = load_spec(ROOT / "benchmarks" / "things_finetune.toml")
     f = ft.finetune_train()
     assert (f.epochs, f.lr, f.warmup_epochs) == (30, 0.0005, 5) and ft.finetune.training_ratios
+
+
+def test_dry_run_shows_the_finetune_budget_per_ratio_without_the_data(env, capsys, monkeypatch):
+    """`eegbench run benchmarks/things_finetune.toml --dry-run` with no release on disk: per ratio, the held-out
+    subject's training + validation images sum to ratio x 16,540 (the release's declared size)."""
+    monkeypatch.setenv("EEGBENCH_DATA", str(env / "nodata"))
+    assert main(["run", str(ROOT / "benchmarks" / "things_finetune.toml"), "--dry-run", "--results", str(env / "res")]) == 0
+    out = capsys.readouterr().out
+    assert not (env / "nodata").exists()  # nothing downloaded or generated
+    for ratio, train, val in ((0.05, 662, 165), (0.1, 1323, 331), (0.25, 3308, 827), (1, 13232, 3308)):
+        assert (f"finetune ratio {ratio:g}: {train + val:,} of the held-out subject's 16,540 training images labelled = "
+                f"{train:,} training + {val:,} validation") in out
+        assert train + val == round(ratio * 16540)
+    df = run_spec(ROOT / "benchmarks" / "things_finetune.toml", results_dir=env / "res", dry_run=True, quiet=True)
+    ft = df[df.stage == "finetune"]
+    assert ((ft.train_images + ft.val_images) == (ft.ratio * 16540).round()).all() and len(ft) == 10 * 3 * 5
+    pre = df[df.stage == "pretrain"].iloc[0]  # 9 subjects' (subject, image) pairs, 20 % of them held out
+    assert (pre.train_images, pre.val_images) == (148860 - 29772, 29772)
+
+
+def test_dry_run_of_the_synthetic_twin_counts_without_generating_it(env, capsys):
+    assert main(["run", str(ROOT / "benchmarks" / "quick.toml"), "--dry-run", "--results", str(env / "res")]) == 0
+    out = capsys.readouterr().out
+    # the twin declares 200 concepts x 4 images; quick.toml finetunes at 0.25 and 1.0 with 20 % validation
+    assert "finetune ratio 0.25: 200 of the held-out subject's 800 training images labelled = 160 training + 40 validation" in out
+    assert "finetune ratio 1: 800 of the held-out subject's 800 training images labelled = 640 training + 160 validation" in out
+    assert not any((env / "eegbench_data").rglob("*.npy"))
+
+
+def test_result_rows_record_the_labelled_fraction(env):
+    df = run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True, only=["fold=3"])
+    fractions = {(r.stage, r.training_ratio): r.config["labelled_fraction"] for r in df.itertuples()}
+    assert fractions and all(v == ratio for (stage, ratio), v in fractions.items())
+    assert any(stage == "finetune" and ratio < 1 for stage, ratio in fractions)
 
 
 def test_real_release_absent_fails_in_one_line_before_training(env):

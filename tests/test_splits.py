@@ -1,4 +1,5 @@
-"""eegbench.splits: validation by whole images/concepts, seeded training subsets, standardisation."""
+"""eegbench.splits: validation by whole images/concepts/(subject, image) pairs, the labelled budget (ratio first,
+validation inside it), seeded training subsets, standardisation."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import EEGData, EEGInfo, ImageSet
-from eegbench.splits import Standardizer, training_subset, validation_split
+from eegbench.splits import Standardizer, budget_counts, labelled_split, training_subset, validation_split
 
 
 def make_data(n_images=40, reps=3, subjects=(1, 2), per_concept=4, seed=0):
@@ -52,7 +53,7 @@ def test_zero_fraction_and_bad_arguments():
     assert len(val) == 0 and len(train) == len(data) and val.eeg.shape[1:] == (3, 10)
     with pytest.raises(EegbenchError, match="fraction"):
         validation_split(data, 1.0, seed=0)
-    with pytest.raises(EegbenchError, match="'image' or 'concept'"):
+    with pytest.raises(EegbenchError, match="'image', 'concept', 'trial'"):
         validation_split(data, 0.2, seed=0, by="subject")
 
 
@@ -67,6 +68,57 @@ def test_training_subset_per_subject():
     np.testing.assert_array_equal(training_subset(data, 0.25, seed=3).image_index, sub.image_index)
     with pytest.raises(EegbenchError):
         training_subset(data, 0.0, seed=0)
+
+
+def _pairs(data):
+    return set(zip(data.subject.tolist(), data.image_index.tolist()))
+
+
+def test_validation_by_trial_holds_out_subject_image_pairs():
+    data = make_data(n_images=40, reps=3, subjects=(1, 2, 3))
+    train, val = validation_split(data, 0.2, seed=4, by="trial")
+    assert len(train) + len(val) == len(data)
+    assert not _pairs(train) & _pairs(val)  # a pair's repetitions all go to one side
+    assert len(_pairs(val)) == 24 and len(val) == 24 * 3  # 20 % of 3 x 40 pairs, every repetition
+    # unlike the image split, held-out images are still trained on through other subjects
+    assert set(val.image_index.tolist()) & set(train.image_index.tolist())
+    # the draw is seeded: same seed, same pairs; another seed, other pairs
+    again = validation_split(data, 0.2, seed=4, by="trial")[1]
+    np.testing.assert_array_equal(again.image_index, val.image_index)
+    np.testing.assert_array_equal(again.subject, val.subject)
+    assert _pairs(validation_split(data, 0.2, seed=5, by="trial")[1]) != _pairs(val)
+    # training images only: the held-out pairs are pairs of the data it was given
+    assert _pairs(val) <= _pairs(data)
+
+
+@pytest.mark.parametrize("by", ["image", "trial", "concept"])
+@pytest.mark.parametrize("ratio", [0.05, 0.25, 0.5, 1.0])
+def test_labelled_budget_is_ratio_of_the_subjects_images_with_validation_inside(ratio, by):
+    data = make_data(n_images=200, reps=2, subjects=(7,), per_concept=10)
+    train, val = labelled_split(data, ratio, 0.2, seed=3, by=by)
+    used = set(train.image_index.tolist()) | set(val.image_index.tolist())
+    assert len(used) == round(ratio * 200)  # the budget: r of the subject's images, validation included
+    assert not set(train.image_index.tolist()) & set(val.image_index.tolist())
+    # validation lies inside the ratio's subset (the same subset training_subset keeps)
+    subset = set(training_subset(data, ratio, seed=3).image_index.tolist())
+    assert set(val.image_index.tolist()) <= subset and used == subset
+    n_train, n_val, exact = budget_counts(200, 1, ratio, 0.2, by)
+    assert n_train + n_val == round(ratio * 200)
+    if exact:  # the dry run's arithmetic is the split's
+        assert (len(np.unique(train.image_index)), len(np.unique(val.image_index))) == (n_train, n_val)
+    assert exact is (by != "concept")
+
+
+def test_labelled_budget_without_validation_and_counts_over_subjects():
+    data = make_data(n_images=40, reps=1, subjects=(1, 2))
+    train, val = labelled_split(data, 0.5, 0.0, seed=0)
+    assert val is None and len(np.unique(train.image_index[train.subject == 1])) == 20
+    assert budget_counts(16540, 1, 0.05, 0.2, "trial") == (662, 165, True)
+    assert budget_counts(16540, 9, 1.0, 0.2, "image") == (9 * 13232, 9 * 3308, True)
+    assert budget_counts(16540, 9, 1.0, 0.2, "trial") == (148860 - 29772, 29772, True)
+    for by in ("image", "trial"):  # the pretrain split of two subjects, counted as the engine draws it
+        tr, va = labelled_split(data, 1.0, 0.2, seed=1, by=by)
+        assert (len(_pairs(tr)), len(_pairs(va))) == budget_counts(40, 2, 1.0, 0.2, by)[:2]
 
 
 def test_standardizer_fits_on_training_only():

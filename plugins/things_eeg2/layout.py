@@ -17,6 +17,8 @@ ALL_63: tuple[str, ...] = (
 )
 
 N_SUBJECTS = 10
+#: images per split of the release: 1,654 training concepts x 10 images, 200 test concepts x 1 image
+N_IMAGES = {"train": 16540, "test": 200}
 N_SESSIONS = 4
 CATCH_CODE = 99999
 RAW_SFREQ = 1000.0

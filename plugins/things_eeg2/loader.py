@@ -294,6 +294,19 @@ class ThingsEEG2(Dataset):
         }
         return cache.put(fields, {"eeg": eeg, "image_index": image_index}, meta)
 
+    def declared_size(self, split: str) -> int | None:
+        """Images of ``split`` without reading or generating anything: the twin's from its parameters; the
+        release's 16,540 / 200 while its metadata is absent (a root holding metadata, e.g. a preprocessed twin,
+        is read instead: None)."""
+        if split not in layout.SPLIT_FILE:
+            raise DataError(f"{self.name}: split must be 'train' or 'test', got {split!r}")
+        if self.synthetic is not None:
+            p = self.synthetic
+            return int(p.train_concepts * p.images_per_concept if split == "train" else p.test_images)
+        if layout.metadata_file(self.root).is_file():
+            return None
+        return layout.N_IMAGES[split]
+
     def repetitions(self, split: str) -> int | None:
         """Repetitions per image of ``split`` when known without reading the EEG (the synthetic twin's
         parameters); None for the release or a preprocessed root, whose files must be loaded to tell."""
