@@ -12,6 +12,16 @@ so the starting temperature equals ``temperature``:
 - ``"log"``: ``1/T = exp(raw)``, ``raw`` clamped so the logit scale stays <= 100, as CLIP does;
 - ``"softplus"``: ``T = softplus(raw)`` (a softplus on the temperature);
 - ``"softplus-scale"``: ``1/T = softplus(raw)`` (a softplus on the logit scale, as UBP does).
+
+``center = true`` subtracts each embedding's mean over its features before the L2 normalisation, as the seed's
+trainer does before calling its loss (``z - z.mean(-1)`` on both EEG and image embeddings); the default
+(false) is CLIP's plain cosine.
+
+Parity: ``tests/test_parity_seed.py`` checks both losses (value and gradient) against the seed's
+``CLIPLoss`` / ``SoftCLIPLoss`` (NonaRjb/AlignVis ``src/training/training_utils.py``) as its trainer calls
+them, with and without the centring. ``soft-clip`` is the seed's ``SoftCLIPLoss``, MindEye's soft CLIP loss;
+the seed uses its loss temperature for the targets too, eegbench's ``target_temperature`` (default 0.04, the
+seed's value) stays fixed when ``learn_temperature`` is on.
 """
 from __future__ import annotations
 
@@ -24,6 +34,7 @@ CLIP_DEFAULTS: dict[str, Any] = {
     "learn_temperature": False,
     "temperature_param": "log",
     "text_weight": 0.0,
+    "center": False,
 }
 #: The accepted ``temperature_param`` values.
 TEMPERATURE_PARAMS = ("log", "softplus", "softplus-scale")
@@ -43,7 +54,8 @@ def eegbench_losses() -> list[Component]:
             citation="Radford et al. (2021), Learning Transferable Visual Models From Natural Language Supervision, ICML",
             notes="learn_temperature = true trains T (temperature_param: log-scale clamped at logit scale 100, "
             "softplus on T, or softplus-scale: softplus on 1/T as UBP); "
-            "text_weight w > 0 gives (1-w) L(eeg, img) + w L(eeg, text)",
+            "text_weight w > 0 gives (1-w) L(eeg, img) + w L(eeg, text); "
+            "center = true subtracts each embedding's feature mean before normalising (the seed's trainer)",
         ),
         Component(
             kind="loss",
@@ -51,8 +63,10 @@ def eegbench_losses() -> list[Component]:
             summary="CLIP loss with soft targets: softmax of image-image cosine similarity / target_temperature",
             factory="eegbench_plugins.losses:build_soft_clip",
             defaults={**CLIP_DEFAULTS, "target_temperature": 0.04},
-            citation="Benchetrit et al. (2024), Brain decoding: toward real-time reconstruction of visual perception, ICLR (soft CLIP targets)",
-            notes="targets row i = softmax_j(cos(img_i, img_j) / target_temperature), used in both directions",
+            citation="Scotti et al. (2023), Reconstructing the Mind's Eye (MindEye), NeurIPS (soft CLIP loss); "
+            "the seed's SoftCLIPLoss",
+            notes="targets row i = softmax_j(cos(img_i, img_j) / target_temperature), used in both directions; "
+            "equals the seed's SoftCLIPLoss (tests/test_parity_seed.py)",
         ),
     ]
 

@@ -22,8 +22,11 @@ def _inverse_softplus(y: float) -> float:
 
 class ClipLoss(nn.Module):
     def __init__(self, temperature: float = 0.04, learn_temperature: bool = False,
-                 temperature_param: str = "log", text_weight: float = 0.0):
+                 temperature_param: str = "log", text_weight: float = 0.0, center: bool = False):
         super().__init__()
+        if not isinstance(center, bool):
+            raise EegbenchError(f"loss clip: center must be true or false, got {center!r}")
+        self.center = center
         if not temperature > 0:
             raise EegbenchError(f"loss clip: temperature must be > 0, got {temperature}")
         if temperature_param not in TEMPERATURE_PARAMS:
@@ -59,10 +62,15 @@ class ClipLoss(nn.Module):
     def temperature(self) -> float:
         return float(1.0 / self.logit_scale.detach())
 
+    def _unit(self, x):
+        """Rows L2-normalised; with ``center`` each row's mean over its features is subtracted first."""
+        x = x.float()
+        if self.center:
+            x = x - x.mean(dim=-1, keepdim=True)
+        return F.normalize(x, dim=-1)
+
     def _logits(self, a, b):
-        a = F.normalize(a.float(), dim=-1)
-        b = F.normalize(b.float(), dim=-1)
-        return self.logit_scale * a @ b.t()
+        return self.logit_scale * self._unit(a) @ self._unit(b).t()
 
     def _pair_loss(self, eeg, other):
         logits = self._logits(eeg, other)
@@ -89,7 +97,7 @@ class SoftClipLoss(ClipLoss):
     def _pair_loss(self, eeg, other):
         logits = self._logits(eeg, other)
         with torch.no_grad():
-            o = F.normalize(other.float(), dim=-1)
+            o = self._unit(other)
             targets = torch.softmax(o @ o.t() / self.target_temperature, dim=-1)  # symmetric
         # soft cross-entropy in both directions (targets are symmetric, so the same matrix serves both)
         l1 = -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()

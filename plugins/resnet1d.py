@@ -2,7 +2,8 @@
 
 Architecture (``resnet1d``), for input ``[B, n_chans, n_times]``:
 
-* stem: ``Conv1d(n_chans, filters[0], kernel)`` (stride ``ceil(n_times / lengths[0])``) + BatchNorm + ReLU;
+* stem: ``Conv1d(n_chans, filters[0], kernel)`` (stride ``ceil(n_times / lengths[0])``) + BatchNorm, with no
+  activation: the BN output feeds both the first block's conv and its skip path (the seed's code);
 * ``len(filters)`` residual blocks. Block *i* maps ``filters[i-1] x lengths[i-1]`` to
   ``filters[i] x lengths[i]``: conv (kernel, stride 1) -> BN -> ReLU -> dropout -> conv (kernel, stride
   ``ceil(lengths[i-1] / lengths[i])``), plus the skip path (max-pool by the stride, then a 1x1 conv when the width

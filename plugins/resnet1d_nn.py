@@ -87,7 +87,9 @@ class ResNet1d(nn.Module):
         self.n_features = filters[-1] * lens[-1]
 
     def stem(self, x):
-        return torch.relu(self.bn1(self.conv1(x)))
+        # conv -> BN with no activation, as the seed (and Ribeiro et al.'s code): the first block's skip path
+        # starts from the BN output, and the first ReLU is the one inside the first block
+        return self.bn1(self.conv1(x))
 
     def trunk(self, x):
         y = x
@@ -182,5 +184,5 @@ class SubjectResNet1d(ResNet1d):
             groups=b,
         )
         out = out.reshape(b, w.shape[1], -1)
-        return self.trunk(torch.relu(self.bn1(out)))
+        return self.trunk(self.bn1(out))  # no activation after the stem, as ResNet1d.stem
 

@@ -5,6 +5,11 @@ the test split (the gallery: 200 images on the Things-EEG-2 release). The true i
 (``image_index``), never guessed by nearest neighbour, so duplicate embeddings or several subjects tested
 together cannot mix images up. Ties count against the trial (an image scored equal to the true one ranks
 ahead of it), so a constant model scores 0, not 100%.
+
+``center = true`` subtracts each EEG and image embedding's mean over its features before the cosine, as the
+seed's retrieval does (``src/downstream.py`` / ``src/utils.py`` of NonaRjb/AlignVis); the default is the plain
+cosine. With distinct image embeddings and one subject, the scores equal the seed's (tests/test_parity_seed.py);
+the seed finds the true image by nearest neighbour instead of by row.
 """
 from __future__ import annotations
 
@@ -18,11 +23,14 @@ class RetrievalTask(Task):
 
     name = "retrieval"
 
-    def __init__(self, topk: list[int] | tuple[int, ...] = (1, 3, 5)):
+    def __init__(self, topk: list[int] | tuple[int, ...] = (1, 3, 5), center: bool = False):
+        from eegbench.errors import EegbenchError
+
+        if not isinstance(center, bool):
+            raise EegbenchError(f"task 'retrieval': center must be true or false, got {center!r}")
+        self.center = center
         ks = sorted({int(k) for k in topk})
         if not ks or ks[0] < 1:
-            from eegbench.errors import EegbenchError
-
             raise EegbenchError(f"task 'retrieval': topk must be positive integers, got {list(topk)}")
         self.topk = ks
 
@@ -34,6 +42,9 @@ class RetrievalTask(Task):
         idx = torch.as_tensor(image_index, device=eeg.device).long()
         subj = torch.as_tensor(subjects, device=eeg.device).long()
         n_way = img.shape[0]
+        if self.center:
+            eeg = eeg - eeg.mean(dim=1, keepdim=True)
+            img = img - img.mean(dim=1, keepdim=True)
         eeg = torch.nn.functional.normalize(eeg, dim=1)
         img = torch.nn.functional.normalize(img, dim=1)
         sim = eeg @ img.T  # [n, n_way]
@@ -50,11 +61,11 @@ class RetrievalTask(Task):
         return scores
 
     def context(self) -> dict:
-        return {"gallery": "test-split images", "topk": self.topk}
+        return {"gallery": "test-split images", "topk": self.topk, "center": self.center}
 
 
-def build(topk: list[int] | tuple[int, ...] = (1, 3, 5)) -> RetrievalTask:
-    return RetrievalTask(topk=topk)
+def build(topk: list[int] | tuple[int, ...] = (1, 3, 5), center: bool = False) -> RetrievalTask:
+    return RetrievalTask(topk=topk, center=center)
 
 
 @hookimpl
@@ -63,9 +74,9 @@ def eegbench_tasks():
         Component(
             kind="task",
             name="retrieval",
-            summary="Zero-shot n-way image retrieval (cosine), top-k per test subject",
+            summary="Zero-shot n-way image retrieval (cosine), top-k per test subject; center = true as the seed",
             factory="eegbench_plugins.retrieval:build",
-            defaults={"topk": [1, 3, 5]},
+            defaults={"topk": [1, 3, 5], "center": False},
             citation="",
         )
     ]

@@ -150,3 +150,17 @@ def test_soft_clip_direct_formula_and_limit():
 def test_clip_bad_params(bad):
     with pytest.raises(EegbenchError, match="loss clip"):
         eegbench.create("loss", "clip", **bad)
+
+
+@pytest.mark.parametrize("name", ["clip", "soft-clip"])
+def test_center_subtracts_each_embeddings_feature_mean(name):
+    """center = true equals the plain loss on mean-centred inputs (what the seed's trainer feeds its loss)."""
+    eeg, img, _ = fixed_inputs()
+    eeg, img = eeg + 1.5, img - 0.7
+    centred = eegbench.create("loss", name, center=True)
+    plain = eegbench.create("loss", name)
+    by_hand = plain(eeg - eeg.mean(1, keepdim=True), img - img.mean(1, keepdim=True))
+    assert centred(eeg, img).item() == pytest.approx(by_hand.item(), rel=1e-6)
+    assert abs(centred(eeg, img).item() - plain(eeg, img).item()) > 1e-3
+    with pytest.raises(EegbenchError, match="'center' must be true or false"):
+        eegbench.create("loss", name, center=1)

@@ -6,14 +6,29 @@ import pytest
 import torch
 
 import eegbench
+from eegbench.errors import EegbenchError
 from eegbench_plugins.retrieval import RetrievalTask
 
 
 def test_registered_with_defaults():
     comp = eegbench.get_component("task", "retrieval")
-    assert comp.defaults == {"topk": [1, 3, 5]}
+    assert comp.defaults == {"topk": [1, 3, 5], "center": False}
     task = eegbench.create("task", "retrieval")
-    assert task.topk == [1, 3, 5]
+    assert task.topk == [1, 3, 5] and task.center is False
+
+
+def test_center_subtracts_each_embeddings_feature_mean():
+    """center = true ranks by the cosine of mean-centred embeddings (the seed's retrieval); a bad value is refused."""
+    rng = np.random.default_rng(1)
+    img = torch.as_tensor(rng.standard_normal((30, 8)), dtype=torch.float32)
+    eeg = img + torch.as_tensor(rng.standard_normal((30, 8)), dtype=torch.float32) + 2.0  # a common offset
+    idx, subj = torch.arange(30), torch.ones(30, dtype=torch.long)
+    (centred,) = RetrievalTask(center=True).evaluate(eeg, img, idx, subj)
+    (by_hand,) = RetrievalTask().evaluate(eeg - eeg.mean(1, keepdim=True), img - img.mean(1, keepdim=True), idx, subj)
+    (plain,) = RetrievalTask().evaluate(eeg, img, idx, subj)
+    assert centred.metrics == by_hand.metrics and centred.metrics != plain.metrics
+    with pytest.raises(EegbenchError, match="center must be true or false"):
+        RetrievalTask(center="yes")
 
 
 def test_perfect_and_shuffled_embeddings():
