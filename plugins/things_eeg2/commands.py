@@ -46,8 +46,15 @@ def register(commands) -> None:
     p.add_argument("--channels", choices=["occipito-parietal", "all"], default="occipito-parietal")
     p.add_argument("--tmin", type=float, default=-0.2)
     p.add_argument("--tmax", type=float, default=0.8)
-    p.add_argument("--mvnn", choices=["epochs", "time", "none"], default="epochs")
-    p.add_argument("--mvnn-fit", choices=["train", "train+test"], default="train")
+    p.add_argument("--mvnn", choices=["epochs", "time", "none"], default="epochs",
+                   help="multivariate noise normalisation: a noise covariance per epoch over time (epochs, the "
+                        "authors' default), per time point over repetitions (time), or none")
+    p.add_argument("--mvnn-fit", choices=["train", "train+test"], default="train",
+                   help="partitions the covariance is fitted on: train (default; no test statistics) or train+test "
+                        "(the authors' original, averaging both)")
+    p.add_argument("--mvnn-shrinkage", type=_shrinkage, default="auto", metavar="auto|FLOAT",
+                   help="covariance shrinkage: auto = Ledoit-Wolf via scikit-learn (the authors', NICE's and UBP's; "
+                        "default), or a fixed coefficient in [0, 1]")
     p.add_argument("--overwrite", action="store_true", help="replace existing preprocessed_eeg_*.npy under the output root")
     p.set_defaults(func=cmd_preprocess)
 
@@ -58,6 +65,18 @@ def _root(args: argparse.Namespace):
     from eegbench.paths import data_dir
 
     return Path(args.root).expanduser() if args.root else data_dir() / "things-eeg-2"
+
+
+def _shrinkage(text: str):
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:  # nan fails too
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto (Ledoit-Wolf) or a number in [0, 1]")
+    return value
 
 
 def _parts(text: str) -> list[str]:
@@ -119,7 +138,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from .preprocess import PreprocessOptions, preprocess
 
     opts = PreprocessOptions(
-        sfreq=args.sfreq, channels=args.channels, tmin=args.tmin, tmax=args.tmax, mvnn=args.mvnn, mvnn_fit=args.mvnn_fit
+        sfreq=args.sfreq, channels=args.channels, tmin=args.tmin, tmax=args.tmax, mvnn=args.mvnn, mvnn_fit=args.mvnn_fit,
+        mvnn_shrinkage=args.mvnn_shrinkage,
     )
     root = _root(args)
     preprocess(root, opts, subjects=args.subjects, out_root=args.out or None, overwrite=args.overwrite, progress=_progress)
