@@ -30,6 +30,9 @@ def register(commands) -> None:
     p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
     p.add_argument("--parts", default="preprocessed,images", help="comma list of preprocessed, images, raw")
     p.add_argument("--subjects", type=int, nargs="+", help="subject numbers (default: 1-10)")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="also place files the host publishes no hash for (with a warning; their sha256 is recorded "
+                        "in <root>/.downloads/<name>.done)")
     p.set_defaults(func=cmd_download)
 
     p = commands.verify.add_parser("things-eeg-2", help="list present, missing and corrupt Things-EEG-2 files")
@@ -114,7 +117,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from .download import download
 
-    download(_root(args), parts=_parts(args.parts), subjects=args.subjects, progress=True)
+    download(_root(args), parts=_parts(args.parts), subjects=args.subjects, progress=True,
+             allow_unverified=args.allow_unverified)
     return 0
 
 
