@@ -246,7 +246,8 @@ def preprocess(root: str | os.PathLike, opts: PreprocessOptions | None = None, *
 
     Existing ``preprocessed_eeg_*.npy`` under ``out_root`` (by default ``root`` itself, where the release's
     own files live) are never replaced unless ``overwrite``: a one-line DataError names the first one before
-    any work starts. Every file is written atomically (temporary file, then rename).
+    any work starts. Every file is written atomically (temporary file, then rename), under a file lock
+    beside ``out_root`` so two runs into one output take turns (the second then finds the first's files).
     """
     root = Path(root).expanduser()
     opts = opts or PreprocessOptions()
@@ -260,6 +261,13 @@ def preprocess(root: str | os.PathLike, opts: PreprocessOptions | None = None, *
     from .download import check_subjects
 
     check_subjects(subjects)
+    with layout.generation_lock(out, progress):  # one writer per output root; a second then finds its files
+        _preprocess_locked(root, opts, subjects, out, overwrite, progress)
+    return subjects
+
+
+def _preprocess_locked(root: Path, opts: PreprocessOptions, subjects: list[int], out: Path, overwrite: bool,
+                       progress: Callable[[str], None] | None) -> None:
     if not overwrite:
         taken = [p for s in subjects for split in ("train", "test") if (p := layout.preprocessed_file(out, s, split)).exists()]
         if taken:
@@ -270,7 +278,6 @@ def preprocess(root: str | os.PathLike, opts: PreprocessOptions | None = None, *
     for s in subjects:
         preprocess_subject(root, s, opts, out, _n_conditions(root, s), progress or (lambda m: None))
     _share_images(root, out)
-    return subjects
 
 
 def _share_images(root: Path, out: Path) -> None:
