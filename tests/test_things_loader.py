@@ -354,3 +354,32 @@ def test_source_identity_of_the_release_hashes_each_file_once(tmp_path, monkeypa
     with open(layout.preprocessed_file(root, 7, "train"), "r+b") as f:
         f.write(b"\xff")  # same size, other bytes
     assert ds.source_identity() != first
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "int8", "complex", "str"])
+def test_bad_eeg_values_are_refused_at_preparation_in_one_line(twin, bad):
+    from eegbench_plugins.things_eeg2.safe_pickle import save_pickled_dict
+
+    path = layout.preprocessed_file(twin.root, 2, "train")
+    record = load_pickled_npy(path)
+    data = record["preprocessed_eeg_data"]
+    if bad in ("nan", "inf"):
+        data[3, 1, 5, 40] = np.nan if bad == "nan" else -np.inf
+        data[4, 0, 0, 0] = np.nan  # a later one: the first is named
+    else:
+        data = {"int8": lambda d: d.astype(np.int8), "complex": lambda d: d + 1j * d, "str": lambda d: d.astype(str)}[bad](data)
+    record["preprocessed_eeg_data"] = data
+    save_pickled_dict(path, record)
+    with pytest.raises(DataError) as err:
+        twin.load(2, "train", PrepOptions(averaging="all"))
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "subject 2" in msg
+    if bad in ("nan", "inf"):
+        channel = layout.OCCIPITO_PARIETAL[5]
+        assert f"condition 3, repetition 1, channel 5 ({channel}), time 40" in msg and "2 non-finite" in msg
+        assert ("nan" if bad == "nan" else "-inf") in msg
+    else:
+        assert "real floating point" in msg and {"int8": "int8", "complex": "complex", "str": "string"}[bad] in msg
+    # nothing prepared was stored, and the other subject is unaffected
+    assert not [p for p in loader.Cache(loader.CACHE_NAMESPACE).root.glob("*/meta.json")]
+    assert np.isfinite(twin.load(1, "train", PrepOptions(averaging="all")).eeg).all()

@@ -220,3 +220,25 @@ def test_preprocess_cli_whitens_with_the_ledoit_wolf_matrix(raw_root, tmp_path, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--mvnn-shrinkage" in err and "[0, 1]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_raw_eeg_is_one_line_naming_the_file_and_sample(raw_root, tmp_path):
+    import shutil
+
+    from eegbench_plugins.things_eeg2.safe_pickle import save_pickled_dict
+
+    root = tmp_path / "copy"
+    shutil.copytree(raw_root, root)
+    path = layout.raw_file(root, 1, 1, "train")
+    rec = load_pickled_npy(path)
+    rec["raw_eeg_data"][10, 1234] = np.inf
+    save_pickled_dict(path, rec)
+    with pytest.raises(DataError) as err:
+        preprocess(root, out_root=tmp_path / "out")
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "channel 10, sample 1234" in msg and "inf" in msg
+    rec["raw_eeg_data"] = rec["raw_eeg_data"].astype(np.complex128)
+    save_pickled_dict(path, rec)
+    with pytest.raises(DataError, match="complex"):
+        preprocess(root, out_root=tmp_path / "out")
+    assert not layout.preprocessed_file(tmp_path / "out", 1, "train").exists()

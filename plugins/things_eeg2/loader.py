@@ -24,7 +24,7 @@ from eegbench.interfaces import Dataset, EEGData, EEGInfo, ImageSet, PrepOptions
 from eegbench.paths import data_dir
 
 from . import layout
-from .prepare import prepare
+from .prepare import check_eeg, prepare
 from .safe_pickle import load_pickled_npy
 
 #: bump when preparation changes its output for the same options (part of every cache key)
@@ -265,6 +265,9 @@ class ThingsEEG2(Dataset):
                 f"{path}: preprocessed_eeg_data has shape {data.shape}; expected [{n_images} images, repetitions, "
                 "channels, times] matching image_metadata.npy"
             )
+        # checked once, here: a prepared (cached) entry is known good, and bad values never reach training
+        check_eeg(data, f"{path} (subject {subject}, {split})", ("condition", "repetition", "channel", "time"),
+                  {2: ch_names})
         rng = np.random.default_rng([int(options.seed), int(subject), 0 if split == "train" else 1])
         eeg, image_index, names, kept = prepare(
             data,

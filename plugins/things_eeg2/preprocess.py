@@ -66,9 +66,13 @@ def epoch_session(path: Path, opts: PreprocessOptions) -> tuple[np.ndarray, np.n
     """(epochs [n, C, T] float64, condition codes [n], channel names, times) of one raw file."""
     import mne
 
+    from .prepare import check_eeg
+
     rec = load_pickled_npy(path)
     try:
-        data = np.asarray(rec["raw_eeg_data"], dtype=np.float64)
+        data = np.asarray(rec["raw_eeg_data"])
+        check_eeg(data, str(path), ("channel", "sample"))
+        data = data.astype(np.float64, copy=False)
         names = [str(c) for c in rec["ch_names"]]
         types = [str(t) for t in rec.get("ch_types", ["eeg"] * (len(names) - 1) + ["stim"])]
         sfreq = float(rec["sfreq"])
