@@ -79,3 +79,47 @@ class Cache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return CacheEntry(final)
+
+
+#: namespace of the content-digest memo (one small JSON per file, keyed by its resolved path)
+DIGESTS = "file-digests"
+
+
+def _hash_bytes(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def file_digest(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """sha256 of a file's bytes, memoised under ``<cache>/file-digests/`` by (path, size, mtime, inode).
+
+    A data identity built from it follows the content: touching a file (a new mtime) re-hashes it to the same
+    digest, rewriting it with other bytes changes it. The memo makes repeated calls cost a ``stat`` and a small
+    read; a cache directory that cannot be written only loses the memo (the digest is still computed).
+    """
+    import hashlib
+
+    path = Path(path)
+    st = path.stat()
+    resolved = str(path.resolve())
+    stamp = {"path": resolved, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    memo = cache_dir(root) / DIGESTS / f"{hashlib.sha256(resolved.encode()).hexdigest()[:32]}.json"
+    try:
+        record = json.loads(memo.read_text())
+        if {k: record.get(k) for k in stamp} == stamp and isinstance(record.get("sha256"), str):
+            return record["sha256"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    digest = _hash_bytes(path)
+    if path.stat().st_mtime_ns != st.st_mtime_ns:  # changed while being read: hash what is there now, unmemoised
+        return _hash_bytes(path)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps({**stamp, "sha256": digest}))
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return digest

@@ -146,8 +146,9 @@ def _resolve_component(kind: str, ref: Any, source: str, table: str) -> dict[str
 def input_identity(components: Mapping[str, Any]) -> dict[str, Any]:
     """What the cells read, by identity, so a stored cell is never reused after its inputs changed.
 
-    ``data``: the dataset's ``source_identity()`` (files' path, size and mtime; cheap, never reads them).
-    ``files``: (path, size, mtime) of every file an image encoder or backbone parameter names (a weights
+    ``data``: the dataset's ``source_identity()`` (changes with the content of the files it reads).
+    ``files``: (path, size, sha256 of the bytes, memoised by ``cache.file_digest``) of every file an image
+    encoder or backbone parameter names (a weights
     checkpoint, an embedding file), relative paths also looked up under the dataset root. Library weights
     named by a tag are identified by the tag itself.
     """
@@ -173,8 +174,9 @@ def input_identity(components: Mapping[str, Any]) -> dict[str, Any]:
             for path in candidates:
                 try:
                     if path.is_file():
-                        st = path.stat()
-                        files[f"{kind}.{key}"] = [str(path.resolve()), st.st_size, st.st_mtime_ns]
+                        from .cache import file_digest
+
+                        files[f"{kind}.{key}"] = [str(path.resolve()), path.stat().st_size, file_digest(path)]
                         break
                 except OSError:
                     continue

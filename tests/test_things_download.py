@@ -45,6 +45,11 @@ class Server:
         self.nodes: dict[str, list[str]] = {}
         self.bad_hash: set[str] = set()
         self.cut_once: set[str] = set()
+        self.cut_always: set[str] = set()
+        self.fail_first: dict[str, int] = {}  # name -> how many requests answer 500 first
+        self.no_hash: set[str] = set()
+        self.looping: set[str] = set()  # nodes whose listing's next page is the page itself
+        self.paged: set[str] = set()  # nodes listed one file per page
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -56,9 +61,24 @@ class Server:
                 server.requests.append((self.path, self.headers.get("Range")))
                 parts = self.path.strip("/").split("/")
                 if parts[0] == "v2" and parts[1] == "nodes":
-                    names = server.nodes.get(parts[2], [])
-                    body = json.dumps({"data": [server.entry(n) for n in names], "links": {"next": None}}).encode()
+                    node = parts[2]
+                    if server.fail_first.get(node, 0) > 0:
+                        server.fail_first[node] -= 1
+                        return self._send(500, b"busy", {})
+                    names = server.nodes.get(node, [])
+                    next_url = None
+                    if node in server.looping:
+                        next_url = server.url + self.path
+                    elif node in server.paged:
+                        page = int(self.path.split("page=")[1]) if "page=" in self.path else 0
+                        names = names[page : page + 1]
+                        if page + 1 < len(server.nodes[node]):
+                            next_url = f"{server.url}/v2/nodes/{node}/files/osfstorage/?page={page + 1}"
+                    body = json.dumps({"data": [server.entry(n) for n in names], "links": {"next": next_url}}).encode()
                     return self._send(200, body, {"Content-Type": "application/json"})
+                if parts[0] == "files" and server.fail_first.get(parts[1], 0) > 0:
+                    server.fail_first[parts[1]] -= 1
+                    return self._send(500, b"internal server error", {})
                 if parts[0] == "files" and parts[1] in server.files:
                     data = server.files[parts[1]]
                     start = 0
@@ -72,7 +92,7 @@ class Server:
                     for k, v in headers.items():
                         self.send_header(k, v)
                     self.end_headers()
-                    if parts[1] in server.cut_once:
+                    if parts[1] in server.cut_once or parts[1] in server.cut_always:
                         server.cut_once.discard(parts[1])
                         self.wfile.write(body[: len(body) // 2])
                         self.wfile.flush()
@@ -98,8 +118,9 @@ class Server:
         digest = hashlib.sha256(self.files[name]).hexdigest()
         if name in self.bad_hash:
             digest = "0" * 64
+        hashes = {} if name in self.no_hash else {"sha256": digest}
         return {
-            "attributes": {"kind": "file", "name": name, "size": len(self.files[name]), "extra": {"hashes": {"sha256": digest}}},
+            "attributes": {"kind": "file", "name": name, "size": len(self.files[name]), "extra": {"hashes": hashes}},
             "links": {"download": f"{self.url}/files/{name}"},
         }
 
@@ -109,6 +130,7 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "RETRY_BACKOFF", 0.01)  # retries back off, briefly here
     srv = Server()
     monkeypatch.setenv(dl.OSF_API_ENV, srv.url + "/v2")
     monkeypatch.setenv(dl.FIGSHARE_API_ENV, srv.url + "/figshare")
@@ -193,6 +215,7 @@ def test_size_bound(tmp_path):
 
 
 def test_offline_is_one_message_with_manual_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "RETRY_BACKOFF", 0.01)
     monkeypatch.setenv(dl.OSF_API_ENV, "http://127.0.0.1:9/v2")  # nothing listens on the discard port
     with pytest.raises(DataError) as err:
         dl.download(tmp_path / "d", ["preprocessed"], [1], progress=False, retries=0, timeout=2)
@@ -207,10 +230,10 @@ def test_raw_falls_back_to_the_figshare_mirror(tmp_path, server, monkeypatch):
     figshare = {"files": [{"name": "sub-01.zip", "download_url": f"{server.url}/files/sub-01.zip", "computed_md5": md5, "size": 1}]}
     # the OSF raw node is not listed (404): the mirror serves
     original = dl._get_json
-    monkeypatch.setattr(dl, "_get_json", lambda url, timeout: figshare if "/figshare/" in url else original(url, timeout))
+    monkeypatch.setattr(dl, "_get_json", lambda url, timeout, retries=0: figshare if "/figshare/" in url else original(url, timeout, retries))
     server.nodes.pop("crxs4", None)
     monkeypatch.setitem(server.nodes, "crxs4", [])
-    monkeypatch.setattr(dl, "list_osf", lambda node, timeout=30: (_ for _ in ()).throw(ValueError("down")))
+    monkeypatch.setattr(dl, "list_osf", lambda node, timeout=30, retries=3: (_ for _ in ()).throw(ValueError("down")))
     dl.download(tmp_path / "d", ["raw"], [1], progress=False, retries=0)
     assert layout.raw_file(tmp_path / "d", 1, 4, "test").is_file()
 
@@ -290,3 +313,102 @@ def test_verify_a_twin_checks_its_own_subjects_with_twin_advice(tmp_path, capsys
     # and the release's download refuses to mix its files into a twin
     assert main(["download", "things-eeg-2", "--root", str(root), "--subjects", "3"]) == 2
     assert "synthetic twin" in capsys.readouterr().err
+
+
+def test_a_listing_whose_next_page_is_itself_ends_in_one_line(tmp_path, server):
+    server.looping.add("anp5v")
+    with pytest.raises(DataError) as err:
+        dl.download(tmp_path / "d", ["preprocessed"], [1], progress=False, retries=0)
+    msg = str(err.value)
+    assert "\n" not in msg and "loops" in msg and "anp5v" in msg and "https://osf.io/anp5v/" in msg
+    assert len([p for p, _ in server.requests if p.startswith("/v2/")]) == 1  # not followed a second time
+
+
+def test_a_paged_listing_is_followed_to_its_end(tmp_path, server):
+    server.paged.add("anp5v")
+    dl.download(tmp_path / "d", ["preprocessed"], [2], progress=False, retries=0)
+    assert layout.preprocessed_file(tmp_path / "d", 2, "test").is_file()
+    assert len([p for p, _ in server.requests if p.startswith("/v2/")]) == 2
+
+
+def test_a_file_without_a_published_hash_needs_the_flag_and_its_hash_is_recorded(tmp_path, server, capsys):
+    server.no_hash.add("sub-01.zip")
+    root = tmp_path / "data"
+    code = main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "publishes no hash" in err and "--allow-unverified" in err and len(err.strip().splitlines()) == 1
+    assert server.downloads() == [] and not layout.preprocessed_file(root, 1, "train").exists()
+    assert main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "1",
+                 "--allow-unverified"]) == 0
+    err = capsys.readouterr().err
+    digest = hashlib.sha256(server.files["sub-01.zip"]).hexdigest()
+    assert "warning: sub-01.zip: no published hash" in err and digest in err
+    record = json.loads((root / dl.DOWNLOADS / "sub-01.zip.done").read_text())
+    assert record["sha256"] == digest and record["verified"] is False and record["published_hash"] is None
+    assert layout.preprocessed_file(root, 1, "train").is_file()
+    # a verified file records its published hash
+    dl.download(root, ["preprocessed"], [2], progress=False, retries=0)
+    record = json.loads((root / dl.DOWNLOADS / "sub-02.zip.done").read_text())
+    assert record["verified"] is True and record["sha256"] == hashlib.sha256(server.files["sub-02.zip"]).hexdigest()
+
+
+def _evil_npy() -> bytes:
+    import pickle
+
+    from numpy.lib import format as npy_format
+
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(buf, {"descr": "|O", "fortran_order": False, "shape": ()})
+    pickle.dump({"preprocessed_eeg_data": _Evil()}, buf, protocol=3)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("where", ["metadata", "archive"])
+def test_a_pickle_that_would_run_code_is_refused_before_it_is_placed(tmp_path, server, monkeypatch, where):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "data"
+    if where == "metadata":
+        server.files["image_metadata.npy"] = _evil_npy()
+        part, subjects, placed = "images", None, layout.metadata_file(root)
+    else:
+        server.files["sub-01.zip"] = _zip({"sub-01/preprocessed_eeg_training.npy": _evil_npy(),
+                                          "sub-01/preprocessed_eeg_test.npy": _npy_bytes(tmp_path, {"x": np.zeros(2)})})
+        part, subjects, placed = "preprocessed", [1], layout.preprocessed_file(root, 1, "train")
+    from eegbench_plugins.things_eeg2.safe_pickle import UnsafePickleError
+
+    with pytest.raises(UnsafePickleError) as err:
+        dl.download(root, [part], subjects, progress=False, retries=0)
+    msg = str(err.value)
+    assert "\n" not in msg and "os" in msg and "refused" in msg
+    assert ("image_metadata.npy" in msg) if where == "metadata" else ("sub-01.zip:sub-01/preprocessed_eeg_training.npy" in msg)
+    assert not placed.exists() and not (tmp_path / "PWNED").exists()
+    assert not layout.preprocessed_file(root, 1, "test").exists()  # nothing of a refused archive is placed
+    assert [p for p in (root / dl.DOWNLOADS).rglob("*") if p.is_file()] == []
+
+
+def test_server_errors_are_retried_then_one_line(tmp_path, server, capsys):
+    root = tmp_path / "data"
+    server.fail_first["sub-01.zip"] = 2
+    server.fail_first["anp5v"] = 1  # the listing too
+    dl.download(root, ["preprocessed"], [1], progress=False, retries=2)
+    assert layout.preprocessed_file(root, 1, "train").is_file()
+    assert server.downloads().count("/files/sub-01.zip") == 3
+    # a server that keeps failing: bounded, then one line naming the file, its URL and what to do
+    server.fail_first["sub-02.zip"] = 100
+    code = main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    err = err.strip().splitlines()[-1]  # after the progress line, the error in one line
+    assert err.startswith("eegbench: error: ") and "sub-02.zip" in err and f"{server.url}/files/sub-02.zip" in err and "4 attempt" in err and "again later" in err
+    assert server.downloads().count("/files/sub-02.zip") == 4  # 1 + the default 3 retries
+
+
+def test_a_transfer_cut_every_time_is_retried_with_resume_then_one_line(tmp_path, server):
+    server.cut_always.add("sub-01.zip")
+    with pytest.raises(DataError) as err:
+        dl.download(tmp_path / "d", ["preprocessed"], [1], progress=False, retries=2)
+    msg = str(err.value)
+    assert "\n" not in msg and "sub-01.zip" in msg and "3 attempt" in msg
+    ranges = [r for p, r in server.requests if p == "/files/sub-01.zip"]
+    assert len(ranges) == 3 and ranges[0] is None and all(r and r != "bytes=0-" for r in ranges[1:])
+    assert not layout.preprocessed_file(tmp_path / "d", 1, "train").exists()

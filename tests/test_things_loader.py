@@ -117,14 +117,21 @@ def test_cache_hit_is_memory_mapped_and_skips_the_source(twin, monkeypatch):
     assert len(calls) == 1
 
 
-def test_changed_source_file_invalidates_the_cache(twin):
+def test_the_cache_follows_the_source_content_not_its_mtime(twin):
     opts = PrepOptions()
     a = twin.load(1, "test", opts)
     path = layout.preprocessed_file(twin.root, 1, "test")
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert twin.load(1, "test", opts).eeg.filename == a.eeg.filename  # touched, same bytes: the same entry
+    record = load_pickled_npy(path)
+    record["preprocessed_eeg_data"] = record["preprocessed_eeg_data"] * 2
+    from eegbench_plugins.things_eeg2.safe_pickle import save_pickled_dict
+
+    save_pickled_dict(path, record)
     b = twin.load(1, "test", opts)
     assert a.eeg.filename != b.eeg.filename
+    np.testing.assert_allclose(np.asarray(b.eeg), 2 * np.asarray(a.eeg), rtol=1e-6)
 
 
 def _write_release_folder(root, n_train_concepts=3, per_concept=10, n_test=4):
@@ -189,7 +196,8 @@ def test_synthetic_default_root_is_generated_once_under_data_dir(tmp_path):
     again = eegbench.create("dataset", "things-eeg-2-synthetic", **TWIN)
     again.ensure_available()
     assert layout.synth_params_file(ds.root).stat().st_mtime_ns == stamp
-    assert [p.name for p in ds.root.parent.iterdir()] == [ds.root.name]  # no temporary leftovers
+    # no temporary leftovers (the generation lock file stays: removing it would race with a waiting process)
+    assert [p.name for p in ds.root.parent.iterdir() if not p.name.endswith(".lock")] == [ds.root.name]
     assert ds.describe()["synthetic"] is True
 
 
@@ -275,45 +283,43 @@ def test_seed_is_in_the_cache_key_only_for_random_draws(twin):
     assert twin.cache_fields(1, "train", PrepOptions(averaging=np.int64(2), seed=5))["options"]["seed"] == 5
 
 
-def _no_reads(monkeypatch):
-    """Make every file read or generation fail, so source_identity is shown to stat only."""
-    import builtins
-    import io
-
+def _no_hashing(monkeypatch):
+    """Make hashing a file's bytes or generating a twin fail, so a call is shown to use the memo only."""
+    from eegbench import cache
     from eegbench_plugins.things_eeg2 import synth
 
     def refuse(*args, **kwargs):
-        raise AssertionError(f"read or generation attempted: {args[:1]}")
+        raise AssertionError(f"file hashed or twin generated: {args[:1]}")
 
-    monkeypatch.setattr(builtins, "open", refuse)
-    monkeypatch.setattr(io, "open", refuse)
-    monkeypatch.setattr(np, "load", refuse)
+    monkeypatch.setattr(cache, "_hash_bytes", refuse)
     monkeypatch.setattr(loader, "load_pickled_npy", refuse)
     monkeypatch.setattr(synth, "write_twin", refuse)
 
 
-def test_source_identity_stats_only_and_tracks_every_file(tmp_path, monkeypatch):
+def test_source_identity_is_the_content_memoised_and_tracks_every_file(tmp_path, monkeypatch):
     root = tmp_path / "twin"
     params = {**TWIN, "noise": 4.0}
     # a twin not generated yet: its parameter hash, nothing written
     fresh = loader.build_synthetic(root=root, **params)
     with monkeypatch.context() as m:
-        _no_reads(m)
+        _no_hashing(m)
         absent = fresh.source_identity()
     assert absent == f"things-eeg-2-synthetic-{fresh.synthetic.content_hash()}:absent" and not root.exists()
     fresh.ensure_available()
     ds = loader.build_synthetic(root=root, **params)
+    base = ds.source_identity()  # hashes each file once
     with monkeypatch.context() as m:
-        _no_reads(m)
-        base = ds.source_identity()
-        assert ds.source_identity() == base
+        _no_hashing(m)
+        assert ds.source_identity() == base  # then only the memo is read
     assert base != absent and base.startswith(f"things-eeg-2-synthetic-{ds.synthetic.content_hash()}:")
-    touched = [layout.preprocessed_file(root, 2, "test"), layout.metadata_file(root),
-               layout.synth_params_file(root), layout.latents_file(root)]
+    tracked = [layout.preprocessed_file(root, 2, "test"), layout.metadata_file(root), layout.latents_file(root)]
     seen = {base}
-    for path in touched:
+    for path in tracked + [layout.synth_params_file(root)]:
         st = path.stat()
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: the content is the same
+        assert ds.source_identity() == base, path
+    for path in tracked:
+        path.write_bytes(path.read_bytes() + b"\0")  # other content
         now = ds.source_identity()
         assert now not in seen, path
         seen.add(now)
@@ -321,21 +327,59 @@ def test_source_identity_stats_only_and_tracks_every_file(tmp_path, monkeypatch)
     assert ds.source_identity() not in seen
 
 
-def test_source_identity_of_the_release_never_reads_the_big_files(tmp_path, monkeypatch):
+def test_identity_of_a_copy_elsewhere_is_the_same(tmp_path):
+    import shutil
+
+    ds = loader.build_synthetic(root=tmp_path / "a", **TWIN)
+    ds.ensure_available()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert loader.build_synthetic(root=tmp_path / "b", **TWIN).source_identity() == ds.source_identity()
+
+
+def test_source_identity_of_the_release_hashes_each_file_once(tmp_path, monkeypatch):
     root = tmp_path / "release"
     for s in range(1, 11):
         for split in ("train", "test"):
             path = layout.preprocessed_file(root, s, split)
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as f:
-                f.truncate(1 << 30)  # sparse: the release's size without the disk
+            path.write_bytes(bytes([s]) * 4096)
     layout.metadata_file(root).parent.mkdir(parents=True)
     layout.metadata_file(root).write_bytes(b"x")
     ds = build(root)
-    with monkeypatch.context() as m:
-        _no_reads(m)
-        first = ds.source_identity()
+    first = ds.source_identity()
     assert first.startswith("things-eeg-2:")
-    with open(layout.preprocessed_file(root, 7, "train"), "ab") as f:
-        f.truncate((1 << 30) + 1)
+    with monkeypatch.context() as m:
+        _no_hashing(m)
+        assert ds.source_identity() == first
+    with open(layout.preprocessed_file(root, 7, "train"), "r+b") as f:
+        f.write(b"\xff")  # same size, other bytes
     assert ds.source_identity() != first
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "int8", "complex", "str"])
+def test_bad_eeg_values_are_refused_at_preparation_in_one_line(twin, bad):
+    from eegbench_plugins.things_eeg2.safe_pickle import save_pickled_dict
+
+    path = layout.preprocessed_file(twin.root, 2, "train")
+    record = load_pickled_npy(path)
+    data = record["preprocessed_eeg_data"]
+    if bad in ("nan", "inf"):
+        data[3, 1, 5, 40] = np.nan if bad == "nan" else -np.inf
+        data[4, 0, 0, 0] = np.nan  # a later one: the first is named
+    else:
+        data = {"int8": lambda d: d.astype(np.int8), "complex": lambda d: d + 1j * d, "str": lambda d: d.astype(str)}[bad](data)
+    record["preprocessed_eeg_data"] = data
+    save_pickled_dict(path, record)
+    with pytest.raises(DataError) as err:
+        twin.load(2, "train", PrepOptions(averaging="all"))
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "subject 2" in msg
+    if bad in ("nan", "inf"):
+        channel = layout.OCCIPITO_PARIETAL[5]
+        assert f"condition 3, repetition 1, channel 5 ({channel}), time 40" in msg and "2 non-finite" in msg
+        assert ("nan" if bad == "nan" else "-inf") in msg
+    else:
+        assert "real floating point" in msg and {"int8": "int8", "complex": "complex", "str": "string"}[bad] in msg
+    # nothing prepared was stored, and the other subject is unaffected
+    assert not [p for p in loader.Cache(loader.CACHE_NAMESPACE).root.glob("*/meta.json")]
+    assert np.isfinite(twin.load(1, "train", PrepOptions(averaging="all")).eeg).all()

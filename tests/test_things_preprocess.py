@@ -155,3 +155,90 @@ def test_twin_without_raw_sessions_suggests_the_twin_command(tmp_path, capsys):
     assert layout.raw_file(root, 1, 4, "test").is_file()
     assert layout.preprocessed_file(root, 1, "test").stat().st_mtime_ns == before
     assert json.loads(layout.synth_params_file(root).read_text())["raw"] is True
+
+
+def _authors_sigma(epochs, codes, mode, shrinkage):
+    """The dataset authors' mvnn loop (gifale95/eeg_encoding preprocessing_utils.mvnn), one partition, written
+    with scikit-learn's own ``_cov`` exactly as they call it: per condition the mean of per-epoch (time ×
+    channels) or per-time-point (repetitions × channels) covariances, then the mean over conditions."""
+    from sklearn.discriminant_analysis import _cov
+
+    sigma_cond = []
+    for code in np.unique(codes):
+        cond = epochs[codes == code]
+        if mode == "time":
+            if len(cond) < 2:
+                continue
+            sigma_cond.append(np.mean([_cov(cond[:, :, t], shrinkage=shrinkage) for t in range(cond.shape[2])], axis=0))
+        else:
+            sigma_cond.append(np.mean([_cov(cond[e].T, shrinkage=shrinkage) for e in range(len(cond))], axis=0))
+    return np.mean(sigma_cond, axis=0)
+
+
+@pytest.mark.parametrize("mode, fit, shrinkage", [
+    ("epochs", "train", "auto"), ("time", "train", "auto"), ("epochs", "train+test", "auto"), ("time", "train+test", 0.3),
+])
+def test_mvnn_whitening_equals_scikit_learn_ledoit_wolf(raw_root, mode, fit, shrinkage):
+    from scipy.linalg import fractional_matrix_power
+
+    from eegbench_plugins.things_eeg2.preprocess import epoch_session, whitening_matrix
+
+    opts = PreprocessOptions(mvnn=mode, mvnn_fit=fit, mvnn_shrinkage=shrinkage)
+    parts = {s: epoch_session(layout.raw_file(raw_root, 1, 2, s), opts)[:2] for s in ("train", "test")}
+    fitted = ["train"] if fit == "train" else ["test", "train"]  # the authors' order; a mean either way
+    sigma = np.mean([_authors_sigma(*parts[s], mode, shrinkage) for s in fitted], axis=0)
+    expected = fractional_matrix_power(sigma, -0.5)
+    assert np.isrealobj(expected) or np.abs(expected.imag).max() < 1e-12
+    np.testing.assert_allclose(whitening_matrix(parts, opts), expected.real, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+    if shrinkage == "auto":  # Ledoit-Wolf is not a fixed shrinkage: the old 0.1 gives another matrix
+        other = whitening_matrix(parts, PreprocessOptions(mvnn=mode, mvnn_fit=fit, mvnn_shrinkage=0.1))
+        assert not np.allclose(other, expected.real, rtol=1e-3)
+
+
+def test_preprocess_cli_whitens_with_the_ledoit_wolf_matrix(raw_root, tmp_path, capsys):
+    """End to end: the test trials written for session 1 are the session's epochs times scikit-learn's Σ^-½."""
+    from scipy.linalg import fractional_matrix_power
+
+    from eegbench_plugins.things_eeg2.preprocess import epoch_session
+
+    out = tmp_path / "lw"
+    assert main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn-shrinkage", "auto"]) == 0
+    capsys.readouterr()
+    opts = PreprocessOptions()
+    (train, train_codes, _, _), (test, test_codes, _, _) = (epoch_session(layout.raw_file(raw_root, 1, 1, s), opts)
+                                                          for s in ("train", "test"))
+    w = fractional_matrix_power(_authors_sigma(train, train_codes, "epochs", "auto"), -0.5).real
+    whitened = np.einsum("cd,ndt->nct", w, test)[np.argsort(test_codes, kind="stable")]
+    per_session = P.test_repetitions // layout.N_SESSIONS
+    written = load_pickled_npy(layout.preprocessed_file(out, 1, "test"))["preprocessed_eeg_data"][:, :per_session]
+    np.testing.assert_allclose(written, whitened.reshape(written.shape), rtol=1e-8, atol=1e-10)
+    sidecar = json.loads((layout.preprocessed_file(out, 1, "train").parent / "preprocessing.json").read_text())
+    assert sidecar["mvnn_shrinkage"] == "ledoit-wolf" and sidecar["options"]["mvnn_fit"] == "train"
+    # a bad value is one line at the command line
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(tmp_path / "x"), "--mvnn-shrinkage", "2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--mvnn-shrinkage" in err and "[0, 1]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_raw_eeg_is_one_line_naming_the_file_and_sample(raw_root, tmp_path):
+    import shutil
+
+    from eegbench_plugins.things_eeg2.safe_pickle import save_pickled_dict
+
+    root = tmp_path / "copy"
+    shutil.copytree(raw_root, root)
+    path = layout.raw_file(root, 1, 1, "train")
+    rec = load_pickled_npy(path)
+    rec["raw_eeg_data"][10, 1234] = np.inf
+    save_pickled_dict(path, rec)
+    with pytest.raises(DataError) as err:
+        preprocess(root, out_root=tmp_path / "out")
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "channel 10, sample 1234" in msg and "inf" in msg
+    rec["raw_eeg_data"] = rec["raw_eeg_data"].astype(np.complex128)
+    save_pickled_dict(path, rec)
+    with pytest.raises(DataError, match="complex"):
+        preprocess(root, out_root=tmp_path / "out")
+    assert not layout.preprocessed_file(tmp_path / "out", 1, "train").exists()

@@ -144,3 +144,51 @@ def test_cli_synth_refuses_to_replace_a_twin_with_other_parameters(tmp_path, cap
     assert layout.synth_params_file(root).read_text() == record  # untouched
     assert main(other + ["--force"]) == 0
     assert '"seed": 4' in layout.synth_params_file(root).read_text()
+
+
+_RACER = r"""
+import json, os, sys, time
+from pathlib import Path
+from eegbench_plugins.things_eeg2 import layout
+from eegbench_plugins.things_eeg2.loader import build_synthetic
+
+root, me = Path(sys.argv[1]), sys.argv[2]
+ds = build_synthetic(root=root, subjects=2, train_concepts=20, images_per_concept=3, test_images=10, test_repetitions=8)
+(root.parent / f"ready-{me}").touch()
+while not (root.parent / "go").exists():
+    time.sleep(0.005)
+ds.ensure_available()
+st = layout.synth_params_file(root).stat()
+print(json.dumps({"identity": ds.source_identity(), "inode": st.st_ino, "mtime": st.st_mtime_ns}))
+"""
+
+
+def test_two_first_uses_at_once_generate_one_twin(tmp_path):
+    """Both processes reach generation together; the file lock lets one write and the other find its twin."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "racer.py"
+    script.write_text(_RACER)
+    base = tmp_path / "data"
+    base.mkdir()
+    root = base / "twin"
+    env = {**os.environ, "EEGBENCH_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, str(script), str(root), str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for i in (1, 2)]
+    deadline = time.time() + 120
+    while not all((base / f"ready-{i}").exists() for i in (1, 2)):
+        assert time.time() < deadline and all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.01)
+    (base / "go").touch()
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    first, second = (json.loads(out.strip().splitlines()[-1]) for out, _ in outs)
+    assert first == second  # one twin: the same files (same inode and mtime), the same identity
+    final = layout.synth_params_file(root).stat()
+    assert (final.st_ino, final.st_mtime_ns) == (first["inode"], first["mtime"])
+    assert sorted(p.name for p in base.iterdir() if not p.name.startswith(("ready-", "go"))) == [".twin.lock", "twin"]
+    assert any("waiting for another process" in err for _, err in outs)

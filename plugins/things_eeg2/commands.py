@@ -30,6 +30,9 @@ def register(commands) -> None:
     p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
     p.add_argument("--parts", default="preprocessed,images", help="comma list of preprocessed, images, raw")
     p.add_argument("--subjects", type=int, nargs="+", help="subject numbers (default: 1-10)")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="also place files the host publishes no hash for (with a warning; their sha256 is recorded "
+                        "in <root>/.downloads/<name>.done)")
     p.set_defaults(func=cmd_download)
 
     p = commands.verify.add_parser("things-eeg-2", help="list present, missing and corrupt Things-EEG-2 files")
@@ -46,8 +49,15 @@ def register(commands) -> None:
     p.add_argument("--channels", choices=["occipito-parietal", "all"], default="occipito-parietal")
     p.add_argument("--tmin", type=float, default=-0.2)
     p.add_argument("--tmax", type=float, default=0.8)
-    p.add_argument("--mvnn", choices=["epochs", "time", "none"], default="epochs")
-    p.add_argument("--mvnn-fit", choices=["train", "train+test"], default="train")
+    p.add_argument("--mvnn", choices=["epochs", "time", "none"], default="epochs",
+                   help="multivariate noise normalisation: a noise covariance per epoch over time (epochs, the "
+                        "authors' default), per time point over repetitions (time), or none")
+    p.add_argument("--mvnn-fit", choices=["train", "train+test"], default="train",
+                   help="partitions the covariance is fitted on: train (default; no test statistics) or train+test "
+                        "(the authors' original, averaging both)")
+    p.add_argument("--mvnn-shrinkage", type=_shrinkage, default="auto", metavar="auto|FLOAT",
+                   help="covariance shrinkage: auto = Ledoit-Wolf via scikit-learn (the authors', NICE's and UBP's; "
+                        "default), or a fixed coefficient in [0, 1]")
     p.add_argument("--overwrite", action="store_true", help="replace existing preprocessed_eeg_*.npy under the output root")
     p.set_defaults(func=cmd_preprocess)
 
@@ -58,6 +68,18 @@ def _root(args: argparse.Namespace):
     from eegbench.paths import data_dir
 
     return Path(args.root).expanduser() if args.root else data_dir() / "things-eeg-2"
+
+
+def _shrinkage(text: str):
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:  # nan fails too
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto (Ledoit-Wolf) or a number in [0, 1]")
+    return value
 
 
 def _parts(text: str) -> list[str]:
@@ -95,7 +117,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from .download import download
 
-    download(_root(args), parts=_parts(args.parts), subjects=args.subjects, progress=True)
+    download(_root(args), parts=_parts(args.parts), subjects=args.subjects, progress=True,
+             allow_unverified=args.allow_unverified)
     return 0
 
 
@@ -119,7 +142,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from .preprocess import PreprocessOptions, preprocess
 
     opts = PreprocessOptions(
-        sfreq=args.sfreq, channels=args.channels, tmin=args.tmin, tmax=args.tmax, mvnn=args.mvnn, mvnn_fit=args.mvnn_fit
+        sfreq=args.sfreq, channels=args.channels, tmin=args.tmin, tmax=args.tmax, mvnn=args.mvnn, mvnn_fit=args.mvnn_fit,
+        mvnn_shrinkage=args.mvnn_shrinkage,
     )
     root = _root(args)
     preprocess(root, opts, subjects=args.subjects, out_root=args.out or None, overwrite=args.overwrite, progress=_progress)

@@ -2,9 +2,15 @@
 
 Files are listed through the hosts' public APIs (OSF, figshare), which give each file's hash; each file is
 fetched with pooch (retries, hash verification, atomic move into place) through a downloader that resumes
-a cut transfer from its ``.part`` file with an HTTP Range request. Archives are extracted safely (no entry
-may leave the target folder, no links, a bound on the total size) and then placed in the layout. A part
-whose files are already complete is skipped without touching the network.
+a cut transfer from its ``.part`` file with an HTTP Range request. Server errors (5xx), refused connections
+and cut transfers are retried a bounded number of times with exponential backoff, then reported in one line
+naming the file and URL. Listings are followed page by page with a bound and a cycle check. A file the host
+publishes no hash for is placed only with ``allow_unverified`` (``--allow-unverified``), with a warning, and
+its computed sha256 recorded. Every pickled ``.npy`` (the release's dicts, ``image_metadata.npy``) is scanned
+by the restricted loader's opcode scan before it is placed. Archives are extracted safely (no entry may leave
+the target folder, no links, a bound on the total size) and then placed in the layout. Each placed remote
+file leaves ``<root>/.downloads/<name>.done`` (JSON: url, published hash, sha256, verified). A part whose
+files are already complete is skipped without touching the network.
 
 Hosts are data (``sources.toml``). ``EEGBENCH_OSF_API`` / ``EEGBENCH_FIGSHARE_API`` override the API base
 URLs (tests point them at a local server).
@@ -12,11 +18,13 @@ URLs (tests point them at a local server).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
 import sys
 import tempfile
+import time
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -35,6 +43,15 @@ DEFAULT_FIGSHARE_API = "https://api.figshare.com/v2"
 MAX_EXTRACT_BYTES = 64 * 2**30
 DOWNLOADS = ".downloads"
 PARTS = ("preprocessed", "images", "raw")
+#: first wait (seconds) before retrying a failed request; doubled per attempt, capped at MAX_BACKOFF
+RETRY_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+#: pages of one listing followed at most (OSF pages hold 10-100 files; the release has a few dozen)
+MAX_LISTING_PAGES = 1000
+
+
+class ListingError(DataError):
+    """A host's listing that cannot be followed (a page loop, too many pages, a malformed page)."""
 
 
 @dataclass(frozen=True)
@@ -60,23 +77,51 @@ def sources() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ listing
-def _get_json(url: str, timeout: float) -> Any:
+def _retryable(exc: Exception) -> bool:
+    """Server errors, dropped connections and cut transfers are worth another try; 4xx answers are not."""
     import requests
 
-    resp = requests.get(url, timeout=timeout, headers={"Accept": "application/json"})
-    resp.raise_for_status()
-    return resp.json()
+    response = getattr(exc, "response", None)
+    if isinstance(exc, requests.exceptions.HTTPError) and response is not None:
+        return response.status_code >= 500 or response.status_code in (408, 429)
+    return isinstance(exc, requests.exceptions.RequestException)
 
 
-def list_osf(node: str, timeout: float = 30.0) -> dict[str, RemoteFile]:
+def _backoff(attempt: int) -> None:
+    time.sleep(min(RETRY_BACKOFF * 2**attempt, MAX_BACKOFF))
+
+
+def _get_json(url: str, timeout: float, retries: int = 3) -> Any:
+    import requests
+
+    for attempt in range(retries + 1):
+        try:
+            resp = requests.get(url, timeout=timeout, headers={"Accept": "application/json"})
+            resp.raise_for_status()
+            return resp.json()
+        except requests.exceptions.RequestException as exc:
+            if attempt == retries or not _retryable(exc):
+                raise
+            _backoff(attempt)
+
+
+def list_osf(node: str, timeout: float = 30.0, retries: int = 3) -> dict[str, RemoteFile]:
     """Files of a public OSF node's storage (folders followed), keyed by file name."""
     base = os.environ.get(OSF_API_ENV, DEFAULT_OSF_API).rstrip("/")
     out: dict[str, RemoteFile] = {}
     pending = [f"{base}/nodes/{node}/files/osfstorage/"]
+    seen: set[str] = set()
     while pending:
         url: str | None = pending.pop()
         while url:
-            page = _get_json(url, timeout)
+            if url in seen:  # a next page (or folder) pointing back: the listing would never end
+                raise ListingError(f"OSF {node}: listing loops (page {url} comes again)")
+            if len(seen) >= MAX_LISTING_PAGES:
+                raise ListingError(f"OSF {node}: listing has more than {MAX_LISTING_PAGES} pages")
+            seen.add(url)
+            page = _get_json(url, timeout, retries)
+            if not isinstance(page, dict):
+                raise ListingError(f"OSF {node}: page {url} is not a JSON object")
             for item in page.get("data", []):
                 attrs = item.get("attributes", {})
                 if attrs.get("kind") == "folder":
@@ -89,10 +134,10 @@ def list_osf(node: str, timeout: float = 30.0) -> dict[str, RemoteFile]:
     return out
 
 
-def list_figshare(article: int, timeout: float = 30.0) -> dict[str, RemoteFile]:
+def list_figshare(article: int, timeout: float = 30.0, retries: int = 3) -> dict[str, RemoteFile]:
     """Files of a public figshare article, keyed by file name."""
     base = os.environ.get(FIGSHARE_API_ENV, DEFAULT_FIGSHARE_API).rstrip("/")
-    record = _get_json(f"{base}/articles/{article}", timeout)
+    record = _get_json(f"{base}/articles/{article}", timeout, retries)
     return {
         f["name"]: RemoteFile(f["name"], f["download_url"], f"md5:{f['computed_md5']}" if f.get("computed_md5") else None, f.get("size"))
         for f in record.get("files", [])
@@ -271,22 +316,41 @@ class ResumableDownloader:
                 for block in resp.iter_content(self.chunk):
                     fh.write(block)
                     bar.update(len(block))
+        got = part.stat().st_size
+        if total and got < total:  # the server closed early without an error: resume on the next attempt
+            raise requests.exceptions.ChunkedEncodingError(f"transfer cut at {got} of {total} bytes")
         # pooch checks the hash of output_file and moves it into place (or deletes it on a mismatch)
         shutil.move(str(part), str(output_file))
         return None
 
 
-def _fetch(remote: RemoteFile, dest_dir: Path, retries: int, progress: bool) -> Path:
+def _fetch(remote: RemoteFile, dest_dir: Path, retries: int, progress: bool, manual: str = "") -> Path:
+    """Fetch one file into ``dest_dir`` (its hash checked when published), retrying server errors and cut
+    transfers ``retries`` times with backoff (each retry resumes the ``.part``); then one line."""
     import pooch
+    import requests
 
     dest_dir.mkdir(parents=True, exist_ok=True)
     fetcher = pooch.create(
         path=dest_dir, base_url="", registry={remote.name: remote.known_hash}, urls={remote.name: remote.url},
-        retry_if_failed=retries,
+        retry_if_failed=0,  # retried here, with backoff and a one-line error at the end
     )
     downloader = ResumableDownloader(dest_dir, progress=progress)
     try:
-        return Path(fetcher.fetch(remote.name, downloader=downloader))
+        for attempt in range(retries + 1):
+            try:
+                return Path(fetcher.fetch(remote.name, downloader=downloader))
+            except requests.exceptions.RequestException as exc:
+                if attempt < retries and _retryable(exc):
+                    _backoff(attempt)
+                    continue
+                reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                raise DataError(
+                    f"{remote.name}: download from {remote.url} failed after {attempt + 1} attempt(s) "
+                    f"({type(exc).__name__}: {reason}); run the same command again later (a partial file is resumed)"
+                    + (f", or download it by hand from {manual}" if manual else "")
+                ) from None
+        raise AssertionError("unreachable")
     except ValueError as exc:  # pooch: hash mismatch (the temporary file is already deleted)
         part = downloader.part_file(remote.url)
         if part.exists():
@@ -295,6 +359,25 @@ def _fetch(remote: RemoteFile, dest_dir: Path, retries: int, progress: bool) -> 
             f"{remote.name}: downloaded file does not match its published hash {remote.known_hash} ({exc}); "
             "nothing was kept; try again later or download it by hand"
         ) from None
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def scan_npy(path: Path, source: str) -> None:
+    """Refuse an ``.npy`` whose pickle names anything but data (opcode scan: nothing is built or run) or that
+    is not a valid ``.npy`` at all; plain arrays pass after their header is read."""
+    from .safe_pickle import read_npy_header, scan_pickle
+
+    with open(path, "rb") as fh:
+        try:
+            _, _, dtype = read_npy_header(fh)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{source}: not a valid .npy file ({exc}); nothing was placed") from None
+        if dtype.hasobject:
+            scan_pickle(fh, source)
 
 
 def safe_extract(archive: Path, dest: Path, max_bytes: int = MAX_EXTRACT_BYTES) -> None:
@@ -361,15 +444,18 @@ def _place(root: Path, part: str, name: str, extracted: Path) -> None:
     shutil.move(str(src), str(dest))
 
 
-def _listing(part: str, timeout: float) -> tuple[dict[str, RemoteFile], list[str]]:
+def _listing(part: str, timeout: float, retries: int = 3) -> tuple[dict[str, RemoteFile], list[str]]:
     import requests
 
     errors = []
     for host in sources()[part]["hosts"]:
         try:
-            files = list_osf(host["node"], timeout) if host["kind"] == "osf" else list_figshare(host["article"], timeout)
+            files = (list_osf(host["node"], timeout, retries) if host["kind"] == "osf"
+                     else list_figshare(host["article"], timeout, retries))
             return files, errors
-        except (requests.exceptions.RequestException, ValueError, KeyError) as exc:
+        except ListingError as exc:
+            errors.append(str(exc))
+        except (requests.exceptions.RequestException, ValueError, KeyError, TypeError, AttributeError) as exc:
             errors.append(f"{_host_label(host)}: {type(exc).__name__}")
     return {}, errors
 
@@ -383,13 +469,19 @@ def download(
     retries: int = 3,
     timeout: float = 60.0,
     max_bytes: int = MAX_EXTRACT_BYTES,
+    allow_unverified: bool = False,
 ) -> dict[str, list[str]]:
     """Fetch ``parts`` for ``subjects`` into ``root``; complete files are skipped.
 
-    Returns ``{"downloaded": [names], "skipped": [names]}``.
+    A file its host publishes no hash for is refused unless ``allow_unverified`` (then placed with a warning
+    on stderr and its sha256 recorded in ``<root>/.downloads/<name>.done``).
+
+    Returns ``{"downloaded": [names], "skipped": [names], "unverified": [names]}``.
 
     Raises:
-        DataError: no host reachable (with the manual steps), a hash mismatch, or an unsafe archive.
+        DataError: no host reachable (with the manual steps), a download failing after its retries, a hash
+            mismatch, a file without a published hash (without ``allow_unverified``), an unsafe archive or
+            pickle (``UnsafePickleError``; nothing of it is placed).
     """
     root = Path(root).expanduser()
     subjects = check_subjects(subjects) or list(range(1, layout.N_SUBJECTS + 1))
@@ -398,7 +490,7 @@ def download(
     twin = read_params(root)
     if twin is not None:  # the release's files would be mixed into generated ones
         raise DataError(f"download into a synthetic twin refused: {twin_advice(root, twin, subjects=subjects, raw='raw' in parts)}")
-    report: dict[str, list[str]] = {"downloaded": [], "skipped": []}
+    report: dict[str, list[str]] = {"downloaded": [], "skipped": [], "unverified": []}
     for part in parts:
         if part not in PARTS:
             raise DataError(f"unknown part {part!r} (parts: {', '.join(PARTS)})")
@@ -406,11 +498,12 @@ def download(
         report["skipped"] += [n for n in wanted(part, subjects) if n not in todo]
         if not todo:
             continue
-        files, errors = _listing(part, timeout)
+        files, errors = _listing(part, timeout, retries)
         if not files:
             src = sources()[part]
             raise DataError(
-                f"cannot list Things-EEG-2 {part} files ({'; '.join(errors)}): offline or host down. Manual steps: "
+                f"cannot list Things-EEG-2 {part} files ({'; '.join(errors)}): offline, or the host is down or "
+                "broken. Manual steps: "
                 f"download {', '.join(todo[:3])}{' …' if len(todo) > 3 else ''} from {src['manual']}, unzip into {root} "
                 f"in the authors' layout, then run `eegbench data verify things-eeg-2 --root {root}`; or pass --root "
                 "to a copy that already exists"
@@ -419,21 +512,41 @@ def download(
         for name in todo:
             if name not in files:
                 raise DataError(f"{name}: not listed by the host (found {', '.join(sorted(files)[:5])} …); the release may have moved")
+            remote = files[name]
+            if remote.known_hash is None and not allow_unverified:
+                raise DataError(
+                    f"{name}: {remote.url} publishes no hash, so the download cannot be verified; nothing was "
+                    "fetched. Pass --allow-unverified to place it anyway (its sha256 is recorded), or download it "
+                    f"by hand from {sources()[part]['manual']}"
+                )
             if progress:
                 print(f"things-eeg-2 {part}: {name}", file=sys.stderr, flush=True)
-            fetched = _fetch(files[name], staging, retries, progress)
-            if name.endswith(".zip"):
-                tmp = Path(tempfile.mkdtemp(prefix="extract-", dir=staging))
-                try:
-                    safe_extract(fetched, tmp, max_bytes)
-                    _place(root, part, name, tmp)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    fetched.unlink(missing_ok=True)  # the extracted files are what is kept
-                (staging / f"{name}.done").write_text(files[name].known_hash or "")
-            else:
-                dest = targets(root, name)[0]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(fetched, dest)
+            fetched = _fetch(remote, staging, retries, progress, sources()[part]["manual"])
+            digest = _sha256(fetched) if remote.known_hash is None or not remote.known_hash.startswith("sha256:") else remote.known_hash[7:]
+            if remote.known_hash is None:
+                print(f"warning: {name}: no published hash; placed unverified (--allow-unverified), sha256 {digest} "
+                      f"recorded in {staging / (name + '.done')}", file=sys.stderr, flush=True)
+                report["unverified"].append(name)
+            try:
+                if name.endswith(".zip"):
+                    tmp = Path(tempfile.mkdtemp(prefix="extract-", dir=staging))
+                    try:
+                        safe_extract(fetched, tmp, max_bytes)
+                        for npy in sorted(tmp.rglob("*.npy")):  # scanned before anything is placed
+                            scan_npy(npy, f"{name}:{npy.relative_to(tmp).as_posix()}")
+                        _place(root, part, name, tmp)
+                    finally:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    if name.endswith(".npy"):
+                        scan_npy(fetched, name)
+                    dest = targets(root, name)[0]
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(fetched, dest)
+            finally:
+                fetched.unlink(missing_ok=True)  # what is kept is placed; a refused file is not kept
+            record = {"name": name, "url": remote.url, "published_hash": remote.known_hash, "sha256": digest,
+                      "verified": remote.known_hash is not None}
+            (staging / f"{name}.done").write_text(json.dumps(record, indent=2))
             report["downloaded"].append(name)
     return report

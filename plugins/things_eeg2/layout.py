@@ -1,7 +1,9 @@
 """The Things-EEG-2 release's file layout under one root (the dataset authors' layout), and its constants."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 #: The 17 occipital/parietal channels of the preprocessed release, in its order.
 OCCIPITO_PARIETAL: tuple[str, ...] = (
@@ -73,3 +75,30 @@ def subjects_on_disk(root: Path) -> list[int]:
             if p.is_dir() and p.name.startswith("sub-") and p.name[4:].isdigit():
                 found.append(int(p.name[4:]))
     return sorted(found)
+
+
+@contextmanager
+def generation_lock(root: Path, progress: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the file lock guarding the generation of the dataset at ``root`` (``<parent>/.<name>.lock``).
+
+    Two processes generating the same root (two first runs of the synthetic twin, two ``preprocess`` into
+    one ``--out``) take turns: the second waits, says so through ``progress`` (stderr by default), and then
+    finds the first's output instead of replacing it.
+    """
+    import sys
+
+    from filelock import FileLock, Timeout
+
+    root = Path(root).absolute()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root.parent / f".{root.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        say(f"waiting for another process that is writing {root}")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -4,8 +4,8 @@ One class serves the real release (``things-eeg-2``) and its synthetic twin (``t
 the twin is the same layout on disk, generated on first use, and goes through exactly this loader.
 
 A prepared split is cached with :class:`eegbench.cache.Cache` (namespace ``"things-eeg-2"``) under a key
-of every preparation option that changes the output plus the source files' identity (path, size,
-modification time); the seed is part of the key only when ``averaging`` is a number (random repetition
+of every preparation option that changes the output plus the source files' content identity (place in the
+layout, size, sha256 of the bytes — memoised, so touching a file changes nothing); the seed is part of the key only when ``averaging`` is a number (random repetition
 draws), so ``"all"``/``"none"`` share one entry across seeds. Its sidecar records the options, channels and
 times. A second load memory-maps the cached ``.npy``.
 """
@@ -18,13 +18,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from eegbench.cache import Cache
+from eegbench.cache import Cache, file_digest
 from eegbench.errors import DataError
 from eegbench.interfaces import Dataset, EEGData, EEGInfo, ImageSet, PrepOptions
 from eegbench.paths import data_dir
 
 from . import layout
-from .prepare import prepare
+from .prepare import check_eeg, prepare
 from .safe_pickle import load_pickled_npy
 
 #: bump when preparation changes its output for the same options (part of every cache key)
@@ -34,18 +34,17 @@ REAL_NAME = "things-eeg-2"
 SYNTH_NAME = "things-eeg-2-synthetic"
 
 
-def _identity(path: Path) -> list[Any]:
-    st = path.stat()
-    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-
-
-def _identity_or_absent(path: Path) -> list[Any]:
-    """``_identity`` of a file, or ``[path, None, None]`` when it is not there (stat only, never read)."""
+def _identity(path: Path, root: Path, cache_root: Any = None) -> list[Any]:
+    """A file's content identity: its place under ``root``, size and sha256 (memoised by path, size, mtime)."""
     try:
-        st = path.stat()
+        name = path.relative_to(root).as_posix()
+    except ValueError:
+        name = str(path)
+    try:
+        size = path.stat().st_size
     except FileNotFoundError:
-        return [str(path.absolute()), None, None]
-    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+        return [name, None, None]  # absent: its arrival changes the identity
+    return [name, size, file_digest(path, cache_root)]
 
 
 def _uses_seed(averaging: Any) -> bool:
@@ -201,28 +200,28 @@ class ThingsEEG2(Dataset):
 
     # ---------------------------------------------------------------- EEG
     def source_identity(self) -> str:
-        """Identity of the data on disk: changes when any file a load reads changes (path, size, mtime_ns).
+        """Identity of the data's content: changes when the bytes of any file a load reads change.
 
         Covers ``image_metadata.npy``, every subject's preprocessed train/test file and, for the twin,
-        ``synthetic.json`` and ``synthetic_latents.npz``; a missing file counts as absent (so its arrival
-        changes the identity). Only ``stat``s files (about 23 calls for the release), never reads or
-        generates: a twin not generated yet is ``things-eeg-2-synthetic-<param hash>:absent``, which
-        changes once it is written.
+        ``synthetic_latents.npz`` (its parameters are in the label): each file's place in the layout, size and
+        sha256, so neither a touched mtime nor another root with the same files changes it; a missing file
+        counts as absent (its arrival changes the identity). The digests are memoised (``file_digest``), so
+        only the first call after a file changed reads it. Never generates: a twin not generated yet is
+        ``things-eeg-2-synthetic-<param hash>:absent``, which changes once it is written.
         """
         from eegbench.interfaces import stable_hash
 
         if self.synthetic is not None:
             label = f"{SYNTH_NAME}-{self.synthetic.content_hash()}"
-            record = layout.synth_params_file(self.root)
-            if not record.is_file():
+            if not layout.synth_params_file(self.root).is_file():
                 return f"{label}:absent"
-            extra = [record, layout.latents_file(self.root)]
+            extra = [layout.latents_file(self.root)]
         else:
             label, extra = REAL_NAME, []
         files = [layout.metadata_file(self.root), *extra] + [
             layout.preprocessed_file(self.root, s, split) for s in self.subjects for split in ("train", "test")
         ]
-        return f"{label}:{stable_hash([_identity_or_absent(p) for p in files])}"
+        return f"{label}:{stable_hash([_identity(p, self.root, self.cache_root) for p in files])}"
 
     def cache_fields(self, subject: int, split: str, options: PrepOptions) -> dict[str, Any]:
         """Everything the prepared array depends on (the cache key)."""
@@ -233,7 +232,7 @@ class ThingsEEG2(Dataset):
             "subject": int(subject),
             "split": split,
             "options": _key_options(options),
-            "source": [_identity(src), _identity(layout.metadata_file(self.root))],
+            "source": [_identity(p, self.root, self.cache_root) for p in (src, layout.metadata_file(self.root))],
         }
 
     def load(self, subject: int, split: str, options: PrepOptions | None = None) -> EEGData:
@@ -266,6 +265,9 @@ class ThingsEEG2(Dataset):
                 f"{path}: preprocessed_eeg_data has shape {data.shape}; expected [{n_images} images, repetitions, "
                 "channels, times] matching image_metadata.npy"
             )
+        # checked once, here: a prepared (cached) entry is known good, and bad values never reach training
+        check_eeg(data, f"{path} (subject {subject}, {split})", ("condition", "repetition", "channel", "time"),
+                  {2: ch_names})
         rng = np.random.default_rng([int(options.seed), int(subject), 0 if split == "train" else 1])
         eeg, image_index, names, kept = prepare(
             data,

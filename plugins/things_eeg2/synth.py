@@ -261,12 +261,18 @@ def write_twin(
 ) -> Path:
     """Write the twin under ``root`` (atomically: built in a sibling folder, then renamed into place).
 
-    ``root`` must not exist or be empty. If it already holds a twin with the same content hash nothing is
+    ``root`` must not exist or be empty. Generation holds a file lock beside ``root``, so concurrent first
+    uses produce one twin. If it already holds a twin with the same content hash nothing is
     rewritten (with ``raw``, only missing raw sessions are added); a twin with other parameters is replaced
     only with ``force`` (otherwise a one-line DataError names the differing parameter). Returns ``root``.
     """
     root = Path(root)
     progress = progress or (lambda msg: None)
+    with layout.generation_lock(root):  # two first uses at once: one writes, the other then finds its twin
+        return _write_twin_locked(root, params, raw=raw, force=force, progress=progress)
+
+
+def _write_twin_locked(root: Path, params: SynthParams, *, raw: bool, force: bool, progress: Callable[[str], None]) -> Path:
     existing = read_params(root)
     if existing is not None and existing.content_hash() == params.content_hash():
         if raw and not _has_raw(root, params):
