@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import __version__, create
-from .errors import EegbenchError
+from .errors import CellFailure, DataError, EegbenchError
 from .interfaces import EEGData, PrepOptions, TaskScore, stable_hash
 
 log = logging.getLogger("eegbench.engine")
@@ -208,6 +208,14 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
         txt = text_emb[img_rows] if needs_text else None
         return loss_fn(out.float(), image_emb[img_rows], txt) if needs_text else loss_fn(out.float(), image_emb[img_rows])
 
+    # a non-finite input would make every loss nan and (once ranked) a perfect score: refuse it as data
+    check_finite_split(train, "training")
+    if val is not None:
+        check_finite_split(val, "validation")
+    check_finite(image_emb, "image embeddings of the training images")
+    if needs_text and text_emb is not None:
+        check_finite(text_emb, "text embeddings of the training images")
+
     best_val, best_epoch, bad_epochs, plateau_best, plateau_bad = math.inf, -1, 0, math.inf, 0
     lr_now = _lr_at(0, cfg)
     best_state: dict[str, torch.Tensor] | None = None
@@ -244,6 +252,9 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
         train_loss = float((total / len(batches)).item())  # the one host sync of the epoch
         val_loss = validation_loss(net, loss_fn, val, image_emb, bs, autocast, text_emb) if val is not None else math.nan
         epochs_run = epoch + 1
+        for what, value in (("training", train_loss), ("validation", val_loss if val is not None else 0.0)):
+            if not math.isfinite(value):
+                raise diverged(epochs_run, what, value, lr_used, cfg)
         improved = val is not None and val_loss < best_val
         if improved:
             best_val, best_epoch, bad_epochs = val_loss, epoch, 0
@@ -272,6 +283,53 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
     seconds = time.perf_counter() - t0
     samples = sum(stop - start for start, stop in batches) * epochs_run
     return FitResult(best_state, epochs_run, best_epoch + 1, history, seconds, samples)
+
+
+def check_finite(values: torch.Tensor, what: str) -> None:
+    """Refuse inf/nan in ``values`` with one line naming ``what`` and the first bad row (a :class:`DataError`)."""
+    finite = torch.isfinite(values.reshape(len(values), -1)).all(dim=1) if values.ndim else torch.isfinite(values)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0, 0]) if values.ndim else 0
+        raise DataError(f"{what} hold a non-finite value (first in row {row}); the data or embedding file behind "
+                        "them holds inf/nan: check it (eegbench data verify) or regenerate it")
+
+
+def check_finite_eeg(data: EEGData, what: str, chunk: int = 4096) -> None:
+    """Refuse inf/nan in prepared EEG (host arrays, in chunks of trials), naming the subject and its trial."""
+    for start in range(0, len(data), chunk):
+        block = np.asarray(data.eeg[start:start + chunk])
+        if not np.issubdtype(block.dtype, np.floating) and not np.issubdtype(block.dtype, np.integer):
+            raise DataError(f"{what} EEG has dtype {block.dtype}; expected real floating-point values")
+        finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            subject = int(data.subject[row])
+            trial = int(np.count_nonzero(data.subject[:row] == subject))
+            raise DataError(f"{what} EEG of subject {subject} holds a non-finite value (its trial {trial}): the "
+                            "prepared data has inf/nan; check the dataset's files (eegbench data verify) and "
+                            "prepare them again")
+
+
+def check_finite_split(split: DeviceSplit, what: str) -> None:
+    """Refuse inf/nan in a split's EEG, naming the split, the trial and its subject (a :class:`DataError`)."""
+    finite = torch.isfinite(split.x.reshape(len(split), -1)).all(dim=1)
+    if not bool(finite.all()):
+        trial = int((~finite).nonzero()[0, 0])
+        subject = int(split.subject[trial])
+        raise DataError(f"{what} EEG holds a non-finite value (subject {subject}, trial {trial} of the split, "
+                        f"{int((~finite).sum())} bad trial(s)): the prepared data has inf/nan; check the dataset's "
+                        "files (eegbench data verify) and prepare them again")
+
+
+def diverged(epoch: int, what: str, value: float, lr: float, cfg: Mapping[str, Any]) -> CellFailure:
+    """The one line of a cell whose loss stopped being finite (its inputs were checked finite before training)."""
+    hint = f"the learning rate ({lr:g}) is likely too high: lower lr"
+    if cfg.get("grad_clip", 0) <= 0:
+        hint += " or set grad_clip"
+    if cfg.get("amp") == "fp16":
+        hint += "; fp16 can overflow: try amp = \"bf16\""
+    return CellFailure(f"training diverged at epoch {epoch}: {what} loss = {value} (inputs are finite; {hint}); "
+                       "nothing was scored")
 
 
 @torch.no_grad()
@@ -394,6 +452,7 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
 
     # --- training and validation data: from the training split only ---------------------------------------
     train_all = load_subjects(dataset, cell.train_subjects, "train", prep_options(prep, "train", seed))
+    check_finite_eeg(train_all, "training")  # before standardising, which would spread one nan to every trial
     if vcfg["fraction"] > 0:
         train, val = validation_split(train_all, vcfg["fraction"], seed, by=vcfg["by"])
     else:
@@ -454,8 +513,10 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
             if int(s) not in list(getattr(backbone, "subjects", [])):
                 backbone.add_subject(int(s))
     test = load_subjects(dataset, cfg["test_subjects"], "test", prep_options(prep, "test", seed))
+    check_finite_eeg(test, "test")
     test_emb = embed_images(encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
     test_d = to_device(norm(test.eeg), test.image_index, test.subject, dev)
+    check_finite_split(test_d, "test")
     eeg_emb = embed_eeg(model, test_d)
     task = create("task", cfg["task"]["name"], **dict(cfg["task"]["params"]))
     scores = task.evaluate(eeg_emb, torch.as_tensor(np.array(test_emb, dtype=np.float32), device=dev),

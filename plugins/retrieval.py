@@ -4,7 +4,8 @@ Each test trial's EEG embedding is ranked by cosine similarity against the embed
 the test split (the gallery: 200 images on the Things-EEG-2 release). The true image is known by its row
 (``image_index``), never guessed by nearest neighbour, so duplicate embeddings or several subjects tested
 together cannot mix images up. Ties count against the trial (an image scored equal to the true one ranks
-ahead of it), so a constant model scores 0, not 100%.
+ahead of it), so a constant model scores 0, not 100%. Non-finite embeddings are refused, never ranked (a nan
+similarity compares false with everything, which would rank the true image first).
 """
 from __future__ import annotations
 
@@ -36,7 +37,10 @@ class RetrievalTask(Task):
         n_way = img.shape[0]
         eeg = torch.nn.functional.normalize(eeg, dim=1)
         img = torch.nn.functional.normalize(img, dim=1)
+        _refuse_non_finite(eeg, "EEG embeddings (test trials)")
+        _refuse_non_finite(img, "image embeddings (test gallery)")
         sim = eeg @ img.T  # [n, n_way]
+        _refuse_non_finite(sim, "similarities")
         true = sim.gather(1, idx[:, None])
         rank = (sim >= true).sum(dim=1) - 1  # images scored at least as high as the true one
         scores = []
@@ -51,6 +55,19 @@ class RetrievalTask(Task):
 
     def context(self) -> dict:
         return {"gallery": "test-split images", "topk": self.topk}
+
+
+def _refuse_non_finite(values, what: str) -> None:
+    """One line (a run-time cell failure, nothing scored) when ``values`` hold inf or nan."""
+    import torch
+
+    bad = ~torch.isfinite(values).reshape(len(values), -1).all(dim=1)
+    if bool(bad.any()):
+        from eegbench.errors import CellFailure
+
+        raise CellFailure(f"task 'retrieval': {what} are not finite in {int(bad.sum())} of {len(values)} rows "
+                          f"(first: row {int(bad.nonzero()[0, 0])}); refusing to score them (a diverged model or "
+                          "non-finite inputs)")
 
 
 def build(topk: list[int] | tuple[int, ...] = (1, 3, 5)) -> RetrievalTask:
