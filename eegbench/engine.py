@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import __version__, create
-from .errors import CellFailure, DataError, EegbenchError
+from .errors import CellFailure, DataError, EegbenchError, load_failure
 from .interfaces import EEGData, PrepOptions, TaskScore, stable_hash
 
 log = logging.getLogger("eegbench.engine")
@@ -483,7 +483,8 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     torch.manual_seed(seed)
     if cell.stage == "finetune":
         pre = cfg["pretrain"]
-        model, _ = load_encoder(Path(results_dir) / "checkpoints" / f"{pre['key']}.pt", device="cpu")
+        model, _ = load_encoder(Path(results_dir) / "checkpoints" / f"{pre['key']}.pt", device="cpu",
+                                expect_cell_key=pre["key"])
         if (model.takes_subject and hasattr(model.backbone, "add_subject")
                 and int(cell.test_subject) not in list(getattr(model.backbone, "subjects", []))):
             model.backbone.add_subject(int(cell.test_subject))
@@ -600,30 +601,56 @@ def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], ce
     return path
 
 
-def load_encoder(path: str | os.PathLike, device: str = "cpu") -> tuple[EEGEncoder, dict[str, Any]]:
+def load_encoder(path: str | os.PathLike, device: str = "cpu",
+                 expect_cell_key: str | None = None) -> tuple[EEGEncoder, dict[str, Any]]:
     """Rebuild a trained EEG encoder from a checkpoint (``torch.load(weights_only=True)``).
 
     Returns ``(model, meta)`` with the model in eval mode; ``meta`` has ``config`` (the cell's resolved config), ``ch_names``,
     ``n_times``, ``sfreq``, ``image_dim``, ``subjects``, ``head`` (the engine's head kind) and
     ``standardizer`` (numpy arrays), so new EEG can be prepared the same way before ``model(x)``.
+
+    ``expect_cell_key``: the key of the cell that must have written the checkpoint (a finetune's pretrain cell);
+    a checkpoint of another recipe (another backbone, data or training) is refused before it is built. Every
+    unreadable, unsafe or foreign file is one line naming it (a :class:`~eegbench.errors.DataError`).
     """
     path = Path(path)
     if not path.is_file():
-        raise EegbenchError(f"checkpoint {path} not found (run its pretrain cell first)")
-    payload = torch.load(path, map_location=device, weights_only=True)
+        raise DataError(f"checkpoint {str(path)!r} not found (run its pretrain cell first)")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every unreadable or unsafe file is one line naming it
+        raise DataError(f"checkpoint {str(path)!r} is {load_failure(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise EegbenchError(f"{path} is not an eegbench encoder checkpoint")
-    backbone = json.loads(payload["backbone"])
-    # checkpoints written before the head kind was stored always had the Linear head
-    head = str(payload.get("head", "linear"))
-    model = build_encoder(backbone, n_chans=payload["n_chans"], n_times=payload["n_times"], sfreq=payload["sfreq"] or None,
-                          ch_names=payload["ch_names"], image_dim=payload["image_dim"], subjects=payload["subjects"],
-                          head=head)
-    model.load_state_dict(payload["state_dict"])
+        raise DataError(f"checkpoint {str(path)!r} is not an eegbench encoder checkpoint (format "
+                        f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
+    if expect_cell_key is not None and payload.get("cell_key") != expect_cell_key:
+        try:
+            theirs = json.loads(payload["backbone"]).get("name", "?")
+        except Exception:  # noqa: BLE001 - only for the message
+            theirs = "?"
+        raise DataError(f"checkpoint {str(path)!r} was written by cell {str(payload.get('cell_key'))[:12]} (backbone "
+                        f"{theirs!r}), not by this finetune's pretrain cell {expect_cell_key[:12]}: another recipe's "
+                        f"weights; remove it and run the pretrain cell again (--only key={expect_cell_key[:12]})")
+    try:
+        backbone = json.loads(payload["backbone"])
+        # checkpoints written before the head kind was stored always had the Linear head
+        head = str(payload.get("head", "linear"))
+        model = build_encoder(backbone, n_chans=payload["n_chans"], n_times=payload["n_times"],
+                              sfreq=payload["sfreq"] or None, ch_names=payload["ch_names"],
+                              image_dim=payload["image_dim"], subjects=payload["subjects"], head=head)
+        model.load_state_dict(payload["state_dict"])
+        meta = {k: payload[k] for k in ("cell_key", "n_chans", "n_times", "sfreq", "ch_names", "image_dim", "subjects",
+                                        "versions")}
+        meta["head"] = head
+        meta["config"] = json.loads(payload["config"])
+        meta["standardizer"] = {k: (v.numpy() if isinstance(v, torch.Tensor) else v)
+                                for k, v in payload["standardizer"].items()}
+    except EegbenchError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:  # a damaged or hand-edited payload
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise DataError(f"checkpoint {str(path)!r} does not rebuild its encoder ({type(exc).__name__}: {text}); "
+                        "run its cell again with --force") from None
     model.eval()  # ready to embed: dropout off, BatchNorm on its running statistics
     model.to(device)
-    meta = {k: payload[k] for k in ("cell_key", "n_chans", "n_times", "sfreq", "ch_names", "image_dim", "subjects", "versions")}
-    meta["head"] = head
-    meta["config"] = json.loads(payload["config"])
-    meta["standardizer"] = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["standardizer"].items()}
     return model, meta

@@ -47,3 +47,29 @@ class CellFailure(EegbenchError):
     loss, a model produced non-finite embeddings): the cell is recorded failed, nothing is scored."""
 
     exit_code = EXIT_CELL_FAILED
+
+
+def load_failure(exc: BaseException) -> str:
+    """What went wrong when ``torch.load(weights_only=True)`` (or a library calling it) read a file: words
+    that follow "<file> is ...".
+
+    Classified by the exception, so no torch import is needed: the safe loader refusing pickled objects
+    (unsafe: never loaded with full pickle), a truncated or corrupt archive, or weights that do not fit.
+    """
+    import pickle
+    import zipfile
+
+    text = str(exc).strip().splitlines()[0].split(". ")[0][:200] if str(exc).strip() else ""
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError) or "weights only load failed" in str(exc).lower():
+        return ("refused by the safe loader (torch.load weights_only=True): it holds pickled objects beyond "
+                "tensors and plain values, which could run code; use a state_dict or .safetensors file from a "
+                "trusted source")
+    if isinstance(exc, (EOFError, zipfile.BadZipFile)) or any(
+            w in str(exc) for w in ("PytorchStreamReader", "central directory", "unexpected EOF", "Ran out of input")):
+        return f"truncated or corrupt ({detail}); download or write it again"
+    if isinstance(exc, KeyError) or "invalid load key" in str(exc):
+        return "not a PyTorch checkpoint (neither a torch zip archive nor a pickle); give the right file"
+    if isinstance(exc, OSError):
+        return f"unreadable ({detail}); check the path and its permissions"
+    return f"not loadable ({detail})"
