@@ -243,18 +243,23 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
                 loss.backward()
             if cfg["grad_clip"] > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
+            try:
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+            except RuntimeError as exc:  # an update too large for float32 (absurd learning rates)
+                if "overflow" not in str(exc):
+                    raise
+                raise diverged(epoch + 1, "the optimiser's update overflowed float32", lr_now, cfg) from None
             total += loss.detach()
         train_loss = float((total / len(batches)).item())  # the one host sync of the epoch
         val_loss = validation_loss(net, loss_fn, val, image_emb, bs, autocast, text_emb) if val is not None else math.nan
         epochs_run = epoch + 1
         for what, value in (("training", train_loss), ("validation", val_loss if val is not None else 0.0)):
             if not math.isfinite(value):
-                raise diverged(epochs_run, what, value, lr_used, cfg)
+                raise diverged(epochs_run, f"{what} loss = {value}", lr_used, cfg)
         improved = val is not None and val_loss < best_val
         if improved:
             best_val, best_epoch, bad_epochs = val_loss, epoch, 0
@@ -321,14 +326,14 @@ def check_finite_split(split: DeviceSplit, what: str) -> None:
                         "files (eegbench data verify) and prepare them again")
 
 
-def diverged(epoch: int, what: str, value: float, lr: float, cfg: Mapping[str, Any]) -> CellFailure:
+def diverged(epoch: int, what: str, lr: float, cfg: Mapping[str, Any]) -> CellFailure:
     """The one line of a cell whose loss stopped being finite (its inputs were checked finite before training)."""
     hint = f"the learning rate ({lr:g}) is likely too high: lower lr"
     if cfg.get("grad_clip", 0) <= 0:
         hint += " or set grad_clip"
     if cfg.get("amp") == "fp16":
         hint += "; fp16 can overflow: try amp = \"bf16\""
-    return CellFailure(f"training diverged at epoch {epoch}: {what} loss = {value} (inputs are finite; {hint}); "
+    return CellFailure(f"training diverged at epoch {epoch}: {what} (inputs are finite; {hint}); "
                        "nothing was scored")
 
 
