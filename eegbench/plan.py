@@ -139,21 +139,24 @@ def _resolve_component(kind: str, ref: Any, source: str, table: str) -> dict[str
     except Exception as exc:  # unknown name / parameter: keep the registry's one line, locate it
         msg = str(exc.args[0]) if exc.args else str(exc)
         raise SpecError(f"{source}: [{table}] {msg}") from None
-    bad = _non_finite(params)
+    bad = _bad_param_value(params)
     if bad is not None:
-        raise SpecError(f"{source}: [{table}] params.{bad[0]} = {bad[1]!r}: must be a finite number")
+        raise SpecError(f"{source}: [{table}] params.{bad[0]} = {bad[1]!r}: {bad[2]}")
     return {"name": comp.name, "params": params, "plugin": comp.plugin}
 
 
-def _non_finite(value: Any, key: str = "") -> tuple[str, float] | None:
-    """The first (dotted key, value) holding inf or nan inside a component's parameters, or None."""
+def _bad_param_value(value: Any, key: str = "") -> tuple[str, Any, str] | None:
+    """The first (dotted key, value, why) inside a component's parameters that no component can take: inf or
+    nan, or a TOML date/time (parameters are numbers, text, booleans, arrays and tables); None when all fit."""
     import math
 
     if isinstance(value, float) and not math.isfinite(value):
-        return key, value
+        return key, value, "must be a finite number"
+    if value is not None and not isinstance(value, (str, int, float, bool, list, tuple, Mapping)):
+        return key, value, f"a {type(value).__name__} is not a parameter value (quote it to pass text)"
     items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, (list, tuple)) else ()
     for k, v in items:
-        found = _non_finite(v, f"{key}.{k}" if key else str(k))
+        found = _bad_param_value(v, f"{key}.{k}" if key else str(k))
         if found is not None:
             return found
     return None
