@@ -8,7 +8,6 @@ only fails inside a component must fail here too, in one line. Nothing trains, n
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import tomllib
 
 import pytest
@@ -127,4 +126,3 @@ def test_any_text_as_a_spec_file_plans_or_fails_in_one_line(tmp_path_factory, te
 
 def test_the_base_document_plans():
     assert build_plan(copy.deepcopy(BASE)).cells
-    assert dt  # dates and times are TOML values the strategies draw
