@@ -2,7 +2,8 @@
 
 Core commands live here or in the core module that owns them (``run``, ``embed``, ``status``,
 ``leaderboard``); plugins add their own through the ``eegbench_cli`` hook (``synth``, ``download X``, ...).
-User errors (:class:`~eegbench.errors.EegbenchError`) print one line and exit 2; no traceback.
+User errors (:class:`~eegbench.errors.EegbenchError`) print one line and exit 2; no traceback. Exit codes
+(README, "Exit codes"): 0 done, 1 a cell failed at run time, 2 the user's input, 3 an internal error, 130 Ctrl-C.
 """
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ from types import SimpleNamespace
 from typing import Sequence
 
 from . import __version__
-from .errors import EegbenchError
-
-EXIT_USER_ERROR = 2
+from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, EegbenchError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,10 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except EegbenchError as exc:
         print(f"eegbench: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return int(getattr(exc, "exit_code", EXIT_USER_ERROR))
     except KeyboardInterrupt:
         print("eegbench: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug: keep it to one line unless asked

@@ -141,6 +141,44 @@ def validate_embeddings(emb: np.ndarray, images: Any, *, dim: int | None = None,
     return emb
 
 
+def _read_npz_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
+    """The arrays ``keys`` of a ``.npz`` read without pickle; every way the file can be unreadable is one line."""
+    import zipfile
+    import zlib
+
+    where = f"embedding file {str(path)!r}"
+    redo = "write it again with numpy.savez(path, ids=..., embeddings=...)"
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise DataError(f"{where} cannot be read ({exc.strerror or exc}); check its permissions") from None
+    if magic.startswith(b"\x93NUMPY"):
+        raise DataError(f"{where} is a single .npy array, not a .npz archive of arrays {', '.join(map(repr, keys))}; {redo}")
+    if not magic.startswith(b"PK"):
+        what = "empty" if not magic else "not a zip archive"
+        raise DataError(f"{where} is {what}, so not a .npz; {redo}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise DataError(f"{where} has no array {missing[0]!r} (arrays: {', '.join(z.files) or 'none'})")
+            arrays = [z[k] for k in keys]
+            bad = [k for k, a in zip(keys, arrays) if not isinstance(a, np.ndarray)]
+            if bad:  # numpy hands back a member's raw bytes when it is not an .npy array
+                raise DataError(f"{where}: member {bad[0]!r} is not a numpy array; {redo}")
+            return arrays
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):  # object arrays need pickle, which could run code: refuse
+            raise DataError(f"{where} holds object arrays that cannot be read without pickle; store ids as strings "
+                            "(numpy.str_) and embeddings as floats") from None
+        raise DataError(f"{where} is not a valid .npz ({exc}); {redo}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as exc:
+        raise DataError(f"{where} is truncated or corrupt ({type(exc).__name__}: {exc}); {redo}") from None
+
+
 def read_embedding_file(path: str | os.PathLike, *, ids_key: str = "ids", embeddings_key: str = "embeddings") -> tuple[np.ndarray, np.ndarray]:
     """(ids, embeddings) from a ``.npz`` (arrays ``ids`` and ``embeddings``) or ``.safetensors`` file plus ids.
 
@@ -151,17 +189,7 @@ def read_embedding_file(path: str | os.PathLike, *, ids_key: str = "ids", embedd
         raise DataError(f"embedding file {str(path)!r} does not exist")
     if path.suffix != ".npz":
         raise DataError(f"embedding file {str(path)!r}: expected a .npz with arrays {ids_key!r} and {embeddings_key!r}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in (ids_key, embeddings_key) if k not in z.files]
-            if missing:
-                raise DataError(
-                    f"embedding file {str(path)!r} has no array {missing[0]!r} (arrays: {', '.join(z.files) or 'none'})"
-                )
-            ids = z[ids_key]
-            emb = z[embeddings_key]
-    except ValueError as exc:  # object arrays need pickle: refuse
-        raise DataError(f"embedding file {str(path)!r} cannot be read without pickle ({exc}); store ids as strings") from None
+    ids, emb = _read_npz_arrays(path, (ids_key, embeddings_key))
     if ids.dtype.kind == "S":
         ids = ids.astype(str)
     if ids.ndim != 1 or ids.dtype.kind != "U":

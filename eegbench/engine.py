@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import __version__, create
-from .errors import EegbenchError
+from .errors import CellFailure, DataError, EegbenchError, load_failure
 from .interfaces import EEGData, PrepOptions, TaskScore, stable_hash
 
 log = logging.getLogger("eegbench.engine")
@@ -209,6 +209,14 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
         txt = text_emb[img_rows] if needs_text else None
         return loss_fn(out.float(), image_emb[img_rows], txt) if needs_text else loss_fn(out.float(), image_emb[img_rows])
 
+    # a non-finite input would make every loss nan and (once ranked) a perfect score: refuse it as data
+    check_finite_split(train, "training")
+    if val is not None:
+        check_finite_split(val, "validation")
+    check_finite(image_emb, "image embeddings of the training images")
+    if needs_text and text_emb is not None:
+        check_finite(text_emb, "text embeddings of the training images")
+
     best_val, best_epoch, bad_epochs, plateau_best, plateau_bad = math.inf, -1, 0, math.inf, 0
     lr_now = _lr_at(0, cfg)
     best_state: dict[str, torch.Tensor] | None = None
@@ -236,15 +244,23 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
                 loss.backward()
             if cfg["grad_clip"] > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
+            try:
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+            except RuntimeError as exc:  # an update too large for float32 (absurd learning rates)
+                if "overflow" not in str(exc):
+                    raise
+                raise diverged(epoch + 1, "the optimiser's update overflowed float32", lr_now, cfg) from None
             total += loss.detach()
         train_loss = float((total / len(batches)).item())  # the one host sync of the epoch
         val_loss = validation_loss(net, loss_fn, val, image_emb, bs, autocast, text_emb) if val is not None else math.nan
         epochs_run = epoch + 1
+        for what, value in (("training", train_loss), ("validation", val_loss if val is not None else 0.0)):
+            if not math.isfinite(value):
+                raise diverged(epochs_run, f"{what} loss = {value}", lr_used, cfg)
         improved = val is not None and val_loss < best_val
         if improved:
             best_val, best_epoch, bad_epochs = val_loss, epoch, 0
@@ -273,6 +289,53 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
     seconds = time.perf_counter() - t0
     samples = sum(stop - start for start, stop in batches) * epochs_run
     return FitResult(best_state, epochs_run, best_epoch + 1, history, seconds, samples)
+
+
+def check_finite(values: torch.Tensor, what: str) -> None:
+    """Refuse inf/nan in ``values`` with one line naming ``what`` and the first bad row (a :class:`DataError`)."""
+    finite = torch.isfinite(values.reshape(len(values), -1)).all(dim=1) if values.ndim else torch.isfinite(values)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0, 0]) if values.ndim else 0
+        raise DataError(f"{what} hold a non-finite value (first in row {row}); the data or embedding file behind "
+                        "them holds inf/nan: check it (eegbench data verify) or regenerate it")
+
+
+def check_finite_eeg(data: EEGData, what: str, chunk: int = 4096) -> None:
+    """Refuse inf/nan in prepared EEG (host arrays, in chunks of trials), naming the subject and its trial."""
+    for start in range(0, len(data), chunk):
+        block = np.asarray(data.eeg[start:start + chunk])
+        if not np.issubdtype(block.dtype, np.floating) and not np.issubdtype(block.dtype, np.integer):
+            raise DataError(f"{what} EEG has dtype {block.dtype}; expected real floating-point values")
+        finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            subject = int(data.subject[row])
+            trial = int(np.count_nonzero(data.subject[:row] == subject))
+            raise DataError(f"{what} EEG of subject {subject} holds a non-finite value (its trial {trial}): the "
+                            "prepared data has inf/nan; check the dataset's files (eegbench data verify) and "
+                            "prepare them again")
+
+
+def check_finite_split(split: DeviceSplit, what: str) -> None:
+    """Refuse inf/nan in a split's EEG, naming the split, the trial and its subject (a :class:`DataError`)."""
+    finite = torch.isfinite(split.x.reshape(len(split), -1)).all(dim=1)
+    if not bool(finite.all()):
+        trial = int((~finite).nonzero()[0, 0])
+        subject = int(split.subject[trial])
+        raise DataError(f"{what} EEG holds a non-finite value (subject {subject}, trial {trial} of the split, "
+                        f"{int((~finite).sum())} bad trial(s)): the prepared data has inf/nan; check the dataset's "
+                        "files (eegbench data verify) and prepare them again")
+
+
+def diverged(epoch: int, what: str, lr: float, cfg: Mapping[str, Any]) -> CellFailure:
+    """The one line of a cell whose loss stopped being finite (its inputs were checked finite before training)."""
+    hint = f"the learning rate ({lr:g}) is likely too high: lower lr"
+    if cfg.get("grad_clip", 0) <= 0:
+        hint += " or set grad_clip"
+    if cfg.get("amp") == "fp16":
+        hint += "; fp16 can overflow: try amp = \"bf16\""
+    return CellFailure(f"training diverged at epoch {epoch}: {what} (inputs are finite; {hint}); "
+                       "nothing was scored")
 
 
 @torch.no_grad()
@@ -395,6 +458,7 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
 
     # --- training and validation data: from the training split only ---------------------------------------
     train_all = load_subjects(dataset, cell.train_subjects, "train", prep_options(prep, "train", seed))
+    check_finite_eeg(train_all, "training")  # before standardising, which would spread one nan to every trial
     # the labelled budget (training_ratio of each subject's images) first, validation drawn inside it
     train, val = labelled_split(train_all, cell.training_ratio, vcfg["fraction"], seed, by=vcfg["by"])
     if len(train) == 0:
@@ -421,7 +485,8 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     torch.manual_seed(seed)
     if cell.stage == "finetune":
         pre = cfg["pretrain"]
-        model, _ = load_encoder(Path(results_dir) / "checkpoints" / f"{pre['key']}.pt", device="cpu")
+        model, _ = load_encoder(Path(results_dir) / "checkpoints" / f"{pre['key']}.pt", device="cpu",
+                                expect_cell_key=pre["key"])
         if (model.takes_subject and hasattr(model.backbone, "add_subject")
                 and int(cell.test_subject) not in list(getattr(model.backbone, "subjects", []))):
             model.backbone.add_subject(int(cell.test_subject))
@@ -451,8 +516,10 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
             if int(s) not in list(getattr(backbone, "subjects", [])):
                 backbone.add_subject(int(s))
     test = load_subjects(dataset, cfg["test_subjects"], "test", prep_options(prep, "test", seed))
+    check_finite_eeg(test, "test")
     test_emb = embed_images(encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
     test_d = to_device(norm(test.eeg), test.image_index, test.subject, dev)
+    check_finite_split(test_d, "test")
     eeg_emb = embed_eeg(model, test_d)
     task = create("task", cfg["task"]["name"], **dict(cfg["task"]["params"]))
     scores = task.evaluate(eeg_emb, torch.as_tensor(np.array(test_emb, dtype=np.float32), device=dev),
@@ -536,30 +603,56 @@ def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], ce
     return path
 
 
-def load_encoder(path: str | os.PathLike, device: str = "cpu") -> tuple[EEGEncoder, dict[str, Any]]:
+def load_encoder(path: str | os.PathLike, device: str = "cpu",
+                 expect_cell_key: str | None = None) -> tuple[EEGEncoder, dict[str, Any]]:
     """Rebuild a trained EEG encoder from a checkpoint (``torch.load(weights_only=True)``).
 
     Returns ``(model, meta)`` with the model in eval mode; ``meta`` has ``config`` (the cell's resolved config), ``ch_names``,
     ``n_times``, ``sfreq``, ``image_dim``, ``subjects``, ``head`` (the engine's head kind) and
     ``standardizer`` (numpy arrays), so new EEG can be prepared the same way before ``model(x)``.
+
+    ``expect_cell_key``: the key of the cell that must have written the checkpoint (a finetune's pretrain cell);
+    a checkpoint of another recipe (another backbone, data or training) is refused before it is built. Every
+    unreadable, unsafe or foreign file is one line naming it (a :class:`~eegbench.errors.DataError`).
     """
     path = Path(path)
     if not path.is_file():
-        raise EegbenchError(f"checkpoint {path} not found (run its pretrain cell first)")
-    payload = torch.load(path, map_location=device, weights_only=True)
+        raise DataError(f"checkpoint {str(path)!r} not found (run its pretrain cell first)")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every unreadable or unsafe file is one line naming it
+        raise DataError(f"checkpoint {str(path)!r} is {load_failure(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise EegbenchError(f"{path} is not an eegbench encoder checkpoint")
-    backbone = json.loads(payload["backbone"])
-    # checkpoints written before the head kind was stored always had the Linear head
-    head = str(payload.get("head", "linear"))
-    model = build_encoder(backbone, n_chans=payload["n_chans"], n_times=payload["n_times"], sfreq=payload["sfreq"] or None,
-                          ch_names=payload["ch_names"], image_dim=payload["image_dim"], subjects=payload["subjects"],
-                          head=head)
-    model.load_state_dict(payload["state_dict"])
+        raise DataError(f"checkpoint {str(path)!r} is not an eegbench encoder checkpoint (format "
+                        f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
+    if expect_cell_key is not None and payload.get("cell_key") != expect_cell_key:
+        try:
+            theirs = json.loads(payload["backbone"]).get("name", "?")
+        except Exception:  # noqa: BLE001 - only for the message
+            theirs = "?"
+        raise DataError(f"checkpoint {str(path)!r} was written by cell {str(payload.get('cell_key'))[:12]} (backbone "
+                        f"{theirs!r}), not by this finetune's pretrain cell {expect_cell_key[:12]}: another recipe's "
+                        f"weights; remove it and run the pretrain cell again (--only key={expect_cell_key[:12]})")
+    try:
+        backbone = json.loads(payload["backbone"])
+        # checkpoints written before the head kind was stored always had the Linear head
+        head = str(payload.get("head", "linear"))
+        model = build_encoder(backbone, n_chans=payload["n_chans"], n_times=payload["n_times"],
+                              sfreq=payload["sfreq"] or None, ch_names=payload["ch_names"],
+                              image_dim=payload["image_dim"], subjects=payload["subjects"], head=head)
+        model.load_state_dict(payload["state_dict"])
+        meta = {k: payload[k] for k in ("cell_key", "n_chans", "n_times", "sfreq", "ch_names", "image_dim", "subjects",
+                                        "versions")}
+        meta["head"] = head
+        meta["config"] = json.loads(payload["config"])
+        meta["standardizer"] = {k: (v.numpy() if isinstance(v, torch.Tensor) else v)
+                                for k, v in payload["standardizer"].items()}
+    except EegbenchError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:  # a damaged or hand-edited payload
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise DataError(f"checkpoint {str(path)!r} does not rebuild its encoder ({type(exc).__name__}: {text}); "
+                        "run its cell again with --force") from None
     model.eval()  # ready to embed: dropout off, BatchNorm on its running statistics
     model.to(device)
-    meta = {k: payload[k] for k in ("cell_key", "n_chans", "n_times", "sfreq", "ch_names", "image_dim", "subjects", "versions")}
-    meta["head"] = head
-    meta["config"] = json.loads(payload["config"])
-    meta["standardizer"] = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["standardizer"].items()}
     return model, meta

@@ -175,12 +175,16 @@ class TaskScore:
 @dataclass(frozen=True)
 class CellOutcome:
     """How one cell ended, as executors report it: ``done``, ``failed`` (with a one-line ``error``) or
-    ``skipped`` (already stored)."""
+    ``skipped`` (already stored, or deferred to a live owner: ``error`` then says which).
+
+    ``user_error``: the failure is the user's input (a data file, a checkpoint, a setting found wrong inside the
+    cell: exit code 2), not a run-time failure (exit code 1)."""
 
     key: str
     status: str
     error: str | None = None
     seconds: float = 0.0
+    user_error: bool = False
 
 
 # --------------------------------------------------------------------------------------------------

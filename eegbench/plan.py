@@ -140,7 +140,40 @@ def _resolve_component(kind: str, ref: Any, source: str, table: str) -> dict[str
     except Exception as exc:  # unknown name / parameter: keep the registry's one line, locate it
         msg = str(exc.args[0]) if exc.args else str(exc)
         raise SpecError(f"{source}: [{table}] {msg}") from None
+    bad = _bad_param_value(params)
+    if bad is not None:
+        raise SpecError(f"{source}: [{table}] params.{bad[0]} = {bad[1]!r}: {bad[2]}")
     return {"name": comp.name, "params": params, "plugin": comp.plugin}
+
+
+def _bad_param_value(value: Any, key: str = "") -> tuple[str, Any, str] | None:
+    """The first (dotted key, value, why) inside a component's parameters that no component can take: inf or
+    nan, or a TOML date/time (parameters are numbers, text, booleans, arrays and tables); None when all fit."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return key, value, "must be a finite number"
+    if value is not None and not isinstance(value, (str, int, float, bool, list, tuple, Mapping)):
+        return key, value, f"a {type(value).__name__} is not a parameter value (quote it to pass text)"
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for k, v in items:
+        found = _bad_param_value(v, f"{key}.{k}" if key else str(k))
+        if found is not None:
+            return found
+    return None
+
+
+def _build_checked(kind: str, component: Mapping[str, Any], source: str, table: str) -> Any:
+    """Build a cheap component at plan time; whatever its factory refuses becomes one line naming the table."""
+    from . import create
+
+    try:
+        return create(kind, component["name"], **component["params"])
+    except EegbenchError as exc:
+        raise SpecError(f"{source}: [{table}] {exc}") from None
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError, ArithmeticError) as exc:
+        raise SpecError(f"{source}: [{table}] {component['name']!r} refuses its parameters "
+                        f"{dict(component['params'])}: {type(exc).__name__}: {exc}") from None
 
 
 def input_identity(components: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,6 +258,11 @@ def check_invariants(spec: Spec, subjects: Sequence[int], folds: Sequence[int]) 
                 f"{src}: [validation] fraction = 0 but {needs[0]} needs a validation split "
                 "(set [validation] fraction > 0, or selection = \"last\" without plateau/early stopping)"
             )
+        try:  # the prompt of text-aligned losses; a bad placeholder would fail inside every cell
+            tr.text_prompt.format(concept="dog")
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise SpecError(f"{src}: [{table}] text_prompt = {tr.text_prompt!r}: not a template with only "
+                            f"{{concept}} ({type(exc).__name__}: {exc}); write braces as {{{{ }}}}") from None
         if tr.warmup_epochs > tr.epochs:
             raise SpecError(f"{src}: [{table}] warmup_epochs = {tr.warmup_epochs} exceeds epochs = {tr.epochs}")
     missing = sorted(set(folds) - set(subjects))
@@ -249,14 +287,10 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
         "task": _resolve_component("task", spec.task, src, "task"),
     }
     executor = _resolve_component("executor", spec.executor, src, "executor")
-    from . import create
-
-    create("executor", executor["name"], **executor["params"])  # cheap: bad executor params fail at plan time (--dry-run)
-    for kind, key in (("loss", "loss"), ("task", "task")):  # cheap too: a bad loss/task setting fails before training
-        try:
-            create(kind, components[key]["name"], **components[key]["params"])
-        except EegbenchError as exc:
-            raise SpecError(f"{src}: [{key}] {exc}") from None
+    # cheap to build: bad executor, loss or task settings fail at plan time (--dry-run), before training
+    _build_checked("executor", executor, src, "executor")
+    for kind, key in (("loss", "loss"), ("task", "task")):
+        _build_checked(kind, components[key], src, key)
     subjects = dataset_subjects(spec)
     folds = subjects if spec.protocol.folds == "all" else list(spec.protocol.folds)
     check_invariants(spec, subjects, folds)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .errors import EegbenchError
+from .errors import EXIT_CELL_FAILED, EXIT_USER_ERROR, EegbenchError
 from .interfaces import CellOutcome  # noqa: F401  (re-exported: executors and users import it from here too)
 
 log = logging.getLogger("eegbench.runner")
@@ -91,7 +91,9 @@ class CellRunner:
             message = _one_line(exc)
             log.error("cell %s failed: %s", cell.label(), message, exc_info=not isinstance(exc, EegbenchError))
             store.mark_failed(cell.key, message)
-            outcome = CellOutcome(cell.key, "failed", message, time.perf_counter() - t0)
+            # the user's input found wrong inside the cell (a data file, a checkpoint) is exit code 2, not 1
+            user_error = isinstance(exc, EegbenchError) and getattr(exc, "exit_code", 2) == EXIT_USER_ERROR
+            outcome = CellOutcome(cell.key, "failed", message, time.perf_counter() - t0, user_error=user_error)
             self._emit("end", cell, outcome)
             return outcome
         outcome = CellOutcome(cell.key, "done", None, time.perf_counter() - t0)
@@ -444,7 +446,7 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     exe = create("executor", name, **params)
 
     if dry_run:
-        stored = ResultStore(res_dir).cell_status([c.key for c in cells]) if (res_dir / "results.sqlite").exists() else {}
+        stored = ResultStore(res_dir, read_only=True).cell_status([c.key for c in cells]) if (res_dir / "results.sqlite").exists() else {}
         sub_plan = type(plan)(plan.spec, cells)
         table = plan_table(sub_plan, stored)
         if not quiet:
@@ -511,15 +513,24 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
                 runner = CellRunner(res_dir, cch_dir, device=device, force=force, progress=display)
                 outcomes = exe.run(cells, runner)
         failed = [o for o in outcomes if o.status == "failed"]
+        deferred = [o for o in outcomes if o.status == "skipped" and o.error]
         by_key = {c.key: c for c in cells}
+        # failures and deferrals are printed even with --quiet (then on stderr): a quiet run still says what is missing
+        notices = console if not quiet else Console(stderr=True, width=max(console.width, 120))
+        for o in deferred:
+            msg = f"deferred: {by_key[o.key].label()}: {o.error}; its rows are stored when that run finishes"
+            log.warning(msg)
+            notices.print(f"[yellow]{escape(msg)}[/]", highlight=False, soft_wrap=True)
         for o in failed:
             msg = f"failed: {by_key[o.key].label()}: {o.error}"
             log.error(msg)
-            console.print(f"[red]{escape(msg)}[/]", highlight=False)  # cell keys in [..] are text, not markup
+            notices.print(f"[red]{escape(msg)}[/]", highlight=False, soft_wrap=True)  # cell keys in [..] are text, not markup
         df = results_frame(store, keys)
         if not quiet:
             _print_summary(df, console)
         df.attrs["failed"] = [o.key for o in failed]
+        df.attrs["failed_user_error"] = [o.key for o in failed if getattr(o, "user_error", False)]
+        df.attrs["deferred"] = [o.key for o in deferred]
         df.attrs["results_dir"] = str(res_dir)
         df.attrs["log"] = str(log_path)
         return df
@@ -576,4 +587,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     df = run_spec(args.spec, args.overrides, results_dir=args.results, cache_dir=args.cache, device=args.device,
                   force=args.force, dry_run=args.dry_run, only=args.only, executor=args.executor, jobs=args.jobs,
                   quiet=args.quiet)
-    return 1 if df.attrs.get("failed") else 0
+    # the exit-code contract (README "Exit codes"): a failure due to the user's input wins over a run-time one
+    if df.attrs.get("failed_user_error"):
+        return EXIT_USER_ERROR
+    return EXIT_CELL_FAILED if df.attrs.get("failed") else 0

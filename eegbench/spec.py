@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     ValidationError,
     create_model,
@@ -36,8 +37,23 @@ class _Strict(BaseModel):
 
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
+#: seeds feed numpy and torch generators (torch refuses seeds of 2**64 and more; 32 bits is plenty)
+Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
 Averaging = Union[Literal["all", "none"], PositiveInt]
-Ratio = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+def Number(**bounds: float) -> Any:
+    """A finite number (an int is read as a float; true/false, text, inf and nan are refused) within ``bounds``."""
+    return Annotated[StrictFloat, Field(allow_inf_nan=False, **bounds)]
+
+
+Ratio = Number(gt=0.0, le=1.0)
+
+
+def _no_repeats(v: Any) -> Any:
+    if isinstance(v, list) and len(set(v)) != len(v):
+        raise ValueError("values repeat")
+    return v
 
 
 class ComponentSpec(_Strict):
@@ -52,7 +68,7 @@ class DatasetSpec(ComponentSpec):
 
     subjects: Union[Literal["all"], list[PositiveInt]] = "all"
     channels: Union[Literal["all"], list[str]] = "all"
-    window: Union[Literal["all"], tuple[float, float]] = "all"
+    window: Union[Literal["all"], tuple[Number(), Number()]] = "all"
     n_times: NonNegInt = 0
     train_averaging: Averaging = "all"
     test_averaging: Averaging = "all"
@@ -66,11 +82,11 @@ class DatasetSpec(ComponentSpec):
             raise ValueError("window start must be before its end")
         return v
 
-    @field_validator("subjects")
+    @field_validator("subjects", "channels")
     @classmethod
-    def _unique_subjects(cls, v: Any) -> Any:
+    def _unique_subjects(cls, v: Any, info: Any) -> Any:
         if v != "all" and (not v or len(set(v)) != len(v)):
-            raise ValueError("subjects must be a non-empty list without repeats, or \"all\"")
+            raise ValueError(f"{info.field_name} must be a non-empty list without repeats, or \"all\"")
         return v
 
 
@@ -80,11 +96,18 @@ class ProtocolSpec(_Strict):
     name: Literal["intra", "loso", "pooled"] = "loso"
     folds: Union[Literal["all"], list[PositiveInt]] = "all"
 
+    @field_validator("folds")
+    @classmethod
+    def _unique_folds(cls, v: Any) -> Any:
+        if v != "all" and not v:
+            raise ValueError("folds must be a non-empty list of subjects, or \"all\"")
+        return _no_repeats(v)
+
 
 class ValidationSpec(_Strict):
     """The validation split used for model selection, early stopping and plateau schedules."""
 
-    fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    fraction: Number(ge=0.0, lt=1.0) = 0.2
     by: Literal["image", "concept", "trial"] = "image"
     split: Literal["train", "test"] = "train"
     selection: Literal["best-val", "last"] = "best-val"
@@ -94,19 +117,19 @@ class ValidationSpec(_Strict):
 TRAIN_FIELDS: dict[str, tuple[Any, Any]] = {
     "epochs": (PositiveInt, 30),
     "batch_size": (PositiveInt, 512),
-    "lr": (Annotated[float, Field(gt=0.0)], 1e-3),
-    "min_lr": (Annotated[float, Field(ge=0.0)], 1e-7),
-    "weight_decay": (Annotated[float, Field(ge=0.0)], 0.1),
+    "lr": (Number(gt=0.0), 1e-3),
+    "min_lr": (Number(ge=0.0), 1e-7),
+    "weight_decay": (Number(ge=0.0), 0.1),
     "optimizer": (Literal["adamw", "adam"], "adamw"),
-    "betas": (tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]], (0.9, 0.999)),
-    "eps": (Annotated[float, Field(gt=0.0)], 1e-8),
+    "betas": (tuple[Number(ge=0.0, lt=1.0), Number(ge=0.0, lt=1.0)], (0.9, 0.999)),
+    "eps": (Number(gt=0.0), 1e-8),
     "warmup_epochs": (NonNegInt, 0),
     "schedule": (Literal["cosine", "plateau", "constant"], "cosine"),
-    "plateau_factor": (Annotated[float, Field(gt=0.0, lt=1.0)], 0.1),
+    "plateau_factor": (Number(gt=0.0, lt=1.0), 0.1),
     "plateau_patience": (NonNegInt, 10),
     "patience": (NonNegInt, 0),
     "amp": (Literal["auto", "bf16", "fp16", "off"], "auto"),
-    "grad_clip": (Annotated[float, Field(ge=0.0)], 0.0),
+    "grad_clip": (Number(ge=0.0), 0.0),
     "compile": (StrictBool, False),
     "text_prompt": (str, "This picture is {concept}"),
     # drop the last partial batch of each epoch (a torch DataLoader's drop_last); False trains on every trial
@@ -123,6 +146,7 @@ FinetuneSpec = create_model(  # type: ignore[call-overload]
     __base__=_Strict,
     training_ratios=(list[Ratio], [1.0]),  # [] drops the stage (e.g. --set finetune.training_ratios=[])
     **{k: (Optional[t], None) for k, (t, _) in TRAIN_FIELDS.items()},
+    __validators__={"_unique_ratios": field_validator("training_ratios")(lambda cls, v: _no_repeats(v))},
 )
 FinetuneSpec.__doc__ = "Finetune stage: training keys not given here are inherited from [train]."
 
@@ -155,7 +179,7 @@ class Spec(_Strict):
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
     description: str = ""
-    seeds: Annotated[list[StrictInt], Field(min_length=1)] = Field(default_factory=lambda: [0])
+    seeds: Annotated[list[Seed], Field(min_length=1)] = Field(default_factory=lambda: [0])
     dataset: DatasetSpec
     backbone: ComponentSpec
     image_encoder: ComponentSpec

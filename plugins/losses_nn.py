@@ -20,6 +20,10 @@ def _inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class ClipLoss(nn.Module):
     def __init__(self, temperature: float = 0.04, learn_temperature: bool = False,
                  temperature_param: str = "log", text_weight: float = 0.0, center: bool = False):
@@ -27,12 +31,12 @@ class ClipLoss(nn.Module):
         if not isinstance(center, bool):
             raise EegbenchError(f"loss clip: center must be true or false, got {center!r}")
         self.center = center
-        if not temperature > 0:
-            raise EegbenchError(f"loss clip: temperature must be > 0, got {temperature}")
+        if not (_finite_number(temperature) and temperature > 0):
+            raise EegbenchError(f"loss clip: temperature must be a finite number > 0, got {temperature}")
         if temperature_param not in TEMPERATURE_PARAMS:
             choices = ", ".join(f'"{p}"' for p in TEMPERATURE_PARAMS)
             raise EegbenchError(f"loss clip: temperature_param must be one of {choices}, got {temperature_param!r}")
-        if not 0.0 <= text_weight <= 1.0:
+        if not (_finite_number(text_weight) and 0.0 <= text_weight <= 1.0):
             raise EegbenchError(f"loss clip: text_weight must be in [0, 1], got {text_weight}")
         self.temperature_param = temperature_param
         self.learn_temperature = bool(learn_temperature)
@@ -90,8 +94,8 @@ class SoftClipLoss(ClipLoss):
 
     def __init__(self, target_temperature: float = 0.04, **kwargs):
         super().__init__(**kwargs)
-        if not target_temperature > 0:
-            raise EegbenchError(f"loss soft-clip: target_temperature must be > 0, got {target_temperature}")
+        if not (_finite_number(target_temperature) and target_temperature > 0):
+            raise EegbenchError(f"loss soft-clip: target_temperature must be a finite number > 0, got {target_temperature}")
         self.target_temperature = float(target_temperature)
 
     def _pair_loss(self, eeg, other):

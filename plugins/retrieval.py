@@ -10,6 +10,8 @@ ahead of it), so a constant model scores 0, not 100%.
 seed's retrieval does (``src/downstream.py`` / ``src/utils.py`` of NonaRjb/AlignVis); the default is the plain
 cosine. With distinct image embeddings and one subject, the scores equal the seed's (tests/test_parity_seed.py);
 the seed finds the true image by nearest neighbour instead of by row.
+Non-finite embeddings are refused, never ranked (a nan similarity compares false with everything,
+which would rank the true image first).
 """
 from __future__ import annotations
 
@@ -47,7 +49,10 @@ class RetrievalTask(Task):
             img = img - img.mean(dim=1, keepdim=True)
         eeg = torch.nn.functional.normalize(eeg, dim=1)
         img = torch.nn.functional.normalize(img, dim=1)
+        _refuse_non_finite(eeg, "EEG embeddings (test trials)")
+        _refuse_non_finite(img, "image embeddings (test gallery)")
         sim = eeg @ img.T  # [n, n_way]
+        _refuse_non_finite(sim, "similarities")
         true = sim.gather(1, idx[:, None])
         rank = (sim >= true).sum(dim=1) - 1  # images scored at least as high as the true one
         scores = []
@@ -62,6 +67,19 @@ class RetrievalTask(Task):
 
     def context(self) -> dict:
         return {"gallery": "test-split images", "topk": self.topk, "center": self.center}
+
+
+def _refuse_non_finite(values, what: str) -> None:
+    """One line (a run-time cell failure, nothing scored) when ``values`` hold inf or nan."""
+    import torch
+
+    bad = ~torch.isfinite(values).reshape(len(values), -1).all(dim=1)
+    if bool(bad.any()):
+        from eegbench.errors import CellFailure
+
+        raise CellFailure(f"task 'retrieval': {what} are not finite in {int(bad.sum())} of {len(values)} rows "
+                          f"(first: row {int(bad.nonzero()[0, 0])}); refusing to score them (a diverged model or "
+                          "non-finite inputs)")
 
 
 def build(topk: list[int] | tuple[int, ...] = (1, 3, 5), center: bool = False) -> RetrievalTask:

@@ -64,7 +64,7 @@ def test_failed_cell_lines_keep_their_bracketed_keys(tmp_path, monkeypatch, caps
 
     rc = main(["run", str(QUICK), "--set", tiny, "--set", 'backbone={name="braindecode:AttnSleep"}',
                "--only", "fold=sub-03", "--results", str(tmp_path / "r")])
-    assert rc == 1
+    assert rc == 2  # a backbone that cannot take the data's shape is the user's input (exit-code contract)
     out = capsys.readouterr().out
     pretrain = next(c for c in build_plan(QUICK, [tiny, 'backbone={name="braindecode:AttnSleep"}']).cells
                     if c.stage == "pretrain" and c.fold == "sub-03")

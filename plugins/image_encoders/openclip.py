@@ -39,6 +39,7 @@ from .common import (
     looks_like_path,
     parse_output,
     seeded_init,
+    weights_problem,
 )
 
 
@@ -135,9 +136,10 @@ class OpenClipEncoder(ImageEncoder):
                     model, pretrained=str(path) if path is not None else None, force_quick_gelu=self.quick_gelu,
                     cache_dir=cache_dir or None, weights_only=True, **preprocess_kw,
                 )
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"{where}: cannot load weights {weights!r} into {model}: {first[:300]}") from None
+        except EegbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unreadable, unsafe or mismatched weights: one line naming the file
+            raise WeightsError(weights_problem(where, path, weights, model, exc)) from None
         self.model = model_obj.eval().requires_grad_(False)
         self.preprocess = preprocess
         self.weights = weights

@@ -26,6 +26,7 @@ from .common import (
     local_weights_file,
     looks_like_path,
     seeded_init,
+    weights_problem,
 )
 
 
@@ -89,8 +90,8 @@ class TimmEncoder(ImageEncoder):
         try:
             with seeded_init(self.random_init):  # "random init" is one model, the same on every machine
                 net = timm.create_model(full, pretrained=pretrained, cache_dir=cache_dir or None, **kwargs)
-        except Exception as exc:
-            raise WeightsError(f"{where}: cannot build or load weights ({type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''})") from None
+        except Exception as exc:  # noqa: BLE001 - unreadable, unsafe or mismatched weights: one line naming the file
+            raise WeightsError(weights_problem(where, path, weights, full, exc)) from None
         self.model = net.eval().requires_grad_(False)
         self.model_name = full
         self.weights, self.weights_identity = weights, identity
