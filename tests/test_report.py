@@ -7,6 +7,7 @@ import io
 import json
 import re
 import sqlite3
+from html import unescape
 from collections import defaultdict
 
 import numpy as np
@@ -89,15 +90,17 @@ def test_markdown_numbers_match_the_database(results, outputs):
             m = re.fullmatch(r"(\*\*)?([\d.]+) ± ([\d.]+) \(n=(\d+)\)(\*\*)?", cell)
             assert m, cell
             mean, std, n = truth[(backbone, *column_key(label))]
-            assert float(m.group(2)) == pytest.approx(mean * 100, abs=0.006)
-            assert float(m.group(3)) == pytest.approx(std * 100, abs=0.006)
+            # percent with one decimal
+            assert re.fullmatch(r"\d+\.\d", m.group(2)) and re.fullmatch(r"\d+\.\d", m.group(3)), cell
+            assert float(m.group(2)) == pytest.approx(mean * 100, abs=0.0501)
+            assert float(m.group(3)) == pytest.approx(std * 100, abs=0.0501)
             assert int(m.group(4)) == n == 6
             best_cells += bool(m.group(1))
             checked += 1
     assert checked == len(truth) == 10
     assert best_cells == 5  # one best per column
     text = files["md"].read_text()
-    assert "chance**: 0.50 %" in text and "p=0.125" in text and "seeds ±" in text
+    assert "**chance**: 0.5 %" in text and "p=0.125" in text and "seeds ±" in text
     assert "NICE [reported]" in text and "Song et al. 2024" in text
 
 
@@ -109,7 +112,8 @@ def test_csv_and_json_numbers_match_the_database(results, outputs):
     assert len(measured) == len(truth)
     for r in measured:
         mean, std, n = truth[(r["backbone"], r["protocol"], r["stage"], float(r["training_ratio"]))]
-        assert float(r["mean"]) == pytest.approx(mean) and float(r["std"]) == pytest.approx(std)
+        # 6 significant digits: relative error at most 5e-6
+        assert float(r["mean"]) == pytest.approx(mean, rel=5e-6) and float(r["std"]) == pytest.approx(std, rel=5e-6)
         assert int(r["n"]) == n
     assert {r["config"] for r in rows if r["source"] == "reported"} == {"NICE [reported]"}
 
@@ -121,7 +125,7 @@ def test_csv_and_json_numbers_match_the_database(results, outputs):
     assert len(json_measured) == len(truth)
     for r in json_measured:
         mean, std, n = truth[(r["backbone"], r["protocol"], r["stage"], r["training_ratio"])]
-        assert r["mean"] == pytest.approx(mean) and r["std"] == pytest.approx(std) and r["n"] == n
+        assert r["mean"] == pytest.approx(mean, rel=5e-6) and r["std"] == pytest.approx(std, rel=5e-6) and r["n"] == n
         assert r["sd_subjects"] >= 0 and r["sd_seeds"] >= 0
     assert [c["label"] for c in ctx["columns"]] == ["intra · pretrain", "loso · pretrain", "loso · finetune 10%",
                                                     "loso · finetune 50%", "loso · finetune 100%"]
@@ -134,6 +138,7 @@ def test_plots_are_written_and_non_empty(outputs):
     assert any(n.endswith("_intra_pretrain_subjects.png") for n in names)
     assert any(n.endswith("_loso_pretrain_subjects.png") for n in names)
     assert any(n.endswith("_loso_finetune_curve.png") for n in names)
+    assert any(n.endswith("_overview.png") for n in names)
     for p in pngs:
         data = p.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
@@ -144,9 +149,10 @@ def test_every_plot_draws_the_chance_line(results, monkeypatch):
 
     calls = []
     original = plots._chance_line
-    monkeypatch.setattr(plots, "_chance_line", lambda ax, chance: (calls.append(chance), original(ax, chance)))
+    monkeypatch.setattr(plots, "_chance_line", lambda ax, chance, **kw: (calls.append(chance), original(ax, chance, **kw)))
     made = plots.make_plots(build(results, reported=False))
-    assert len(calls) == len(made) == 4 and all(c == pytest.approx(1 / 200) for c in calls)
+    # overview (one chance line per column panel: 5), intra and loso pretrain subjects, loso finetune subjects, curve
+    assert len(made) == 5 and len(calls) == 4 + 5 and all(c == pytest.approx(1 / 200) for c in calls)
 
 
 def test_html_embeds_the_plots_and_needs_no_network(outputs):
@@ -155,12 +161,12 @@ def test_html_embeds_the_plots_and_needs_no_network(outputs):
         text = html_path.read_text()
         assert text.startswith("<!DOCTYPE html>")
         images = re.findall(r'<img [^>]*src="([^"]+)"', text)
-        assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
+        assert len(images) == 5 and all(src.startswith("data:image/png;base64,") for src in images)
         # no external resource: nothing loaded from a URL, no scripts, no stylesheets links
         assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
         assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import|<script|<link", text, re.I)
         assert "http://" not in text and "https://" not in text
-        assert "<strong>chance: 0.50 %</strong>" in text
+        assert "<dt>chance</dt><dd>0.5 %</dd>" in text
     import base64
 
     first = re.search(r'src="data:image/png;base64,([^"]+)"', files["html"].read_text()).group(1)
@@ -185,7 +191,8 @@ def test_two_contexts_render_as_separate_tables(tmp_path):
     assert sorted(c["context"]["n_way"] for c in doc["contexts"]) == [50, 200]
     assert sorted(c["chance"] for c in doc["contexts"]) == pytest.approx([1 / 200, 1 / 50])
     html = render(board, "html")
-    assert html.count("<h2>Context ") == 2 and html.count("data:image/png;base64,") == 2
+    # per context: the overview and the per-subject plot of its one column
+    assert html.count("<h2>Context ") == 2 and html.count("data:image/png;base64,") == 4
 
 
 def test_unranked_configurations_are_marked_in_every_format(tmp_path):
@@ -200,7 +207,7 @@ def test_unranked_configurations_are_marked_in_every_format(tmp_path):
     assert next(line for line in md.splitlines() if line.startswith("| net-b")).count("**") == 2
     assert note in md
     html = render(board, "html", plots=[])
-    assert 'class="unranked"' in html and note.replace("'", "&#x27;") in html
+    assert 'class="unranked"' in html and f'title="{note}"' in unescape(html)
     latex = render(board, "latex")
     assert r"$^{\dagger}$" in latex and "not ranked: subjects differ" in latex
     rows = {r["backbone"]: r for r in csv.DictReader(io.StringIO(render(board, "csv")))}
