@@ -4,13 +4,15 @@ Per comparison context:
 
 * ``<context>_overview.png``: every configuration side by side, one panel per column (protocol · stage ·
   ratio), mean with a ± std bar over test subjects × seeds (the table's numbers);
+* ``<context>_paired_differences.png``: per column with two or more ranked configurations, each one's
+  per-subject difference to the column's best (the pairs of the paired test), mean and p-value;
 * ``<context>_<protocol>_<stage>[_<ratio>]_subjects.png``: each test subject's score per configuration
   (mean over seeds; bars span the seeds' range when there are several), for the full-data column of every
   protocol/stage;
 * ``<context>_<protocol>_finetune_curve.png``: score vs fine-tuning training ratio per configuration, mean
   with a ± std bar over test subjects × seeds (the pretrained model, when present, at 0 %).
 
-All plots of one context share one score axis range (from 0, so the chance level is in view), draw the
+All score plots of one context share one score axis range (from 0, so the chance level is in view), draw the
 chance level as a labelled dashed line, and are sized to their content. Titles and captions name columns
 and configurations, never hashes; only the file names carry the context key's first 8 characters.
 """
@@ -172,6 +174,62 @@ def _overview_plot(board: "Leaderboard", ctx: str, columns: list["Column"], conf
     return fig, caption
 
 
+def _paired_plot(board: "Leaderboard", part: "pd.DataFrame", ctx: str, columns: list["Column"],
+                 colors: dict[str, str]):
+    """Per column, each ranked configuration's per-subject difference to the column's best (seeds averaged per
+    subject: the pairs the paired test uses), with the mean difference and the test's p-value."""
+    t = board.table[(board.table["context_key"] == ctx) & (board.table["source"] == "measured") & board.table["ranked"]]
+    panels = []
+    for col in columns:
+        sel = t[(t["protocol"] == col.protocol) & (t["stage"] == col.stage)
+                & (t["training_ratio"] == col.training_ratio)].sort_values(["rank", "config"], kind="stable")
+        if len(sel) < 2:
+            continue
+        rows = part[(part["protocol"] == col.protocol) & (part["stage"] == col.stage)
+                    & (part["training_ratio"] == col.training_ratio)]
+        per_subject = rows.groupby(["config_id", "test_subject"])["value"].mean() * 100
+        best = per_subject.loc[sel.iloc[0]["config_id"]]
+        others = []
+        for r in sel.iloc[1:].to_dict("records"):
+            diff = (best - per_subject.loc[r["config_id"]]).dropna()
+            others.append((r["config"], diff.to_numpy(), r["p_value"]))
+        panels.append((col, sel.iloc[0]["config"], others))
+    if not panels:
+        return None
+    span = max([float(abs(d).max()) for _, _, o in panels for _, d, _ in o if len(d)] or [1.0])
+    span = max(1.0, math.ceil(span * 1.15))
+    # one row per configuration across panels (shared y), in the order of the first panel that has it
+    order = list(dict.fromkeys(c for _, _, o in panels for c, _, _ in o))
+    ypos = {c: len(order) - 1 - i for i, c in enumerate(order)}
+    label_width = min(3.5, 0.055 * max(len(c) for c in order))
+    fig = _figure(label_width + 0.4 + 1.9 * len(panels), 1.3 + 0.36 * len(order))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (col, _, others) in zip(axes, panels):
+        for cfg, diff, p in others:
+            y = ypos[cfg]
+            jitter = [y + 0.12 * ((k % 3) - 1) for k in range(len(diff))]
+            ax.scatter(diff, jitter, s=10, color=colors.get(cfg, "C0"), alpha=0.6, linewidths=0)
+            if len(diff):
+                ax.plot([diff.mean()], [y], marker="D", color="black", markersize=4)
+            if p == p:  # not nan
+                ax.annotate(f"p={p:.2g}", xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(-2, 4),
+                            textcoords="offset points", ha="right", va="bottom", fontsize=6, color="0.3")
+        ax.axvline(0, color="0.35", linewidth=1)
+        ax.set_xlim(-span, span)
+        ax.set_title(col.label, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[0].set_yticks(range(len(order)), list(reversed(order)), fontsize=7)
+    axes[0].set_ylim(-0.6, len(order) - 0.4)
+    bests = {b for _, b, _ in panels}
+    fig.suptitle(f"best ({bests.pop()}) minus each configuration" if len(bests) == 1
+                 else "each column's best minus each configuration", fontsize=8)
+    fig.supxlabel("difference per test subject (percentage points)", fontsize=8)
+    caption = ("Paired differences to each column's best: one dot per test subject (seeds averaged), diamond = "
+               "mean; right of 0 = the best is ahead on that subject; p = the one-sided paired test of the table.")
+    return fig, caption
+
+
 def _curve_plot(board: "Leaderboard", part: "pd.DataFrame", protocol: str, configs: list[str],
                 colors: dict[str, str], chance: float | None, ylim: tuple[float, float]):
     sel = part[(part["protocol"] == protocol) & (part["stage"] == "finetune")]
@@ -225,6 +283,9 @@ def make_plots(board: "Leaderboard", out_dir: str | os.PathLike | None = None) -
         made = _overview_plot(board, ctx, columns, configs, colors, chance, ylim)
         if made:
             plots.append(Plot(f"{ctx[:8]}_overview.png", _png(made[0]), ctx, made[1]))
+        made = _paired_plot(board, part, ctx, columns, colors)
+        if made:
+            plots.append(Plot(f"{ctx[:8]}_paired_differences.png", _png(made[0]), ctx, made[1]))
         for col in columns:  # per-subject scores: the full-data column of each (protocol, stage)
             same = [c for c in columns if (c.protocol, c.stage) == (col.protocol, col.stage)]
             if col.training_ratio != max(c.training_ratio for c in same):

@@ -139,6 +139,7 @@ def test_plots_are_written_and_non_empty(outputs):
     assert any(n.endswith("_loso_pretrain_subjects.png") for n in names)
     assert any(n.endswith("_loso_finetune_curve.png") for n in names)
     assert any(n.endswith("_overview.png") for n in names)
+    assert any(n.endswith("_paired_differences.png") for n in names)
     for p in pngs:
         data = p.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
@@ -151,8 +152,9 @@ def test_every_plot_draws_the_chance_line(results, monkeypatch):
     original = plots._chance_line
     monkeypatch.setattr(plots, "_chance_line", lambda ax, chance, **kw: (calls.append(chance), original(ax, chance, **kw)))
     made = plots.make_plots(build(results, reported=False))
-    # overview (one chance line per column panel: 5), intra and loso pretrain subjects, loso finetune subjects, curve
-    assert len(made) == 5 and len(calls) == 4 + 5 and all(c == pytest.approx(1 / 200) for c in calls)
+    # score plots: overview (one chance line per column panel: 5), intra and loso pretrain subjects, loso finetune
+    # subjects, curve; plus the paired differences (a difference scale: no chance line)
+    assert len(made) == 6 and len(calls) == 4 + 5 and all(c == pytest.approx(1 / 200) for c in calls)
 
 
 def test_html_embeds_the_plots_and_needs_no_network(outputs):
@@ -161,7 +163,7 @@ def test_html_embeds_the_plots_and_needs_no_network(outputs):
         text = html_path.read_text()
         assert text.startswith("<!DOCTYPE html>")
         images = re.findall(r'<img [^>]*src="([^"]+)"', text)
-        assert len(images) == 5 and all(src.startswith("data:image/png;base64,") for src in images)
+        assert len(images) == 6 and all(src.startswith("data:image/png;base64,") for src in images)
         # no external resource: nothing loaded from a URL, no scripts, no stylesheets links
         assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
         assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import|<script|<link", text, re.I)
@@ -191,8 +193,8 @@ def test_two_contexts_render_as_separate_tables(tmp_path):
     assert sorted(c["context"]["n_way"] for c in doc["contexts"]) == [50, 200]
     assert sorted(c["chance"] for c in doc["contexts"]) == pytest.approx([1 / 200, 1 / 50])
     html = render(board, "html")
-    # per context: the overview and the per-subject plot of its one column
-    assert html.count("<h2>Context ") == 2 and html.count("data:image/png;base64,") == 4
+    # per context: the overview, the paired differences and the per-subject plot of its one column
+    assert html.count("<h2>Context ") == 2 and html.count("data:image/png;base64,") == 6
 
 
 def test_unranked_configurations_are_marked_in_every_format(tmp_path):
@@ -307,14 +309,21 @@ def test_plots_share_the_score_axis_label_chance_and_name_no_hash(real_board, mo
     original = plots._png
     monkeypatch.setattr(plots, "_png", lambda fig: (figures.append(fig), original(fig))[1])
     made = plots.make_plots(real_board[1])
-    assert len(figures) == len(made) == 4  # overview, loso pretrain and finetune-100% subjects, finetune curve
+    # overview, paired differences, loso pretrain and finetune-100% subjects, finetune curve
+    assert len(figures) == len(made) == 5
     ranges, widths = set(), []
     for fig, plot in zip(figures, made):
         assert plot.png.startswith(PNG_MAGIC) and not HEX16.search(plot.caption)
         widths.append(fig.get_size_inches()[0])
+        texts = [t.get_text() for t in fig.texts] + [t.get_text() for ax in fig.axes for t in
+                                                     (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts,
+                                                      *ax.get_yticklabels())]
+        assert not any(HEX16.search(t) for t in texts), texts
+        if plot.name.endswith("_paired_differences.png"):
+            assert len(fig.axes) == 3 and all(ax.get_xlim() == fig.axes[0].get_xlim() for ax in fig.axes)
+            assert sum(t.startswith("p=") for ax in fig.axes for t in (x.get_text() for x in ax.texts)) == 3
+            continue
         for ax in fig.axes:
-            titles = [ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), *(t.get_text() for t in ax.texts)]
-            assert not any(HEX16.search(t) for t in titles), titles
             assert "chance 2 %" in [t.get_text() for t in ax.texts]  # the chance line is labelled on every panel
             ranges.add(ax.get_xlim() if plot.name.endswith("_overview.png") else ax.get_ylim())
             if ax.containers:  # error bars drawn
