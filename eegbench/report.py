@@ -335,8 +335,11 @@ def _intro(board: "Leaderboard") -> str:
     measured = board.table[board.table["source"] == "measured"]
     rows = board.rows
     n_ctx = len(board.contexts)
-    bits = [f"{measured['config_id'].nunique()} configuration(s)",
-            f"{rows['test_subject'].nunique()} test subject(s)", f"{rows['seed'].nunique()} seed(s)"]
+    def count(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    bits = [count(measured["config_id"].nunique(), "configuration"),
+            count(rows["test_subject"].nunique(), "test subject"), count(rows["seed"].nunique(), "seed")]
     where = f" in {n_ctx} comparison contexts (never ranked together)" if n_ctx > 1 else ""
     return (f"{metric_name(board.metric).capitalize()} of {' × '.join(bits)}{where}; scores in percent, "
             "mean ± std over test subjects × seeds.")
