@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
 COMPONENT_COLUMNS = {"dataset": "dataset", "backbone": "backbone", "image_encoder": "image-encoder", "loss": "loss",
                      "task": "task"}
 DEFAULT_BY: tuple[str, ...] = ("backbone", "image_encoder", "loss")
-FORMATS = ("md", "csv", "latex", "html", "json")
+FORMATS = ("md", "csv", "latex", "html", "json", "rows")
 SUFFIX_FORMATS = {".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "latex", ".latex": "latex", ".html": "html",
                   ".htm": "html", ".json": "json"}
 PROTOCOL_ORDER = ("intra", "loso", "pooled")
@@ -785,7 +785,8 @@ def add_commands(sub) -> None:
                    help="result columns that name a configuration (default backbone,image_encoder,loss); rows "
                         "whose resolved configs (recipes) differ are never merged")
     p.add_argument("--format", choices=FORMATS, default=None,
-                   help="output format (default: from --out's suffix, else md)")
+                   help="output format (default: from --out's suffix, else md); rows = the raw per-subject, "
+                        "per-seed result rows as CSV (as `eegbench export`)")
     p.add_argument("--out", metavar="FILE", help="write the table here instead of standard output")
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
     rep = p.add_mutually_exclusive_group()
@@ -793,6 +794,9 @@ def add_commands(sub) -> None:
                      help="published numbers to show as reference rows (default benchmarks/papers/reported.toml)")
     rep.add_argument("--no-reported", action="store_true", help="show no published numbers")
     p.set_defaults(func=cmd_leaderboard)
+    from . import export
+
+    export.add_commands(sub)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -809,6 +813,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     fmt = fmt or "md"
     dirs = args.results or [results_dir()]
     reported: str | bool | None = False if args.no_reported else args.reported
+    if fmt == "rows":  # the raw rows (every metric), not the summary table
+        from .export import result_rows, rows_csv, write_rows
+
+        frame = result_rows(dirs, by=args.by)
+        if not args.out:
+            return _emit(rows_csv(frame), None, fmt)
+        print(f"wrote {len(frame)} result rows to {write_rows(frame, args.out)}", file=sys.stderr)
+        return 0
     board = build(dirs, metric=args.metric, by=args.by, reported=reported)
     plots = None
     if args.plots or fmt == "html":
@@ -817,9 +829,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         plots = make_plots(board, args.plots)
         if args.plots:
             print(f"wrote {len(plots)} plot(s) to {args.plots}", file=sys.stderr)
-    text = render(board, fmt, plots=plots)
-    if args.out:
-        out = Path(args.out).expanduser()
+    return _emit(render(board, fmt, plots=plots), args.out, fmt)
+
+
+def _emit(text: str, out_path: str | None, fmt: str) -> int:
+    if out_path:
+        out = Path(out_path).expanduser()
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text, encoding="utf-8")

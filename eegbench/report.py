@@ -4,12 +4,14 @@ self-contained static HTML report (inline CSS, plots embedded as ``data:`` URIs,
 Human formats (Markdown, LaTeX, HTML) show scores in percent: ``mean ± std (n=N)``, the best of each
 column in bold (among the configurations measured on the column's reference subjects and seeds; the others
 are marked ``not ranked``), and per context a paired-statistics table and a spread table (subjects vs seeds).
-Machine formats (CSV, JSON) carry the tidy table with fractions at full precision.
+Machine formats (CSV, JSON) carry the tidy table with fractions rounded to 6 significant digits (no float32
+noise). The HTML page is rendered from the ``report.html.j2`` template: a summary of each comparison context
+first (dataset, protocol, n-way, test averaging, image encoder by name, how many configurations, subjects and
+seeds), then the ranked tables, then the plots; hashes and fingerprints only in a collapsed identity block.
 """
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -46,8 +48,27 @@ def _nan(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def _pct(x: Any, digits: int = 2) -> str:
+#: significant digits of the fractions in machine exports (CSV, JSON, rows): enough for any score of a
+#: test set under a million trials, without float32 noise such as 0.3799999952316284
+SIGNIFICANT_DIGITS = 6
+#: decimals of the percentages in human tables (Markdown, LaTeX, HTML)
+PERCENT_DECIMALS = 1
+
+
+def round_sig(x: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
+    """A float rounded to ``digits`` significant digits (other values unchanged; nan and inf kept)."""
+    if isinstance(x, bool) or not isinstance(x, float) or math.isnan(x) or math.isinf(x) or x == 0.0:
+        return x
+    return float(f"{x:.{digits}g}")
+
+
+def _pct(x: Any, digits: int = PERCENT_DECIMALS) -> str:
     return "–" if _nan(x) else f"{float(x) * 100:.{digits}f}"
+
+
+def _chance_pct(x: Any) -> str:
+    """A chance level in percent, two significant digits (2, 0.5, 0.06)."""
+    return "–" if _nan(x) else f"{float(x) * 100:.2g}"
 
 
 def _num(x: Any, digits: int = 2) -> str:
@@ -75,26 +96,155 @@ def _unranked(r: dict[str, Any] | None) -> bool:
     return r is not None and r["source"] == "measured" and isinstance(note, str) and bool(note)
 
 
+def _g(x: Any, digits: int = 3) -> str:
+    """A number for people: at most ``digits`` significant digits, no trailing zeros (0.5, 63.6, 250)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if v.is_integer() and abs(v) < 1e6:
+        return str(int(v))
+    return f"{v:.{digits}g}"
+
+
+def _hz(x: Any) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    return f"{v:.1f}".rstrip("0").rstrip(".") + " Hz"
+
+
+#: context fields that identify rather than describe (hashes, fingerprints): shown only in the identity block
+IDENTITY_FIELDS = ("image_encoder",)
+#: context fields shown in the summary instead of the context list
+SUMMARY_FIELDS = ("dataset", "synthetic", "n_way", "test_averaging")
+_FIELD_LABELS = {"test_split": "test split", "train_averaging": "training trials averaged",
+                 "test_averaging": "test trials averaged", "standardize": "standardised",
+                 "selection": "checkpoint selection", "n_way": "retrieval"}
+
+
 def context_items(ctx: dict[str, Any]) -> list[tuple[str, str]]:
-    """The comparison context as (field, text) pairs for display (all fields, long lists shortened)."""
-    out = []
-    for key in sorted(ctx):
+    """The comparison context as (label, text) pairs for people: rounded values (sampling rate in Hz, window
+    in s), the channel list collapsed to its count and first names, validation as one line; the fields of
+    :func:`summary_items` and hashes/fingerprints (:func:`identity_items`) left out."""
+    out: list[tuple[str, str]] = []
+    skip = set(IDENTITY_FIELDS) | set(SUMMARY_FIELDS) | {"val_fraction", "val_by", "n_times", "sfreq", "channels",
+                                                         "window", "image_encoder_random_init"}
+    if isinstance(ctx.get("window"), list) and len(ctx["window"]) == 2:
+        out.append(("window", f"{_g(ctx['window'][0])} to {_g(ctx['window'][1])} s"))
+    if isinstance(ctx.get("channels"), list):
+        names = [str(c) for c in ctx["channels"]]
+        out.append(("channels", f"{len(names)} ({', '.join(names[:4])}{', …' if len(names) > 4 else ''})"))
+    sampling = " ".join(x for x in (f"{ctx['n_times']} samples" if "n_times" in ctx else "",
+                                    f"at {_hz(ctx['sfreq'])}" if "sfreq" in ctx else "") if x)
+    if sampling:
+        out.append(("per trial", sampling))
+    for key in ctx:
+        if key in skip:
+            continue
         value = ctx[key]
-        if key == "channels" and isinstance(value, list):
-            text = f"{len(value)} ({_short_list(value)})"
-        elif key == "window" and isinstance(value, list):
-            text = "[" + ", ".join(str(v) for v in value) + "] s"
-        elif isinstance(value, bool):
+        label = _FIELD_LABELS.get(key, key.replace("_", " "))
+        if isinstance(value, bool):
             text = "yes" if value else "no"
+        elif isinstance(value, float):
+            text = _g(value)
         elif isinstance(value, (list, dict)):
-            text = json.dumps(value, default=str)
+            text = json.dumps(round_sig_all(value), default=str)
         else:
             text = str(value)
-        out.append((key, text))
+        out.append((label, text))
+    if "val_fraction" in ctx or "val_by" in ctx:
+        frac = ctx.get("val_fraction")
+        text = f"{_g(float(frac) * 100)} % of the training data" if isinstance(frac, (int, float)) else "yes"
+        if ctx.get("val_by"):
+            text += f", split by {ctx['val_by']}"
+        out.append(("validation", text))
+    if ctx.get("image_encoder_random_init"):
+        out.append(("image encoder", "randomly initialised (not pretrained)"))
     return out
 
 
+def round_sig_all(value: Any) -> Any:
+    """:func:`round_sig` applied to every float of a nested structure."""
+    if isinstance(value, dict):
+        return {k: round_sig_all(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [round_sig_all(v) for v in value]
+    return round_sig(value)
+
+
+def _context_rows(board: "Leaderboard", key: str) -> "Any":
+    rows = board.rows
+    return rows[rows["context_key"] == key]
+
+
+def encoder_names(board: "Leaderboard", key: str) -> list[str]:
+    """The image encoders of a context by name (the context itself holds only their fingerprint)."""
+    part = _context_rows(board, key)
+    if "image_encoder" not in part:
+        return []
+    return sorted({str(v) for v in part["image_encoder"].dropna()})
+
+
+def summary_items(board: "Leaderboard", key: str) -> list[tuple[str, str]]:
+    """What a context compares, in a few (label, text) pairs: dataset, protocols, n-way, test averaging, image
+    encoder by name, and how many configurations, test subjects and seeds."""
+    ctx = board.contexts.get(key, {})
+    part = _context_rows(board, key)
+    out = []
+    data = str(ctx.get("dataset", "?")) + (" (synthetic)" if ctx.get("synthetic") else "")
+    out.append(("dataset", data))
+    protocols: dict[str, list[str]] = {}
+    for col in board.columns(key):
+        protocols.setdefault(col.protocol, [])
+        text = col.stage if col.stage != "finetune" else f"finetune {_ratio(col.training_ratio)}"
+        protocols[col.protocol].append(text)
+    out.append(("protocol", "; ".join(f"{p} ({', '.join(stages)})" for p, stages in protocols.items())))
+    if "n_way" in ctx:
+        out.append(("retrieval", f"{ctx['n_way']}-way"))
+    if "test_averaging" in ctx:
+        out.append(("test trials averaged", str(ctx["test_averaging"])))
+    names = encoder_names(board, key)
+    if names:
+        enc = ", ".join(names) + (" (randomly initialised)" if ctx.get("image_encoder_random_init") else "")
+        out.append(("image encoder", enc))
+    t = board.table[board.table["context_key"] == key]
+    n_measured = t.loc[t["source"] == "measured", "config_id"].nunique()
+    n_reported = t.loc[t["source"] != "measured", "config_id"].nunique()
+    out.append(("configurations", str(n_measured) + (f" (+ {n_reported} reported)" if n_reported else "")))
+    subjects = sorted(int(s) for s in part["test_subject"].unique()) if len(part) else []
+    seeds = sorted(int(s) for s in part["seed"].unique()) if len(part) else []
+    out.append(("test subjects", f"{len(subjects)} ({_short_list(subjects, 8)})"))
+    out.append(("seeds", f"{len(seeds)} ({_short_list(seeds, 8)})"))
+    out.append(("chance", f"{_chance_pct(board.chance(key))} %"))
+    return out
+
+
+def identity_items(board: "Leaderboard", key: str) -> list[tuple[str, str]]:
+    """Hashes and fingerprints that identify a context and its configurations (for the collapsed block)."""
+    ctx = board.contexts.get(key, {})
+    out = [("context key", key)]
+    for f in IDENTITY_FIELDS:
+        if f in ctx:
+            out.append((f"{f.replace('_', ' ')} fingerprint", str(ctx[f])))
+    t = board.table[(board.table["context_key"] == key) & (board.table["source"] == "measured")]
+    for cid, label in t.drop_duplicates("config_id")[["config_id", "config"]].itertuples(index=False):
+        out.append((f"configuration {label}", str(cid)))
+    part = _context_rows(board, key)
+    if "spec_name" in part and "spec_hash" in part:
+        for name, h in sorted(set(zip(part["spec_name"].astype(str), part["spec_hash"].astype(str)))):
+            out.append((f"spec {name}", h))
+    return out
+
+
+def _ratio(ratio: float) -> str:
+    pct = ratio * 100
+    return f"{pct:.0f} %" if math.isclose(pct, round(pct)) else f"{pct:.3g} %"
+
+
 def context_title(board: "Leaderboard", key: str) -> str:
+    """A context in one line for people (no hash): dataset, synthetic, n-way, test averaging."""
     ctx = board.contexts.get(key, {})
     bits = [str(ctx.get("dataset", "?"))]
     if ctx.get("synthetic"):
@@ -103,7 +253,7 @@ def context_title(board: "Leaderboard", key: str) -> str:
         bits.append(f"{ctx['n_way']}-way")
     if "test_averaging" in ctx:
         bits.append(f"test averaging {ctx['test_averaging']}")
-    return " · ".join(bits) + f" · context {key}"
+    return " · ".join(bits)
 
 
 def _sections(board: "Leaderboard") -> list[dict[str, Any]]:
@@ -178,8 +328,47 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+def _intro(board: "Leaderboard") -> str:
+    """One sentence on what the whole report covers."""
+    from .plots import metric_name
+
+    measured = board.table[board.table["source"] == "measured"]
+    rows = board.rows
+    n_ctx = len(board.contexts)
+    def count(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    bits = [count(measured["config_id"].nunique(), "configuration"),
+            count(rows["test_subject"].nunique(), "test subject"), count(rows["seed"].nunique(), "seed")]
+    where = f" in {n_ctx} comparison contexts (never ranked together)" if n_ctx > 1 else ""
+    return (f"{metric_name(board.metric).capitalize()} of {' × '.join(bits)}{where}; scores in percent, "
+            "mean ± std over test subjects × seeds.")
+
+
+def _headline(sec: dict[str, Any]) -> str:
+    """The first column's best and its runner-up, with the paired test, in one sentence ('' when unranked)."""
+    if not sec["columns"]:
+        return ""
+    col = sec["columns"][0]
+    ranked = sorted((r for (cid, k), r in sec["cells"].items() if k == _colkey(col) and r["source"] == "measured"
+                     and r["ranked"]), key=lambda r: (int(r["rank"]), r["config"]))
+    if not ranked:
+        return ""
+    best = ranked[0]
+    text = f"Best on {col.label}: {best['config']}, {_pct(best['mean'])} %"
+    if len(ranked) > 1:
+        second = ranked[1]
+        text += f", ahead of {second['config']} ({_pct(second['mean'])} %"
+        if not _nan(second["p_value"]):
+            text += f"; one-sided p = {_p(second['p_value'])} over {int(second['n_pairs'])} subjects"
+        text += ")"
+    return text + "."
+
+
 def render_markdown(board: "Leaderboard") -> str:
-    lines = [f"# Leaderboard: {board.metric}", ""]
+    from .plots import metric_name
+
+    lines = [f"# Leaderboard: {metric_name(board.metric)}", "", _intro(board), ""]
     if board.sources:
         lines += [f"Results: {', '.join(board.sources)}", ""]
     lines += [
@@ -193,9 +382,12 @@ def render_markdown(board: "Leaderboard") -> str:
     for i, sec in enumerate(_sections(board), 1):
         cols = sec["columns"]
         lines += [f"## Context {i}: {context_title(board, sec['key'])}", ""]
-        lines += [f"- {k}: {_md_escape(v)}" for k, v in context_items(board.contexts.get(sec["key"], {}))]
-        chance = sec["chance"]
-        lines += [f"- **chance**: {_pct(chance)} %" if chance is not None else "- chance: –", ""]
+        lines += [f"- **{k}**: {_md_escape(v)}" for k, v in summary_items(board, sec["key"])]
+        lines += ["", "Context: " + "; ".join(f"{k}: {_md_escape(v)}"
+                                              for k, v in context_items(board.contexts.get(sec["key"], {}))), ""]
+        headline = _headline(sec)
+        if headline:
+            lines += [_md_escape(headline), ""]
         header = ["configuration", *[c.label for c in cols]]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for cid in sec["rows"]:
@@ -219,6 +411,9 @@ def render_markdown(board: "Leaderboard") -> str:
                 lines.append("| " + " | ".join([_md_escape(sec["info"][cid]["config"]),
                                                 *[fn(sec["cells"].get((cid, _colkey(c)))) for c in cols]]) + " |")
             lines.append("")
+        lines += ["<details><summary>Identity (hashes and fingerprints)</summary>", ""]
+        lines += [f"- {_md_escape(k)}: `{v}`" for k, v in identity_items(board, sec["key"])]
+        lines += ["", "</details>", ""]
     notes = _reported_notes(board)
     if notes:
         lines += ["## Reported results", "", f"*[reported]* rows: {DEFINITIONS['reported']}.", ""]
@@ -228,9 +423,20 @@ def render_markdown(board: "Leaderboard") -> str:
     return "\n".join(lines)
 
 
+def _rounded_frame(frame: "Any") -> "Any":
+    """A copy of a DataFrame with every float rounded to :data:`SIGNIFICANT_DIGITS` significant digits."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype.kind == "f":
+            out[col] = out[col].map(round_sig)
+        elif out[col].dtype == object:
+            out[col] = out[col].map(lambda v: round_sig(v) if isinstance(v, float) else v)
+    return out
+
+
 def render_csv(board: "Leaderboard") -> str:
-    """The tidy table (fractions, full precision), one row per (context, configuration, column)."""
-    return board.table.to_csv(index=False)
+    """The tidy table (fractions to 6 significant digits), one row per (context, configuration, column)."""
+    return _rounded_frame(board.table).to_csv(index=False)
 
 
 def _jsonable(value: Any) -> Any:
@@ -239,7 +445,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, float):
-        return None if math.isnan(value) else (str(value) if math.isinf(value) else value)
+        return None if math.isnan(value) else (str(value) if math.isinf(value) else round_sig(value))
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         return _jsonable(value.item())
     return value
@@ -257,8 +463,8 @@ def render_json(board: "Leaderboard") -> str:
                          "label": c.label} for c in sec["columns"]],
             "rows": [{k: _jsonable(v) for k, v in r.items() if k != "context_key"} for r in t.to_dict("records")],
         })
-    doc = {"metric": board.metric, "unit": "fraction", "by": list(board.by), "sources": board.sources,
-           "definitions": DEFINITIONS, "contexts": contexts, "citations": board.citations,
+    doc = {"metric": board.metric, "unit": "fraction", "significant_digits": SIGNIFICANT_DIGITS, "by": list(board.by),
+           "sources": board.sources, "definitions": DEFINITIONS, "contexts": contexts, "citations": board.citations,
            "reported": board.reported}
     return json.dumps(_jsonable(doc), indent=2, default=str, allow_nan=False) + "\n"
 
@@ -281,7 +487,7 @@ def render_latex(board: "Leaderboard") -> str:
         ctx_text = "; ".join(f"{k}: {v}" for k, v in context_items(board.contexts.get(sec["key"], {})))
         out += [f"% context {sec['key']}: {ctx_text}", r"\begin{table}[ht]", r"\centering", r"\small",
                 r"\caption{" + _tex(f"{board.metric} (%) on {context_title(board, sec['key'])}; chance "
-                                    f"{_pct(sec['chance'])} %") + "}",
+                                    f"{_chance_pct(sec['chance'])} %") + "}",
                 r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
                 " & ".join(["Configuration", *[_tex(c.label) for c in cols]]) + r" \\", r"\midrule"]
         for cid in sec["rows"]:
@@ -315,80 +521,86 @@ def render_latex(board: "Leaderboard") -> str:
     return "\n".join(out) + "\n"
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1400px}
-table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}td.best{font-weight:bold;background:#eef7ee}
-td.unranked{color:#8a5a00;background:#fff8e6}
-tr.reported td{font-style:italic;color:#555;background:#fafafa}.ctx{font-size:.9em;color:#444}
-figure{display:inline-block;margin:.5em}figure img{max-width:640px;border:1px solid #ddd}
-figcaption{font-size:.8em;color:#555}code{background:#f3f3f3;padding:0 .2em}
-"""
+HOW_TO_READ = ("Cells: mean ± std in % over test subjects × seeds (n = number of subject-seed scores); bold = best "
+               "in its column; shaded = not ranked (measured on other subjects or seeds than the column's most "
+               "complete configuration; hover for why); italics = published numbers, never ranked.")
 
 
-def _h(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+def _html_context(ctx: dict[str, Any]) -> list[dict[str, str]]:
+    out = []
+    for label, text in context_items(ctx):
+        full = ""
+        if label == "channels" and isinstance(ctx.get("channels"), list) and len(ctx["channels"]) > 4:
+            full = ", ".join(str(c) for c in ctx["channels"])
+        out.append({"label": label, "text": text, "full": full})
+    return out
 
 
-def render_html(board: "Leaderboard", plots: Iterable[tuple[str, bytes]] | None = None) -> str:
-    """One self-contained page: inline CSS, every plot embedded as a base64 PNG; no external resources."""
+def _plot_records(plots: Iterable[Any], key: str, used: set[str]) -> list[dict[str, str]]:
+    """The plots of one context as template records (caption, base64 PNG). Accepts :class:`eegbench.plots.Plot`
+    values or plain ``(file name, PNG bytes)`` pairs (matched to the context by the file name's prefix)."""
+    out = []
+    for plot in plots:
+        if hasattr(plot, "context_key"):
+            name, data, ctx, caption = plot.name, plot.png, plot.context_key, plot.caption
+        else:
+            name, data = plot
+            ctx = key if str(name).startswith(key[:8]) else None
+            caption = str(name).split("_", 1)[-1].rsplit(".", 1)[0].replace("_", " ")
+        if ctx != key or name in used:
+            continue
+        used.add(name)
+        out.append({"caption": caption, "name": name, "data": base64.b64encode(data).decode("ascii")})
+    return out
+
+
+def render_html(board: "Leaderboard", plots: Iterable[Any] | None = None) -> str:
+    """One self-contained page from the ``report.html.j2`` template: a summary first, then the ranked tables
+    in percent, then the plots (embedded as base64 PNGs); hashes only in a collapsed identity block. Inline CSS,
+    no scripts, no external resources."""
+    import jinja2
+
+    from .plots import metric_name
+
     plots = list(plots or [])
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>eegbench leaderboard: {_h(board.metric)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>Leaderboard: {_h(board.metric)}</h1>"]
-    if board.sources:
-        parts.append(f"<p>Results: {_h(', '.join(board.sources))}</p>")
-    parts.append(f"<p>Cells: {_h(board.metric)} in %, mean ± std over test subjects × seeds (n = number of "
-                 "subject-seed scores); <strong>bold</strong> = best in its column. Rows of different comparison "
-                 "contexts are never ranked together; within a column only configurations measured on the same test "
-                 "subjects and seeds as its most complete one are ranked, the others say <em>not ranked</em> (why: "
-                 f"in the paired-comparison table). Configuration = {_h(' / '.join(board.by))}.</p>")
     used: set[str] = set()
+    sections = []
     for i, sec in enumerate(_sections(board), 1):
         cols = sec["columns"]
-        parts.append(f"<h2>Context {i}: {_h(context_title(board, sec['key']))}</h2>")
-        items = "".join(f"<li>{_h(k)}: {_h(v)}</li>" for k, v in context_items(board.contexts.get(sec["key"], {})))
-        parts.append(f'<ul class="ctx">{items}<li><strong>chance: {_h(_pct(sec["chance"]))} %</strong></li></ul>')
-        head = "<tr><th>configuration</th>" + "".join(f"<th>{_h(c.label)}</th>" for c in cols) + "</tr>"
-        body = []
+        rows = []
         for cid in sec["rows"]:
             info = sec["info"][cid]
-            tds = []
+            cells = []
             for c in cols:
                 r = sec["cells"].get((cid, _colkey(c)))
                 best = r is not None and r["source"] == "measured" and bool(r["best"])
-                attr = ' class="best"' if best else (' class="unranked"' if _unranked(r) else "")
-                title = f' title="{_h(r["rank_note"])}"' if _unranked(r) else ""
-                tds.append(f"<td{attr}{title}>{_h(_cell_text(r))}</td>")
-            cls = ' class="reported"' if info["source"] != "measured" else ""
-            body.append(f"<tr{cls}><td>{_h(info['config'])}</td>{''.join(tds)}</tr>")
-        parts.append(f"<table>{head}{''.join(body)}</table>")
+                cells.append({"text": _cell_text(r), "cls": "best" if best else ("unranked" if _unranked(r) else ""),
+                              "title": str(r["rank_note"]) if _unranked(r) else ""})
+            rows.append({"label": info["config"], "reported": info["source"] != "measured", "cells": cells})
         measured = [cid for cid in sec["rows"] if sec["info"][cid]["source"] == "measured"]
-        for title, fn in (("Paired comparison with the column's best (one-sided p, standardised mean difference)",
-                           _stats_text),
-                          ("Spread over subjects (seed-averaged) vs over seeds (subject-averaged), in %", _spread_text)):
-            rows = "".join(f"<tr><td>{_h(sec['info'][cid]['config'])}</td>"
-                           + "".join(f"<td>{_h(fn(sec['cells'].get((cid, _colkey(c)))))}</td>" for c in cols) + "</tr>"
-                           for cid in measured)
-            parts.append(f"<h3>{_h(title)}</h3><table>{head}{rows}</table>")
-        figs = [(n, d) for n, d in plots if n.startswith(sec["key"][:8]) and n not in used]
-        for name, data in figs:
-            used.add(name)
-            parts.append(f'<figure><img alt="{_h(name)}" src="data:image/png;base64,'
-                         f'{base64.b64encode(data).decode("ascii")}"><figcaption>{_h(name)}</figcaption></figure>')
-    notes = _reported_notes(board)
-    if notes:
-        parts.append(f"<h2>Reported results</h2><p><em>[reported]</em> rows: {_h(DEFINITIONS['reported'])}.</p>")
-        parts.append("<ul>" + "".join(f"<li>{_h(n)}</li>" for n in notes) + "</ul>")
-    if board.citations:
-        parts.append("<h2>References</h2><ul>"
-                     + "".join(f"<li>{_h(k)}: {_h(v)}</li>" for k, v in sorted(board.citations.items())) + "</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+
+        def table(fn):
+            return [{"label": sec["info"][cid]["config"],
+                     "cells": [fn(sec["cells"].get((cid, _colkey(c)))) for c in cols]} for cid in measured]
+
+        sections.append({
+            "index": i, "title": context_title(board, sec["key"]), "summary": summary_items(board, sec["key"]),
+            "headline": _headline(sec), "context": _html_context(board.contexts.get(sec["key"], {})),
+            "columns": [c.label for c in cols], "rows": rows, "stats": table(_stats_text),
+            "spread": table(_spread_text), "plots": _plot_records(plots, sec["key"], used),
+            "identity": identity_items(board, sec["key"]),
+        })
+    env = jinja2.Environment(loader=jinja2.PackageLoader("eegbench", "."), autoescape=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.get_template("report.html.j2").render(
+        metric_name=metric_name(board.metric), intro=_intro(board), sources=board.sources, sections=sections,
+        how_to_read=HOW_TO_READ, reported_notes=_reported_notes(board), reported_definition=DEFINITIONS["reported"],
+        citations=sorted(board.citations.items()))
 
 
-def render(board: "Leaderboard", fmt: str = "md", *, plots: Iterable[tuple[str, bytes]] | None = None) -> str:
-    """Render ``board`` as ``fmt`` (md, csv, latex, html, json); ``plots`` are embedded by the HTML format."""
+def render(board: "Leaderboard", fmt: str = "md", *, plots: Iterable[Any] | None = None) -> str:
+    """Render ``board`` as ``fmt`` (md, csv, latex, html, json); ``plots`` (:class:`eegbench.plots.Plot`) are
+    embedded by the HTML format (made here when not given)."""
     if fmt == "md":
         return render_markdown(board)
     if fmt == "csv":

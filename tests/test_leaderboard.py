@@ -143,7 +143,7 @@ def test_different_contexts_are_never_ranked_together(tmp_path):
     from eegbench.report import render_markdown
 
     md = render_markdown(board)
-    assert md.count("## Context ") == 2 and "test_averaging: none" in md
+    assert md.count("## Context ") == 2 and "**test trials averaged**: none" in md
 
 
 def test_several_directories_merge_without_duplicate_cells(tmp_path):

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import sqlite3
+from html import unescape
 from collections import defaultdict
 
 import numpy as np
@@ -89,15 +90,17 @@ def test_markdown_numbers_match_the_database(results, outputs):
             m = re.fullmatch(r"(\*\*)?([\d.]+) ± ([\d.]+) \(n=(\d+)\)(\*\*)?", cell)
             assert m, cell
             mean, std, n = truth[(backbone, *column_key(label))]
-            assert float(m.group(2)) == pytest.approx(mean * 100, abs=0.006)
-            assert float(m.group(3)) == pytest.approx(std * 100, abs=0.006)
+            # percent with one decimal
+            assert re.fullmatch(r"\d+\.\d", m.group(2)) and re.fullmatch(r"\d+\.\d", m.group(3)), cell
+            assert float(m.group(2)) == pytest.approx(mean * 100, abs=0.0501)
+            assert float(m.group(3)) == pytest.approx(std * 100, abs=0.0501)
             assert int(m.group(4)) == n == 6
             best_cells += bool(m.group(1))
             checked += 1
     assert checked == len(truth) == 10
     assert best_cells == 5  # one best per column
     text = files["md"].read_text()
-    assert "chance**: 0.50 %" in text and "p=0.125" in text and "seeds ±" in text
+    assert "**chance**: 0.5 %" in text and "p=0.125" in text and "seeds ±" in text
     assert "NICE [reported]" in text and "Song et al. 2024" in text
 
 
@@ -109,7 +112,8 @@ def test_csv_and_json_numbers_match_the_database(results, outputs):
     assert len(measured) == len(truth)
     for r in measured:
         mean, std, n = truth[(r["backbone"], r["protocol"], r["stage"], float(r["training_ratio"]))]
-        assert float(r["mean"]) == pytest.approx(mean) and float(r["std"]) == pytest.approx(std)
+        # 6 significant digits: relative error at most 5e-6
+        assert float(r["mean"]) == pytest.approx(mean, rel=5e-6) and float(r["std"]) == pytest.approx(std, rel=5e-6)
         assert int(r["n"]) == n
     assert {r["config"] for r in rows if r["source"] == "reported"} == {"NICE [reported]"}
 
@@ -121,7 +125,7 @@ def test_csv_and_json_numbers_match_the_database(results, outputs):
     assert len(json_measured) == len(truth)
     for r in json_measured:
         mean, std, n = truth[(r["backbone"], r["protocol"], r["stage"], r["training_ratio"])]
-        assert r["mean"] == pytest.approx(mean) and r["std"] == pytest.approx(std) and r["n"] == n
+        assert r["mean"] == pytest.approx(mean, rel=5e-6) and r["std"] == pytest.approx(std, rel=5e-6) and r["n"] == n
         assert r["sd_subjects"] >= 0 and r["sd_seeds"] >= 0
     assert [c["label"] for c in ctx["columns"]] == ["intra · pretrain", "loso · pretrain", "loso · finetune 10%",
                                                     "loso · finetune 50%", "loso · finetune 100%"]
@@ -134,6 +138,8 @@ def test_plots_are_written_and_non_empty(outputs):
     assert any(n.endswith("_intra_pretrain_subjects.png") for n in names)
     assert any(n.endswith("_loso_pretrain_subjects.png") for n in names)
     assert any(n.endswith("_loso_finetune_curve.png") for n in names)
+    assert any(n.endswith("_overview.png") for n in names)
+    assert any(n.endswith("_paired_differences.png") for n in names)
     for p in pngs:
         data = p.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
@@ -144,9 +150,11 @@ def test_every_plot_draws_the_chance_line(results, monkeypatch):
 
     calls = []
     original = plots._chance_line
-    monkeypatch.setattr(plots, "_chance_line", lambda ax, chance: (calls.append(chance), original(ax, chance)))
+    monkeypatch.setattr(plots, "_chance_line", lambda ax, chance, **kw: (calls.append(chance), original(ax, chance, **kw)))
     made = plots.make_plots(build(results, reported=False))
-    assert len(calls) == len(made) == 4 and all(c == pytest.approx(1 / 200) for c in calls)
+    # score plots: overview (one chance line per column panel: 5), intra and loso pretrain subjects, loso finetune
+    # subjects, curve; plus the paired differences (a difference scale: no chance line)
+    assert len(made) == 6 and len(calls) == 4 + 5 and all(c == pytest.approx(1 / 200) for c in calls)
 
 
 def test_html_embeds_the_plots_and_needs_no_network(outputs):
@@ -155,12 +163,12 @@ def test_html_embeds_the_plots_and_needs_no_network(outputs):
         text = html_path.read_text()
         assert text.startswith("<!DOCTYPE html>")
         images = re.findall(r'<img [^>]*src="([^"]+)"', text)
-        assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
+        assert len(images) == 6 and all(src.startswith("data:image/png;base64,") for src in images)
         # no external resource: nothing loaded from a URL, no scripts, no stylesheets links
         assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
         assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import|<script|<link", text, re.I)
         assert "http://" not in text and "https://" not in text
-        assert "<strong>chance: 0.50 %</strong>" in text
+        assert "<dt>chance</dt><dd>0.5 %</dd>" in text
     import base64
 
     first = re.search(r'src="data:image/png;base64,([^"]+)"', files["html"].read_text()).group(1)
@@ -185,7 +193,8 @@ def test_two_contexts_render_as_separate_tables(tmp_path):
     assert sorted(c["context"]["n_way"] for c in doc["contexts"]) == [50, 200]
     assert sorted(c["chance"] for c in doc["contexts"]) == pytest.approx([1 / 200, 1 / 50])
     html = render(board, "html")
-    assert html.count("<h2>Context ") == 2 and html.count("data:image/png;base64,") == 2
+    # per context: the overview, the paired differences and the per-subject plot of its one column
+    assert html.count("<h2>Context ") == 2 and html.count("data:image/png;base64,") == 6
 
 
 def test_unranked_configurations_are_marked_in_every_format(tmp_path):
@@ -200,7 +209,7 @@ def test_unranked_configurations_are_marked_in_every_format(tmp_path):
     assert next(line for line in md.splitlines() if line.startswith("| net-b")).count("**") == 2
     assert note in md
     html = render(board, "html", plots=[])
-    assert 'class="unranked"' in html and note.replace("'", "&#x27;") in html
+    assert 'class="unranked"' in html and f'title="{note}"' in unescape(html)
     latex = render(board, "latex")
     assert r"$^{\dagger}$" in latex and "not ranked: subjects differ" in latex
     rows = {r["backbone"]: r for r in csv.DictReader(io.StringIO(render(board, "csv")))}
@@ -209,3 +218,139 @@ def test_unranked_configurations_are_marked_in_every_format(tmp_path):
     c = next(r for r in doc["contexts"][0]["rows"] if r["backbone"] == "net-c")
     assert c["ranked"] is False and c["best"] is False and c["p_value"] is None and c["rank_note"] == note
     assert "ranked" in doc["definitions"]
+
+
+# --------------------------------------------------------------------------------------------------
+# a report people read: summary first, human values, no hashes outside the identity block
+# --------------------------------------------------------------------------------------------------
+HEX16 = re.compile(r"(?<![0-9a-f])[0-9a-f]{16}(?![0-9a-f])")
+CHANNELS = ["Pz", "P3", "P7", "O1", "Oz", "O2", "P4", "P8", "P1", "P2", "PO7", "PO3", "POz", "PO4", "PO8", "P5", "P6"]
+REAL_CONTEXT = dict(dataset="things-eeg-2-synthetic", synthetic=True, n_way=50, sfreq=63.63636363636364, n_times=64,
+                    channels=CHANNELS, window=[0.0, 1.0057], image_encoder="embedding-file:c4fb359369756420",
+                    val_fraction=0.2)
+
+
+def significant_digits(number: str) -> int:
+    mantissa = number.lstrip("-").split("e")[0].replace(".", "").lstrip("0")
+    return len(mantissa.rstrip("0")) if "." in number else len(mantissa)
+
+
+def float32_noise(base, subject, seed, ratio, k):
+    """Scores as a float32 model writes them: 0.38 stored as 0.3799999952316284."""
+    return float(np.float32(min(1.0, round(base * k + 0.02 * subject + 0.01 * seed, 2))))
+
+
+@pytest.fixture(scope="module")
+def real_board(tmp_path_factory):
+    d = tmp_path_factory.mktemp("real")
+    configs = (("resnet1d", "embedding-file", "clip", 0.30, {}), ("nice", "embedding-file", "clip", 0.24, {}))
+    make_results(d, configs, subjects=(1, 2, 3, 4), protocols=("loso",), ratios=(0.25, 1.0),
+                 context=make_context(**REAL_CONTEXT), scorer=float32_noise)
+    return d, build(d, reported=False)
+
+
+class _Visible(__import__("html.parser").parser.HTMLParser):
+    """Text of headings, captions and the page title, alt/title attributes, and whether inside the identity block."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.shown, self.identity_depth, self.outside_identity = [], [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.stack.append(tag)
+        if tag == "details" and "identity" in (a.get("class") or ""):
+            self.identity_depth = len(self.stack)
+        self.shown += [v for k, v in attrs if k in ("alt", "title") and v]
+
+    def handle_endtag(self, tag):
+        if self.stack and self.stack[-1] == tag:
+            if len(self.stack) == self.identity_depth:
+                self.identity_depth = 0
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if set(self.stack) & {"h1", "h2", "h3", "h4", "figcaption", "title", "summary", "dt", "dd"}:
+            self.shown.append(data)
+        if not self.identity_depth:
+            self.outside_identity.append(data)
+
+
+def test_html_reads_summary_first_with_human_values_and_hashes_only_in_identity(real_board):
+    _, board = real_board
+    page = render(board, "html")
+    parser = _Visible()
+    parser.feed(page)
+    ctx_key = board.context_keys()[0]
+    assert ctx_key in page and "c4fb359369756420" in page  # kept, in the identity block
+    shown = " ".join(parser.shown)
+    assert not HEX16.search(shown), HEX16.findall(shown)
+    assert not HEX16.search(" ".join(parser.outside_identity)), HEX16.findall(" ".join(parser.outside_identity))
+    # order: summary, then ranking table, then plots, then identity
+    positions = [page.index(s) for s in ('<dl class="summary">', "<h3>Ranking</h3>", "<img ", 'class="identity"')]
+    assert positions == sorted(positions)
+    text = unescape(page)
+    for expected in ("<dt>image encoder</dt><dd>embedding-file</dd>", "<dt>retrieval</dt><dd>50-way</dd>",
+                     "<dt>configurations</dt><dd>2</dd>", "<dt>test subjects</dt><dd>4 (1, 2, 3, 4)</dd>",
+                     "<dt>seeds</dt><dd>2 (0, 1)</dd>", "<dt>chance</dt><dd>2 %</dd>",
+                     "64 samples at 63.6 Hz", "window: 0 to 1.01 s", "<summary>17 (Pz, P3, P7, O1, …)</summary>",
+                     "validation: 20 % of the training data, split by image"):
+        assert expected in text, expected
+    assert "63.636" not in page and "1.0057" not in page and "sfreq" not in page
+    # percent with one decimal in every table cell with a score
+    cells = re.findall(r"<td[^>]*>(\d+\.\d+) ± (\d+\.\d+) \(n=\d+\)</td>", page)
+    assert cells and all(len(m.split(".")[1]) == 1 and len(s.split(".")[1]) == 1 for m, s in cells)
+
+
+def test_plots_share_the_score_axis_label_chance_and_name_no_hash(real_board, monkeypatch):
+    import eegbench.plots as plots
+
+    figures = []
+    original = plots._png
+    monkeypatch.setattr(plots, "_png", lambda fig: (figures.append(fig), original(fig))[1])
+    made = plots.make_plots(real_board[1])
+    # overview, paired differences, loso pretrain and finetune-100% subjects, finetune curve
+    assert len(figures) == len(made) == 5
+    ranges, widths = set(), []
+    for fig, plot in zip(figures, made):
+        assert plot.png.startswith(PNG_MAGIC) and not HEX16.search(plot.caption)
+        widths.append(fig.get_size_inches()[0])
+        texts = [t.get_text() for t in fig.texts] + [t.get_text() for ax in fig.axes for t in
+                                                     (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts,
+                                                      *ax.get_yticklabels())]
+        assert not any(HEX16.search(t) for t in texts), texts
+        if plot.name.endswith("_paired_differences.png"):
+            assert len(fig.axes) == 3 and all(ax.get_xlim() == fig.axes[0].get_xlim() for ax in fig.axes)
+            assert sum(t.startswith("p=") for ax in fig.axes for t in (x.get_text() for x in ax.texts)) == 3
+            continue
+        for ax in fig.axes:
+            assert "chance 2 %" in [t.get_text() for t in ax.texts]  # the chance line is labelled on every panel
+            ranges.add(ax.get_xlim() if plot.name.endswith("_overview.png") else ax.get_ylim())
+            if ax.containers:  # error bars drawn
+                assert any(len(c.lines) > 2 and c.lines[2] for c in ax.containers)
+    assert len(ranges) == 1, ranges  # one score range for every panel of the metric
+    lo, hi = ranges.pop()
+    assert lo == 0 and 40 <= hi <= 60  # from 0 (chance in view) to a little above the best score (~0.42)
+    assert max(widths) <= plots.MAX_WIDTH and min(widths) < 5  # sized to content, not a fixed large canvas
+
+
+def test_exports_carry_no_float32_noise(real_board):
+    d, board = real_board
+    raw = sqlite3.connect(d / "results.sqlite").execute("SELECT value FROM results").fetchall()
+    assert any(len(repr(v)) > 12 for (v,) in raw)  # the database does hold float32 noise
+    floats = ("mean", "std", "sd_subjects", "sd_seeds", "chance", "p_value", "smd", "training_ratio")
+    rows = list(csv.DictReader(io.StringIO(render(board, "csv"))))
+    numbers = [r[k] for r in rows for k in floats if r[k]]
+    assert len(numbers) > 30 and max(significant_digits(x) for x in numbers) <= 6
+
+    def walk(v):
+        if isinstance(v, dict):
+            return [x for y in v.values() for x in walk(y)]
+        if isinstance(v, list):
+            return [x for y in v for x in walk(y)]
+        return [repr(v)] if isinstance(v, float) else []
+
+    numbers = walk(json.loads(render(board, "json")))
+    assert len(numbers) > 30 and max(significant_digits(x) for x in numbers) <= 6
+    for fmt in ("md", "latex"):
+        assert not re.search(r"\d\.\d{2,} ?(±|\$\\pm)", render(board, fmt)), fmt  # percent with one decimal
