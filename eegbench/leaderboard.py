@@ -130,16 +130,58 @@ class Leaderboard:
 # --------------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------------
+class CellConfigs(Mapping[str, Mapping[str, Any]]):
+    """``{cell_key: resolved config}`` of the stores' ``cells`` tables, each JSON text decoded only when asked
+    for (a store holds thousands; the leaderboard needs those of pretrain cells without rows). A key's first
+    valid config wins, as directories are given."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, list[str]] = {}
+        self._decoded: dict[str, Mapping[str, Any] | None] = {}
+
+    def add(self, cell_key: str, text: Any) -> None:
+        if text:
+            self._texts.setdefault(cell_key, []).append(text)
+
+    def __getitem__(self, cell_key: str) -> Mapping[str, Any]:
+        if cell_key not in self._decoded:
+            self._decoded[cell_key] = next(filter(None, map(_config_or_none, self._texts.get(cell_key, ()))), None)
+        found = self._decoded[cell_key]
+        if found is None:
+            raise KeyError(cell_key)
+        return found
+
+    def __iter__(self):
+        return (k for k in self._texts if k in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, cell_key: object) -> bool:
+        try:
+            self[cell_key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+
+def _config_or_none(text: str) -> dict[str, Any] | None:
+    try:
+        cfg = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) and cfg else None
+
+
 def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], *,
-                 cell_configs: dict[str, dict[str, Any]] | None = None) -> "pd.DataFrame":
+                 cell_configs: CellConfigs | None = None) -> "pd.DataFrame":
     """Every result row of the given results directories, merged, one row per (cell, test subject, metric).
 
     A missing directory, a directory without a results database, or no rows at all raise
     :class:`EegbenchError` with one line. When the same row is present in several directories (a cell
     copied between machines), the most recently written copy is kept. ``cell_configs``, when given, is
-    filled with ``{cell_key: resolved config}`` from the stores' ``cells`` tables (the first directory's copy
-    wins): a finetune row's pretrain settings are found through its pretrain cell's config, which may have
-    no rows here. It is passed explicitly, not kept in ``DataFrame.attrs``: pandas deep-copies ``attrs`` on
+    filled with the configs of the stores' ``cells`` tables (:class:`CellConfigs`): a finetune row's pretrain
+    settings are found through its pretrain cell's config, which may have no rows here. It is passed explicitly, not kept in ``DataFrame.attrs``: pandas deep-copies ``attrs`` on
     every operation, which made the leaderboard's time grow with the square of the store.
     """
     import pandas as pd
@@ -150,7 +192,7 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], 
     if not dirs:
         raise EegbenchError("no results directory given (pass one or more, or set EEGBENCH_RESULTS)")
     frames, empties = [], []
-    cell_configs = {} if cell_configs is None else cell_configs
+    cell_configs = CellConfigs() if cell_configs is None else cell_configs
     for d in dirs:
         path = Path(d).expanduser()
         if not path.is_dir():
@@ -164,12 +206,7 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], 
         frames.append(frame)
         cells = store.cells()
         for c in cells:  # a finetune row's pretrain settings are found through its pretrain cell's config
-            try:
-                cfg = json.loads(c.get("config") or "{}")
-            except (TypeError, ValueError):
-                continue
-            if isinstance(cfg, dict) and cfg:
-                cell_configs.setdefault(str(c["cell_key"]), cfg)
+            cell_configs.add(str(c["cell_key"]), c.get("config"))
         if frame.empty:
             statuses = [c["status"] for c in cells]
             counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("failed", "running", "pending") if s in statuses)
@@ -289,7 +326,7 @@ def _citation(index: Mapping[tuple[str, str], Mapping[str, str]], kind: str, nam
 # --------------------------------------------------------------------------------------------------
 def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None, *, metric: str = "top1",
           by: Sequence[str] | str = DEFAULT_BY, reported: str | os.PathLike | bool | None = None,
-          rows: "pd.DataFrame | None" = None, cell_configs: Mapping[str, Mapping[str, Any]] | None = None
+          rows: "pd.DataFrame | None" = None, cell_configs: CellConfigs | None = None
           ) -> Leaderboard:
     """Compute a :class:`Leaderboard`.
 
@@ -314,7 +351,7 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
             from .paths import results_dir
 
             results_dirs = [results_dir()]
-        cell_configs = {}
+        cell_configs = CellConfigs()
         rows = load_results(results_dirs, cell_configs=cell_configs)
         sources = [str(Path(d)) for d in ([results_dirs] if isinstance(results_dirs, (str, os.PathLike))
                                           else results_dirs)]
@@ -337,13 +374,13 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
     for key, ctx in zip(df["context_key"], df["context"]):
         contexts.setdefault(key, ctx if isinstance(ctx, dict) else {})
 
-    _assign_configs(df, by, _cell_configs(rows, cell_configs or {}))
+    _assign_configs(df, by, _cell_configs(rows, CellConfigs() if cell_configs is None else cell_configs))
     labels = _labels(df, by)
     df["config"] = df["config_id"].map(lambda c: labels[c][0])
     df["variant"] = df["config_id"].map(lambda c: labels[c][1])
 
     groups = _Groups(df)
-    table = pd.DataFrame([_summary(groups, key, metric, by) for key in groups.keys])
+    table = pd.DataFrame(_summaries(groups, metric, by))
     table = _rank_and_test(table, groups)
 
     citations_index = registry_citations()
@@ -409,14 +446,16 @@ PER_CELL_KEYS = frozenset({"fold", "test_subject", "test_subjects", "train_subje
 FINETUNE_KEY = "finetune"
 
 
-def _cell_configs(rows: "pd.DataFrame", stored: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    """``{cell_key: resolved config}`` from every loaded row (any metric) and the stores' ``cells`` tables."""
-    out: dict[str, Mapping[str, Any]] = dict(stored)
+def _cell_configs(rows: "pd.DataFrame", stored: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[str, Any]]:
+    """``{cell_key: resolved config}`` from every loaded row (any metric), else the stores' ``cells`` tables."""
+    from collections import ChainMap
+
+    own: dict[str, Mapping[str, Any]] = {}
     if "config" in rows:
         for key, cfg in zip(rows["cell_key"], rows["config"]):
             if isinstance(cfg, dict) and cfg:
-                out[str(key)] = cfg
-    return out
+                own[str(key)] = cfg
+    return ChainMap(own, stored)  # type: ignore[arg-type]
 
 
 def _strip(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -543,9 +582,13 @@ def _assign_configs(df: "pd.DataFrame", by: Sequence[str], cell_configs: Mapping
     book = _Recipes(cell_configs)
     ids_of: dict[tuple[str, str], str] = {}
     recipes, base_ids, ids, by_parts = [], [], [], []
+    parts: dict[tuple, str] = {}  # a cell's parameter dicts are shared by its rows (one decoded JSON text)
     for r in recs:
         recipe, rid, base = book.of(r.get("config"), r.get("stage"), r)
-        part = json.dumps(_by_part(r, by), sort_keys=True, default=str)
+        part_key = tuple((r.get(c), id(r.get(c + "_params"))) for c in by)
+        part = parts.get(part_key)
+        if part is None:
+            part = parts[part_key] = json.dumps(_by_part(r, by), sort_keys=True, default=str)
         cid = ids_of.get((part, rid))
         if cid is None:
             cid = ids_of[(part, rid)] = stable_hash([part, rid], 12)
@@ -645,39 +688,38 @@ class _Groups:
     """
 
     def __init__(self, df: "pd.DataFrame"):
-        import numpy as np
+        import pandas as pd
 
         self.df = df
-        grouped = df.groupby(list(GROUP_KEYS), sort=False, dropna=False)
-        self.index: dict[tuple, "np.ndarray"] = grouped.indices
+        self.index: dict[tuple, "np.ndarray"] = df.groupby(list(GROUP_KEYS), sort=False, dropna=False).indices
         self.keys: list[tuple] = sorted(self.index, key=lambda k: self.index[k][0])  # order of first appearance
-        group_no = grouped.ngroup()
-        self._key_of_group = {int(group_no.iat[int(idx[0])]): key for key, idx in self.index.items()}
         self.value = df["value"].to_numpy(dtype=float)
         self.subject = df["test_subject"].to_numpy(dtype=int)
         self.seed = df["seed"].to_numpy(dtype=int)
-        # per (group, test subject) and (group, seed) means, as pandas computes them (the same summation
-        # whether grouped over one group or all rows), in each group's order of first appearance
-        self.per_subject = self._means(group_no, "test_subject")
-        self.per_seed = self._means(group_no, "seed")
+        self.chance = df["chance"].astype(float).to_numpy()
+        self.cell = pd.factorize(df["cell_key"])[0]
+        # per-subject scores for the paired tests: pandas' mean over all rows at once (not per group: pandas
+        # sums the two ways in different orders, and the tests' last bits would change)
+        self._paired = df.groupby([*GROUP_KEYS, "test_subject"], sort=False)["value"].mean().sort_index()
 
-    def _means(self, group_no: "pd.Series", column: str) -> dict[tuple, "np.ndarray"]:
-        means = self.df["value"].groupby([group_no.to_numpy(), self.df[column].to_numpy()], sort=True).mean()
-        out: dict[tuple, Any] = {}
-        codes = means.index.get_level_values(0).to_numpy()
-        values = means.to_numpy()
-        labels = means.index.get_level_values(1).to_numpy()
-        starts = _run_starts(codes)
-        for start, stop in zip(starts[:-1], starts[1:]):
-            out[self._key_of_group[int(codes[start])]] = (labels[start:stop], values[start:stop])
-        return out
-
-    def subject_scores(self, key: tuple) -> "pd.Series":
-        """Per-subject scores of a group (seeds averaged), indexed by test subject in ascending order."""
+    def _means(self, key: tuple, labels: "np.ndarray") -> "pd.Series":
         import pandas as pd
 
-        subjects, values = self.per_subject[key]
-        return pd.Series(values, index=pd.Index(subjects, name="test_subject"), name="value")
+        idx = self.index[key]
+        # pandas' group mean on this group alone, ascending labels (the spreads' numbers, to the last bit)
+        return pd.Series(self.value[idx]).groupby(labels[idx]).mean()
+
+    def subject_scores(self, key: tuple) -> "pd.Series":
+        """Per-subject scores of a group (seeds averaged), ascending subjects, for its spread."""
+        return self._means(key, self.subject)
+
+    def seed_scores(self, key: tuple) -> "pd.Series":
+        """Per-seed scores of a group (subjects averaged), ascending seeds, for its spread."""
+        return self._means(key, self.seed)
+
+    def paired_scores(self, key: tuple) -> "pd.Series":
+        """Per-subject scores of a group (seeds averaged), indexed by test subject, for the paired tests."""
+        return self._paired.loc[key]
 
     def coverage(self, key: tuple) -> frozenset:
         """The (test subject, seed) pairs a configuration was measured on in one column."""
@@ -685,33 +727,33 @@ class _Groups:
         return frozenset(zip(self.subject[idx].tolist(), self.seed[idx].tolist()))
 
 
-def _run_starts(codes: Any) -> list[int]:
-    """Where each run of equal values starts in a sorted array, plus its length."""
+def _summaries(groups: _Groups, metric: str, by: Sequence[str]) -> list[dict[str, Any]]:
+    """One summary record per group, in the groups' order."""
+    columns = list(dict.fromkeys(["config", "variant", *by]))
+    firsts = groups.df[columns].iloc[[int(groups.index[k][0]) for k in groups.keys]].to_dict("records")
+    return [_summary(groups, key, first, metric, by) for key, first in zip(groups.keys, firsts)]
+
+
+def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str, by: Sequence[str]) -> dict[str, Any]:
     import numpy as np
+    import pandas as pd
 
-    if len(codes) == 0:
-        return [0]
-    return [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(codes)]
-
-
-def _summary(groups: _Groups, key: tuple, metric: str, by: Sequence[str]) -> dict[str, Any]:
     from .stats import sample_std
 
     ctx, cid, protocol, stage, ratio = key
     idx = groups.index[key]
     values = groups.value[idx]
-    per_subject = groups.per_subject[key][1]
-    per_seed = groups.per_seed[key][1]
-    first = groups.df.iloc[int(idx[0])]
-    chance = groups.df["chance"].iloc[idx]
+    per_subject = groups.subject_scores(key).to_numpy()
+    per_seed = groups.seed_scores(key).to_numpy()
+    chance = pd.Series(groups.chance[idx])
     rec = {
         "context_key": ctx, "config_id": cid, "config": first["config"], "variant": first["variant"],
         "source": "measured", "protocol": protocol, "stage": stage, "training_ratio": float(ratio), "metric": metric,
         "mean": float(values.mean()), "std": sample_std(values), "n": int(values.size),
         "n_subjects": int(per_subject.size), "sd_subjects": sample_std(per_subject),
         "n_seeds": int(per_seed.size), "sd_seeds": sample_std(per_seed),
-        "n_cells": int(groups.df["cell_key"].iloc[idx].nunique()),
-        "chance": float(chance.astype(float).mean()) if chance.notna().any() else math.nan,
+        "n_cells": int(np.unique(groups.cell[idx]).size),
+        "chance": float(chance.mean()) if chance.notna().any() else math.nan,
         "citation": "", "selection": "", "notes": "",
     }
     for col in by:
@@ -784,9 +826,9 @@ def _rank_and_test(table: "pd.DataFrame", groups: _Groups) -> "pd.DataFrame":
         ranks = _min_ranks([means[i] for i in order])
         for i, r in zip(order, ranks):
             ranked[i], rank[i], best[i] = True, r, r == 1  # exact ties are all marked best
-        best_scores = groups.subject_scores(keys[order[0]])  # the reference of the tests: the first best by label
+        best_scores = groups.paired_scores(keys[order[0]])  # the reference of the tests: the first best by label
         for i in order[1:]:
-            other = groups.subject_scores(keys[i])
+            other = groups.paired_scores(keys[i])
             # same coverage, so the subjects are the same; aligned by subject all the same
             res = paired_test(best_scores.loc[other.index].to_numpy(), other.to_numpy())
             p_value[i], smd[i], n_pairs[i], test[i] = res.p_value, res.smd, int(res.n), res.test

@@ -378,21 +378,19 @@ class ResultStore:
         with self._connect() as con:
             raw = con.execute(sql, tuple(params)).fetchall()
         decoded: dict[str, Any] = {}
-
-        def decode(text: str) -> Any:
-            if not shared:
-                return json.loads(text)
-            value = decoded.get(text)
-            if value is None:
-                value = decoded[text] = json.loads(text)
-            return value
-
         out = []
         for r in raw:
             d = dict(r)
             for c in JSON_COLUMNS:
-                if d.get(c):
-                    d[c] = decode(d[c])
+                text = d.get(c)
+                if text:
+                    if shared:
+                        value = decoded.get(text)
+                        if value is None:
+                            value = decoded[text] = json.loads(text)
+                        d[c] = value
+                    else:
+                        d[c] = json.loads(text)
             out.append(d)
         return out
 
