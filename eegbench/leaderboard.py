@@ -467,9 +467,9 @@ def _strip(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in cfg.items():
         if k in PER_CELL_KEYS:
             continue
-        kind = COMPONENT_COLUMNS.get(k)
-        if kind and isinstance(v, dict) and isinstance(v.get("params"), dict):
-            v = {**v, "params": {p: x for p, x in v["params"].items() if p not in CONTEXT_ARGS.get(kind, ())}}
+        drop = CONTEXT_ARGS.get(COMPONENT_COLUMNS.get(k, ""), ())
+        if drop and isinstance(v, dict) and isinstance(v.get("params"), dict) and any(p in v["params"] for p in drop):
+            v = {**v, "params": {p: x for p, x in v["params"].items() if p not in drop}}
         out[k] = v
     return out
 
@@ -578,7 +578,7 @@ def _assign_configs(df: "pd.DataFrame", by: Sequence[str], cell_configs: Mapping
 
     columns = [c for c in dict.fromkeys(["config", "stage", "context_key", *by, *COMPONENT_COLUMNS,
                                          *(c + "_params" for c in (*by, *COMPONENT_COLUMNS))]) if c in df]
-    recs = df[columns].to_dict("records")
+    recs = [dict(zip(columns, values)) for values in zip(*(df[c].tolist() for c in columns))]
     book = _Recipes(cell_configs)
     ids_of: dict[tuple[str, str], str] = {}
     recipes, base_ids, ids, by_parts = [], [], [], []
