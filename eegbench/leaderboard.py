@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from .errors import EegbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 #: result columns that name a component, and the component kind each names
@@ -546,6 +547,11 @@ class _Recipes:
         return hit
 
 
+def _hashable_or_id(value: Any) -> Any:
+    """``value`` as part of a cache key: itself, or for a list or dict (alive meanwhile) its identity."""
+    return ("id", id(value)) if isinstance(value, (list, dict)) else value
+
+
 def _text_hash(text: str, length: int = 16) -> str:
     """:func:`eegbench.interfaces.stable_hash` of a value whose canonical JSON is ``text``."""
     import hashlib
@@ -585,7 +591,7 @@ def _assign_configs(df: "pd.DataFrame", by: Sequence[str], cell_configs: Mapping
     parts: dict[tuple, str] = {}  # a cell's parameter dicts are shared by its rows (one decoded JSON text)
     for r in recs:
         recipe, rid, base = book.of(r.get("config"), r.get("stage"), r)
-        part_key = tuple((r.get(c), id(r.get(c + "_params"))) for c in by)
+        part_key = tuple((_hashable_or_id(r.get(c)), id(r.get(c + "_params"))) for c in by)
         part = parts.get(part_key)
         if part is None:
             part = parts[part_key] = json.dumps(_by_part(r, by), sort_keys=True, default=str)
