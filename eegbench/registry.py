@@ -128,8 +128,9 @@ class Registry:
 
         pluggy returns the non-None answers in call order, which is the reverse of ``get_hookimpls()``
         without the wrappers (last registered first; ``tryfirst``/``trylast`` applied): that order pairs each
-        answer with the plugin that gave it. Answers a wrapper added after them are the wrapper's (when the
-        hook has exactly one); an answer that cannot be paired keeps whatever ``plugin`` its records carry.
+        answer with the plugin that gave it. Answers a wrapper appended after them are the wrapper's (when the
+        hook has exactly one, else unlabelled). Fewer answers than plugins (one answered None) cannot be paired
+        by order: each plugin is then asked alone through ``subset_hook_caller``.
         """
         hook = getattr(self.pm.hook, hook_name)
         impls = hook.get_hookimpls()
@@ -142,8 +143,17 @@ class Registry:
             raise EegbenchError(f"plugin {label!r} failed to list its {kind} components: {type(exc).__name__}: {exc}") from exc
         callers = [i.plugin for i in reversed(impls) if not (i.wrapper or i.hookwrapper)]
         wrappers = [i.plugin for i in impls if i.wrapper or i.hookwrapper]
-        if len(answers) < len(callers):  # a plugin answered None, or a wrapper dropped an answer: unpairable
-            return [(a, None) for a in answers]
+        if len(answers) < len(callers):
+            # a plugin answered None (or a wrapper dropped an answer): the order no longer pairs them; ask each
+            # plugin alone, still through pluggy (its wrappers included)
+            out = []
+            try:
+                for plugin in callers:
+                    alone = self.pm.subset_hook_caller(hook_name, [p for p in callers if p is not plugin])
+                    out += [(a, plugin) for a in alone()]
+            except TypeError:  # pluggy keeps the plugins to leave out in a set: unhashable plugin objects
+                return [(a, None) for a in answers]
+            return out
         extra_owner = wrappers[0] if len(wrappers) == 1 else None
         return [(a, callers[i] if i < len(callers) else extra_owner) for i, a in enumerate(answers)]
 

@@ -260,3 +260,23 @@ def test_a_plugin_that_raises_is_named():
     reg = Registry(autoload=False, plugins=[_plugin("p1", COMPS), broken])
     with pytest.raises(EegbenchError, match="plugin 'broken' failed to list its loss components: RuntimeError: boom"):
         reg.list_components()
+
+
+def test_a_plugin_answering_none_does_not_shift_the_labels():
+    def module(namespace):  # plugins as entry points load them: modules
+        mod = types.ModuleType(namespace.__name__)
+        mod.__dict__.update(vars(namespace))
+        return mod
+
+    silent = types.SimpleNamespace(__name__="silent")
+
+    @hookimpl
+    def eegbench_backbones():
+        return None  # against the contract ([] for none), and pluggy drops it from the answers
+
+    silent.eegbench_backbones = eegbench_backbones
+    second = [Component(kind="backbone", name="other", summary="o", factory=_factory)]
+    reg = Registry(autoload=False, plugins=[module(_plugin("p1", COMPS)), module(silent),
+                                            module(_plugin("p2", second))])
+    assert {c.name: c.plugin for c in reg.list_components("backbone")} == {
+        "net2": "p1", "net10": "p1", "resnet1d": "p1", "other": "p2"}
