@@ -5,8 +5,14 @@ these hooks with :data:`eegbench.hookimpl`. Our built-in plugins register exactl
 through ``[project.entry-points.eegbench]`` in ``pyproject.toml``.
 
 Every "list" hook takes no arguments and returns a list of :class:`eegbench.components.Component`
-records (one per component, or an empty list). Records are cheap: building the list must not import torch,
-mne or any model library; the heavy import happens inside the component's factory.
+records (one per component; an empty list, never None, for none: pluggy drops None answers, and the registry
+pairs each answer with the plugin that gave it by pluggy's call order). Records are cheap: building the list
+must not import torch, mne or any model library; the heavy import happens inside the component's factory.
+
+The registry calls every hook through pluggy (``pm.hook.<name>(...)``, keyword arguments only), so
+``firstresult``, ``tryfirst``/``trylast`` and hook wrappers (``@hookimpl(wrapper=True)``) behave as pluggy
+documents: a wrapper of a list hook receives the list of answers (one list per plugin, last registered
+first) and may return it changed.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The pipeline: read every results database, merge them without duplicate cells (a row is identified by
 ``cell_key`` + ``test_subject`` + ``metric``; the newest copy wins), keep one metric, group rows into
 **configurations** (the ``by`` columns *and* the recipe: the resolved cell config minus per-cell identities,
-a finetune row's including its pretrain cell's settings; see :func:`_recipe`, :func:`_assign_configs`) and
+a finetune row's including its pretrain cell's settings; see :meth:`_Recipes.of`, :func:`_assign_configs`) and
 **columns** (protocol, stage, training ratio), and summarise each (configuration, column) within one
 **comparison context** (``context_key``): rows from different contexts are never ranked together.
 
@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from .errors import EegbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 #: result columns that name a component, and the component kind each names
@@ -130,12 +131,59 @@ class Leaderboard:
 # --------------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------------
-def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> "pd.DataFrame":
+class CellConfigs(Mapping[str, Mapping[str, Any]]):
+    """``{cell_key: resolved config}`` of the stores' ``cells`` tables, each JSON text decoded only when asked
+    for (a store holds thousands; the leaderboard needs those of pretrain cells without rows). A key's first
+    valid config wins, as directories are given."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, list[str]] = {}
+        self._decoded: dict[str, Mapping[str, Any] | None] = {}
+
+    def add(self, cell_key: str, text: Any) -> None:
+        if text:
+            self._texts.setdefault(cell_key, []).append(text)
+
+    def __getitem__(self, cell_key: str) -> Mapping[str, Any]:
+        if cell_key not in self._decoded:
+            self._decoded[cell_key] = next(filter(None, map(_config_or_none, self._texts.get(cell_key, ()))), None)
+        found = self._decoded[cell_key]
+        if found is None:
+            raise KeyError(cell_key)
+        return found
+
+    def __iter__(self):
+        return (k for k in self._texts if k in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, cell_key: object) -> bool:
+        try:
+            self[cell_key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+
+def _config_or_none(text: str) -> dict[str, Any] | None:
+    try:
+        cfg = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) and cfg else None
+
+
+def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], *,
+                 cell_configs: CellConfigs | None = None) -> "pd.DataFrame":
     """Every result row of the given results directories, merged, one row per (cell, test subject, metric).
 
     A missing directory, a directory without a results database, or no rows at all raise
     :class:`EegbenchError` with one line. When the same row is present in several directories (a cell
-    copied between machines), the most recently written copy is kept.
+    copied between machines), the most recently written copy is kept. ``cell_configs``, when given, is
+    filled with the configs of the stores' ``cells`` tables (:class:`CellConfigs`): a finetune row's pretrain
+    settings are found through its pretrain cell's config, which may have no rows here. It is passed explicitly, not kept in ``DataFrame.attrs``: pandas deep-copies ``attrs`` on
+    every operation, which made the leaderboard's time grow with the square of the store.
     """
     import pandas as pd
 
@@ -145,7 +193,7 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike]) 
     if not dirs:
         raise EegbenchError("no results directory given (pass one or more, or set EEGBENCH_RESULTS)")
     frames, empties = [], []
-    cell_configs: dict[str, dict[str, Any]] = {}
+    cell_configs = CellConfigs() if cell_configs is None else cell_configs
     for d in dirs:
         path = Path(d).expanduser()
         if not path.is_dir():
@@ -154,17 +202,12 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike]) 
         if not (path / DB_NAME).is_file():
             raise EegbenchError(f"no results database in {path} (expected {DB_NAME}; run `eegbench run SPEC` first)")
         store = ResultStore(path, read_only=True)  # never writes: read-only stores are fine, foreign ones refused
-        frame = store.dataframe()
+        frame = store.dataframe(shared=True)  # each distinct JSON text decoded once
         frame["results_dir"] = str(path)
         frames.append(frame)
         cells = store.cells()
         for c in cells:  # a finetune row's pretrain settings are found through its pretrain cell's config
-            try:
-                cfg = json.loads(c.get("config") or "{}")
-            except (TypeError, ValueError):
-                continue
-            if isinstance(cfg, dict) and cfg:
-                cell_configs.setdefault(str(c["cell_key"]), cfg)
+            cell_configs.add(str(c["cell_key"]), c.get("config"))
         if frame.empty:
             statuses = [c["status"] for c in cells]
             counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("failed", "running", "pending") if s in statuses)
@@ -175,9 +218,7 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike]) 
                             "`eegbench status` shows failures)")
     df = df.sort_values(["created_at", "id"], kind="stable", na_position="first")
     df = df.drop_duplicates(subset=list(DEDUP_KEY), keep="last")
-    df = df.sort_values(["results_dir", "id"], kind="stable").reset_index(drop=True)
-    df.attrs["cell_configs"] = cell_configs
-    return df
+    return df.sort_values(["results_dir", "id"], kind="stable").reset_index(drop=True)
 
 
 def default_reported_path() -> Path | None:
@@ -286,11 +327,14 @@ def _citation(index: Mapping[tuple[str, str], Mapping[str, str]], kind: str, nam
 # --------------------------------------------------------------------------------------------------
 def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None, *, metric: str = "top1",
           by: Sequence[str] | str = DEFAULT_BY, reported: str | os.PathLike | bool | None = None,
-          rows: "pd.DataFrame | None" = None) -> Leaderboard:
+          rows: "pd.DataFrame | None" = None, cell_configs: CellConfigs | None = None
+          ) -> Leaderboard:
     """Compute a :class:`Leaderboard`.
 
     ``results_dirs``: one or more results directories (default: ``eegbench.paths.results_dir()``);
-    ``rows``: already-loaded result rows instead (as :func:`load_results` returns);
+    ``rows``: already-loaded result rows instead (as :func:`load_results` returns), with ``cell_configs``
+    the configs :func:`load_results` collected from the stores' ``cells`` tables (needed only for finetune rows
+    whose pretrain cells have no rows among ``rows``);
     ``metric``: the metric to rank; ``by``: the columns that name a configuration (any result column;
     comma-separated string accepted); rows whose recipes differ are never merged, whatever ``by``;
     ``reported``: a reported-results file, ``None`` for the default file when present, ``False`` for none.
@@ -308,7 +352,8 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
             from .paths import results_dir
 
             results_dirs = [results_dir()]
-        rows = load_results(results_dirs)
+        cell_configs = CellConfigs()
+        rows = load_results(results_dirs, cell_configs=cell_configs)
         sources = [str(Path(d)) for d in ([results_dirs] if isinstance(results_dirs, (str, os.PathLike))
                                           else results_dirs)]
     else:
@@ -330,17 +375,14 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
     for key, ctx in zip(df["context_key"], df["context"]):
         contexts.setdefault(key, ctx if isinstance(ctx, dict) else {})
 
-    _assign_configs(df, by, _cell_configs(rows))
+    _assign_configs(df, by, _cell_configs(rows, CellConfigs() if cell_configs is None else cell_configs))
     labels = _labels(df, by)
     df["config"] = df["config_id"].map(lambda c: labels[c][0])
     df["variant"] = df["config_id"].map(lambda c: labels[c][1])
 
-    records = []
-    group_cols = ["context_key", "config_id", "protocol", "stage", "training_ratio"]
-    for (ctx, cid, protocol, stage, ratio), g in df.groupby(group_cols, sort=False, dropna=False):
-        records.append(_summary(g, ctx, cid, protocol, stage, ratio, metric, by))
-    table = pd.DataFrame(records)
-    table = _rank_and_test(table, df)
+    groups = _Groups(df)
+    table = pd.DataFrame(_summaries(groups, metric, by))
+    table = _rank_and_test(table, groups)
 
     citations_index = registry_citations()
     citations: dict[str, str] = {}
@@ -405,14 +447,16 @@ PER_CELL_KEYS = frozenset({"fold", "test_subject", "test_subjects", "train_subje
 FINETUNE_KEY = "finetune"
 
 
-def _cell_configs(rows: "pd.DataFrame") -> dict[str, dict[str, Any]]:
-    """``{cell_key: resolved config}`` from every loaded row (any metric) and the stores' ``cells`` tables."""
-    out: dict[str, dict[str, Any]] = dict(rows.attrs.get("cell_configs") or {})
+def _cell_configs(rows: "pd.DataFrame", stored: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[str, Any]]:
+    """``{cell_key: resolved config}`` from every loaded row (any metric), else the stores' ``cells`` tables."""
+    from collections import ChainMap
+
+    own: dict[str, Mapping[str, Any]] = {}
     if "config" in rows:
         for key, cfg in zip(rows["cell_key"], rows["config"]):
             if isinstance(cfg, dict) and cfg:
-                out[str(key)] = cfg
-    return out
+                own[str(key)] = cfg
+    return ChainMap(own, stored)  # type: ignore[arg-type]
 
 
 def _strip(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -424,47 +468,95 @@ def _strip(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in cfg.items():
         if k in PER_CELL_KEYS:
             continue
-        kind = COMPONENT_COLUMNS.get(k)
-        if kind and isinstance(v, dict) and isinstance(v.get("params"), dict):
-            v = {**v, "params": {p: x for p, x in v["params"].items() if p not in CONTEXT_ARGS.get(kind, ())}}
+        drop = CONTEXT_ARGS.get(COMPONENT_COLUMNS.get(k, ""), ())
+        if drop and isinstance(v, dict) and isinstance(v.get("params"), dict) and any(p in v["params"] for p in drop):
+            v = {**v, "params": {p: x for p, x in v["params"].items() if p not in drop}}
         out[k] = v
     return out
 
 
-def _recipe(row: Mapping[str, Any], cell_configs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], str]:
-    """The recipe of a result row (everything that defines the method) and the id of the pretrain recipe it
-    builds on (its own id for a pretrain row).
+class _Recipes:
+    """The recipe of every result row (:meth:`of`), each distinct config's computed once.
 
-    From the row's resolved ``config`` minus :data:`PER_CELL_KEYS`; a finetune row's recipe is its pretrain
-    cell's recipe plus the finetune stage's training settings under ``finetune`` (``train`` = ``"unknown"``
-    when that pretrain cell is in none of the results). Rows without a config (an older writer) fall back to
-    their component names and parameters.
+    A store repeats one recipe over folds, seeds, stages and metrics: its thousands of rows hold a few dozen
+    recipes. Stripping and hashing are cached per config object (rows that share a config's JSON text share
+    one decoded object, see :meth:`eegbench.store.ResultStore.rows`) and per distinct stripped config.
     """
-    from .interfaces import stable_hash
 
-    cfg = row.get("config")
-    if not isinstance(cfg, dict) or not cfg:
-        recipe = {col: {"name": None if _isnull(row.get(col)) else row.get(col),
-                        "params": row.get(col + "_params") if isinstance(row.get(col + "_params"), dict) else {}}
-                  for col in COMPONENT_COLUMNS if col in row}
-        rid = stable_hash(recipe)
-        return recipe, rid
-    own = _strip(cfg)
-    if row.get("stage") != "finetune":
-        return own, stable_hash(own)
-    link = cfg.get("pretrain")
-    pre_cfg = cell_configs.get(str(link.get("key"))) if isinstance(link, dict) else None
-    if pre_cfg:
-        # a cells-table config lacks what the runner adds to its rows (the engine's ``head``): the stages share it
-        pre = {**{k: v for k, v in own.items() if k != "train"}, **_strip(pre_cfg)}
-    else:
-        pre = {**{k: v for k, v in own.items() if k != "train"}, "train": "unknown"}
-    recipe = {**pre, FINETUNE_KEY: own.get("train")}
-    # anything else the finetune stage changed (the plan shares all but ``train``; kept so it can never merge)
-    extra = {k: v for k, v in own.items() if k != "train" and pre.get(k) != v}
-    if extra:
-        recipe[FINETUNE_KEY + "_stage"] = extra
-    return recipe, stable_hash(pre)
+    def __init__(self, cell_configs: Mapping[str, Mapping[str, Any]]):
+        self.cell_configs = cell_configs
+        self._stripped: dict[int, tuple[dict[str, Any], str]] = {}
+        self._alive: list[Any] = []  # the configs cached by id stay alive, so their ids are not reused
+        self._recipes: dict[tuple[Any, ...], tuple[dict[str, Any], str, str]] = {}
+
+    def _strip_once(self, cfg: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+        """``(_strip(cfg), its canonical JSON)``."""
+        from .interfaces import canonical_json
+
+        hit = self._stripped.get(id(cfg))
+        if hit is None:
+            own = _strip(cfg)
+            hit = self._stripped[id(cfg)] = (own, canonical_json(own))
+            self._alive.append(cfg)
+        return hit
+
+    def of(self, cfg: Any, stage: Any, row: Mapping[str, Any]) -> tuple[dict[str, Any], str, str]:
+        """``(recipe, recipe id, base id)``: everything that defines the method of a result row, its hash,
+        and the id of the pretrain recipe it builds on (its own id for a pretrain row).
+
+        From the row's resolved ``config`` minus :data:`PER_CELL_KEYS`; a finetune row's recipe is its
+        pretrain cell's recipe plus the finetune stage's training settings under ``finetune`` (``train`` =
+        ``"unknown"`` when that pretrain cell is in none of the results). Rows without a config (an older
+        writer) fall back to their component names and parameters (``row``).
+        """
+        from .interfaces import stable_hash
+
+        if not isinstance(cfg, dict) or not cfg:
+            recipe = {col: {"name": None if _isnull(row.get(col)) else row.get(col),
+                            "params": row.get(col + "_params") if isinstance(row.get(col + "_params"), dict) else {}}
+                      for col in COMPONENT_COLUMNS if col in row}
+            rid = stable_hash(recipe)
+            return recipe, rid, rid
+        own, own_text = self._strip_once(cfg)
+        if stage != "finetune":
+            key: tuple[Any, ...] = ("pretrain", own_text)
+            hit = self._recipes.get(key)
+            if hit is None:
+                rid = _text_hash(own_text)
+                hit = self._recipes[key] = (own, rid, rid)
+            return hit
+        link = cfg.get("pretrain")
+        pre_cfg = self.cell_configs.get(str(link.get("key"))) if isinstance(link, dict) else None
+        pre_stripped, pre_text = self._strip_once(pre_cfg) if pre_cfg else (None, None)
+        key = ("finetune", own_text, pre_text)
+        hit = self._recipes.get(key)
+        if hit is None:
+            if pre_stripped is not None:
+                # a cells-table config lacks what the runner adds to its rows (the engine's ``head``): the stages
+                # share it
+                pre = {**{k: v for k, v in own.items() if k != "train"}, **pre_stripped}
+            else:
+                pre = {**{k: v for k, v in own.items() if k != "train"}, "train": "unknown"}
+            recipe = {**pre, FINETUNE_KEY: own.get("train")}
+            # anything else the finetune stage changed (the plan shares all but ``train``; kept so it can never
+            # merge)
+            extra = {k: v for k, v in own.items() if k != "train" and pre.get(k) != v}
+            if extra:
+                recipe[FINETUNE_KEY + "_stage"] = extra
+            hit = self._recipes[key] = (recipe, stable_hash(recipe), stable_hash(pre))
+        return hit
+
+
+def _hashable_or_id(value: Any) -> Any:
+    """``value`` as part of a cache key: itself, or for a list or dict (alive meanwhile) its identity."""
+    return ("id", id(value)) if isinstance(value, (list, dict)) else value
+
+
+def _text_hash(text: str, length: int = 16) -> str:
+    """:func:`eegbench.interfaces.stable_hash` of a value whose canonical JSON is ``text``."""
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def _by_part(row: Mapping[str, Any], by: Sequence[str]) -> list[Any]:
@@ -483,22 +575,33 @@ def _by_part(row: Mapping[str, Any], by: Sequence[str]) -> list[Any]:
 def _assign_configs(df: "pd.DataFrame", by: Sequence[str], cell_configs: Mapping[str, Mapping[str, Any]]) -> None:
     """Set ``config_id`` (plus the private ``_recipe`` / ``_base_id``) on every row, in place.
 
-    A configuration is the ``by`` values **and** the recipe (:func:`_recipe`): rows whose recipes differ are
-    never merged, whatever ``by`` says. A pretrain recipe's rows share the row of the finetune recipe built on
-    them when exactly one such finetune recipe is present in the context; with several (a finetune setting
+    A configuration is the ``by`` values **and** the recipe (:meth:`_Recipes.of`): rows whose recipes differ
+    are never merged, whatever ``by`` says. A pretrain recipe's rows share the row of the finetune recipe built
+    on them when exactly one such finetune recipe is present in the context; with several (a finetune setting
     varied over one pretraining) the pretrain scores get a row of their own rather than being counted twice.
     """
     from .interfaces import stable_hash
 
-    recs = df.to_dict("records")
+    columns = [c for c in dict.fromkeys(["config", "stage", "context_key", *by, *COMPONENT_COLUMNS,
+                                         *(c + "_params" for c in (*by, *COMPONENT_COLUMNS))]) if c in df]
+    recs = [dict(zip(columns, values)) for values in zip(*(df[c].tolist() for c in columns))]
+    book = _Recipes(cell_configs)
+    ids_of: dict[tuple[str, str], str] = {}
     recipes, base_ids, ids, by_parts = [], [], [], []
+    parts: dict[tuple, str] = {}  # a cell's parameter dicts are shared by its rows (one decoded JSON text)
     for r in recs:
-        recipe, base = _recipe(r, cell_configs)
-        part = json.dumps(_by_part(r, by), sort_keys=True, default=str)
+        recipe, rid, base = book.of(r.get("config"), r.get("stage"), r)
+        part_key = tuple((_hashable_or_id(r.get(c)), id(r.get(c + "_params"))) for c in by)
+        part = parts.get(part_key)
+        if part is None:
+            part = parts[part_key] = json.dumps(_by_part(r, by), sort_keys=True, default=str)
+        cid = ids_of.get((part, rid))
+        if cid is None:
+            cid = ids_of[(part, rid)] = stable_hash([part, rid], 12)
         recipes.append(recipe)
         base_ids.append(base)
         by_parts.append(part)
-        ids.append(stable_hash([part, stable_hash(recipe)], 12))
+        ids.append(cid)
     finetunes: dict[tuple[str, str, str], set[str]] = {}
     for r, base, part, cid in zip(recs, base_ids, by_parts, ids):
         if r.get("stage") == "finetune":
@@ -579,33 +682,90 @@ def _isnull(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _summary(g: "pd.DataFrame", ctx: str, cid: str, protocol: str, stage: str, ratio: float, metric: str,
-             by: Sequence[str]) -> dict[str, Any]:
+#: the columns one leaderboard cell (a summary row) is grouped by
+GROUP_KEYS = ("context_key", "config_id", "protocol", "stage", "training_ratio")
+
+
+class _Groups:
+    """The rows of each (context, configuration, column) group, as positions into plain arrays.
+
+    One pandas group-by over all rows replaces a DataFrame per group: the per-group work is then numpy on
+    slices, which keeps the leaderboard's time linear in the rows with a small constant.
+    """
+
+    def __init__(self, df: "pd.DataFrame"):
+        import pandas as pd
+
+        self.df = df
+        self.index: dict[tuple, "np.ndarray"] = df.groupby(list(GROUP_KEYS), sort=False, dropna=False).indices
+        self.keys: list[tuple] = sorted(self.index, key=lambda k: self.index[k][0])  # order of first appearance
+        self.value = df["value"].to_numpy(dtype=float)
+        self.subject = df["test_subject"].to_numpy(dtype=int)
+        self.seed = df["seed"].to_numpy(dtype=int)
+        self.chance = df["chance"].astype(float).to_numpy()
+        self.cell = pd.factorize(df["cell_key"])[0]
+        # per-subject scores for the paired tests: pandas' mean over all rows at once (not per group: pandas
+        # sums the two ways in different orders, and the tests' last bits would change)
+        self._paired = df.groupby([*GROUP_KEYS, "test_subject"], sort=False)["value"].mean().sort_index()
+
+    def _means(self, key: tuple, labels: "np.ndarray") -> "pd.Series":
+        import pandas as pd
+
+        idx = self.index[key]
+        # pandas' group mean on this group alone, ascending labels (the spreads' numbers, to the last bit)
+        return pd.Series(self.value[idx]).groupby(labels[idx]).mean()
+
+    def subject_scores(self, key: tuple) -> "pd.Series":
+        """Per-subject scores of a group (seeds averaged), ascending subjects, for its spread."""
+        return self._means(key, self.subject)
+
+    def seed_scores(self, key: tuple) -> "pd.Series":
+        """Per-seed scores of a group (subjects averaged), ascending seeds, for its spread."""
+        return self._means(key, self.seed)
+
+    def paired_scores(self, key: tuple) -> "pd.Series":
+        """Per-subject scores of a group (seeds averaged), indexed by test subject, for the paired tests."""
+        return self._paired.loc[key]
+
+    def coverage(self, key: tuple) -> frozenset:
+        """The (test subject, seed) pairs a configuration was measured on in one column."""
+        idx = self.index[key]
+        return frozenset(zip(self.subject[idx].tolist(), self.seed[idx].tolist()))
+
+
+def _summaries(groups: _Groups, metric: str, by: Sequence[str]) -> list[dict[str, Any]]:
+    """One summary record per group, in the groups' order."""
+    columns = list(dict.fromkeys(["config", "variant", *by]))
+    firsts = groups.df[columns].iloc[[int(groups.index[k][0]) for k in groups.keys]].to_dict("records")
+    return [_summary(groups, key, first, metric, by) for key, first in zip(groups.keys, firsts)]
+
+
+def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str, by: Sequence[str]) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
     from .stats import sample_std
 
-    values = g["value"].to_numpy(dtype=float)
-    per_subject = g.groupby("test_subject")["value"].mean()
-    per_seed = g.groupby("seed")["value"].mean()
-    first = g.iloc[0]
+    ctx, cid, protocol, stage, ratio = key
+    idx = groups.index[key]
+    values = groups.value[idx]
+    per_subject = groups.subject_scores(key).to_numpy()
+    per_seed = groups.seed_scores(key).to_numpy()
+    chance = pd.Series(groups.chance[idx])
     rec = {
         "context_key": ctx, "config_id": cid, "config": first["config"], "variant": first["variant"],
         "source": "measured", "protocol": protocol, "stage": stage, "training_ratio": float(ratio), "metric": metric,
         "mean": float(values.mean()), "std": sample_std(values), "n": int(values.size),
-        "n_subjects": int(per_subject.size), "sd_subjects": sample_std(per_subject.to_numpy()),
-        "n_seeds": int(per_seed.size), "sd_seeds": sample_std(per_seed.to_numpy()),
-        "n_cells": int(g["cell_key"].nunique()),
-        "chance": float(g["chance"].astype(float).mean()) if g["chance"].notna().any() else math.nan,
+        "n_subjects": int(per_subject.size), "sd_subjects": sample_std(per_subject),
+        "n_seeds": int(per_seed.size), "sd_seeds": sample_std(per_seed),
+        "n_cells": int(np.unique(groups.cell[idx]).size),
+        "chance": float(chance.mean()) if chance.notna().any() else math.nan,
         "citation": "", "selection": "", "notes": "",
     }
     for col in by:
         if col not in rec:
             rec[col] = first.get(col)
     return rec
-
-
-def _coverage(g: "pd.DataFrame") -> frozenset:
-    """The (test subject, seed) pairs a configuration was measured on in one column."""
-    return frozenset(zip(g["test_subject"].astype(int), g["seed"].astype(int)))
 
 
 def _reference(coverages: Mapping[Any, frozenset]) -> frozenset | None:
@@ -643,50 +803,52 @@ def _unranked_note(cov: frozenset, ref: frozenset | None) -> str:
     return f"not ranked: subject-seed pairs differ (n={len(cov)} vs the reference's {len(ref)})"
 
 
-def _rank_and_test(table: "pd.DataFrame", df: "pd.DataFrame") -> "pd.DataFrame":
+def _rank_and_test(table: "pd.DataFrame", groups: _Groups) -> "pd.DataFrame":
     """Rank each (context, column) like with like: only configurations measured on the column's reference
     (test subject, seed) set (:func:`_reference`) are ranked and tested; the others get ``ranked = False``,
     ``rank = 0``, no p-value and a ``rank_note`` saying why."""
     from .stats import paired_test
 
-    table = table.copy()
-    table["best"] = False
-    table["ranked"] = False
-    table["rank"] = 0
-    table["p_value"] = math.nan
-    table["smd"] = math.nan
-    table["n_pairs"] = 0
-    table["test"] = ""
-    table["rank_note"] = ""
-    keys = ["context_key", "config_id", "protocol", "stage", "training_ratio"]
-    subject_scores = df.groupby([*keys, "test_subject"], sort=False)["value"].mean().sort_index()
-    coverage = {k: _coverage(g) for k, g in df.groupby(keys, sort=False)}
-    for _, idx in table.groupby(["context_key", "protocol", "stage", "training_ratio"], sort=False).groups.items():
-        covs = {i: coverage[tuple(table.loc[i, keys])] for i in idx}
+    n = len(table)
+    best, ranked, rank = [False] * n, [False] * n, [0] * n
+    p_value, smd, n_pairs, test, note = [math.nan] * n, [math.nan] * n, [0] * n, [""] * n, [""] * n
+    keys = [tuple(k) for k in table[list(GROUP_KEYS)].itertuples(index=False, name=None)]
+    means = table["mean"].tolist()
+    configs = table["config"].tolist()
+    by_column: dict[tuple, list[int]] = {}
+    for i, (ctx, _, protocol, stage, ratio) in enumerate(keys):
+        by_column.setdefault((ctx, protocol, stage, ratio), []).append(i)
+    for idx in by_column.values():
+        covs = {i: groups.coverage(keys[i]) for i in idx}
         ref = _reference(covs)
         comparable = [i for i in idx if ref is not None and covs[i] == ref]
         for i in idx:
             if i not in comparable:
-                table.loc[i, "rank_note"] = _unranked_note(covs[i], ref)
+                note[i] = _unranked_note(covs[i], ref)
         if not comparable:
             continue
-        part = table.loc[comparable].sort_values(["mean", "config"], ascending=[False, True], kind="stable")
-        ranks = part["mean"].rank(method="min", ascending=False).astype(int)
-        table.loc[part.index, "ranked"] = True
-        table.loc[part.index, "rank"] = ranks
-        table.loc[part.index, "best"] = ranks == 1  # exact ties are all marked best
-        best_i = part.index[0]  # the reference of the paired tests: the first best in label order
-        best_scores = subject_scores.loc[tuple(table.loc[best_i, keys])]
-        for i in part.index[1:]:
-            other = subject_scores.loc[tuple(table.loc[i, keys])]
+        # by mean, then label (a stable sort over the table's order, as pandas' would be)
+        order = sorted(comparable, key=lambda i: (math.isnan(means[i]), -means[i], configs[i]))
+        ranks = _min_ranks([means[i] for i in order])
+        for i, r in zip(order, ranks):
+            ranked[i], rank[i], best[i] = True, r, r == 1  # exact ties are all marked best
+        best_scores = groups.paired_scores(keys[order[0]])  # the reference of the tests: the first best by label
+        for i in order[1:]:
+            other = groups.paired_scores(keys[i])
             # same coverage, so the subjects are the same; aligned by subject all the same
             res = paired_test(best_scores.loc[other.index].to_numpy(), other.to_numpy())
-            table.loc[i, ["p_value", "smd", "n_pairs", "test"]] = [res.p_value, res.smd, res.n, res.test]
-    table["rank"] = table["rank"].astype(int)
-    table["n_pairs"] = table["n_pairs"].astype(int)
-    table["best"] = table["best"].astype(bool)
-    table["ranked"] = table["ranked"].astype(bool)
-    return table
+            p_value[i], smd[i], n_pairs[i], test[i] = res.p_value, res.smd, int(res.n), res.test
+    return table.assign(best=best, ranked=ranked, rank=rank, p_value=p_value, smd=smd, n_pairs=n_pairs, test=test,
+                        rank_note=note)
+
+
+def _min_ranks(values: list[float]) -> list[int]:
+    """Competition ranks of values sorted in descending order (pandas' ``rank(method="min")``: ties share
+    the lowest rank)."""
+    out: list[int] = []
+    for pos, v in enumerate(values):
+        out.append(out[-1] if pos and v == values[pos - 1] else pos + 1)
+    return out
 
 
 def reported_matches(entry: Mapping[str, Any], context: Mapping[str, Any], column: Column) -> bool:

@@ -98,14 +98,14 @@ class Registry:
     def _collect(self) -> dict[tuple[str, str], Component]:
         index: dict[tuple[str, str], Component] = {}
         for kind, hook_name in HOOK_OF_KIND.items():
-            hook = getattr(self.pm.hook, hook_name)
-            for impl in hook.get_hookimpls():
-                label = self._plugin_label(impl.plugin)
-                ep_name = self.pm.get_name(impl.plugin) or ""
-                try:
-                    components = impl.function() or []
-                except Exception as exc:
-                    raise EegbenchError(f"plugin {label!r} failed to list its {kind}s: {type(exc).__name__}: {exc}") from exc
+            # in registration order (pluggy answers last registered first): a clash names the earlier plugin
+            # first and suggests blocking the later one
+            for components, plugin in reversed(self._list_answers(hook_name, kind)):
+                label = self._plugin_label(plugin) if plugin is not None else ""
+                ep_name = (self.pm.get_name(plugin) or "") if plugin is not None else ""
+                if not isinstance(components, (list, tuple)):
+                    raise EegbenchError(f"plugin {label or '?'!r} returned {type(components).__name__} from "
+                                        f"{hook_name}, not a list of Components")
                 for comp in components:
                     if not isinstance(comp, Component):
                         raise EegbenchError(f"plugin {label!r} returned {type(comp).__name__} from {hook_name}, not a Component")
@@ -117,11 +117,45 @@ class Registry:
                         first = index[key]
                         raise ComponentClashError(
                             f"{kind} {comp.name!r} is registered by both {first.plugin!r} (entry point "
-                            f"{first.entry_point!r}) and {label!r} (entry point {comp.entry_point!r}); uninstall one "
-                            f"or block it with {DISABLE_ENV}={comp.entry_point or '<entry-point name>'}"
+                            f"{first.entry_point!r}) and {comp.plugin!r} (entry point {comp.entry_point!r}); uninstall "
+                            f"one or block it with {DISABLE_ENV}={comp.entry_point or '<entry-point name>'}"
                         )
                     index[key] = comp
         return index
+
+    def _list_answers(self, hook_name: str, kind: str) -> list[tuple[Any, Any]]:
+        """``[(answer, plugin or None)]`` of one list hook, called through pluggy (wrappers, ordering apply).
+
+        pluggy returns the non-None answers in call order, which is the reverse of ``get_hookimpls()``
+        without the wrappers (last registered first; ``tryfirst``/``trylast`` applied): that order pairs each
+        answer with the plugin that gave it. Answers a wrapper appended after them are the wrapper's (when the
+        hook has exactly one, else unlabelled). Fewer answers than plugins (one answered None) cannot be paired
+        by order: each plugin is then asked alone through ``subset_hook_caller``.
+        """
+        hook = getattr(self.pm.hook, hook_name)
+        impls = hook.get_hookimpls()
+        try:
+            answers = hook()
+        except EegbenchError:
+            raise
+        except Exception as exc:
+            label = self._raiser(exc, impls)
+            raise EegbenchError(f"plugin {label!r} failed to list its {kind} components: {type(exc).__name__}: {exc}") from exc
+        callers = [i.plugin for i in reversed(impls) if not (i.wrapper or i.hookwrapper)]
+        wrappers = [i.plugin for i in impls if i.wrapper or i.hookwrapper]
+        if len(answers) < len(callers):
+            # a plugin answered None (or a wrapper dropped an answer): the order no longer pairs them; ask each
+            # plugin alone, still through pluggy (its wrappers included)
+            out = []
+            try:
+                for plugin in callers:
+                    alone = self.pm.subset_hook_caller(hook_name, [p for p in callers if p is not plugin])
+                    out += [(a, plugin) for a in alone()]
+            except TypeError:  # pluggy keeps the plugins to leave out in a set: unhashable plugin objects
+                return [(a, None) for a in answers]
+            return out
+        extra_owner = wrappers[0] if len(wrappers) == 1 else None
+        return [(a, callers[i] if i < len(callers) else extra_owner) for i, a in enumerate(answers)]
 
     @property
     def index(self) -> dict[tuple[str, str], Component]:
@@ -155,15 +189,39 @@ class Registry:
         if comp is not None:
             return comp
         if ":" in name:
-            # ask each family plugin in pluggy's call order (firstresult), remembering who answered
-            for impl in reversed(self.pm.hook.eegbench_resolve_family.get_hookimpls()):
-                found = impl.function(kind=kind, name=name)
-                if found is not None:
-                    return _with_plugin(found, self._plugin_label(impl.plugin), self.pm.get_name(impl.plugin) or "")
+            found = self.pm.hook.eegbench_resolve_family(kind=kind, name=name)  # firstresult: the owner answers
+            if found is not None:
+                if not isinstance(found, Component) or found.kind != kind or found.name != name:
+                    raise EegbenchError(f"eegbench_resolve_family answered {found!r} for {kind} {name!r}: "
+                                        f"expected a {kind} Component named {name!r}")
+                return self._label_family_member(found)
         elif "/" in name or os.sep in name or name.endswith((".py", ".pt", ".pth", ".toml")):
             # timm refuses a path-like name without a prefix rather than guessing
             raise UnknownComponentError(f"{kind} name {name!r} looks like a path; components are named (see `eegbench list {kind}`)")
         raise UnknownComponentError(self._unknown_message(kind, name))
+
+    def _raiser(self, exc: BaseException, impls: list[Any]) -> str:
+        """The label of the plugin whose hook implementation raised ``exc`` (found in its traceback)."""
+        codes = {getattr(i.function, "__code__", None): i.plugin for i in impls}
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code in codes:
+                return self._plugin_label(codes[tb.tb_frame.f_code])
+            tb = tb.tb_next
+        return "?"
+
+    def _label_family_member(self, found: Component) -> Component:
+        """``found`` labelled with the plugin that answered: the first implementation in pluggy's call order
+        that answers for this name (pluggy tells the answer, not who gave it; the answers are cheap records)."""
+        if found.plugin:
+            return found
+        for impl in reversed(self.pm.hook.eegbench_resolve_family.get_hookimpls()):
+            if impl.wrapper or impl.hookwrapper:
+                continue
+            answer = impl.function(**{a: getattr(found, a) for a in impl.argnames})
+            if answer is not None:
+                return _with_plugin(found, self._plugin_label(impl.plugin), self.pm.get_name(impl.plugin) or "")
+        return found
 
     def find(self, name: str) -> list[Component]:
         """Every component called ``name``, whatever its kind (``eegbench info NAME``)."""

@@ -4,8 +4,8 @@ Two configurations are compared over the subjects they share: each subject's sco
 first, MOABB's ``collapse_session_scores``) gives one paired difference ``d = best - other``.
 
 * p-value: one-sided, H1 "the best configuration scores higher". Below ``perm_cutoff`` (20) subjects an
-  **exact** sign-flip permutation test on the sum of the differences (all ``2**n`` sign patterns; the
-  observed one included, so ``p >= 2**-n``); from ``perm_cutoff`` on, the Wilcoxon signed-rank test
+  **exact** sign-flip permutation test on the sum of the differences (``scipy.stats.permutation_test``
+  over all ``2**n`` sign patterns; the observed one included, so ``p >= 2**-n``); from ``perm_cutoff`` on, the Wilcoxon signed-rank test
   (``scipy.stats.wilcoxon``, ``alternative="greater"``). All-zero differences give ``p = 1`` (no evidence).
 * effect size: the standardised mean difference ``mean(d) / std(d, ddof=1)``; a constant non-zero
   difference is an unbounded effect (``±inf``), identical scores are ``0``.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 PERM_CUTOFF = 20
-_CHUNK = 1 << 15  # sign patterns evaluated per matrix product (bounds memory at n = 19: 32k x 19)
+_BATCH = 1 << 15  # sign patterns scipy evaluates at once (bounds memory at n = 19: 32k x 19)
 
 
 @dataclass(frozen=True)
@@ -35,27 +35,29 @@ class PairedResult:
 def exact_sign_flip_p(diffs: Sequence[float]) -> float:
     """One-sided exact paired permutation p-value that ``mean(diffs) > 0``.
 
-    Enumerates every assignment of signs to the differences (``2**n``, vectorised in chunks) and returns
-    the fraction whose sum is at least the observed sum (with a relative tolerance for float ties).
+    ``scipy.stats.permutation_test`` with ``permutation_type="samples"`` on the one sample of differences
+    flips their signs; ``n_resamples=inf`` makes it enumerate all ``2**n`` patterns (the observed one
+    included, so ``p >= 2**-n``) and count those whose sum is at least the observed one (scipy's relative
+    tolerance counts float ties).
     """
     import numpy as np
+    from scipy import stats
 
     d = np.asarray(diffs, dtype=float)
     n = d.size
     if n == 0:
         return math.nan
+    if n == 1:  # scipy wants two observations; the two patterns: d itself, and -d (at least d unless d > 0)
+        return 0.5 if d[0] > 0 else 1.0
     if n > 30:
         raise ValueError(f"exact permutation test over {n} pairs is too large (2**{n} patterns); use wilcoxon")
-    observed = d.sum()
-    tol = 1e-9 * max(1.0, float(np.abs(d).sum()))
-    total = 1 << n
-    shifts = np.arange(n, dtype=np.int64)
-    count = 0
-    for start in range(0, total, _CHUNK):
-        idx = np.arange(start, min(total, start + _CHUNK), dtype=np.int64)
-        signs = ((idx[:, None] >> shifts) & 1) * 2 - 1
-        count += int(np.count_nonzero(signs @ d >= observed - tol))
-    return count / total
+    result = stats.permutation_test((d,), _sum_last_axis, permutation_type="samples", vectorized=True,
+                                    n_resamples=np.inf, alternative="greater", batch=_BATCH)
+    return float(result.pvalue)
+
+
+def _sum_last_axis(x, axis=-1):
+    return x.sum(axis=axis)
 
 
 def standardized_mean_difference(diffs: Sequence[float]) -> float:

@@ -170,3 +170,113 @@ def test_clash_message_names_the_entry_points():
     b = _plugin("pkg_b", [Component(kind="loss", name="clip", summary="x", factory=_factory, entry_point="b-ep")])
     with pytest.raises(ComponentClashError, match="EEGBENCH_DISABLE_PLUGINS=b-ep"):
         Registry(autoload=False, plugins=[a, b]).list_components()
+
+
+# --------------------------------------------------------------------------------------------------
+# hooks are called through pluggy: wrappers, firstresult and ordering behave as pluggy documents
+# --------------------------------------------------------------------------------------------------
+def test_a_hook_wrapper_observes_and_changes_the_answers():
+    seen: list[list[str]] = []
+    extra = Component(kind="backbone", name="wrapped-net", summary="added by a wrapper", factory=_factory)
+    watcher = types.SimpleNamespace(__name__="watcher")
+
+    @hookimpl(wrapper=True)
+    def eegbench_backbones():
+        answers = yield  # one list per plugin, last registered first
+        seen.append([c.name for answer in answers for c in answer])
+        return [[c for c in answer if c.name != "net10"] for answer in answers] + [[extra]]
+
+    watcher.eegbench_backbones = eegbench_backbones
+    second = [Component(kind="backbone", name="other", summary="o", factory=_factory)]
+    reg = Registry(autoload=False, plugins=[_plugin("p1", COMPS), _plugin("p2", second), watcher])
+    names = [c.name for c in reg.list_components("backbone")]
+    assert seen == [["other", "resnet1d", "net10", "net2"]]  # p2 registered last, so answered first
+    assert names == ["net2", "other", "resnet1d", "wrapped-net"]  # net10 dropped, wrapped-net added
+    # each component keeps the plugin that gave it, the wrapper's own addition included
+    assert {c.name: c.plugin for c in reg.list_components("backbone")} == {
+        "net2": "p1", "resnet1d": "p1", "other": "p2", "wrapped-net": "watcher"}
+
+
+def test_an_old_style_hookwrapper_sees_the_family_answer():
+    seen = []
+    spy = types.SimpleNamespace(__name__="spy")
+
+    @hookimpl(hookwrapper=True)
+    def eegbench_resolve_family(kind, name):
+        outcome = yield
+        seen.append((kind, name, outcome.get_result().summary))
+
+    spy.eegbench_resolve_family = eegbench_resolve_family
+    reg = Registry(autoload=False, plugins=[_plugin("p1", COMPS, {"prefix": "fam", "factory": _factory}), spy])
+    assert reg.get("backbone", "fam:Thing").plugin == "p1"
+    assert seen == [("backbone", "fam:Thing", "family member Thing")]
+
+
+def _family_plugin(plugin_name: str, calls: list[str], **opts) -> types.SimpleNamespace:
+    ns = types.SimpleNamespace(__name__=plugin_name)
+
+    @hookimpl(**opts)
+    def eegbench_resolve_family(kind, name):
+        calls.append(plugin_name)
+        if kind == "backbone" and name.startswith("fam:"):
+            return Component(kind="backbone", name=name, summary=f"from {plugin_name}", factory=_factory)
+        return None
+
+    ns.eegbench_resolve_family = eegbench_resolve_family
+    return ns
+
+
+def test_firstresult_stops_at_the_first_answer():
+    calls: list[str] = []
+    reg = Registry(autoload=False, plugins=[_family_plugin("early", calls), _family_plugin("late", calls)])
+    comp = reg.get("backbone", "fam:Thing")
+    # pluggy calls the last registered plugin first; its answer ends the call: "early" is never asked
+    assert comp.summary == "from late" and comp.plugin == "late"
+    assert calls[0] == "late" and "early" not in calls
+    # a plugin that declines (None) passes the question on
+    calls.clear()
+    with pytest.raises(UnknownComponentError):
+        reg.get("loss", "fam:Thing")
+    assert calls == ["late", "early"]
+
+
+def test_tryfirst_decides_which_family_plugin_answers():
+    calls: list[str] = []
+    reg = Registry(autoload=False, plugins=[_family_plugin("preferred", calls, tryfirst=True),
+                                            _family_plugin("late", calls)])
+    comp = reg.get("backbone", "fam:Thing")
+    assert comp.summary == "from preferred" and comp.plugin == "preferred"
+    assert calls[0] == "preferred" and "late" not in calls[:1]
+
+
+def test_a_plugin_that_raises_is_named():
+    broken = types.SimpleNamespace(__name__="broken")
+
+    @hookimpl
+    def eegbench_losses():
+        raise RuntimeError("boom")
+
+    broken.eegbench_losses = eegbench_losses
+    reg = Registry(autoload=False, plugins=[_plugin("p1", COMPS), broken])
+    with pytest.raises(EegbenchError, match="plugin 'broken' failed to list its loss components: RuntimeError: boom"):
+        reg.list_components()
+
+
+def test_a_plugin_answering_none_does_not_shift_the_labels():
+    def module(namespace):  # plugins as entry points load them: modules
+        mod = types.ModuleType(namespace.__name__)
+        mod.__dict__.update(vars(namespace))
+        return mod
+
+    silent = types.SimpleNamespace(__name__="silent")
+
+    @hookimpl
+    def eegbench_backbones():
+        return None  # against the contract ([] for none), and pluggy drops it from the answers
+
+    silent.eegbench_backbones = eegbench_backbones
+    second = [Component(kind="backbone", name="other", summary="o", factory=_factory)]
+    reg = Registry(autoload=False, plugins=[module(_plugin("p1", COMPS)), module(silent),
+                                            module(_plugin("p2", second))])
+    assert {c.name: c.plugin for c in reg.list_components("backbone")} == {
+        "net2": "p1", "net10": "p1", "resnet1d": "p1", "other": "p2"}

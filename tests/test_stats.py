@@ -26,9 +26,32 @@ def test_exact_p_matches_scipy_permutation_test():
         assert exact_sign_flip_p(d) == pytest.approx(ref, abs=1e-12)
 
 
-def test_exact_p_chunks_cover_every_pattern():
-    # 17 pairs -> 131072 patterns, several chunks; the all-positive pattern is the only one as large
-    assert exact_sign_flip_p(np.linspace(0.01, 0.2, 17)) == pytest.approx(2.0 ** -17)
+def test_exact_p_batches_cover_every_pattern():
+    # 16 pairs -> 65536 patterns, two of scipy's batches; the all-positive pattern is the only one as large
+    assert exact_sign_flip_p(np.linspace(0.01, 0.2, 16)) == pytest.approx(2.0 ** -16)
+
+
+#: p-values of the hand-written exact sign-flip test eegbench used before scipy.stats.permutation_test
+#: (eegbench.stats.exact_sign_flip_p at commit 7518139: every one of the 2**n sign patterns enumerated with
+#: numpy, count of pattern sums >= observed sum - 1e-9 * max(1, sum|d|), divided by 2**n), computed on these
+#: differences; the scipy version must give the same numbers, float ties ("ties", "float tie") included
+PREVIOUS_P = [
+    ([0.1, 0.2, 0.3], 0.125),
+    ([0.04, -0.01, 0.03, 0.02, -0.005], 0.125),
+    ([0.1, -0.1, 0.3, 0.0], 0.375),  # ties: flipping 0 or the +-0.1 pair leaves the sum
+    ([0.1, 0.2, -0.3, 0.5], 0.3125),  # float tie: -0.1 - 0.2 + 0.3 == 0 only up to rounding
+    ([-0.02, -0.05, 0.01, -0.03, 0.04, -0.01], 0.8125),
+    ([0.01, 0.019, 0.0018, -0.0167, -0.0036, -0.0197, 0.0118, 0.0502, -0.0048], 0.259765625),
+    ([0.0057, 0.0322, 0.0295, -0.0052, -0.001, -0.0055, 0.0164, 0.0039, 0.0199, -0.0319, 0.0363, 0.0031, 0.0186,
+      0.0023, -0.0026, 0.0143], 0.033966064453125),
+]
+
+
+@pytest.mark.parametrize("diffs, previous", PREVIOUS_P)
+def test_p_values_equal_the_previous_implementation(diffs, previous):
+    assert exact_sign_flip_p(diffs) == pytest.approx(previous, abs=1e-15)
+    best = np.full(len(diffs), 0.5) + np.asarray(diffs)
+    assert paired_test(best, np.full(len(diffs), 0.5)).p_value == pytest.approx(previous, abs=1e-15)
 
 
 def test_paired_test_uses_permutation_below_cutoff_and_wilcoxon_from_it():
