@@ -179,10 +179,14 @@ def test_two_first_uses_at_once_generate_one_twin(tmp_path):
     env = {**os.environ, "EEGBENCH_CACHE": str(tmp_path / "cache")}
     procs = [subprocess.Popen([sys.executable, str(script), str(root), str(i)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for i in (1, 2)]
-    deadline = time.time() + 120
-    while not all((base / f"ready-{i}").exists() for i in (1, 2)):
-        assert time.time() < deadline and all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+    for _ in range(12_000):  # both racers loaded and waiting at the start line (a bound, not a timing check)
+        if all((base / f"ready-{i}").exists() for i in (1, 2)):
+            break
+        if any(p.poll() is not None for p in procs):
+            pytest.fail(f"a racer exited before the start: {[p.communicate() for p in procs]}")
         time.sleep(0.01)
+    else:
+        pytest.fail("the racers never reached the start line")
     (base / "go").touch()
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
