@@ -29,6 +29,7 @@ from torch import nn
 from . import __version__, create
 from .errors import CellFailure, DataError, EegbenchError, load_failure
 from .interfaces import EEGData, PrepOptions, TaskScore, stable_hash
+from .resources import apply_thread_limit
 
 log = logging.getLogger("eegbench.engine")
 
@@ -449,6 +450,7 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     from .splits import Standardizer, labelled_split
 
     t_start = time.perf_counter()
+    apply_thread_limit()  # this process's share of the CPUs it may use (affinity, cgroup quota, local workers)
     cfg = cell.config
     dev = resolve_device(device)
     seed = int(cell.seed)

@@ -102,12 +102,6 @@ def run_pack(runner: Callable[[Any], Any], cells: Sequence[Any]) -> list[Any]:
     return [run_cell(runner, cell) for cell in cells]
 
 
-def limit_threads(threads: int) -> None:
-    """Worker initializer: keep N workers from each starting one BLAS/OpenMP thread per core."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
-
-
 def pack_key(cell: Any) -> str:
     """Cells with equal keys share shapes (same stage and components): packing groups them together."""
     from eegbench.interfaces import stable_hash

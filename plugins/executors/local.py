@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
@@ -10,7 +9,9 @@ from typing import Any, Callable, Sequence
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import Executor
 
-from ._core import Scheduler, error_text, limit_threads, run_cell
+from eegbench.resources import limit_worker_threads, threads_per_worker
+
+from ._core import Scheduler, error_text, run_cell
 
 
 class LocalExecutor(Executor):
@@ -42,9 +43,9 @@ class LocalExecutor(Executor):
 
     @staticmethod
     def _run_pool(sched: Scheduler, runner: Callable[[Any], Any], workers: int) -> None:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = threads_per_worker(workers)  # the CPUs this run may use (affinity, cgroup quota) shared out
         ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_threads, initargs=(threads,))
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_worker_threads, initargs=(threads,))
         running: dict[Future, Any] = {}
         try:
             while True:
@@ -69,7 +70,7 @@ class LocalExecutor(Executor):
                     sched.fail_started(running.values(), "worker process pool broke while running this cell")
                     running.clear()
                     pool.shutdown(wait=False, cancel_futures=True)
-                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_threads, initargs=(threads,))
+                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_worker_threads, initargs=(threads,))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -124,7 +124,9 @@ def load_image(path: Path):
 
 
 def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    from eegbench.resources import process_threads
+
+    return max(1, min(8, process_threads()))
 
 
 def iter_image_batches(paths: Sequence[Path], transform: Callable[[Any], Any], batch_size: int,
