@@ -146,7 +146,7 @@ class Component:
             hint = hints.get(p.name, _hint_from_default(p.default))
             # fields named p0, p1, ... with the parameter's name as alias: a parameter may be called anything
             # (``copy``, ``model_name``) without clashing with pydantic's own attributes
-            spec[f"p{i}"] = (hint, Field(... if p.default is p.empty else p.default, alias=p.name))
+            spec[f"p{i}"] = (hint, Field(... if p.default is p.empty else _plain(p.default), alias=p.name))
         config = ConfigDict(strict=True, arbitrary_types_allowed=True,
                             extra="allow" if self.open_params else "forbid")
         return create_model("ComponentParams", __config__=config, **spec)
