@@ -2,13 +2,25 @@
 
 A :class:`Component` is a frozen record (MTEB's ``ModelMeta``, timm's ``PretrainedCfg``): reading it imports
 nothing heavy. Its ``factory`` is an import path ``"package.module:function"`` (or a callable) that is only
-imported when the component is built, so ``eegbench list`` stays fast.
+imported when needed, so ``eegbench list`` stays fast.
+
+A component's parameters and their defaults live once, in its factory's signature (as braindecode's and timm's
+do): :attr:`Component.defaults` reads them by introspection on first use, and :meth:`Component.resolve_params`
+validates given values against the signature with a pydantic model (strict types, unknown names refused).
+A factory therefore lives in a light module (heavy imports inside its body), so reading its signature stays
+cheap. What is not a user parameter: the kind's context arguments (:data:`CONTEXT_ARGS`), ``*args``, and
+arguments whose names start with ``_`` (bound by the plugin, e.g. with :func:`functools.partial`). A
+``**kwargs`` in the signature makes the component accept further parameters (families forwarding to a library).
 """
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+import inspect
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping, Sequence
 
 from .errors import EegbenchError
 
@@ -19,12 +31,25 @@ KINDS: tuple[str, ...] = ("dataset", "backbone", "image-encoder", "loss", "task"
 #: arguments, braindecode-style). They are not parameters: they are not in ``defaults`` and not hashed
 #: from the component record, because the engine derives them from the data.
 CONTEXT_ARGS: Mapping[str, tuple[str, ...]] = {
-    "dataset": ("root",),
+    "dataset": ("root", "cache_root"),
     "backbone": ("n_chans", "n_times", "sfreq", "chs_info", "subjects"),
     "image-encoder": (),
     "loss": (),
     "task": (),
     "executor": (),
+}
+
+#: How a pydantic error type reads in a one-line message ("parameter 'x' must be <this>").
+_WANTS = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "sequence_str": "a list",
+    "dict_type": "a table",
+    "mapping_type": "a table",
 }
 
 
@@ -37,10 +62,9 @@ class Component:
         name: lowercase-with-dashes (``resnet1d``) or a family form (``braindecode:EEGNetv4``).
         summary: one line for tables.
         factory: ``"module:callable"`` imported on first use, or a callable. Called as
-            ``factory(**context, **params)`` and returns the component object.
-        defaults: the default parameters; the only parameter names accepted unless ``open_params``.
+            ``factory(**context, **params)`` and returns the component object; its signature gives the
+            parameters and their defaults.
         citation: a short reference (authors, year, venue) or ``""``.
-        open_params: accept parameters beyond ``defaults`` (families that forward kwargs to a library).
         notes: free-form remarks shown by ``eegbench info`` (e.g. an input constraint).
         plugin: the distribution that registered it; filled in by the registry.
         entry_point: the entry-point name of the plugin module; filled in by the registry.
@@ -50,9 +74,7 @@ class Component:
     name: str
     summary: str
     factory: str | Callable[..., Any]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
     citation: str = ""
-    open_params: bool = False
     notes: str = ""
     plugin: str = ""
     entry_point: str = ""
@@ -63,8 +85,16 @@ class Component:
         if not self.name or self.name != self.name.strip():
             raise EegbenchError(f"invalid component name {self.name!r}")
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the fields only: what is read from the signature (a pydantic model class among it) is rebuilt on use
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
     def load_factory(self) -> Callable[..., Any]:
-        """Import and return the factory callable (the only place a component's heavy imports happen)."""
+        """Import and return the factory callable (the only place a component's plugin module is imported)."""
         if callable(self.factory):
             return self.factory
         module_name, _, attr = self.factory.partition(":")
@@ -76,44 +106,95 @@ class Component:
         except AttributeError:
             raise EegbenchError(f"{self.kind} {self.name!r}: {module_name} has no {attr!r}") from None
 
+    # -- the parameters, read from the factory's signature ---------------------------------------------
+    @functools.cached_property
+    def _parameters(self) -> tuple[list[inspect.Parameter], bool]:
+        """(the user parameters of the factory's signature, whether it takes ``**kwargs``)."""
+        factory = self.load_factory()
+        try:
+            signature = inspect.signature(factory)
+        except (TypeError, ValueError) as exc:
+            raise EegbenchError(f"{self.kind} {self.name!r}: cannot read the factory's signature ({exc})") from None
+        context = set(CONTEXT_ARGS[self.kind])
+        params, open_params = [], False
+        for p in signature.parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                open_params = True
+            elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in context \
+                    and not p.name.startswith("_"):
+                params.append(p)
+        return params, open_params
+
+    @functools.cached_property
+    def defaults(self) -> dict[str, Any]:
+        """The default parameters, from the factory's signature, as TOML-like values (tuples read as lists)."""
+        return {p.name: _plain(p.default) for p in self._parameters[0] if p.default is not p.empty}
+
+    @property
+    def open_params(self) -> bool:
+        """Whether parameters beyond the signature's are accepted (the factory takes ``**kwargs``)."""
+        return self._parameters[1]
+
+    @functools.cached_property
+    def _validator(self) -> Any:
+        """A pydantic model of the signature's parameters: strict types, extra names refused unless open."""
+        from pydantic import ConfigDict, Field, create_model
+
+        hints = _type_hints(self.load_factory())
+        spec: dict[str, Any] = {}
+        for i, p in enumerate(self._parameters[0]):
+            hint = hints.get(p.name, _hint_from_default(p.default))
+            # fields named p0, p1, ... with the parameter's name as alias: a parameter may be called anything
+            # (``copy``, ``model_name``) without clashing with pydantic's own attributes
+            spec[f"p{i}"] = (hint, Field(... if p.default is p.empty else _plain(p.default), alias=p.name))
+        config = ConfigDict(strict=True, arbitrary_types_allowed=True,
+                            extra="allow" if self.open_params else "forbid")
+        return create_model("ComponentParams", __config__=config, **spec)
+
     def resolve_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Defaults overlaid with ``params``; unknown parameter names are refused (None keeps the default)."""
+        """Defaults overlaid with ``params``, validated against the factory's signature (None keeps the default).
+
+        The given values are returned as given (validation does not convert them: a cell's identity is what the
+        spec said); unknown names and wrong types are one line naming the parameter and the value.
+        """
         given = {k: v for k, v in params.items() if v is not None}
+        names = [p.name for p in self._parameters[0]]
         if not self.open_params:
-            unknown = sorted(set(given) - set(self.defaults))
+            unknown = sorted(set(given) - set(names))
             if unknown:
-                allowed = ", ".join(sorted(self.defaults)) or "none"
+                close = difflib.get_close_matches(unknown[0], names, n=1)
+                hint = f" — did you mean {close[0]!r}?" if close else ""
+                allowed = ", ".join(sorted(names)) or "none"
                 raise EegbenchError(
-                    f"{self.kind} {self.name!r} has no parameter {unknown[0]!r} (parameters: {allowed}; "
+                    f"{self.kind} {self.name!r} has no parameter {unknown[0]!r}{hint} (parameters: {allowed}; "
                     f"see `eegbench info {self.name}`)"
                 )
-        for key, value in given.items():
-            if key in self.defaults:
-                self._check_type(key, value, self.defaults[key])
-        return {**dict(self.defaults), **given}
+        from pydantic import ValidationError
 
-    def _check_type(self, key: str, value: Any, default: Any) -> None:
-        """A value must have its default's kind: numbers for numbers, booleans for booleans, lists for lists.
+        try:
+            self._validator(**given)
+        except ValidationError as exc:
+            raise EegbenchError(self._type_message(exc.errors(), given)) from None
+        return {**self.defaults, **given}
 
-        Text defaults are often sentinels (``"auto"``, ``"all"``) that a list or number may replace, so they
-        accept anything; the factory validates further.
-        """
-        if isinstance(default, bool):
-            ok, want = isinstance(value, bool), "true or false"
-        elif isinstance(default, int):
-            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
-        elif isinstance(default, float):
-            ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-        elif isinstance(default, (list, tuple)):
-            ok, want = isinstance(value, (list, tuple)), "a list"
-        elif isinstance(default, Mapping):
-            ok, want = isinstance(value, Mapping), "a table"
-        else:
-            return
-        if not ok:
-            raise EegbenchError(
-                f"{self.kind} {self.name!r}: parameter {key!r} must be {want} (default {default!r}), got {value!r}"
-            )
+    def _type_message(self, errors: Sequence[Any], given: Mapping[str, Any]) -> str:
+        """pydantic's errors of the first parameter at fault as one line: what it must be, its default, the value."""
+        key = errors[0]["loc"][0]
+        wants: list[str] = []
+        for err in errors:
+            if err["loc"][:1] != (key,):
+                continue
+            if err["type"] == "missing":
+                return f"{self.kind} {self.name!r}: parameter {key!r} is required (see `eegbench info {self.name}`)"
+            want = _WANTS.get(err["type"]) or str(err["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
+            items = [f"[{i}]" for i in err["loc"][1:] if isinstance(i, int)]
+            if items:  # an element of a list or table is at fault: say which
+                want = f"a list ({want} at {''.join(items)})"
+            if want not in wants:
+                wants.append(want)
+        default = f" (default {self.defaults[key]!r})" if key in self.defaults else ""
+        return (f"{self.kind} {self.name!r}: parameter {key!r} must be {' or '.join(wants)}{default}, "
+                f"got {given.get(key)!r}")
 
     def build(self, context: Mapping[str, Any] | None = None, **params: Any) -> Any:
         """Build the component: ``factory(**context, **resolved params)``."""
@@ -131,3 +212,39 @@ class Component:
             "defaults": dict(self.defaults),
             "notes": self.notes,
         }
+
+
+def _plain(value: Any) -> Any:
+    """A signature default as a TOML-like value: tuples as lists, mappings as dicts (recursively)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The factory's evaluated annotations; none (types inferred from defaults) when they cannot be evaluated."""
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    if isinstance(target, type):  # a class as factory: its constructor's annotations
+        target = target.__init__
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # an annotation naming what only a type checker imports: fall back to the defaults
+        return {}
+
+
+def _hint_from_default(default: Any) -> Any:
+    """The type an unannotated parameter's default implies: numbers for numbers, booleans for booleans, lists for
+    lists; text defaults are often sentinels (``"auto"``, ``"all"``) that a list or number may replace."""
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    if isinstance(default, (list, tuple)):
+        return Sequence[Any]
+    if isinstance(default, Mapping):
+        return Mapping[str, Any]
+    return Any

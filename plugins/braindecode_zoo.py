@@ -16,6 +16,7 @@ cannot take the input fails at build time with one line naming the model and the
 """
 from __future__ import annotations
 
+import functools
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -74,10 +75,9 @@ def _component(name: str, cls_name: str) -> Component:
         kind="backbone",
         name=name,
         summary=entry.get("summary") or f"braindecode {cls_name} (classification head removed)",
-        factory="eegbench_plugins.braindecode_zoo:build",
-        defaults={"model": cls_name},
+        # the model's name is the one default; build's **params passes any other keyword to the class
+        factory=functools.partial(build, model=cls_name),
         citation=entry.get("citation") or CITATION,
-        open_params=True,
         notes=notes,
     )
 

@@ -25,17 +25,8 @@ seed's value) stays fixed when ``learn_temperature`` is on.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from eegbench import Component, hookimpl
 
-CLIP_DEFAULTS: dict[str, Any] = {
-    "temperature": 0.04,
-    "learn_temperature": False,
-    "temperature_param": "log",
-    "text_weight": 0.0,
-    "center": False,
-}
 #: The accepted ``temperature_param`` values.
 TEMPERATURE_PARAMS = ("log", "softplus", "softplus-scale")
 #: CLIP clamps its logit scale at 100 (temperature >= 0.01).
@@ -50,7 +41,6 @@ def eegbench_losses() -> list[Component]:
             name="clip",
             summary="Symmetric InfoNCE on L2-normalised embeddings, logits = cosine / T (optional text term)",
             factory="eegbench_plugins.losses:build_clip",
-            defaults=dict(CLIP_DEFAULTS),
             citation="Radford et al. (2021), Learning Transferable Visual Models From Natural Language Supervision, ICML",
             notes="learn_temperature = true trains T (temperature_param: log-scale clamped at logit scale 100, "
             "softplus on T, or softplus-scale: softplus on 1/T as UBP); "
@@ -62,7 +52,6 @@ def eegbench_losses() -> list[Component]:
             name="soft-clip",
             summary="CLIP loss with soft targets: softmax of image-image cosine similarity / target_temperature",
             factory="eegbench_plugins.losses:build_soft_clip",
-            defaults={**CLIP_DEFAULTS, "target_temperature": 0.04},
             citation="Scotti et al. (2023), Reconstructing the Mind's Eye (MindEye), NeurIPS (soft CLIP loss); "
             "the seed's SoftCLIPLoss",
             notes="targets row i = softmax_j(cos(img_i, img_j) / target_temperature), used in both directions; "
@@ -71,15 +60,20 @@ def eegbench_losses() -> list[Component]:
     ]
 
 
-def build_clip(**params):
-    """``clip`` factory: see the module docstring."""
-    from .losses_nn import ClipLoss as cls
+def build_clip(*, temperature: float = 0.04, learn_temperature: bool = False, temperature_param: str = "log",
+               text_weight: float = 0.0, center: bool = False):
+    """``clip`` factory (see the module docstring); its signature holds the defaults (the seed's values)."""
+    from .losses_nn import ClipLoss
 
-    return cls(**params)
+    return ClipLoss(temperature=temperature, learn_temperature=learn_temperature, temperature_param=temperature_param,
+                    text_weight=text_weight, center=center)
 
 
-def build_soft_clip(**params):
+def build_soft_clip(*, temperature: float = 0.04, learn_temperature: bool = False, temperature_param: str = "log",
+                    text_weight: float = 0.0, center: bool = False, target_temperature: float = 0.04):
     """``soft-clip`` factory."""
-    from .losses_nn import SoftClipLoss as cls
+    from .losses_nn import SoftClipLoss
 
-    return cls(**params)
+    return SoftClipLoss(temperature=temperature, learn_temperature=learn_temperature,
+                        temperature_param=temperature_param, text_weight=text_weight, center=center,
+                        target_temperature=target_temperature)

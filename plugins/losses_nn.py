@@ -25,8 +25,9 @@ def _finite_number(value) -> bool:
 
 
 class ClipLoss(nn.Module):
-    def __init__(self, temperature: float = 0.04, learn_temperature: bool = False,
-                 temperature_param: str = "log", text_weight: float = 0.0, center: bool = False):
+    # the defaults live in the factories' signatures (eegbench_plugins.losses.build_clip / build_soft_clip)
+    def __init__(self, *, temperature: float, learn_temperature: bool, temperature_param: str, text_weight: float,
+                 center: bool):
         super().__init__()
         if not isinstance(center, bool):
             raise EegbenchError(f"loss clip: center must be true or false, got {center!r}")
@@ -92,7 +93,7 @@ class ClipLoss(nn.Module):
 class SoftClipLoss(ClipLoss):
     """Targets are a softmax over image-image similarities instead of the identity (one-hot)."""
 
-    def __init__(self, target_temperature: float = 0.04, **kwargs):
+    def __init__(self, *, target_temperature: float, **kwargs):
         super().__init__(**kwargs)
         if not (_finite_number(target_temperature) and target_temperature > 0):
             raise EegbenchError(f"loss soft-clip: target_temperature must be a finite number > 0, got {target_temperature}")

@@ -26,7 +26,7 @@ padding is the paper's symmetric ``(kernel - stride + 1) // 2``.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 from eegbench import Component, hookimpl
 from eegbench.errors import EegbenchError
@@ -35,12 +35,8 @@ CITATION = (
     "Ribeiro et al. (2020), Automatic diagnosis of the 12-lead ECG using a deep neural network, "
     "Nature Communications 11:1760"
 )
-DEFAULTS: dict[str, Any] = {
-    "filters": [64, 128, 196, 256, 320],
-    "lengths": "auto",
-    "kernel_size": 17,
-    "dropout": 0.5,
-}
+#: the seed's block widths (the default of ``filters``)
+SEED_FILTERS = (64, 128, 196, 256, 320)
 
 
 @hookimpl
@@ -51,7 +47,6 @@ def eegbench_backbones() -> list[Component]:
             name="resnet1d",
             summary="Residual 1-D CNN (the seed's encoder): 5 blocks, kernel 17, flattened 320x16 = 5,120 features at 128 samples",
             factory="eegbench_plugins.resnet1d:build",
-            defaults=dict(DEFAULTS),
             citation=CITATION,
             notes='lengths = "auto" is [n, n, n/2, n/4, n/8] for n = n_times (rounded up); 6,925,024 parameters at 17 x 128',
         ),
@@ -60,7 +55,6 @@ def eegbench_backbones() -> list[Component]:
             name="resnet1d-subject",
             summary="resnet1d with a per-subject input layer (add a new subject's layer for finetuning)",
             factory="eegbench_plugins.resnet1d:build_subject",
-            defaults={**DEFAULTS, "subject_layer": "stem"},
             citation=CITATION,
             notes=(
                 'subject_layer = "stem": each subject has its own first conv (n_chans -> filters[0]); '
@@ -116,16 +110,17 @@ def conv_padding(length_in: int, stride: int, kernel_size: int) -> tuple[int, in
 
 
 def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, *,
-          filters=DEFAULTS["filters"], lengths=DEFAULTS["lengths"], kernel_size: int = 17, dropout: float = 0.5):
-    """``resnet1d`` factory (the backbone factory contract)."""
+          filters: Sequence[int] = SEED_FILTERS, lengths: str | Sequence[int] = "auto", kernel_size: int = 17,
+          dropout: float = 0.5):
+    """``resnet1d`` factory (the backbone factory contract); its signature holds the defaults."""
     from .resnet1d_nn import ResNet1d
 
     return ResNet1d(int(n_chans), int(n_times), filters, lengths, int(kernel_size), float(dropout))
 
 
 def build_subject(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, *,
-                  filters=DEFAULTS["filters"], lengths=DEFAULTS["lengths"], kernel_size: int = 17, dropout: float = 0.5,
-                  subject_layer: str = "stem"):
+                  filters: Sequence[int] = SEED_FILTERS, lengths: str | Sequence[int] = "auto", kernel_size: int = 17,
+                  dropout: float = 0.5, subject_layer: str = "stem"):
     """``resnet1d-subject`` factory: ``subjects`` (the training subjects' numbers) is required."""
     if not subjects:
         raise EegbenchError("resnet1d-subject needs the training subjects' numbers (context argument subjects=[...])")

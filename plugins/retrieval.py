@@ -94,7 +94,6 @@ def eegbench_tasks():
             name="retrieval",
             summary="Zero-shot n-way image retrieval (cosine), top-k per test subject; center = true as the seed",
             factory="eegbench_plugins.retrieval:build",
-            defaults={"topk": [1, 3, 5], "center": False},
             citation="",
         )
     ]

@@ -128,24 +128,23 @@ class InlineExecutor(Executor):
 class FakePlugin:
     @hookimpl
     def eegbench_datasets(self):
-        return [Component(kind="dataset", name="fake-eeg", summary="fake", factory=FakeDataset,
-                          defaults={"n_subjects": 3, "n_train": 64, "n_test": 16, "noise": 0.5, "leak": False, "reps": 2})]
+        return [Component(kind="dataset", name="fake-eeg", summary="fake", factory=FakeDataset)]
 
     @hookimpl
     def eegbench_backbones(self):
-        return [Component(kind="backbone", name="fake-mlp", summary="fake", factory=build_backbone, defaults={"hidden": 32})]
+        return [Component(kind="backbone", name="fake-mlp", summary="fake", factory=build_backbone)]
 
     @hookimpl
     def eegbench_image_encoders(self):
-        return [Component(kind="image-encoder", name="fake-latents", summary="fake", factory=FakeEncoder, defaults={})]
+        return [Component(kind="image-encoder", name="fake-latents", summary="fake", factory=FakeEncoder)]
 
     @hookimpl
     def eegbench_losses(self):
-        return [Component(kind="loss", name="fake-clip", summary="fake", factory=build_loss, defaults={"temperature": 0.1})]
+        return [Component(kind="loss", name="fake-clip", summary="fake", factory=build_loss)]
 
     @hookimpl
     def eegbench_executors(self):
-        return [Component(kind="executor", name="inline", summary="fake", factory=InlineExecutor, defaults={})]
+        return [Component(kind="executor", name="inline", summary="fake", factory=InlineExecutor)]
 
 
 def install(monkeypatch, tmp_path):

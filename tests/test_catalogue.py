@@ -21,3 +21,17 @@ def test_every_builtin_entry_is_documented():
         if ":" not in entry["name"]:
             assert entry["name"] == entry["name"].lower(), f"{entry['name']}: names are lowercase-with-dashes"
             assert "_" not in entry["name"], f"{entry['name']}: names are lowercase-with-dashes"
+
+
+def test_reading_every_builtin_default_imports_no_torch():
+    """Defaults come from the factories' signatures: the factories live in light modules (heavy imports inside)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from eegbench import catalogue; entries = catalogue.catalogue_entries();"
+        "bad = [m for m in ('torch', 'open_clip', 'timm', 'braindecode', 'mne') if m in sys.modules];"
+        "print(len(entries), bad); sys.exit(1 if bad or not entries else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

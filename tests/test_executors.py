@@ -447,7 +447,7 @@ def build_boom(n_chans, n_times, sfreq=None, chs_info=None, subjects=None, hidde
 class Plugin(fakes.FakePlugin):
     @hookimpl
     def eegbench_backbones(self):
-        return [Component(kind="backbone", name="boom-mlp", summary="test", factory=build_boom, defaults={{"hidden": 32}})]
+        return [Component(kind="backbone", name="boom-mlp", summary="test", factory=build_boom)]
 
 
 PLUGIN = Plugin()

@@ -99,7 +99,7 @@ def test_retrieval_refuses_non_finite_embeddings():
 
 def test_fit_names_the_non_finite_training_trial_and_the_diverged_epoch():
     from eegbench.engine import DeviceSplit, EEGEncoder, fit
-    from eegbench_plugins.losses_nn import ClipLoss
+    from eegbench_plugins.losses import build_clip
 
     class Flat(torch.nn.Module):
         n_features = 8
@@ -119,10 +119,10 @@ def test_fit_names_the_non_finite_training_trial_and_the_diverged_epoch():
     split = DeviceSplit(x, torch.arange(16) % 4, torch.tensor([1] * 8 + [2] * 8))
     emb = torch.randn(4, 8)
     with pytest.raises(DataError, match=r"training EEG .* \(subject 2, trial 11 of the split"):
-        fit(EEGEncoder(Flat(), 8), ClipLoss(), split, None, emb, cfg, seed=0, selection="last")
+        fit(EEGEncoder(Flat(), 8), build_clip(), split, None, emb, cfg, seed=0, selection="last")
     split.x[11, 2, 4] = 0.0
     with pytest.raises(CellFailure, match=r"diverged at epoch \d: training loss = nan .*learning rate \(1e\+20\)"):
-        fit(EEGEncoder(Flat(), 8), ClipLoss(), split, None, emb, {**cfg, "lr": 1e20}, seed=0, selection="last")
+        fit(EEGEncoder(Flat(), 8), build_clip(), split, None, emb, {**cfg, "lr": 1e20}, seed=0, selection="last")
 
 
 # --------------------------------------------------------------------------------------------------

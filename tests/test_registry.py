@@ -31,7 +31,7 @@ def _plugin(name: str, components: list[Component], family: dict | None = None) 
             prefix, _, rest = name.partition(":")
             if kind == "backbone" and prefix == family["prefix"]:
                 return Component(kind="backbone", name=name, summary=f"family member {rest}",
-                                 factory=family["factory"], open_params=True)
+                                 factory=family["factory"])
             return None
 
         ns.eegbench_resolve_family = eegbench_resolve_family
@@ -39,11 +39,16 @@ def _plugin(name: str, components: list[Component], family: dict | None = None) 
 
 
 def _factory(n_chans=None, n_times=None, width=4, **extra):
+    """A family's factory: ``**extra`` accepts any further parameter."""
     return {"n_chans": n_chans, "n_times": n_times, "width": width, **extra}
 
 
+def _closed_factory(n_chans=None, n_times=None, *, width: int = 4):
+    return {"n_chans": n_chans, "n_times": n_times, "width": width}
+
+
 COMPS = [
-    Component(kind="backbone", name="resnet1d", summary="r", factory=_factory, defaults={"width": 4}),
+    Component(kind="backbone", name="resnet1d", summary="r", factory=_closed_factory),
     Component(kind="backbone", name="net10", summary="n", factory=_factory),
     Component(kind="backbone", name="net2", summary="n", factory=_factory),
     Component(kind="loss", name="clip", summary="c", factory=_factory),
@@ -95,7 +100,7 @@ def test_same_name_from_two_packages_is_an_error():
 def test_unknown_parameter_refused_and_none_keeps_default(reg):
     comp = reg.get("backbone", "resnet1d")
     assert comp.build({"n_chans": 17}, width=None)["width"] == 4
-    with pytest.raises(EegbenchError, match="has no parameter 'widht'"):
+    with pytest.raises(EegbenchError, match="has no parameter 'widht' — did you mean 'width'"):
         comp.build({}, widht=3)
 
 
@@ -152,12 +157,58 @@ def test_parameter_values_must_have_their_defaults_kind(reg, value, message):
 
 
 def test_numbers_booleans_lists_and_sentinels():
-    comp = Component(kind="loss", name="t", summary="", factory=lambda **kw: kw,
-                     defaults={"rate": 0.5, "flag": False, "sizes": [1, 2], "mode": "auto"})
+    """Unannotated parameters take their default's kind; text defaults (sentinels) accept anything."""
+    def factory(*, rate=0.5, flag=False, sizes=(1, 2), mode="auto"):
+        return {"rate": rate, "flag": flag, "sizes": sizes, "mode": mode}
+
+    comp = Component(kind="loss", name="t", summary="", factory=factory)
+    assert comp.defaults == {"rate": 0.5, "flag": False, "sizes": [1, 2], "mode": "auto"}
     assert comp.build({}, rate=1, sizes=(3,), mode=[4, 5]) == {"rate": 1, "flag": False, "sizes": (3,), "mode": [4, 5]}
     for bad in ({"rate": "fast"}, {"flag": 1}, {"sizes": 3}):
         with pytest.raises(EegbenchError, match="parameter"):
             comp.build({}, **bad)
+
+
+def test_defaults_and_types_come_from_the_factory_signature():
+    """The signature is the one source: annotations are checked strictly, context and ``_`` arguments are not
+    parameters, ``**kwargs`` opens the component, a partial's bound keywords become defaults."""
+    import functools
+
+    def factory(n_chans, n_times, sfreq=None, chs_info=None, subjects=None, *, depth: int = 2,
+                lengths: str | list[int] = "auto", rate: float = 0.1, _tag: str = ""):
+        return {"depth": depth, "lengths": lengths, "rate": rate, "tag": _tag}
+
+    comp = Component(kind="backbone", name="sig", summary="", factory=factory)
+    assert comp.defaults == {"depth": 2, "lengths": "auto", "rate": 0.1} and not comp.open_params
+    assert comp.build({"n_chans": 3, "n_times": 4}, lengths=[8, 4], rate=1)["lengths"] == [8, 4]
+    for bad, message in (({"depth": "2"}, r"parameter 'depth' must be an integer \(default 2\), got '2'"),
+                         ({"lengths": 5}, r"parameter 'lengths' must be text or a list \(default 'auto'\), got 5"),
+                         ({"lengths": [8, "x"]}, r"parameter 'lengths' must be text or a list \(an integer at \[1\]\)"),
+                         ({"_tag": "x"}, "has no parameter '_tag'"),
+                         ({"n_chans": 3}, "has no parameter 'n_chans'")):
+        with pytest.raises(EegbenchError, match=message):
+            comp.resolve_params(bad)
+    bound = Component(kind="backbone", name="fam:x", summary="", factory=functools.partial(factory, depth=5, _tag="t"))
+    assert bound.defaults["depth"] == 5 and bound.build({"n_chans": 1, "n_times": 1})["tag"] == "t"
+
+    def family(n_chans, n_times, *, model: str, **kwargs):
+        return kwargs
+
+    member = Component(kind="backbone", name="fam:y", summary="", factory=functools.partial(family, model="y"))
+    assert member.open_params and member.defaults == {"model": "y"}
+    assert member.build({"n_chans": 1, "n_times": 1}, anything=3) == {"anything": 3}
+    required = Component(kind="backbone", name="fam:z", summary="", factory=family)
+    with pytest.raises(EegbenchError, match="parameter 'model' is required"):
+        required.resolve_params({})
+
+
+def test_a_component_with_read_defaults_still_pickles():
+    import pickle
+
+    comp = Component(kind="backbone", name="p", summary="", factory="eegbench_plugins.resnet1d:build")
+    assert comp.defaults["kernel_size"] == 17 and comp.resolve_params({"dropout": 0.1})["dropout"] == 0.1
+    again = pickle.loads(pickle.dumps(comp))
+    assert again == comp and again.defaults == comp.defaults
 
 
 def test_create_backbone_without_its_signal_is_one_line():

@@ -1,8 +1,9 @@
 """Built-in executors: ``local``, ``submitit`` (Slurm), ``ray``.
 
 Each implements :class:`eegbench.interfaces.Executor`: ``run(cells, runner) -> list[CellOutcome]`` in
-cells order, respecting ``cell.depends_on``. Listing imports nothing heavy: submitit and ray are
-imported when an executor runs.
+cells order, respecting ``cell.depends_on``. Each executor's class is its factory: its constructor's
+signature gives the parameters and their defaults. Listing imports nothing heavy: the executor modules import
+submitit and ray only when an executor runs.
 """
 from __future__ import annotations
 
@@ -17,35 +18,13 @@ def eegbench_executors():
             kind="executor",
             name="local",
             summary="this machine: in-process (jobs = 1) or N worker processes (jobs = N)",
-            factory="eegbench_plugins.executors.local:build",
-            defaults={"jobs": 1},
+            factory="eegbench_plugins.executors.local:LocalExecutor",
         ),
         Component(
             kind="executor",
             name="submitit",
             summary="Slurm job arrays through submitit (GPUs, memory, time limit, Apptainer, cell packing)",
-            factory="eegbench_plugins.executors.slurm:build",
-            defaults={
-                "cluster": "slurm",
-                "partition": "",
-                "account": "",
-                "qos": "",
-                "gpus_per_task": 1,
-                "cpus_per_task": 8,
-                "mem_gb": 32,
-                "timeout_min": 240,
-                "array_parallelism": 32,
-                "cells_per_job": 1,
-                "sbatch": {},
-                "setup": [],
-                "apptainer": "",
-                "apptainer_args": "",
-                "python": "",
-                "log_folder": "",
-                "job_name": "eegbench",
-                "poll_seconds": 0.0,
-                "local_setup": False,
-            },
+            factory="eegbench_plugins.executors.slurm:SubmititExecutor",
             citation="submitit (Meta AI Research), https://github.com/facebookincubator/submitit",
             notes="cluster = 'local' runs the same jobs as local subprocesses (no Slurm), 'debug' in this process; "
                   "both skip setup, apptainer and python (this interpreter runs the jobs) unless local_setup = true.",
@@ -54,15 +33,7 @@ def eegbench_executors():
             kind="executor",
             name="ray",
             summary="a Ray task per cell with CPU/GPU resources, on a Ray cluster or a local instance",
-            factory="eegbench_plugins.executors.rayexec:build",
-            defaults={
-                "address": "",
-                "num_cpus": 0,
-                "num_gpus": 0,
-                "cpus_per_cell": 1.0,
-                "gpus_per_cell": 0.0,
-                "cells_per_task": 1,
-            },
+            factory="eegbench_plugins.executors.rayexec:RayExecutor",
             citation="Moritz et al. 2018, Ray: A Distributed Framework for Emerging AI Applications, OSDI",
             notes="needs the optional extra: pip install 'eegbench[ray]'. address = '' starts a local instance, "
                   "'auto' joins the cluster this node belongs to, 'ray://host:10001' a remote one.",

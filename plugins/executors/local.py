@@ -73,7 +73,3 @@ class LocalExecutor(Executor):
                     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_worker_threads, initargs=(threads,))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def build(jobs: int = 1) -> LocalExecutor:
-    return LocalExecutor(jobs=jobs)

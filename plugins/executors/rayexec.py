@@ -17,6 +17,13 @@ from ._core import Scheduler, error_text, packs, run_pack
 
 
 class RayExecutor(Executor):
+    """``ray`` executor; the constructor is the component's factory (its signature holds the defaults).
+
+    Params: ``address`` ("" = start a local instance, "auto" = the cluster this node is in,
+    "ray://host:10001" = remote), ``num_cpus`` / ``num_gpus`` (local instance size; 0 = all),
+    ``cpus_per_cell`` / ``gpus_per_cell`` (a task's resources), ``cells_per_task`` (packing).
+    """
+
     name = "ray"
 
     def __init__(self, *, address: str = "", num_cpus: int = 0, num_gpus: int = 0, cpus_per_cell: float = 1.0,
@@ -83,10 +90,3 @@ class RayExecutor(Executor):
             if started:
                 ray.shutdown()
         return sched.outcomes()
-
-
-def build(**params: Any) -> RayExecutor:
-    """``ray`` executor. Params: ``address`` ("" = start a local instance, "auto" = the cluster this node
-    is in, "ray://host:10001" = remote), ``num_cpus`` / ``num_gpus`` (local instance size; 0 = all),
-    ``cpus_per_cell`` / ``gpus_per_cell`` (a task's resources), ``cells_per_task`` (packing)."""
-    return RayExecutor(**params)

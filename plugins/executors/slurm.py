@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from eegbench.errors import EegbenchError
@@ -54,13 +55,25 @@ def _log(message: str) -> None:
 class SubmititExecutor(Executor):
     """Runs cells as submitit jobs on Slurm (``cluster = "slurm"``), as local subprocesses (``"local"``:
     the same pickling, job folders and subprocesses as on Slurm, without Slurm) or in this process
-    (``"debug"``). See :func:`build` for the parameters."""
+    (``"debug"``). The constructor is the ``submitit`` component's factory: its signature holds the defaults.
+
+    Params: ``cluster`` ("slurm" | "local" | "debug"), ``partition``, ``account``, ``qos`` ("" = cluster
+    default), ``gpus_per_task``, ``cpus_per_task``, ``mem_gb``, ``timeout_min`` (per job: with packing,
+    for all its cells), ``array_parallelism`` (most jobs of one array running at once),
+    ``cells_per_job`` (packing), ``sbatch`` (extra ``#SBATCH`` options, e.g. ``{constraint = "a100"}``),
+    ``setup`` (shell lines run before Python, e.g. ``["module load apptainer"]``), ``apptainer`` (image:
+    jobs run ``apptainer exec --nv [apptainer_args] IMAGE PYTHON``), ``python`` (interpreter command;
+    "" = this one), ``log_folder`` ("" = ``<results>/submitit/%j``), ``job_name``, ``poll_seconds``
+    (0 = 15 on Slurm, 0.3 otherwise), ``local_setup`` (false: ``cluster = "local"``/``"debug"`` skip
+    ``setup``, ``apptainer`` and ``python`` and run this interpreter, so a cluster spec smoke-tests on
+    a login node; true: apply them locally too).
+    """
 
     name = "submitit"
 
     def __init__(self, *, cluster: str = "slurm", partition: str = "", account: str = "", qos: str = "",
                  gpus_per_task: int = 1, cpus_per_task: int = 8, mem_gb: float = 32, timeout_min: int = 240,
-                 array_parallelism: int = 32, cells_per_job: int = 1, sbatch: Mapping[str, Any] | None = None,
+                 array_parallelism: int = 32, cells_per_job: int = 1, sbatch: Mapping[str, Any] = MappingProxyType({}),
                  setup: Sequence[str] = (), apptainer: str = "", apptainer_args: str = "", python: str = "",
                  log_folder: str = "", job_name: str = "eegbench", poll_seconds: float = 0.0,
                  local_setup: bool = False):
@@ -328,20 +341,3 @@ def _tail(path: Path, lines: int = 12, chars: int = 2000) -> list[str]:
     while kept and sum(len(ln) + 1 for ln in kept) > chars:
         kept.pop(0)
     return kept
-
-
-def build(**params: Any) -> SubmititExecutor:
-    """``submitit`` executor.
-
-    Params: ``cluster`` ("slurm" | "local" | "debug"), ``partition``, ``account``, ``qos`` ("" = cluster
-    default), ``gpus_per_task``, ``cpus_per_task``, ``mem_gb``, ``timeout_min`` (per job: with packing,
-    for all its cells), ``array_parallelism`` (most jobs of one array running at once),
-    ``cells_per_job`` (packing), ``sbatch`` (extra ``#SBATCH`` options, e.g. ``{constraint = "a100"}``),
-    ``setup`` (shell lines run before Python, e.g. ``["module load apptainer"]``), ``apptainer`` (image:
-    jobs run ``apptainer exec --nv [apptainer_args] IMAGE PYTHON``), ``python`` (interpreter command;
-    "" = this one), ``log_folder`` ("" = ``<results>/submitit/%j``), ``job_name``, ``poll_seconds``
-    (0 = 15 on Slurm, 0.3 otherwise), ``local_setup`` (false: ``cluster = "local"``/``"debug"`` skip
-    ``setup``, ``apptainer`` and ``python`` and run this interpreter, so a cluster spec smoke-tests on
-    a login node; true: apply them locally too).
-    """
-    return SubmititExecutor(**params)

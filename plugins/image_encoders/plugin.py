@@ -1,6 +1,7 @@
 """Image encoders: ``clip-vit-b-32``, ``embedding-file`` and the ``open_clip:`` / ``timm:`` families.
 
-Listing imports nothing heavy: open_clip, timm and torch load inside the factories.
+Listing imports nothing heavy: open_clip, timm and torch load inside the factories, whose signatures hold
+each encoder's parameters and defaults (the families bind the name's model and weights with ``functools.partial``).
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ CLIP_CITATION = "Radford et al. (2021), Learning Transferable Visual Models From
 OPEN_CLIP_CITATION = "Cherti et al. (2023), Reproducible scaling laws for contrastive language-image learning, CVPR (open_clip)"
 TIMM_CITATION = "Wightman (2019), PyTorch Image Models (timm)"
 
-OPEN_CLIP_DEFAULTS: dict[str, Any] = {"output": "embedding", "quick_gelu": "auto", "normalize": False, "cache_dir": ""}
-
 
 @hookimpl
 def eegbench_image_encoders() -> list[Component]:
@@ -25,7 +24,6 @@ def eegbench_image_encoders() -> list[Component]:
             name="clip-vit-b-32",
             summary="CLIP ViT-B/32 (open_clip ViT-B-32, OpenAI weights): joint 512-d embedding, CLS token (768-d) or a block's CLS",
             factory="eegbench_plugins.image_encoders.plugin:build_clip_vit_b_32",
-            defaults={"weights": "openai", **OPEN_CLIP_DEFAULTS},
             citation=CLIP_CITATION,
             notes=(
                 'output = "cls" is the CLS token before ln_post and the projection (768-d, the seed\'s target); '
@@ -37,7 +35,6 @@ def eegbench_image_encoders() -> list[Component]:
             name="embedding-file",
             summary="Embeddings read from a .npz (ids + embeddings), served by image id and validated",
             factory="eegbench_plugins.image_encoders.plugin:build_embedding_file",
-            defaults={"path": "", "normalized": "any", "normalize": False, "ids_key": "ids", "embeddings_key": "embeddings"},
             notes="relative paths resolve against the image set's root; normalized = \"l2\" checks unit-norm rows",
         ),
     ]
@@ -57,9 +54,9 @@ def eegbench_resolve_family(kind: str, name: str) -> Component | None:
             kind="image-encoder",
             name=name,
             summary=f"open_clip {model}" + (f" with {tag} weights" if tag else ""),
-            # the name's tag also tells how to read a weights *file* given instead (QuickGELU, preprocessing)
-            factory=functools.partial(build_open_clip_family, default_tag=tag),
-            defaults={"model": model, "weights": tag or "none", **OPEN_CLIP_DEFAULTS},
+            # the name gives the model and weights defaults; its tag also tells how to read a weights *file*
+            # given instead (QuickGELU, preprocessing)
+            factory=functools.partial(build_open_clip_family, model=model, weights=tag or "none", _default_tag=tag),
             citation=CLIP_CITATION if tag == "openai" else OPEN_CLIP_CITATION,
             notes='weights: the tag in the name, a local checkpoint file, or "none" (random init)',
         )
@@ -68,8 +65,7 @@ def eegbench_resolve_family(kind: str, name: str) -> Component | None:
             kind="image-encoder",
             name=name,
             summary=f"timm {rest}: pooled pre-logits features",
-            factory="eegbench_plugins.image_encoders.plugin:build_timm_family",
-            defaults={"model": rest, "weights": "default", "output": "embedding", "normalize": False, "cache_dir": ""},
+            factory=functools.partial(build_timm_family, model=rest),
             citation=TIMM_CITATION,
         )
     return None
@@ -85,11 +81,14 @@ def build_clip_vit_b_32(*, weights: str = "openai", output: str = "embedding", q
 
 
 def build_open_clip_family(*, model: str, weights: str, output: str = "embedding", quick_gelu: Any = "auto",
-                           normalize: bool = False, cache_dir: str = "", default_tag: str = ""):
+                           normalize: bool = False, cache_dir: str = "", _default_tag: str = ""):
+    """``open_clip:<model>/<tag>`` factory; the family binds ``model``, ``weights`` and ``_default_tag`` (the
+    name's tag, not a user parameter: it tells how to read a weights file) from the name."""
     from .openclip import OpenClipEncoder
 
     return OpenClipEncoder(model, weights, output=output, quick_gelu=quick_gelu, normalize=normalize,
-                           cache_dir=cache_dir, default_tag=default_tag, name=f"open_clip:{model}/{default_tag or weights}")
+                           cache_dir=cache_dir, default_tag=_default_tag,
+                           name=f"open_clip:{model}/{_default_tag or weights}")
 
 
 def build_timm_family(*, model: str, weights: str = "default", output: str = "embedding", normalize: bool = False,

@@ -3,10 +3,14 @@
 Each backbone includes its paper's projection MLP up to the paper's output width (``proj_dim``) and sets
 ``includes_projection``: with an image encoder of that width the engine adds no head (the model is the
 paper's), otherwise its head ``Linear(proj_dim, image_dim)`` maps to the image encoder's dimension
-(docs/papers.md explains the choice). Listing imports nothing heavy: the model modules (torch) load in the factories.
+(docs/papers.md explains the choice). The factories below hold each model's parameters and their defaults (the
+papers' values) in their signatures; the model classes take them all explicitly. Listing and reading defaults
+import nothing heavy: the model modules (torch) load inside the factories.
 Paper recipes live in ``benchmarks/papers/``; the papers' own numbers in ``benchmarks/papers/reported.toml``.
 """
 from __future__ import annotations
+
+from typing import Any
 
 from eegbench import hookimpl
 from eegbench.components import Component
@@ -32,18 +36,7 @@ def eegbench_backbones() -> list[Component]:
             kind="backbone",
             name="nice",
             summary="NICE: temporal-spatial conv (ShallowNet-like, 1,440 features at 250 samples) + residual projection to 768",
-            factory="eegbench_plugins.papers.nice:build",
-            defaults={
-                "n_filters": 40,
-                "temporal_kernel": 25,
-                "pool": 51,
-                "pool_stride": 5,
-                "emb_size": 40,
-                "conv_dropout": 0.5,
-                "proj_dim": 768,
-                "proj_dropout": 0.5,
-                "init": "normal",
-            },
+            factory="eegbench_plugins.papers:build_nice",
             citation=NICE_CITATION,
             notes=(
                 "Includes the paper's projection MLP (proj_dim=0 leaves it out). Tuned on Things-EEG-2 63 ch x 250 "
@@ -55,19 +48,7 @@ def eegbench_backbones() -> list[Component]:
             kind="backbone",
             name="atm-s",
             summary="ATM-S: channel-wise attention (1 transformer layer over channel tokens) + NICE's conv + projection to 1024",
-            factory="eegbench_plugins.papers.atm:build",
-            defaults={
-                "d_model": 250,
-                "n_heads": 4,
-                "d_ff": 256,
-                "n_layers": 1,
-                "attn_dropout": 0.25,
-                "token": True,
-                "tokens": "channels",
-                "conv_dropout": 0.5,
-                "proj_dim": 1024,
-                "proj_dropout": 0.5,
-            },
+            factory="eegbench_plugins.papers:build_atm_s",
             citation=ATM_CITATION,
             notes=(
                 "Includes the paper's projection MLP (proj_dim=0 leaves it out). Tuned on Things-EEG-2 63 ch x 250 "
@@ -79,8 +60,7 @@ def eegbench_backbones() -> list[Component]:
             kind="backbone",
             name="ubp-mlp",
             summary="UBP: flattened input -> Linear -> residual GELU MLP -> LayerNorm (1024)",
-            factory="eegbench_plugins.papers.ubp:build",
-            defaults={"proj_dim": 1024, "dropout": 0.3},
+            factory="eegbench_plugins.papers:build_ubp_mlp",
             citation=UBP_CITATION,
             notes=(
                 "The whole model is the paper's projection. Tuned on Things-EEG-2 17 ch x 250 samples whitened on "
@@ -89,3 +69,38 @@ def eegbench_backbones() -> list[Component]:
             ),
         ),
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# factories (the backbone contract): torch and the model modules load only when a model is built
+# --------------------------------------------------------------------------------------------------
+def build_nice(n_chans: int, n_times: int, sfreq: float | None = None, chs_info: Any = None, subjects: Any = None, *,
+               n_filters: int = 40, temporal_kernel: int = 25, pool: int = 51, pool_stride: int = 5,
+               emb_size: int = 40, conv_dropout: float = 0.5, proj_dim: int = 768, proj_dropout: float = 0.5,
+               init: str = "normal"):
+    """``nice`` (see :class:`eegbench_plugins.papers.nice.NICE`)."""
+    from .nice import NICE
+
+    return NICE(n_chans, n_times, n_filters=n_filters, temporal_kernel=temporal_kernel, pool=pool,
+                pool_stride=pool_stride, emb_size=emb_size, conv_dropout=conv_dropout, proj_dim=proj_dim,
+                proj_dropout=proj_dropout, init=init)
+
+
+def build_atm_s(n_chans: int, n_times: int, sfreq: float | None = None, chs_info: Any = None, subjects: Any = None, *,
+                d_model: int = 250, n_heads: int = 4, d_ff: int = 256, n_layers: int = 1, attn_dropout: float = 0.25,
+                token: bool = True, tokens: str = "channels", conv_dropout: float = 0.5, proj_dim: int = 1024,
+                proj_dropout: float = 0.5):
+    """``atm-s`` (see :class:`eegbench_plugins.papers.atm.ATMS`)."""
+    from .atm import ATMS
+
+    return ATMS(n_chans, n_times, d_model=d_model, n_heads=n_heads, d_ff=d_ff, n_layers=n_layers,
+                attn_dropout=attn_dropout, token=token, tokens=tokens, conv_dropout=conv_dropout,
+                proj_dim=proj_dim, proj_dropout=proj_dropout)
+
+
+def build_ubp_mlp(n_chans: int, n_times: int, sfreq: float | None = None, chs_info: Any = None, subjects: Any = None,
+                  *, proj_dim: int = 1024, dropout: float = 0.3):
+    """``ubp-mlp`` (see :class:`eegbench_plugins.papers.ubp.UBPMLP`)."""
+    from .ubp import UBPMLP
+
+    return UBPMLP(n_chans, n_times, proj_dim=proj_dim, dropout=dropout)

@@ -43,7 +43,7 @@ from torch import nn
 
 from eegbench.errors import EegbenchError
 
-from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape, paper_factory
+from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape
 
 #: authors' parameters used by the forward pass at 63 × 250 → 1024 (see the module docstring)
 REFERENCE_PARAMS_63x250 = 3_072_912
@@ -113,16 +113,17 @@ class ATMS(nn.Module):
         self,
         n_chans: int,
         n_times: int,
-        d_model: int = 250,
-        n_heads: int = 4,
-        d_ff: int = 256,
-        n_layers: int = 1,
-        attn_dropout: float = 0.25,
-        token: bool = True,
-        tokens: str = "channels",
-        proj_dim: int = 1024,
-        proj_dropout: float = 0.5,
-        conv_dropout: float = 0.5,
+        *,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        n_layers: int,
+        attn_dropout: float,
+        token: bool,
+        tokens: str,
+        proj_dim: int,
+        proj_dropout: float,
+        conv_dropout: float,
     ) -> None:
         super().__init__()
         check_shape("atm-s", n_chans, n_times)
@@ -158,6 +159,3 @@ class ATMS(nn.Module):
             # and channels 1..n_chans-1 (the last channel's token is dropped)
             h = h[:, 1:] if self.tokens == "channels" else h[:, : h.shape[1] - 1]
         return self.projection(self.encoder(h))
-
-
-build = paper_factory(ATMS)

@@ -9,8 +9,6 @@ This module imports torch: only the backbone factories import it.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -119,16 +117,3 @@ def check_shape(name: str, n_chans: int, n_times: int) -> None:
 def count_parameters(module: nn.Module) -> int:
     """Trainable parameters (what the papers' tables and our count tests compare)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def paper_factory(model_cls: type[nn.Module]):
-    """The backbone factory of a paper model: ``build(n_chans, n_times, sfreq=None, chs_info=None, subjects=None,
-    **params)`` → ``model_cls(n_chans, n_times, **params)``; the class checks its own arguments and documents them."""
-
-    def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info: Any = None, subjects: Any = None,
-              **params: Any) -> nn.Module:
-        return model_cls(n_chans, n_times, **params)
-
-    build.__doc__ = model_cls.__doc__
-    build.__name__ = build.__qualname__ = "build"
-    return build

@@ -29,7 +29,7 @@ from torch import nn
 
 from eegbench.errors import EegbenchError
 
-from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape, paper_factory
+from .blocks import TemporalSpatialConv, attach_projection, check_projection, check_shape
 
 #: authors' count of the EEG encoder + projection at 63 × 250 → 768 (see the module docstring)
 REFERENCE_PARAMS_63x250 = 1_802_496
@@ -57,15 +57,16 @@ class NICE(nn.Module):
         self,
         n_chans: int,
         n_times: int,
-        n_filters: int = 40,
-        temporal_kernel: int = 25,
-        pool: int = 51,
-        pool_stride: int = 5,
-        emb_size: int = 40,
-        conv_dropout: float = 0.5,
-        proj_dim: int = 768,
-        proj_dropout: float = 0.5,
-        init: str = "normal",
+        *,
+        n_filters: int,
+        temporal_kernel: int,
+        pool: int,
+        pool_stride: int,
+        emb_size: int,
+        conv_dropout: float,
+        proj_dim: int,
+        proj_dropout: float,
+        init: str,
     ) -> None:
         super().__init__()
         check_shape("nice", n_chans, n_times)
@@ -82,9 +83,6 @@ class NICE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(self.encoder(x))
-
-
-build = paper_factory(NICE)
 
 
 def authors_init(model: nn.Module) -> None:

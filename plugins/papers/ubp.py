@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import attach_projection, check_projection, check_shape, paper_factory
+from .blocks import attach_projection, check_projection, check_shape
 
 #: authors' EEGProjectLayer at 17 × 250 → 1024 (the paper's input), logit scale excluded
 REFERENCE_PARAMS_17x250 = 5_404_672
@@ -45,7 +45,7 @@ class UBPMLP(nn.Module):
     50 epochs with early stopping (patience 5), learnable logit scale ``softplus(raw)``.
     """
 
-    def __init__(self, n_chans: int, n_times: int, proj_dim: int = 1024, dropout: float = 0.3) -> None:
+    def __init__(self, n_chans: int, n_times: int, *, proj_dim: int, dropout: float) -> None:
         super().__init__()
         check_shape("ubp-mlp", n_chans, n_times)
         check_projection("ubp-mlp", proj_dim, dropout, optional=False)
@@ -53,6 +53,3 @@ class UBPMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(x.flatten(1))
-
-
-build = paper_factory(UBPMLP)

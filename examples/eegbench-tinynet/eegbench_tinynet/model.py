@@ -7,7 +7,7 @@ from torch import nn
 
 
 class TinyNet(nn.Module):
-    def __init__(self, n_chans: int, n_times: int, n_filters: int = 16, kernel: int = 9, pool: int = 4):
+    def __init__(self, n_chans: int, n_times: int, *, n_filters: int, kernel: int, pool: int):
         super().__init__()
         if n_times < pool:
             raise ValueError(f"tinynet needs n_times >= pool ({pool}), got {n_times}")
@@ -21,7 +21,3 @@ class TinyNet(nn.Module):
         x = self.spatial(self.temporal(x.unsqueeze(1)))
         x = self.pool(torch.nn.functional.elu(self.norm(x)))
         return x.flatten(1)
-
-
-def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, **params) -> TinyNet:
-    return TinyNet(n_chans, n_times, **params)
