@@ -187,3 +187,56 @@ def test_plain_list_stays_light_even_with_a_pattern():
             "print('HEAVY=' + ','.join(m for m in ('torch', 'open_clip', 'timm') if m in sys.modules)); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.rstrip().endswith("HEAVY="), proc.stdout[-300:] + proc.stderr
+
+
+# -- one vocabulary of flags ------------------------------------------------------------------------------
+def _commands(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _commands(sub, (*prefix, name))
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from eegbench.cli import build_parser
+
+    missing = []
+    for path, sub in _commands(build_parser()):
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) or action.help == argparse.SUPPRESS:
+                continue
+            if not (action.help or "").strip():
+                missing.append(f"eegbench {' '.join(path)} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing
+
+
+def test_run_and_embed_share_cache_and_set_and_status_shares_results():
+    from eegbench.cli import build_parser
+
+    subs = dict(_commands(build_parser()))
+    flags = {name: {o for a in subs[(name,)]._actions for o in a.option_strings} for name in ("run", "embed", "status")}
+    assert {"--cache", "--set", "--results"} <= flags["run"]
+    assert {"--cache", "--set"} <= flags["embed"]
+    assert {"--set", "--results"} <= flags["status"]
+    embed_help = subs[("embed",)].format_help()
+    assert "--cache-dir" not in embed_help and "--param" not in embed_help  # deprecated aliases stay hidden
+
+
+@pytest.mark.parametrize("spelling", [["--subjects", "1", "2"], ["--subjects", "1,2"], ["--subjects", "1,", "2"]])
+def test_data_verify_lists_take_commas_and_spaces(spelling, tmp_path, monkeypatch, capsys):
+    from eegbench_plugins.things_eeg2 import download
+
+    seen = {}
+    monkeypatch.setattr(download, "verify", lambda root, parts, subjects: seen.update(parts=parts, subjects=subjects) or [])
+    assert main(["data", "verify", "things-eeg-2", "--root", str(tmp_path), *spelling, "--parts", "preprocessed", "images"]) == 0
+    assert seen == {"parts": ["preprocessed", "images"], "subjects": [1, 2]}
+    assert main(["data", "verify", "things-eeg-2", "--root", str(tmp_path), "--parts", "raw,images"]) == 0
+    assert seen["parts"] == ["raw", "images"] and seen["subjects"] is None
+    capsys.readouterr()
+    assert main(["data", "verify", "things-eeg-2", "--root", str(tmp_path), "--subjects", "one"]) == 2
+    assert "--subjects" in capsys.readouterr().err
