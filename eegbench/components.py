@@ -68,6 +68,12 @@ class Component:
         notes: free-form remarks shown by ``eegbench info`` (e.g. an input constraint).
         plugin: the distribution that registered it; filled in by the registry.
         entry_point: the entry-point name of the plugin module; filled in by the registry.
+        alias_of: for a short name, the canonical component it stands for (``atcnet`` → ``braindecode:ATCNet``);
+            ``eegbench list`` folds it into that row.
+        signal: what a backbone reads (``"EEG"``; ``"sEMG"`` for braindecode's EMG models), ``""`` if unsaid.
+        fits: input shapes (``"17x128@100"``: channels x samples @ Hz) a build check recorded the backbone as
+            building at; ``None`` when never checked. Recorded by the plugin's maintainer script or test,
+            never computed when listing.
     """
 
     kind: str
@@ -78,6 +84,9 @@ class Component:
     notes: str = ""
     plugin: str = ""
     entry_point: str = ""
+    alias_of: str = ""
+    signal: str = ""
+    fits: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -211,6 +220,9 @@ class Component:
             "citation": self.citation,
             "defaults": dict(self.defaults),
             "notes": self.notes,
+            "alias_of": self.alias_of,
+            "signal": self.signal,
+            "fits": None if self.fits is None else list(self.fits),
         }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -234,16 +235,20 @@ def add_commands(sub) -> None:
     p = sub.add_parser("embed", help="compute (and cache) image embeddings of a dataset's image sets")
     p.add_argument("spec", nargs="?", help="a benchmark spec: embed its dataset's images with its image encoder")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                   help="override a spec key (with SPEC)")
+                   help="with SPEC: override a spec value, as for `eegbench run`; without: an image-encoder "
+                        "parameter (repeatable; values parsed as TOML, else kept as text)")
     p.add_argument("--dataset", help="dataset name (eegbench list dataset), without SPEC")
     p.add_argument("--root", default=None, help="dataset root folder (default: the dataset's own)")
     p.add_argument("--image-encoder", dest="image_encoder", help="image-encoder name (eegbench list image-encoder), or a family form such as open_clip:MODEL/TAG")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="image-encoder parameter (repeatable; values parsed as TOML, else kept as text)")
+    # deprecated spelling of an image-encoder parameter (before `--set` was the one override flag); hidden
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
     p.add_argument("--split", default="train,test", help="comma-separated splits (default train,test)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
-    p.add_argument("--batch-size", type=int, default=64, dest="batch_size")
-    p.add_argument("--cache-dir", default=None, dest="cache_dir", help="cache directory (default EEGBENCH_CACHE)")
+    p.add_argument("--batch-size", type=int, default=64, dest="batch_size", help="images per forward pass (default 64)")
+    p.add_argument("--cache", metavar="DIR", default=None, dest="cache_dir",
+                   help="cache directory (default: $EEGBENCH_CACHE or the user cache dir), as for `eegbench run`")
+    # deprecated spelling of --cache (the flag `run` uses); hidden
+    p.add_argument("--cache-dir", default=None, dest="cache_dir_deprecated", help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_embed)
 
@@ -257,7 +262,7 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise EegbenchError(f"--param {item!r} must look like key=value")
+            raise EegbenchError(f"--set {item!r} must look like key=value")
         try:
             out[key] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
@@ -276,6 +281,12 @@ def resolve_device(device: str) -> str:
 def cmd_embed(args: argparse.Namespace) -> int:
     import eegbench
 
+    if args.cache_dir_deprecated:
+        print("eegbench: --cache-dir is deprecated; use --cache", file=sys.stderr)
+        args.cache_dir = args.cache_dir or args.cache_dir_deprecated
+    if args.param:
+        print("eegbench: --param is deprecated; use --set (without a SPEC it sets an image-encoder parameter)",
+              file=sys.stderr)
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
     for s in splits:
         if s not in ("train", "test"):
@@ -295,11 +306,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     else:
         if not (args.dataset and args.image_encoder):
             raise EegbenchError("eegbench embed needs a SPEC, or both --dataset and --image-encoder")
-        if args.overrides:
-            raise EegbenchError("--set overrides a spec key: give a SPEC")
         dataset_kw = {"root": args.root} if args.root else {}
         dataset = eegbench.create("dataset", args.dataset, **dataset_kw)
-        encoder = eegbench.create("image-encoder", args.image_encoder, **parse_params(args.param))
+        encoder = eegbench.create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param]))
     if callable(getattr(dataset, "ensure_available", None)):  # the twin is generated, a missing release named
         dataset.ensure_available()
     device = resolve_device(args.device)

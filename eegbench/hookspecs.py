@@ -77,6 +77,17 @@ def eegbench_resolve_family(kind: str, name: str) -> Component | None:
 
 
 @hookspec
+def eegbench_list_family(kind: str, pattern: str) -> list[Component]:
+    """Members of a prefixed family that ``pattern`` (an fnmatch pattern on names) asks for.
+
+    ``eegbench list image-encoder 'open_clip*'`` lists open_clip's architecture/tag pairs: the plugin owning a
+    family answers from the library itself (which may import it) only when the pattern's literal head names
+    that family (``'open_clip*'``, ``'timm:vit*'``; never ``'*'``), and ``[]`` otherwise, so a plain
+    ``eegbench list`` imports nothing heavy.
+    """
+
+
+@hookspec
 def eegbench_cli(commands: "CommandGroups") -> None:
     """Add command-line subcommands.
 

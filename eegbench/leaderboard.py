@@ -925,8 +925,9 @@ def _order(seq: Sequence[str], value: str) -> int:
 
 
 def _ratio_text(ratio: float) -> str:
+    """``0.25`` → ``"25 %"``: the report's and the run summary's spelling of a training ratio."""
     pct = ratio * 100
-    return f"{pct:.0f}%" if math.isclose(pct, round(pct)) else f"{pct:.3g}%"
+    return f"{pct:.0f} %" if math.isclose(pct, round(pct)) else f"{pct:.3g} %"
 
 
 # --------------------------------------------------------------------------------------------------

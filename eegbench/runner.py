@@ -385,23 +385,29 @@ def summary_table(df: Any) -> Any:
 
 
 def _print_summary(df: Any, console: Any) -> None:
+    """The run's results table: percent with one decimal (as the leaderboard and README), pretrain first and
+    without a ratio, finetune ratios ascending."""
     from rich.table import Table
 
     summary = summary_table(df)
     if summary.empty:
         console.print("no results stored for this spec")
         return
-    table = Table(title="results (retrieval accuracy, mean over seeds)")
+    table = Table(title="results (retrieval accuracy in %, mean over seeds)")
     metrics = [c for c in summary.columns if c.startswith("top")]
     for col in ["stage", "ratio", "fold", "subject", *metrics, "chance@1", "seeds"]:
         table.add_column(col, justify="right" if col not in ("stage", "fold") else "left")
-    for (stage, ratio), group in summary.groupby(["stage", "training_ratio"], sort=False):
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    stage_order = {"pretrain": 0, "finetune": 1}
+    groups = summary.groupby(["stage", "training_ratio"], sort=False)
+    for (stage, ratio), group in sorted(groups, key=lambda g: (stage_order.get(g[0][0], 2), g[0][0], g[0][1])):
+        ratio_text = f"{100 * ratio:g} %" if stage != "pretrain" else ""
         for _, r in group.iterrows():
-            table.add_row(stage, f"{ratio:g}", str(r["fold"]), str(r["test_subject"]),
-                          *[f"{r[m]:.3f}" for m in metrics], f"{r['chance@1']:.3f}", str(r["seeds"]))
+            table.add_row(stage, ratio_text, str(r["fold"]), str(r["test_subject"]),
+                          *[pct(r[m]) for m in metrics], pct(r["chance@1"]), str(r["seeds"]))
         if len(group) > 1:
-            table.add_row(stage, f"{ratio:g}", "mean", "", *[f"{group[m].mean():.3f}" for m in metrics],
-                          f"{group['chance@1'].mean():.3f}", "", style="bold")
+            table.add_row(stage, ratio_text, "mean", "", *[pct(group[m].mean()) for m in metrics],
+                          pct(group["chance@1"].mean()), "", style="bold")
     console.print(table)
 
 

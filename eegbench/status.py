@@ -133,7 +133,10 @@ def render(rows: Sequence[dict[str, Any]], *, show: str = "all") -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    target = Path(args.target)
+    from .paths import results_dir
+
+    # like `eegbench leaderboard`: without a target, the results directory (--results, $EEGBENCH_RESULTS, ./results)
+    target = Path(args.target) if args.target else results_dir(args.results)
     if not target.exists():
         raise EegbenchError(f"{target}: no such spec file or results directory")
     if target.is_dir() or target.suffix == ".sqlite":
@@ -162,8 +165,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     """Register ``eegbench status`` on the top-level subparsers."""
     p = sub.add_parser("status", help="list a spec's or results directory's cells: done, running, stale, failed, pending")
-    p.add_argument("target", metavar="SPEC|RESULTS", help="a benchmark spec (.toml) or a results directory")
-    p.add_argument("--results", help="results directory (default: the spec's [paths] results, EEGBENCH_RESULTS, ./results)")
+    p.add_argument("target", nargs="?", metavar="SPEC|RESULTS",
+                   help="a benchmark spec (.toml) or a results directory (default: the results directory, as for "
+                        "`eegbench leaderboard`: --results, $EEGBENCH_RESULTS or ./results)")
+    p.add_argument("--results", metavar="DIR",
+                   help="results directory (default: the spec's [paths] results, $EEGBENCH_RESULTS, ./results)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec value, as for `eegbench run` (repeatable)")
     p.add_argument("--show", choices=("all", *STATUSES), default="all", help="list only cells with this status")

@@ -32,6 +32,8 @@ CITATION = "Schirrmeister et al. (2017), Deep learning with convolutional neural
 N_OUTPUTS = 4
 #: the shape the catalogue's notes are checked at (Things-EEG-2 as the seed uses it)
 CHECK_SHAPE = {"n_chans": 17, "n_times": 128, "sfreq": 100.0}
+#: the same shape as recorded in each component's ``fits`` (``eegbench list --fits 17x128``)
+CHECK_FITS = "17x128@100"
 CHECK_CHANNELS = ("P7", "P5", "P3", "P1", "Pz", "P2", "P4", "P6", "P8", "PO7", "PO3", "POz", "PO4", "PO8", "O1", "Oz", "O2")
 
 #: short names for the models people reach for first
@@ -57,7 +59,7 @@ ALIASES: dict[str, str] = {
 
 @lru_cache(maxsize=1)
 def model_table() -> dict[str, dict[str, Any]]:
-    """``{class name: {"summary", "notes", "fits"}}`` from the static list (no braindecode import)."""
+    """``{class name: {"summary", "notes", "fits", "signal"}}`` from the static list (no braindecode import)."""
     data = json.loads(MODELS_FILE.read_text())
     return data["models"]
 
@@ -79,7 +81,15 @@ def _component(name: str, cls_name: str) -> Component:
         factory=functools.partial(build, model=cls_name),
         citation=entry.get("citation") or CITATION,
         notes=notes,
+        alias_of=PREFIX + cls_name if name != PREFIX + cls_name else "",
+        signal=entry.get("signal", "EEG"),
+        fits=(CHECK_FITS,) if entry.get("fits") else (),
     )
+
+
+def signal_of(application: str) -> str:
+    """What a model reads, from braindecode's summary "Application" field: its EMG models say "(sEMG)"."""
+    return "sEMG" if "emg" in application.lower() else "EEG"
 
 
 @hookimpl
@@ -204,7 +214,7 @@ def scan_installed() -> dict[str, Any]:
             if "download" in reason.lower():  # not a shape constraint: a file fetched on first use
                 reason = "needs a file braindecode downloads on first use (unavailable offline when this list was made)"
             fits, notes = False, f"cannot take 17 ch x 128 samples @ 100 Hz (braindecode {braindecode.__version__}): {reason}"
-        models[name] = {"summary": summary, "fits": fits, "notes": notes}
+        models[name] = {"summary": summary, "fits": fits, "notes": notes, "signal": signal_of(row.get("Application", ""))}
     return {"braindecode_version": importlib.metadata.version("braindecode"), "models": models}
 
 

@@ -44,6 +44,8 @@ def eegbench_backbones() -> list[Component]:
     return [
         Component(
             kind="backbone",
+            signal="EEG",
+            fits=("17x128@100",),  # checked by tests/test_cli.py::test_recorded_fits_build
             name="resnet1d",
             summary="Residual 1-D CNN (the seed's encoder): 5 blocks, kernel 17, flattened 320x16 = 5,120 features at 128 samples",
             factory="eegbench_plugins.resnet1d:build",
@@ -52,6 +54,8 @@ def eegbench_backbones() -> list[Component]:
         ),
         Component(
             kind="backbone",
+            signal="EEG",
+            fits=("17x128@100",),  # checked by tests/test_cli.py::test_recorded_fits_build
             name="resnet1d-subject",
             summary="resnet1d with a per-subject input layer (add a new subject's layer for finetuning)",
             factory="eegbench_plugins.resnet1d:build_subject",

@@ -31,6 +31,22 @@ def test_static_list_equals_installed_braindecode():
     assert sorted(n[len(PREFIX):] for n in BACKBONES) == model_names()
 
 
+def test_recorded_signal_is_braindecodes_application():
+    """The static list's "signal" (EEG, or sEMG for braindecode's EMG models) follows braindecode's own summary."""
+    import csv
+    from pathlib import Path
+
+    import braindecode
+
+    from eegbench_plugins.braindecode_zoo import signal_of
+
+    with open(Path(braindecode.__file__).parent / "models" / "summary.csv", encoding="utf-8-sig") as f:
+        apps = {r["Model"]: r["Application"] for r in csv.DictReader(f)}
+    for name, entry in model_table().items():
+        assert entry["signal"] == signal_of(apps.get(name, "")), name
+    assert model_table()["NeuroPose"]["signal"] == "sEMG" and model_table()["EEGNet"]["signal"] == "EEG"
+
+
 def test_listing_does_not_import_braindecode():
     code = ("import sys, eegbench; names = [c.name for c in eegbench.list_components('backbone', 'braindecode:*')]; "
             "assert len(names) > 40, names; print(','.join(m for m in ('braindecode', 'torch', 'mne') if m in sys.modules))")

@@ -29,7 +29,8 @@ def test_embed_spec_computes_then_hits_the_cache(capsys):
 @pytest.mark.parametrize("args, message", [
     (["embed"], "needs a SPEC, or both --dataset and --image-encoder"),
     (["embed", QUICK, "--dataset", "things-eeg-2"], "either SPEC or --dataset"),
-    (["embed", "--dataset", "things-eeg-2", "--image-encoder", "embedding-file", "--set", "x=1"], "--set overrides a spec key"),
+    (["embed", "--dataset", "things-eeg-2", "--image-encoder", "embedding-file", "--set", "x=1"],
+     "'embedding-file' has no parameter 'x'"),  # without SPEC, --set is an image-encoder parameter
 ])
 def test_embed_argument_errors_are_one_line(args, message, capsys):
     assert main(args) == 2

@@ -138,10 +138,17 @@ def test_cli_embed(tmp_path, monkeypatch, capsys):
                                                            factory=TinyDataset)])
     monkeypatch.setattr(registry, "_default", registry.Registry(plugins=[plugin]))
     args = ["embed", "--dataset", "tiny-images", "--root", str(root), "--image-encoder", "embedding-file",
-            "--param", "path=lat.npz", "--split", "train,test", "--quiet"]
+            "--set", "path=lat.npz", "--split", "train,test", "--quiet", "--cache", str(tmp_path / "cache")]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "train: 1 x 8 (computed)" in out and "test: 2 x 8 (computed)" in out
-    assert main(args) == 0
-    assert "test: 2 x 8 (cached)" in capsys.readouterr().out
+    assert str(tmp_path / "cache") in out
+    # the deprecated spellings (--param, --cache-dir) still work, say so on stderr, and find the same cache
+    old = [a for a in args if a not in ("--set", "--cache")]
+    old[old.index("path=lat.npz"):old.index("path=lat.npz")] = ["--param"]
+    old[old.index(str(tmp_path / "cache")):old.index(str(tmp_path / "cache"))] = ["--cache-dir"]
+    assert main(old) == 0
+    captured = capsys.readouterr()
+    assert "test: 2 x 8 (cached)" in captured.out
+    assert "--param is deprecated; use --set" in captured.err and "--cache-dir is deprecated; use --cache" in captured.err
     assert main(["embed", "--dataset", "tiny-images", "--image-encoder", "embedding-file", "--split", "val"]) == 2

@@ -40,8 +40,8 @@ def database_truth(directory, metric="top1"):
 
 
 def column_key(label: str):
-    """'loso · finetune 10%' -> ('loso', 'finetune', 0.1)."""
-    m = re.fullmatch(r"(\w+) · (\w+)(?: ([\d.]+)%)?", label)
+    """'loso · finetune 10 %' -> ('loso', 'finetune', 0.1)."""
+    m = re.fullmatch(r"(\w+) · (\w+)(?: ([\d.]+) %)?", label)
     assert m, label
     return m.group(1), m.group(2), float(m.group(3)) / 100 if m.group(3) else 1.0
 
@@ -127,8 +127,8 @@ def test_csv_and_json_numbers_match_the_database(results, outputs):
         mean, std, n = truth[(r["backbone"], r["protocol"], r["stage"], r["training_ratio"])]
         assert r["mean"] == pytest.approx(mean, rel=5e-6) and r["std"] == pytest.approx(std, rel=5e-6) and r["n"] == n
         assert r["sd_subjects"] >= 0 and r["sd_seeds"] >= 0
-    assert [c["label"] for c in ctx["columns"]] == ["intra · pretrain", "loso · pretrain", "loso · finetune 10%",
-                                                    "loso · finetune 50%", "loso · finetune 100%"]
+    assert [c["label"] for c in ctx["columns"]] == ["intra · pretrain", "loso · pretrain", "loso · finetune 10 %",
+                                                    "loso · finetune 50 %", "loso · finetune 100 %"]
 
 
 def test_plots_are_written_and_non_empty(outputs):

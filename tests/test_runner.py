@@ -237,3 +237,26 @@ def test_things_eeg2_tells_repetitions_only_when_known_without_loading(tmp_path)
     assert not (tmp_path / "twin").exists() or not any((tmp_path / "twin").rglob("*.npy"))  # nothing generated
     real = loader.build(root=tmp_path / "real", cache_root=tmp_path / "cache")
     assert real.repetitions("train") is None
+
+
+def test_run_summary_is_in_percent_pretrain_first_without_ratio_then_ratios_ascending():
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+
+    from eegbench.runner import _print_summary
+
+    rows = []
+    for stage, ratio, value in (("finetune", 1.0, 0.70), ("pretrain", 1.0, 0.42), ("finetune", 0.25, 0.55)):
+        for seed in (0, 1):
+            for metric, v in (("top1", value), ("top5", value + 0.2)):
+                rows.append(dict(stage=stage, training_ratio=ratio, fold="sub-04", test_subject=4, metric=metric,
+                                 value=v + 0.01 * seed, chance=0.02, seed=seed))
+    out = io.StringIO()
+    _print_summary(pd.DataFrame(rows), Console(file=out, width=200, color_system=None))
+    lines = [line for line in out.getvalue().splitlines() if "sub-04" in line]
+    cells = [[c.strip() for c in line.replace("│", "|").split("|") if c.strip()] for line in lines]
+    assert [c[:2] for c in cells] == [["pretrain", "sub-04"], ["finetune", "25 %"], ["finetune", "100 %"]]
+    assert cells[0][3:6] == ["42.5", "62.5", "2.0"]  # top1, top5, chance@1 in percent, one decimal
+    assert cells[1][4:6] == ["55.5", "75.5"] and cells[2][4] == "70.5"

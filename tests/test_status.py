@@ -164,3 +164,16 @@ def test_old_database_gains_the_heartbeat_column(tmp_path):
     assert store.cell_status() == {"k": "done"}
     assert store.claim("new") is None and store.cell_record("new")["heartbeat"] is not None
     assert store.heartbeat("new") and not store.heartbeat("k")
+
+
+def test_status_defaults_to_the_results_directory_like_leaderboard(results, monkeypatch, capsys):
+    monkeypatch.setenv("EEGBENCH_RESULTS", str(results))
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert f"results in {results}" in out and "5 cells: 2 done" in out
+    monkeypatch.delenv("EEGBENCH_RESULTS")
+    monkeypatch.chdir(results.parent)  # ./results, leaderboard's last default
+    assert main(["status"]) == 0
+    assert "5 cells" in capsys.readouterr().out
+    assert main(["status", "--results", str(results)]) == 0
+    assert "5 cells" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,26 @@ def test_two_first_uses_at_once_generate_one_twin(tmp_path):
     assert (final.st_ino, final.st_mtime_ns) == (first["inode"], first["mtime"])
     assert sorted(p.name for p in base.iterdir() if not p.name.startswith(("ready-", "go"))) == [".twin.lock", "twin"]
     assert any("waiting for another process" in err for _, err in outs)
+
+
+def test_cli_synth_defaults_to_where_the_dataset_generates_the_twin(tmp_path, monkeypatch, capsys):
+    """`eegbench synth` without --root writes the twin where `things-eeg-2-synthetic` with the same parameters
+    looks for it (<data dir>/things-eeg-2-synthetic/<parameter hash>), so the dataset finds it ready."""
+    import eegbench
+
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    small = dict(subjects=1, train_concepts=5, test_images=4, test_repetitions=4, seed=3)
+    assert main(["synth", *[a for k, v in small.items() for a in (f"--{k.replace('_', '-')}", str(v))]]) == 0
+    dataset = eegbench.create("dataset", "things-eeg-2-synthetic", **small)
+    expected = tmp_path / "data" / "things-eeg-2-synthetic" / SynthParams.from_dict({**SYNTH_DEFAULTS, **small}).content_hash()
+    assert Path(dataset.root) == expected
+    assert f"at {expected}" in capsys.readouterr().out
+    assert layout.preprocessed_file(expected, 1, "train").is_file()
+
+
+def test_synth_help_describes_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "synthetic twin" in out.split("options:")[0].lower()  # a description before the options
+    assert "<parameter hash>" in out and "(default: 80)" in out

@@ -34,6 +34,8 @@ def eegbench_backbones() -> list[Component]:
     return [
         Component(
             kind="backbone",
+            signal="EEG",
+            fits=("17x128@100",),  # checked by tests/test_cli.py::test_recorded_fits_build
             name="nice",
             summary="NICE: temporal-spatial conv (ShallowNet-like, 1,440 features at 250 samples) + residual projection to 768",
             factory="eegbench_plugins.papers:build_nice",
@@ -46,6 +48,8 @@ def eegbench_backbones() -> list[Component]:
         ),
         Component(
             kind="backbone",
+            signal="EEG",
+            fits=("17x128@100",),  # checked by tests/test_cli.py::test_recorded_fits_build
             name="atm-s",
             summary="ATM-S: channel-wise attention (1 transformer layer over channel tokens) + NICE's conv + projection to 1024",
             factory="eegbench_plugins.papers:build_atm_s",
@@ -58,6 +62,8 @@ def eegbench_backbones() -> list[Component]:
         ),
         Component(
             kind="backbone",
+            signal="EEG",
+            fits=("17x128@100",),  # checked by tests/test_cli.py::test_recorded_fits_build
             name="ubp-mlp",
             summary="UBP: flattened input -> Linear -> residual GELU MLP -> LayerNorm (1024)",
             factory="eegbench_plugins.papers:build_ubp_mlp",

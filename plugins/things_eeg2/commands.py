@@ -12,24 +12,38 @@ def _progress(msg: str) -> None:
 def register(commands) -> None:
     from .plugin import SYNTH_DEFAULTS
 
-    p = commands.root.add_parser("synth", help="write the synthetic twin of Things-EEG-2 (the release's layout)")
-    p.add_argument("--root", required=True, help="folder to write (must not exist, be empty, or hold this same twin)")
-    p.add_argument("--subjects", type=int, default=SYNTH_DEFAULTS["subjects"])
-    p.add_argument("--train-concepts", type=int, default=SYNTH_DEFAULTS["train_concepts"])
-    p.add_argument("--images-per-concept", type=int, default=SYNTH_DEFAULTS["images_per_concept"])
-    p.add_argument("--test-images", type=int, default=SYNTH_DEFAULTS["test_images"])
-    p.add_argument("--noise", type=float, default=SYNTH_DEFAULTS["noise"], help="repetition noise relative to the signal")
-    p.add_argument("--subject-variability", type=float, default=SYNTH_DEFAULTS["subject_variability"])
-    p.add_argument("--test-repetitions", type=int, default=SYNTH_DEFAULTS["test_repetitions"])
+    p = commands.root.add_parser(
+        "synth", help="write the synthetic twin of Things-EEG-2 (the release's layout)",
+        description="Write a synthetic twin of Things-EEG-2: the release's files and layout (preprocessed EEG, "
+        "image folders, optionally raw sessions) with a planted image-latent -> EEG relation and the oracle "
+        "latents at image_set/synthetic_latents.npz. By default it goes where the things-eeg-2-synthetic dataset "
+        "generates it on first use (<data dir>/things-eeg-2-synthetic/<parameter hash>), so a spec naming the same "
+        "parameters finds it there.",
+    )
+    p.add_argument("--root", default=None,
+                   help="folder to write (must not exist, be empty, or hold this same twin); default: "
+                        "<data dir>/things-eeg-2-synthetic/<parameter hash>, data dir = $EEGBENCH_DATA or the user data dir")
+    p.add_argument("--subjects", type=int, default=SYNTH_DEFAULTS["subjects"], help="number of subjects (sub-01 ...) (default: %(default)s)")
+    p.add_argument("--train-concepts", type=int, default=SYNTH_DEFAULTS["train_concepts"], help="training concepts (default: %(default)s)")
+    p.add_argument("--images-per-concept", type=int, default=SYNTH_DEFAULTS["images_per_concept"],
+                   help="training images per concept (default: %(default)s)")
+    p.add_argument("--test-images", type=int, default=SYNTH_DEFAULTS["test_images"],
+                   help="test images (one per test concept; the n-way of retrieval) (default: %(default)s)")
+    p.add_argument("--noise", type=float, default=SYNTH_DEFAULTS["noise"], help="repetition noise relative to the signal (default: %(default)s)")
+    p.add_argument("--subject-variability", type=float, default=SYNTH_DEFAULTS["subject_variability"],
+                   help="how much each subject's mixing of the latent components differs from the shared one (default: %(default)s)")
+    p.add_argument("--test-repetitions", type=int, default=SYNTH_DEFAULTS["test_repetitions"],
+                   help="repetitions per test image (a multiple of the 4 sessions) (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="also write raw 1000 Hz sessions (eeg_dataset/raw_data)")
-    p.add_argument("--seed", type=int, default=SYNTH_DEFAULTS["seed"])
+    p.add_argument("--seed", type=int, default=SYNTH_DEFAULTS["seed"], help="random seed of the generator (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace a twin with other parameters already at --root")
     p.set_defaults(func=cmd_synth)
 
     p = commands.download.add_parser("things-eeg-2", help="download the Things-EEG-2 release (OSF; figshare mirror)")
     p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
-    p.add_argument("--parts", default="preprocessed,images", help="comma list of preprocessed, images, raw")
-    p.add_argument("--subjects", type=int, nargs="+", help="subject numbers (default: 1-10)")
+    p.add_argument("--parts", nargs="+", default=["preprocessed,images"], metavar="PART",
+                   help="preprocessed, images, raw: commas or spaces (default: preprocessed,images)")
+    p.add_argument("--subjects", nargs="+", metavar="N", help="subject numbers, commas or spaces (default: 1-10)")
     p.add_argument("--allow-unverified", action="store_true",
                    help="also place files the host publishes no hash for (with a warning; their sha256 is recorded "
                         "in <root>/.downloads/<name>.done)")
@@ -37,18 +51,20 @@ def register(commands) -> None:
 
     p = commands.verify.add_parser("things-eeg-2", help="list present, missing and corrupt Things-EEG-2 files")
     p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
-    p.add_argument("--parts", default="preprocessed,images", help="comma list of preprocessed, images, raw")
-    p.add_argument("--subjects", type=int, nargs="+")
+    p.add_argument("--parts", nargs="+", default=["preprocessed,images"], metavar="PART",
+                   help="preprocessed, images, raw: commas or spaces (default: preprocessed,images)")
+    p.add_argument("--subjects", nargs="+", metavar="N", help="subject numbers, commas or spaces (default: 1-10)")
     p.set_defaults(func=cmd_verify)
 
     p = commands.preprocess.add_parser("things-eeg-2", help="raw Things-EEG-2 sessions -> preprocessed release format (MNE)")
     p.add_argument("--root", help="dataset root holding eeg_dataset/raw_data (default: <data dir>/things-eeg-2)")
     p.add_argument("--out", help="root to write eeg_dataset/preprocessed_data into (default: --root)")
-    p.add_argument("--subjects", type=int, nargs="+")
+    p.add_argument("--subjects", nargs="+", metavar="N", help="subject numbers, commas or spaces (default: all with raw data)")
     p.add_argument("--sfreq", type=float, default=100.0, help="output rate in Hz (0 < sfreq <= the raw 1000 Hz)")
-    p.add_argument("--channels", choices=["occipito-parietal", "all"], default="occipito-parietal")
-    p.add_argument("--tmin", type=float, default=-0.2)
-    p.add_argument("--tmax", type=float, default=0.8)
+    p.add_argument("--channels", choices=["occipito-parietal", "all"], default="occipito-parietal",
+                   help="the 17 occipito-parietal channels of the authors' preprocessing (default) or all 63")
+    p.add_argument("--tmin", type=float, default=-0.2, help="epoch start in seconds from image onset (default -0.2)")
+    p.add_argument("--tmax", type=float, default=0.8, help="epoch end in seconds from image onset (default 0.8)")
     p.add_argument("--mvnn", choices=["epochs", "time", "none"], default="epochs",
                    help="multivariate noise normalisation: a noise covariance per epoch over time (epochs, the "
                         "authors' default), per time point over repetitions (time), or none")
@@ -82,14 +98,38 @@ def _shrinkage(text: str):
     return value
 
 
-def _parts(text: str) -> list[str]:
+def _items(values) -> list[str]:
+    """``["a,b", "c"]`` → ``["a", "b", "c"]``: list options take commas, spaces or both."""
+    if isinstance(values, str):
+        values = [values]
+    return [item.strip() for value in values or () for item in str(value).split(",") if item.strip()]
+
+
+def _parts(values) -> list[str]:
     from eegbench.errors import EegbenchError
 
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    parts = _items(values)
     bad = [p for p in parts if p not in ("preprocessed", "images", "raw")]
     if bad or not parts:
-        raise EegbenchError(f"--parts {text!r}: choose from preprocessed, images, raw (comma-separated)")
+        raise EegbenchError(f"--parts {' '.join(_items(values)) or values!r}: choose from preprocessed, images, raw "
+                            "(commas or spaces)")
     return parts
+
+
+def _subjects(values) -> list[int] | None:
+    """``--subjects 1 2``, ``--subjects 1,2`` or both → ``[1, 2]``; None when not given."""
+    from eegbench.errors import EegbenchError
+
+    if values is None:
+        return None
+    items = _items(values)
+    try:
+        subjects = [int(item) for item in items]
+    except ValueError:
+        raise EegbenchError(f"--subjects {' '.join(values)!r}: give subject numbers, e.g. 1 2 or 1,2") from None
+    if not subjects or any(n < 1 for n in subjects):
+        raise EegbenchError(f"--subjects {' '.join(values)!r}: subject numbers start at 1")
+    return subjects
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -109,15 +149,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
             "seed": args.seed,
         }
     )
-    root = write_twin(args.root, params, raw=args.raw, force=args.force, progress=_progress)
+    root = args.root or default_twin_root(params)
+    root = write_twin(root, params, raw=args.raw, force=args.force, progress=_progress)
     print(f"synthetic twin {params.content_hash()} at {root}")
     return 0
+
+
+def default_twin_root(params):
+    """Where the things-eeg-2-synthetic dataset looks for (and generates) a twin with ``params``."""
+    from eegbench.paths import data_dir
+
+    from .loader import SYNTH_NAME
+
+    return data_dir() / SYNTH_NAME / params.content_hash()
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     from .download import download
 
-    download(_root(args), parts=_parts(args.parts), subjects=args.subjects, progress=True,
+    download(_root(args), parts=_parts(args.parts), subjects=_subjects(args.subjects), progress=True,
              allow_unverified=args.allow_unverified)
     return 0
 
@@ -125,7 +175,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .download import verify
 
-    report = verify(_root(args), parts=_parts(args.parts), subjects=args.subjects)
+    report = verify(_root(args), parts=_parts(args.parts), subjects=_subjects(args.subjects))
     for row in report:
         line = f"{row.status:8s} {row.path}"
         if row.fix:
@@ -146,5 +196,5 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         mvnn_shrinkage=args.mvnn_shrinkage,
     )
     root = _root(args)
-    preprocess(root, opts, subjects=args.subjects, out_root=args.out or None, overwrite=args.overwrite, progress=_progress)
+    preprocess(root, opts, subjects=_subjects(args.subjects), out_root=args.out or None, overwrite=args.overwrite, progress=_progress)
     return 0
