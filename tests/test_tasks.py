@@ -98,3 +98,122 @@ def test_reported_file_accepts_kway_metrics(tmp_path):
     path.write_text(entry + "top1_4way = 71.2\n")  # a percentage, not a fraction
     with pytest.raises(EegbenchError, match="top1_4way = 71.2 must be a fraction"):
         load_reported(path)
+
+
+# --- the seen-concept split (test_split = "train-heldout") -----------------------------------------------------
+def _twin(twin_env):
+    from eegbench.plan import build_plan
+    from eegbench.engine import build_dataset
+
+    cell = build_plan(QUICK, [*INTRA, 'dataset.test_split="train-heldout"', "dataset.heldout_fraction=0.3"]).cells[0]
+    return cell, build_dataset(cell.config)
+
+
+def test_heldout_split_shares_no_image_with_training_or_validation(twin_env):
+    """The engine's steps on the twin's real training split: held-out images (per concept, seeded) are gone
+    from training and validation for every subject, and the test trials are exactly theirs."""
+    from eegbench.engine import load_subjects, prep_options
+    from eegbench.splits import heldout_image_rows, image_subset, labelled_split, only_images, without_images
+
+    cell, dataset = _twin(twin_env)
+    prep = cell.config["prep"]
+    assert prep["test_split"] == "train-heldout" and prep["heldout_fraction"] == 0.3 and prep["heldout_seed"] == 0
+    dataset.ensure_available([1, 2, 3, 4])
+    train_all = load_subjects(dataset, [1, 2, 3, 4], "train", prep_options(prep, "train", 0))
+    held = heldout_image_rows(train_all.images, 0.3, 0)
+    assert np.array_equal(held, heldout_image_rows(train_all.images, 0.3, 0))  # the stored seed draws them again
+    assert not np.array_equal(held, heldout_image_rows(train_all.images, 0.3, 1))
+    concepts = np.asarray(train_all.images.concepts)
+    assert set(concepts[held]) == set(concepts)  # every concept tested, and each keeps training images
+    train, val = labelled_split(without_images(train_all, held), 1.0, 0.2, 0, by="image")
+    ids = lambda data: {data.images.ids[i] for i in np.unique(data.image_index)}  # noqa: E731
+    test_set = image_subset(train_all.images, held, "train-heldout")
+    test = only_images(load_subjects(dataset, [2], "train", prep_options(prep, "test", 0)), held, test_set)
+    assert ids(train) and ids(val) and not (ids(train) | ids(val)) & set(test_set.ids)
+    assert ids(test) == set(test_set.ids) and set(test.subject) == {2}
+    seen = np.unique(np.concatenate([train.image_index, val.image_index]))
+    assert set(concepts[seen]) == set(concepts)  # each tested concept keeps labelled (training or validation) images
+
+
+def test_heldout_rows_are_never_ranked_with_unseen_concept_rows(twin_env):
+    from eegbench.runner import run_spec
+
+    seen = run_spec(QUICK, [*INTRA, 'dataset.test_split="train-heldout"'], results_dir=twin_env / "res", quiet=True)
+    unseen = run_spec(QUICK, INTRA, results_dir=twin_env / "res", quiet=True)
+    ctx = seen["context"].iloc[0]
+    assert ctx["test_split"] == "train-heldout" and ctx["heldout_fraction"] == 0.1 and ctx["heldout_seed"] == 0
+    assert ctx["n_way"] == 12  # one held-out image per training concept of the tiny twin
+    assert set(seen["context_key"]).isdisjoint(set(unseen["context_key"]))
+
+
+# --- classification --------------------------------------------------------------------------------------------
+def test_classification_needs_the_seen_concept_split():
+    from eegbench.plan import build_plan
+
+    with pytest.raises(EegbenchError, match=r'\[task\] .classification. .*test_split = "train-heldout"'):
+        build_plan(QUICK, [*INTRA, 'task={name="classification"}'])
+    with pytest.raises(EegbenchError, match=r"\[finetune.task\] .classification."):
+        build_plan(QUICK, [TINY_TWIN, 'finetune.task={name="classification"}'])
+
+
+def test_a_classification_finetune_stage_stores_rows_beside_retrieval(twin_env, capsys):
+    """LOSO pretrain (retrieval) + finetune named classification, on the seen-concept split; the leaderboard
+    shows each task's metric."""
+    import json
+
+    from eegbench.cli import main
+    from eegbench.runner import run_spec
+
+    df = run_spec(QUICK, [TINY_TWIN, "train.epochs=2", "finetune.epochs=1", "finetune.training_ratios=[1.0]",
+                          "protocol.folds=[4]", 'dataset.test_split="train-heldout"',
+                          'finetune.task={name="classification", params={epochs=20}}'],
+                  results_dir=twin_env / "res", quiet=True)
+    assert not df.attrs["failed"]
+    by_stage = df.groupby("stage")["metric"].apply(set)
+    assert {"class_top1", "class_top5"} == by_stage["finetune"] and "top1" in by_stage["pretrain"]
+    cls = df[df.metric == "class_top1"].iloc[0]
+    assert cls["task"] == "classification" and cls["chance"] == pytest.approx(1 / 12)
+    assert 0.0 <= cls["value"] <= 1.0 and cls["context"]["test_split"] == "train-heldout"
+    for metric in ("class_top1", "top1"):
+        assert main(["leaderboard", str(twin_env / "res"), "--metric", metric, "--format", "json", "--no-reported"]) == 0
+        board = json.loads(capsys.readouterr().out)
+        stages = {r["stage"] for c in board["contexts"] for r in c["rows"]}
+        assert stages == ({"finetune"} if metric == "class_top1" else {"pretrain"})
+
+
+def test_probe_learns_separable_concepts_and_selects_on_validation():
+    from eegbench.interfaces import ImageSet
+    from eegbench_plugins.classification import ClassificationTask
+
+    rng = np.random.default_rng(0)
+    concepts = tuple(f"{c:05d}_c{c}" for c in range(10) for _ in range(4))
+    images = ImageSet("train", tuple(map(str, range(40))), tuple(map(str, range(40))), concepts)
+    centres = rng.standard_normal((10, 16)) * 3
+    rows = np.arange(40).repeat(3)
+    emb = torch.as_tensor(centres[rows // 4] + rng.standard_normal((len(rows), 16)), dtype=torch.float32)
+    held = np.arange(0, 40, 4)
+    test_set = ImageSet("train-heldout", tuple(images.ids[i] for i in held), tuple(images.files[i] for i in held),
+                        tuple(concepts[i] for i in held))
+    task = ClassificationTask(epochs=60, lr=0.05)
+    task.setup(train_images=images, test_images=test_set, image_encoder=None)
+    train = ~np.isin(rows, held)
+    task.fit(emb[train], torch.as_tensor(rows[train]), emb[train][:20], torch.as_tensor(rows[train][:20]))
+    test_rows = np.isin(rows, held)
+    position = {r: i for i, r in enumerate(held)}
+    (score,) = task.evaluate(emb[test_rows], None, torch.tensor([position[r] for r in rows[test_rows]]),
+                             torch.ones(int(test_rows.sum()), dtype=torch.long))
+    assert score.metrics["class_top1"] > 0.8 and score.chance["class_top1"] == 0.1 and 1 <= score.extra["probe_epoch"] <= 60
+
+
+# --- EEG -> concept text ---------------------------------------------------------------------------------------
+def test_concept_text_refuses_an_encoder_without_a_text_tower(twin_env):
+    from eegbench.runner import run_spec
+
+    import sqlite3
+
+    df = run_spec(QUICK, [*INTRA, 'task={name="concept-text"}'], results_dir=twin_env / "res", quiet=True)
+    assert len(df.attrs["failed"]) == 1 and len(df) == 0
+    with sqlite3.connect(twin_env / "res" / "results.sqlite") as con:
+        ((status, error, epochs),) = con.execute(
+            "SELECT status, error, (SELECT count(*) FROM results) FROM cells").fetchall()
+    assert status == "failed" and "has no text tower (encode_text)" in error and "\n" not in error and epochs == 0
