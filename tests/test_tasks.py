@@ -217,3 +217,52 @@ def test_concept_text_refuses_an_encoder_without_a_text_tower(twin_env):
         ((status, error, epochs),) = con.execute(
             "SELECT status, error, (SELECT count(*) FROM results) FROM cells").fetchall()
     assert status == "failed" and "has no text tower (encode_text)" in error and "\n" not in error and epochs == 0
+
+
+class _TextTower:
+    """An encoder stand-in with a text tower: each prompt's embedding is a fixed random vector of its text."""
+
+    fingerprint = "text-tower"
+
+    def __init__(self, output="embedding"):
+        self.output = output
+        self.prompts = []
+
+    def encode_text(self, prompts, *, device=None):
+        self.prompts += list(prompts)
+        return np.stack([np.random.default_rng(sum(map(ord, p))).standard_normal(8) for p in prompts]).astype(np.float32)
+
+
+def test_concept_text_ranks_concepts_by_their_prompt_embeddings():
+    from eegbench.interfaces import ImageSet
+    from eegbench_plugins.concept_text import ConceptTextTask
+
+    concepts = ("00001_aircraft_carrier", "00002_bee", "00003_cake", "00003_cake")
+    test_set = ImageSet("test", ("a", "b", "c", "d"), ("a", "b", "c", "d"), concepts)
+    tower = _TextTower()
+    task = ConceptTextTask(topk=[1, 2])
+    task.setup(train_images=test_set, test_images=test_set, image_encoder=tower)
+    assert tower.prompts == ["a photo of a aircraft carrier", "a photo of a bee", "a photo of a cake"]
+    text = torch.as_tensor(tower.encode_text(tower.prompts[:3]))
+    idx = torch.tensor([0, 1, 2, 3])
+    (s,) = task.evaluate(text[[0, 1, 2, 2]] * 2.0, None, idx, torch.zeros(4, dtype=torch.long))
+    assert s.metrics == {"text_top1": 1.0, "text_top2": 1.0} and s.n_way == 3 and s.chance["text_top1"] == 1 / 3
+    (s,) = task.evaluate(text[[1, 2, 0, 0]], None, idx, torch.zeros(4, dtype=torch.long))
+    assert s.metrics["text_top1"] == 0.0
+    with pytest.raises(EegbenchError, match='output = \'cls\'.*output = "embedding"'):
+        ConceptTextTask().setup(train_images=test_set, test_images=test_set, image_encoder=_TextTower("cls"))
+    with pytest.raises(EegbenchError, match="no {concept} placeholder"):
+        ConceptTextTask(prompt="a photo")
+
+
+@pytest.mark.slow
+def test_concept_text_runs_through_an_open_clip_text_tower(twin_env):
+    """A real cell with a (randomly initialised, offline) open_clip ViT-B-32: its text tower embeds the twin's
+    test concepts and the rows are stored with concept-text metrics."""
+    from eegbench.runner import run_spec
+
+    df = run_spec(QUICK, [*INTRA, 'task={name="concept-text"}',
+                          'image_encoder={name="clip-vit-b-32", params={weights="none"}}'],
+                  results_dir=twin_env / "res", quiet=True)
+    assert not df.attrs["failed"] and set(df.metric) == {"text_top1", "text_top5"}
+    assert df.set_index("metric")["chance"]["text_top1"] == pytest.approx(1 / 6)
