@@ -447,7 +447,7 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
              progress: ProgressFn | None = None, show_embedding_progress: bool = False) -> CellResult:
     """Run one planned cell end to end and return its scores (does not touch the results store)."""
     from .embedding import embed_images
-    from .splits import Standardizer, labelled_split
+    from .splits import Standardizer, heldout_image_rows, image_subset, labelled_split, only_images, without_images
 
     t_start = time.perf_counter()
     apply_thread_limit()  # this process's share of the CPUs it may use (affinity, cgroup quota, local workers)
@@ -461,11 +461,16 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     # --- training and validation data: from the training split only ---------------------------------------
     train_all = load_subjects(dataset, cell.train_subjects, "train", prep_options(prep, "train", seed))
     check_finite_eeg(train_all, "training")  # before standardising, which would spread one nan to every trial
+    heldout = None  # rows of the training images held out as the seen-concept test split (test_split "train-heldout")
+    if prep.get("test_split", "test") == "train-heldout":
+        heldout = heldout_image_rows(train_all.images, prep["heldout_fraction"], prep["heldout_seed"])
+        train_all = without_images(train_all, heldout)  # no trial of a held-out image trains or validates
     # the labelled budget (training_ratio of each subject's images) first, validation drawn inside it
     train, val = labelled_split(train_all, cell.training_ratio, vcfg["fraction"], seed, by=vcfg["by"])
     if len(train) == 0:
         raise EegbenchError(f"cell {cell.label()}: no training trials left after the validation split and ratio")
-    test_images = dataset.image_set("test")
+    test_images = (dataset.image_set("test") if heldout is None
+                   else image_subset(train_all.images, heldout, "train-heldout"))
     check_disjoint(val, test_images, train_all.images)
     standardizer = Standardizer.fit(train) if prep["standardize"] else None
     norm = standardizer.apply if standardizer is not None else (lambda a: np.asarray(a, dtype=np.float32))
@@ -477,6 +482,10 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     image_dim = int(train_emb.shape[1])
     emb_t = torch.as_tensor(np.array(train_emb, dtype=np.float32)).to(dev)  # a copy: cache entries are read-only maps
 
+    # the task prepares from the image sets and encoder now (a text tower, concept names), before anything trains
+    task = create("task", cfg["task"]["name"], **dict(cfg["task"]["params"]))
+    task.setup(train_images=train_all.images, test_images=test_images, image_encoder=encoder, cache_root=cache_dir,
+               device=str(dev))
     loss_fn = create("loss", cfg["loss"]["name"], **dict(cfg["loss"]["params"])).to(dev)
     text_t = None
     if getattr(loss_fn, "needs_text", False):
@@ -507,6 +516,9 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
     result = fit(model, loss_fn, train_d, val_d, emb_t, tcfg, seed=seed, selection=vcfg["selection"],
                  text_emb=text_t, progress=progress)
     model.load_state_dict(result.state)
+    if getattr(task, "needs_training_data", False):  # a probe on the selected encoder's training/validation embeddings
+        task.fit(embed_eeg(model, train_d), train_d.image_index,
+                 embed_eeg(model, val_d) if val_d is not None else None, val_d.image_index if val_d is not None else None)
     del train_d, val_d, emb_t
 
     # --- the test split: loaded and evaluated once, after training --------------------------------------------
@@ -517,13 +529,17 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
         for s in cfg["test_subjects"]:
             if int(s) not in list(getattr(backbone, "subjects", [])):
                 backbone.add_subject(int(s))
-    test = load_subjects(dataset, cfg["test_subjects"], "test", prep_options(prep, "test", seed))
+    if heldout is None:
+        test = load_subjects(dataset, cfg["test_subjects"], "test", prep_options(prep, "test", seed))
+        test_emb = embed_images(encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
+    else:  # the held-out training images' trials of the test subjects, prepared as test trials
+        test = only_images(load_subjects(dataset, cfg["test_subjects"], "train", prep_options(prep, "test", seed)),
+                           heldout, test_images)
+        test_emb = np.asarray(train_emb)[heldout]
     check_finite_eeg(test, "test")
-    test_emb = embed_images(encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
     test_d = to_device(norm(test.eeg), test.image_index, test.subject, dev)
     check_finite_split(test_d, "test")
     eeg_emb = embed_eeg(model, test_d)
-    task = create("task", cfg["task"]["name"], **dict(cfg["task"]["params"]))
     scores = task.evaluate(eeg_emb, torch.as_tensor(np.array(test_emb, dtype=np.float32), device=dev),
                            test_d.image_index, test_d.subject)
 
@@ -555,6 +571,8 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
         "image_encoder": encoder.fingerprint,
         "image_encoder_random_init": bool(getattr(encoder, "random_init", False)),
     }
+    if heldout is not None:  # which held-out images: rows of another fraction or seed are another test set
+        context.update(heldout_fraction=float(prep["heldout_fraction"]), heldout_seed=int(prep["heldout_seed"]))
     return CellResult(
         scores=list(scores), context=context, epochs_run=result.epochs_run, best_epoch=result.best_epoch,
         wall_seconds=time.perf_counter() - t_start,

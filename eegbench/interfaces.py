@@ -254,9 +254,35 @@ class ImageEncoder(ABC):
 
 
 class Task(ABC):
-    """A downstream evaluation on the test split, run once after training."""
+    """A downstream evaluation on the test split, run once after training.
+
+    Optional capabilities (declared, so the core needs no knowledge of a particular task):
+
+    - :meth:`setup` is called at the start of a cell, before training, with the image sets and the image
+      encoder: a task that needs more than embeddings (a text tower, concept names) gets them here and
+      refuses an unusable encoder before anything trains.
+    - ``needs_training_data = True``: after training, before :meth:`evaluate`, the engine calls :meth:`fit`
+      with the trained encoder's embeddings of the cell's training and validation trials and the training
+      image row of each (a probe fitted on them; the test split is never given to ``fit``).
+    - ``needs_seen_concepts = True``: the task scores test trials against the *training* concepts, so the
+      plan refuses it unless ``[dataset] test_split = "train-heldout"`` (held-out images of seen concepts).
+    """
 
     name: str = ""
+    #: call :meth:`fit` with training and validation embeddings before :meth:`evaluate`
+    needs_training_data: bool = False
+    #: the test images' concepts must be training concepts (``test_split = "train-heldout"``)
+    needs_seen_concepts: bool = False
+
+    def setup(self, *, train_images: ImageSet, test_images: ImageSet, image_encoder: Any,
+              cache_root: Any = None, device: str = "cpu") -> None:
+        """Prepare from the cell's image sets (``train_images``: the training split's images, the rows that
+        :meth:`fit`'s image indices refer to; ``test_images``: the gallery ``evaluate`` ranks) and image
+        encoder. Raise :class:`~eegbench.errors.EegbenchError` (one line) for an encoder the task cannot use."""
+
+    def fit(self, train_emb: Any, train_image_index: Any, val_emb: Any | None, val_image_index: Any | None) -> None:
+        """Fit on training trials (float tensor ``[n, d]`` and int64 rows of ``train_images``); select on the
+        validation trials only (``None`` when the spec has no validation split)."""
 
     @abstractmethod
     def evaluate(self, eeg_emb: Any, image_emb: Any, image_index: Any, subjects: Any) -> list[TaskScore]:

@@ -40,6 +40,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ TABLE_COLUMNS = (
 )
 REPORTED_REQUIRED = ("method", "citation", "dataset", "protocol", "stage", "n_way")
 REPORTED_METRICS = ("top1", "top3", "top5")
+#: k-way metrics of the retrieval task a reported entry may also give (``top1_2way``, ``top5_10way``, ...)
+REPORTED_KWAY = re.compile(r"^top[15]_[1-9][0-9]*way$")
 REPORTED_ENV = "EEGBENCH_REPORTED"
 
 
@@ -272,7 +275,7 @@ def load_reported(path: str | os.PathLike | None = None) -> list[dict[str, Any]]
         missing = [k for k in REPORTED_REQUIRED if k not in entry]
         if missing:
             raise EegbenchError(f"{where} ({entry.get('method', '?')}) lacks {', '.join(missing)}")
-        metrics = [m for m in REPORTED_METRICS if m in entry]
+        metrics = [m for m in REPORTED_METRICS if m in entry] + sorted(k for k in entry if REPORTED_KWAY.match(str(k)))
         if not metrics:
             raise EegbenchError(f"{where} ({entry['method']}) has no metric (one of {', '.join(REPORTED_METRICS)})")
         for m in metrics:

@@ -286,11 +286,18 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
         "loss": _resolve_component("loss", spec.loss, src, "loss"),
         "task": _resolve_component("task", spec.task, src, "task"),
     }
+    ft_task = (_resolve_component("task", spec.finetune.task, src, "finetune.task")
+               if spec.finetune is not None and spec.finetune.task is not None else None)
     executor = _resolve_component("executor", spec.executor, src, "executor")
     # cheap to build: bad executor, loss or task settings fail at plan time (--dry-run), before training
     _build_checked("executor", executor, src, "executor")
     for kind, key in (("loss", "loss"), ("task", "task")):
         _build_checked(kind, components[key], src, key)
+    for table, task_ref in (("task", components["task"]), ("finetune.task", ft_task)):
+        if task_ref is not None and spec.dataset.test_split != "train-heldout" and getattr(
+                _build_checked("task", task_ref, src, table), "needs_seen_concepts", False):
+            raise SpecError(f"{src}: [{table}] {task_ref['name']!r} scores test trials against the training concepts: "
+                            "it needs [dataset] test_split = \"train-heldout\" (held-out images of seen concepts)")
     subjects = dataset_subjects(spec)
     folds = subjects if spec.protocol.folds == "all" else list(spec.protocol.folds)
     check_invariants(spec, subjects, folds)
@@ -305,6 +312,8 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
         "standardize": d.standardize,
         "test_split": d.test_split,
     }
+    if d.test_split == "train-heldout":  # only then: the keys of every other spec's cells stay as they were
+        prep.update(heldout_fraction=d.heldout_fraction, heldout_seed=d.heldout_seed)
     # the spec's name is not part of a cell's identity: two specs planning the same computation share it
     common = {
         **{k: {"name": c["name"], "params": c["params"]} for k, c in components.items()},
@@ -339,6 +348,8 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
             for ratio in spec.finetune.training_ratios:  # type: ignore[union-attr]
                 cfg = {**base, "stage": "finetune", "train_subjects": [test_subject], "training_ratio": float(ratio),
                        "labelled_fraction": float(ratio), "train": ft_cfg, "pretrain": {"key": pre.key, "train_subjects": list(train_subjects)}}
+                if ft_task is not None:
+                    cfg["task"] = {"name": ft_task["name"], "params": ft_task["params"]}
                 cells.append(_cell(spec.name, cfg, (pre.key,), spec_hash))
     return Plan(spec=spec, cells=cells)
 

@@ -73,7 +73,11 @@ class DatasetSpec(ComponentSpec):
     train_averaging: Averaging = "all"
     test_averaging: Averaging = "all"
     standardize: StrictBool = True
-    test_split: Literal["test"] = "test"
+    #: "test": the dataset's separate test split (unseen concepts); "train-heldout": held-out images of the
+    #: training concepts (the seed without --separate_test), heldout_fraction of each concept's images
+    test_split: Literal["test", "train-heldout"] = "test"
+    heldout_fraction: Number(gt=0.0, lt=1.0) = 0.1
+    heldout_seed: Seed = 0
 
     @field_validator("window")
     @classmethod
@@ -145,6 +149,7 @@ FinetuneSpec = create_model(  # type: ignore[call-overload]
     "FinetuneSpec",
     __base__=_Strict,
     training_ratios=(list[Ratio], [1.0]),  # [] drops the stage (e.g. --set finetune.training_ratios=[])
+    task=(Optional[ComponentSpec], None),  # the finetune cells' task (default: [task])
     **{k: (Optional[t], None) for k, (t, _) in TRAIN_FIELDS.items()},
     __validators__={"_unique_ratios": field_validator("training_ratios")(lambda cls, v: _no_repeats(v))},
 )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EegbenchError
-from .interfaces import EEGData
+from .interfaces import EEGData, ImageSet
 
 
 #: the validation split modes (``[validation] by``)
@@ -161,3 +161,45 @@ class Standardizer:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Standardizer":
         return cls(np.asarray(values["mean"], dtype=np.float32), np.asarray(values["std"], dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------------------
+# the seen-concept test split (``[dataset] test_split = "train-heldout"``, the seed without --separate_test)
+# --------------------------------------------------------------------------------------------------
+def heldout_image_rows(images: ImageSet, fraction: float, seed: int) -> np.ndarray:
+    """Sorted rows of ``images`` held out as the seen-concept test split.
+
+    Per concept, :func:`draw_size` (round(fraction x its images), at least one, at most all but one) of its
+    images, drawn with ``seed`` alone (the same images for every cell, subject and training seed), so every
+    test image's concept keeps training images. A concept with a single image stays in training.
+    """
+    concepts = np.asarray(images.concepts)
+    _, concept_of, counts = np.unique(concepts, return_inverse=True, return_counts=True)
+    rng = np.random.default_rng([int(seed), 0x4E1D])
+    # a random order within each concept: sort by (concept, random key), then each image's place in its concept
+    order = np.lexsort((rng.random(len(concepts)), concept_of))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    place = np.empty(len(concepts), dtype=np.int64)
+    place[order] = np.arange(len(concepts)) - starts[concept_of[order]]
+    quota = np.array([draw_size(int(c), fraction) if c > 1 else 0 for c in counts], dtype=np.int64)
+    return np.flatnonzero(place < quota[concept_of])
+
+
+def image_subset(images: ImageSet, rows: np.ndarray, name: str) -> ImageSet:
+    """The images at ``rows`` (in that order) as their own set; ids, files and concepts unchanged."""
+    return ImageSet(name=name, ids=tuple(images.ids[i] for i in rows), files=tuple(images.files[i] for i in rows),
+                    concepts=tuple(images.concepts[i] for i in rows), root=images.root)
+
+
+def without_images(data: EEGData, rows: np.ndarray) -> EEGData:
+    """``data`` without any trial of the images at ``rows`` (image indices keep referring to ``data.images``)."""
+    return data.select(~np.isin(data.image_index, rows))
+
+
+def only_images(data: EEGData, rows: np.ndarray, subset: ImageSet) -> EEGData:
+    """The trials of the images at ``rows``, their ``image_index`` renumbered to rows of ``subset`` (the set
+    :func:`image_subset` made from the same rows)."""
+    position = np.full(len(data.images), -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    keep = position[data.image_index] >= 0
+    return EEGData(np.asarray(data.eeg[keep]), position[data.image_index[keep]], data.subject[keep], subset, data.info)

@@ -12,6 +12,15 @@ cosine. With distinct image embeddings and one subject, the scores equal the see
 the seed finds the true image by nearest neighbour instead of by row.
 Non-finite embeddings are refused, never ranked (a nan similarity compares false with everything,
 which would rank the true image first).
+
+**k-way retrieval** (``kway``, the curves ATM-S and later papers report): each test trial is ranked among its
+true image and k - 1 distractors drawn uniformly without replacement from the *other* images of the gallery;
+``top1_<k>way`` (and ``top5_<k>way`` for k >= 10) is the hit rate averaged over ``kway_draws`` independent
+draws per trial, drawn with a generator seeded by ``kway_seed`` on the evaluating device (the draws, so the
+values, are the same for a seed on one kind of device). Ties count against the trial, as for ``top1``; at
+k = n_way every other image is a distractor, so ``top1_<n_way>way`` equals ``top1`` exactly. A k larger than
+the gallery is skipped (the gallery's size is only known when the cell runs); ``kway = []`` turns the
+k-way metrics off. Chance is 1/k (5/k for top-5).
 """
 from __future__ import annotations
 
@@ -19,13 +28,19 @@ from eegbench import hookimpl
 from eegbench.components import Component
 from eegbench.interfaces import Task, TaskScore
 
+#: the field's k-way curve (ATM-S reports 2, 4, 10 and 200)
+KWAY_DEFAULT = (2, 4, 10, 50, 100, 200)
+#: random keys drawn at once per chunk of draws (bounds memory: one float32 key per trial, image and draw)
+_KEYS_PER_CHUNK = 1 << 24
+
 
 class RetrievalTask(Task):
     """Top-k retrieval accuracy per test subject; chance is ``k / n_way``."""
 
     name = "retrieval"
 
-    def __init__(self, topk: list[int] | tuple[int, ...] = (1, 3, 5), center: bool = False):
+    def __init__(self, topk: list[int] | tuple[int, ...] = (1, 3, 5), center: bool = False,
+                 kway: list[int] | tuple[int, ...] = KWAY_DEFAULT, kway_draws: int = 100, kway_seed: int = 0):
         from eegbench.errors import EegbenchError
 
         if not isinstance(center, bool):
@@ -35,6 +50,17 @@ class RetrievalTask(Task):
         if not ks or ks[0] < 1:
             raise EegbenchError(f"task 'retrieval': topk must be positive integers, got {list(topk)}")
         self.topk = ks
+        if isinstance(kway, (str, bytes)) or not all(isinstance(k, int) and not isinstance(k, bool) for k in kway):
+            raise EegbenchError(f"task 'retrieval': kway must be a list of integers >= 2, got {kway!r}")
+        ways = sorted(set(kway))
+        if ways and ways[0] < 2:
+            raise EegbenchError(f"task 'retrieval': kway must be integers >= 2 (a trial against k - 1 distractors), "
+                                f"got {list(kway)}")
+        self.kway = ways
+        for key, value, low in (("kway_draws", kway_draws, 1), ("kway_seed", kway_seed, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low or value > 2**32 - 1:
+                raise EegbenchError(f"task 'retrieval': {key} must be an integer in {low} ... 2**32 - 1, got {value!r}")
+        self.kway_draws, self.kway_seed = int(kway_draws), int(kway_seed)
 
     def evaluate(self, eeg_emb, image_emb, image_index, subjects) -> list[TaskScore]:
         import torch
@@ -54,19 +80,69 @@ class RetrievalTask(Task):
         sim = eeg @ img.T  # [n, n_way]
         _refuse_non_finite(sim, "similarities")
         true = sim.gather(1, idx[:, None])
-        rank = (sim >= true).sum(dim=1) - 1  # images scored at least as high as the true one
+        beats = sim >= true  # [n, n_way]: images scored at least as high as the true one (itself included)
+        rank = beats.sum(dim=1) - 1
+        kway_hits = kway_hit_rates(beats, idx, self.kway, self.kway_draws, self.kway_seed)
         scores = []
         for s in torch.unique(subj).tolist():
             mask = subj == s
             r = rank[mask]
             metrics = {f"top{k}": float((r < k).float().mean().item()) for k in self.topk}
             chance = {f"top{k}": min(1.0, k / n_way) for k in self.topk}
+            for name, (hits, chance_k) in kway_hits.items():
+                metrics[name] = float(hits[mask].mean().item())
+                chance[name] = chance_k
             scores.append(TaskScore(subject=int(s), metrics=metrics, chance=chance, n_way=n_way,
                                     extra={"n_trials": int(mask.sum().item())}))
         return scores
 
     def context(self) -> dict:
-        return {"gallery": "test-split images", "topk": self.topk, "center": self.center}
+        """What changes the values (recorded in every row's context): centring, and the k-way draws and seed."""
+        return {"gallery": "test-split images", "center": self.center, "kway_draws": self.kway_draws,
+                "kway_seed": self.kway_seed}
+
+
+def kway_hit_rates(beats, true_index, ways, draws: int, seed: int) -> dict:
+    """``{metric: (hit rate per trial [n] averaged over draws, chance)}`` of k-way retrieval.
+
+    ``beats[i, j]``: image j scores at least as high as trial i's true image (the true column is True). Each
+    draw gives every trial k - 1 distractors: the k - 1 smallest of uniform random keys over the other images
+    (the true image's key is +inf, so it is never its own distractor); the trial's rank in its k-way set is
+    the number of distractors that beat it. Vectorised over trials and a chunk of draws.
+    """
+    import torch
+
+    n, n_way = beats.shape
+    out: dict = {}
+    ways = [k for k in ways if k <= n_way]
+    if not ways or n == 0:
+        return out
+    device = beats.device
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    beats_f = beats.to(torch.float32)
+    rows = torch.arange(n, device=device)
+    chunk = max(1, min(draws, _KEYS_PER_CHUNK // max(1, n * n_way)))
+    sums = {k: [torch.zeros(n, device=device), torch.zeros(n, device=device)] for k in ways}
+    done = 0
+    while done < draws:
+        d = min(chunk, draws - done)
+        keys = torch.rand((d, n, n_way), generator=gen, device=device)
+        keys[:, rows, true_index] = float("inf")
+        order = keys.argsort(dim=2)  # the distractors of k-way are the first k - 1 images of each draw's order
+        # beaters among the first j + 1 distractors of each draw: [d, n, n_way]
+        ranked = beats_f[rows[None, :, None], order].cumsum(dim=2)
+        for k in ways:
+            rank_k = ranked[:, :, k - 2]  # the trial's rank in its k-way set (k >= 2)
+            sums[k][0] += (rank_k < 1).sum(dim=0)
+            if k >= 10:
+                sums[k][1] += (rank_k < 5).sum(dim=0)
+        done += d
+    for k in ways:
+        out[f"top1_{k}way"] = (sums[k][0] / draws, 1.0 / k)
+        if k >= 10:
+            out[f"top5_{k}way"] = (sums[k][1] / draws, min(1.0, 5.0 / k))
+    return out
 
 
 def _refuse_non_finite(values, what: str) -> None:
@@ -82,8 +158,9 @@ def _refuse_non_finite(values, what: str) -> None:
                           "non-finite inputs)")
 
 
-def build(topk: list[int] | tuple[int, ...] = (1, 3, 5), center: bool = False) -> RetrievalTask:
-    return RetrievalTask(topk=topk, center=center)
+def build(topk: list[int] | tuple[int, ...] = (1, 3, 5), center: bool = False,
+          kway: list[int] | tuple[int, ...] = KWAY_DEFAULT, kway_draws: int = 100, kway_seed: int = 0) -> RetrievalTask:
+    return RetrievalTask(topk=topk, center=center, kway=kway, kway_draws=kway_draws, kway_seed=kway_seed)
 
 
 @hookimpl
@@ -92,7 +169,7 @@ def eegbench_tasks():
         Component(
             kind="task",
             name="retrieval",
-            summary="Zero-shot n-way image retrieval (cosine), top-k per test subject; center = true as the seed",
+            summary="Zero-shot n-way image retrieval (cosine), top-k and k-way top-1/top-5 per test subject; center = true as the seed",
             factory="eegbench_plugins.retrieval:build",
             citation="",
         )

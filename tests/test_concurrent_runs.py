@@ -53,7 +53,7 @@ def test_two_concurrent_runs_compute_each_cell_once(tmp_path, monkeypatch):
         n_rows = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
         dup = con.execute("SELECT COUNT(*) FROM (SELECT cell_key, metric, test_subject FROM results "
                           "GROUP BY 1, 2, 3 HAVING COUNT(*) > 1)").fetchone()[0]
-    assert n_rows == n_cells * 3 and dup == 0  # one test subject per cell x top1/top3/top5
+    assert n_rows == n_cells * 5 and dup == 0  # one test subject per cell x top1/top3/top5 + 2- and 4-way top1
 
 
 def test_live_foreign_running_cell_is_skipped_by_the_runner(tmp_path, monkeypatch):

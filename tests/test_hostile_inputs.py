@@ -269,7 +269,7 @@ def test_finetune_refuses_a_checkpoint_of_another_recipe(twin, tmp_path, capsys)
     assert rc == 2
     line = next(ln for ln in err if ln.startswith("failed: finetune"))
     assert str(ckpt) in line and "was written by cell ffffffffffff (backbone 'resnet1d')" in line, line
-    assert _stored_rows(results) == 3  # the pretrain cell's rows only (one test subject x top1/3/5)
+    assert _stored_rows(results) == 5  # the pretrain cell's rows only (one test subject x top1/3/5 + 2- and 4-way top1)
 
 
 @pytest.mark.parametrize("kind", ["pickle", "truncated", "text"])

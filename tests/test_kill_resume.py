@@ -52,4 +52,4 @@ def test_killed_run_resumes_only_missing_cells(tmp_path):
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         n_rows = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    assert n_rows == 6 * 3  # one test subject per cell x top1/top3/top5
+    assert n_rows == 6 * 7  # one test subject per cell x top1/top3/top5 + k-way top1 at 2, 4, 10 and top5 at 10

@@ -33,7 +33,7 @@ def _spec(**changes):
 
 def test_run_writes_contract_rows_then_skips_everything(env):
     df = run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True)
-    assert len(df) == 6 * 3  # 2 folds x (pretrain + 2 ratios) x top1/3/5
+    assert len(df) == 6 * 7  # 2 folds x (pretrain + 2 ratios) x top1/3/5 + k-way top1 at 2, 4, 10 and top5 at 10 (n_way 16)
     assert set(df.columns) >= set(RESULT_COLUMNS)
     row = df[(df.stage == "finetune") & (df.metric == "top1")].iloc[0]
     assert set(row.context) == CONTEXT_KEYS and row.context["selection"] == "best-val" and row.context["n_way"] == 16
@@ -75,7 +75,7 @@ def test_interrupted_run_resumes_only_missing_cells(env, monkeypatch):
     before = set(k for k, s in status.items() if s == "done")
     fakes.FakeDataset.events.clear()
     df = run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True)
-    assert len(df) == 18 and set(store.cell_status().values()) == {"done"}
+    assert len(df) == 6 * 7 and set(store.cell_status().values()) == {"done"}
     assert len({c.key for c in plan.cells} - before) == 4
 
 
