@@ -152,7 +152,9 @@ def render_list(rows: list[tuple[Any, list[str]]], *, terminal: bool, width: int
     aliased = any(names for _, names in rows)
     headers = (["kind"] if show_kind else []) + ["name"] + (["aliases"] if aliased else [])
     headers += (["signal"] if marks else []) + (["fits"] if backbones else [])
-    headers += ["package", "citation"] if wide else []
+    # the providing package is shown whenever another package than eegbench provides something (third-party plugins)
+    packaged = wide or any(c.plugin != "eegbench" for c, _ in rows)
+    headers += (["package"] if packaged else []) + (["citation"] if wide else [])
     headers += ["summary"]
 
     def fits_cell(c) -> str:
@@ -164,7 +166,7 @@ def render_list(rows: list[tuple[Any, list[str]]], *, terminal: bool, width: int
     for c, names in rows:
         row = ([c.kind] if show_kind else []) + [c.name] + ([", ".join(names)] if aliased else [])
         row += ([c.signal] if marks else []) + ([fits_cell(c)] if backbones else [])
-        row += [c.plugin, c.citation] if wide else []
+        row += ([c.plugin] if packaged else []) + ([c.citation] if wide else [])
         table.append(row + [c.summary])
     if not terminal or wide:
         return _fmt_table(table, headers)
