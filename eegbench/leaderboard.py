@@ -461,18 +461,13 @@ def fill_recipes(rows: "pd.DataFrame", cell_configs: Mapping[str, Mapping[str, A
     columns = [c for c in ("stage", "config", *COMPONENT_COLUMNS, *(c + "_params" for c in COMPONENT_COLUMNS)) if c in rows]
     part = rows.loc[missing, columns]
     found = [book.of(r.get("config"), r.get("stage"), r) for r in part.to_dict("records")]
-    rows = rows.copy()
-    rows["recipe"] = rows["recipe"].astype(object)
-    rows.loc[missing, "recipe"] = pd_series([f[0] for f in found], part.index)
-    rows.loc[missing, "recipe_key"] = [f[1] for f in found]
-    rows.loc[missing, "pretrain_recipe_key"] = [f[2] for f in found]
-    return rows
-
-
-def pd_series(values: list[Any], index: Any) -> "pd.Series":
-    import pandas as pd
-
-    return pd.Series(values, index=index, dtype=object)
+    recipe = rows["recipe"].astype(object).to_numpy(copy=True)
+    keys = rows["recipe_key"].astype(object).to_numpy(copy=True)
+    bases = rows["pretrain_recipe_key"].astype(object).to_numpy(copy=True)
+    at = missing.nonzero()[0]
+    for i, (r, k, b) in zip(at, found):
+        recipe[i], keys[i], bases[i] = r, k, b
+    return rows.assign(recipe=recipe, recipe_key=keys, pretrain_recipe_key=bases)
 
 
 def _hashable_or_id(value: Any) -> Any:
