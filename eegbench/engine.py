@@ -587,9 +587,6 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
         "image_encoder": encoder.fingerprint,
         "image_encoder_random_init": bool(encoder.random_init) if isinstance(encoder, ImageEncoder) else False,
     }
-    task_context = task.context()
-    if task_context:  # the task's comparability settings: rows of tasks set up differently are never ranked together
-        context["task"] = {"name": recipe.task.name, **task_context}
     return CellResult(
         scores=list(scores), context=context, epochs_run=result.epochs_run, best_epoch=result.best_epoch,
         wall_seconds=time.perf_counter() - t_start,

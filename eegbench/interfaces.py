@@ -279,9 +279,8 @@ class Task(ABC):
             one :class:`TaskScore` per distinct subject, in ascending subject order.
         """
 
-    def context(self) -> dict[str, Any]:
-        """Settings that make results comparable or not (recorded with results)."""
-        return {}
+    # No ``context()``: a task's settings are its resolved parameters, part of the recipe (``task_params``,
+    # ``recipe_key``), and what makes scores comparable across tasks (n-way) is in each TaskScore.
 
 
 @runtime_checkable
