@@ -166,7 +166,7 @@ def result_rows(cell: Cell, result: Any) -> list[dict[str, Any]]:
     from .interfaces import stable_hash
 
     cfg = cell.config
-    recipe = cell.recipe.with_head(getattr(result, "head", "linear"))
+    recipe = cell.recipe.with_head(result.head)
     recipe_dict, recipe_key, pretrain_recipe_key = recipe.as_dict(), recipe.recipe_key, recipe.pretrain_recipe_key
     context = dict(result.context)
     context_key = stable_hash(context)
