@@ -28,7 +28,9 @@ from torch import nn
 
 from . import __version__, create
 from .errors import CellFailure, DataError, EegbenchError, load_failure
-from .interfaces import EEGData, PrepOptions, TaskScore, stable_hash
+from .interfaces import (Dataset, EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
+                         SubjectAware, TaskScore, TextAligned, TextEncoder, stable_hash)
+from .recipe import Cell, ComponentRef, Preparation, Training
 from .resources import apply_thread_limit
 
 log = logging.getLogger("eegbench.engine")
@@ -52,9 +54,19 @@ def head_kind_for(backbone: nn.Module, image_dim: int) -> str:
     projection into an embedding space) and its ``n_features`` equals ``image_dim``, so the model is the
     backbone alone; ``"linear"`` otherwise.
     """
-    if bool(getattr(backbone, "includes_projection", False)) and getattr(backbone, "n_features", None) == int(image_dim):
+    if isinstance(backbone, OwnProjection) and backbone.includes_projection and backbone.n_features == int(image_dim):
         return "identity"
     return "linear"
+
+
+def takes_subject(backbone: Any) -> bool:
+    """Whether the backbone is called ``forward(x, subject)`` (it declares :class:`SubjectAware` True)."""
+    return isinstance(backbone, SubjectAware) and bool(backbone.takes_subject)
+
+
+def needs_text(loss_fn: Any) -> bool:
+    """Whether the loss is called with text embeddings (it declares :class:`TextAligned` True)."""
+    return isinstance(loss_fn, TextAligned) and bool(loss_fn.needs_text)
 
 
 class EEGEncoder(nn.Module):
@@ -67,9 +79,13 @@ class EEGEncoder(nn.Module):
 
     def __init__(self, backbone: nn.Module, image_dim: int, head: str = "auto"):
         super().__init__()
-        n_features = getattr(backbone, "n_features", None)
-        if not isinstance(n_features, int) or n_features < 1:
-            raise EegbenchError(f"backbone {type(backbone).__name__} has no positive int attribute n_features")
+        if not isinstance(backbone, EEGBackbone):
+            raise EegbenchError(f"backbone {type(backbone).__name__} breaks the EEGBackbone contract "
+                                "(eegbench.interfaces): it has no attribute n_features (the width of its output)")
+        n_features = backbone.n_features
+        if not isinstance(n_features, int) or isinstance(n_features, bool) or n_features < 1:
+            raise EegbenchError(f"backbone {type(backbone).__name__} has n_features = {n_features!r}; the EEGBackbone "
+                                "contract needs a positive int (the width of its output)")
         kind = head_kind_for(backbone, image_dim) if head == "auto" else head
         if kind not in HEAD_KINDS:
             raise EegbenchError(f"EEG encoder head {head!r} unknown: use \"auto\", {', '.join(map(repr, HEAD_KINDS))}")
@@ -79,20 +95,21 @@ class EEGEncoder(nn.Module):
         self.backbone = backbone
         self.head_kind = kind
         self.head = nn.Linear(n_features, image_dim) if kind == "linear" else nn.Identity()
-        self.takes_subject = bool(getattr(backbone, "takes_subject", False))
+        self.takes_subject = takes_subject(backbone)
 
     def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
         feats = self.backbone(x, subject) if self.takes_subject else self.backbone(x)
         return self.head(feats)
 
 
-def build_encoder(backbone: Mapping[str, Any], *, n_chans: int, n_times: int, sfreq: float | None,
+def build_encoder(backbone: ComponentRef | Mapping[str, Any], *, n_chans: int, n_times: int, sfreq: float | None,
                   ch_names: list[str] | None, image_dim: int, subjects: list[int] | None,
                   head: str = "auto") -> EEGEncoder:
     """Build the backbone by name (with its resolved params) and add the engine's head (see :class:`EEGEncoder`)."""
     chs_info = [{"ch_name": c} for c in ch_names] if ch_names else None
-    net = create("backbone", backbone["name"], n_chans=n_chans, n_times=n_times, sfreq=sfreq, chs_info=chs_info,
-                 subjects=list(subjects) if subjects else None, **dict(backbone.get("params", {})))
+    ref = backbone if isinstance(backbone, ComponentRef) else ComponentRef.from_dict(backbone)
+    net = create("backbone", ref.name, n_chans=n_chans, n_times=n_times, sfreq=sfreq, chs_info=chs_info,
+                 subjects=list(subjects) if subjects else None, **ref.kwargs())
     return EEGEncoder(net, image_dim, head=head)
 
 
@@ -146,12 +163,19 @@ class FitResult:
     samples_seen: int = 0
 
 
-def _lr_at(epoch: int, cfg: Mapping[str, Any]) -> float:
+def _training(cfg: Training | Mapping[str, Any]) -> Training:
+    """Typed training settings (a mapping of :class:`~eegbench.recipe.Training`'s fields is accepted: the rest
+    take their defaults)."""
+    return cfg if isinstance(cfg, Training) else Training.from_dict(cfg)
+
+
+def _lr_at(epoch: int, cfg: Training | Mapping[str, Any]) -> float:
     """Linear warmup from min_lr to lr, then cosine down to min_lr (or constant; plateau is reactive)."""
-    lr, min_lr, warm, total = cfg["lr"], cfg["min_lr"], cfg["warmup_epochs"], cfg["epochs"]
+    t = _training(cfg)
+    lr, min_lr, warm, total = t.lr, t.min_lr, t.warmup_epochs, t.epochs
     if epoch < warm:
         return min_lr + (lr - min_lr) * epoch / warm
-    if cfg["schedule"] == "cosine":
+    if t.schedule == "cosine":
         span = max(1, total - warm)
         return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * (epoch - warm) / span))
     return lr
@@ -175,47 +199,48 @@ def _batches(n: int, batch_size: int, drop_last: bool) -> list[tuple[int, int]]:
 
 
 def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSplit | None, image_emb: torch.Tensor,
-        cfg: Mapping[str, Any], *, seed: int, selection: str = "best-val", text_emb: torch.Tensor | None = None,
+        cfg: Training | Mapping[str, Any], *, seed: int, selection: str = "best-val", text_emb: torch.Tensor | None = None,
         progress: ProgressFn | None = None) -> FitResult:
     """Train ``model`` on ``train`` (rows of ``image_emb`` are targets); select on ``val`` only.
 
-    ``cfg`` holds the training keys of the spec (epochs, batch_size, lr, ...). Returns the selected weights
-    (best validation loss for ``"best-val"``, the final ones for ``"last"``).
+    ``cfg``: the stage's :class:`~eegbench.recipe.Training` (epochs, batch_size, lr, ...). Returns the selected
+    weights (best validation loss for ``"best-val"``, the final ones for ``"last"``).
     """
+    cfg = _training(cfg)
     device = train.x.device
     model_params = [p for p in model.parameters() if p.requires_grad]
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
     params = model_params + loss_params
-    opt_cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     # a learnable temperature is not weight-decayed (as CLIP/open_clip exclude the logit scale)
-    groups = [{"params": model_params, "weight_decay": cfg["weight_decay"]}]
+    groups = [{"params": model_params, "weight_decay": cfg.weight_decay}]
     if loss_params:
         groups.append({"params": loss_params, "weight_decay": 0.0})
-    opt = opt_cls(groups, lr=_lr_at(0, cfg), betas=tuple(cfg["betas"]), eps=cfg["eps"])
-    autocast, scaler = _autocast(device, cfg["amp"])
-    net: Callable[..., torch.Tensor] = torch.compile(model) if cfg.get("compile") else model
+    opt = opt_cls(groups, lr=_lr_at(0, cfg), betas=tuple(cfg.betas), eps=cfg.eps)
+    autocast, scaler = _autocast(device, cfg.amp)
+    net: Callable[..., torch.Tensor] = torch.compile(model) if cfg.compile else model
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
-    bs = int(cfg["batch_size"])
+    bs = int(cfg.batch_size)
     n = len(train)
     # by default full batches only (contrastive losses degrade on a tiny last batch); drop_last = false keeps the
     # partial one, as NICE's and UBP's DataLoaders do. The permutation changes per epoch
-    batches = _batches(n, bs, drop_last=bool(cfg.get("drop_last", True)))
-    needs_text = bool(getattr(loss_fn, "needs_text", False))
+    batches = _batches(n, bs, drop_last=bool(cfg.drop_last))
+    with_text = needs_text(loss_fn)
 
     def step_loss(split: DeviceSplit, rows: torch.Tensor) -> torch.Tensor:
         img_rows = split.image_index[rows]
         with autocast:
             out = net(split.x[rows], split.subject[rows])
-        txt = text_emb[img_rows] if needs_text else None
-        return loss_fn(out.float(), image_emb[img_rows], txt) if needs_text else loss_fn(out.float(), image_emb[img_rows])
+        txt = text_emb[img_rows] if with_text else None
+        return loss_fn(out.float(), image_emb[img_rows], txt) if with_text else loss_fn(out.float(), image_emb[img_rows])
 
     # a non-finite input would make every loss nan and (once ranked) a perfect score: refuse it as data
     check_finite_split(train, "training")
     if val is not None:
         check_finite_split(val, "validation")
     check_finite(image_emb, "image embeddings of the training images")
-    if needs_text and text_emb is not None:
+    if with_text and text_emb is not None:
         check_finite(text_emb, "text embeddings of the training images")
 
     best_val, best_epoch, bad_epochs, plateau_best, plateau_bad = math.inf, -1, 0, math.inf, 0
@@ -224,9 +249,9 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     epochs_run = 0
-    for epoch in range(int(cfg["epochs"])):
+    for epoch in range(int(cfg.epochs)):
         # plateau: warmup up to and including the first epoch at full lr, then only validation cuts it
-        if epoch <= cfg["warmup_epochs"] or cfg["schedule"] != "plateau":
+        if epoch <= cfg.warmup_epochs or cfg.schedule != "plateau":
             lr_now = _lr_at(epoch, cfg)
         lr_used = lr_now
         for group in opt.param_groups:
@@ -243,8 +268,8 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
                 scaler.unscale_(opt)
             else:
                 loss.backward()
-            if cfg["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             try:
                 if scaler is not None:
                     scaler.step(opt)
@@ -269,20 +294,20 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
-        if cfg["schedule"] == "plateau" and epoch >= cfg["warmup_epochs"] and val is not None:
+        if cfg.schedule == "plateau" and epoch >= cfg.warmup_epochs and val is not None:
             # ReduceLROnPlateau semantics (relative threshold 1e-4), on validation loss only
             if val_loss < plateau_best * (1 - 1e-4):
                 plateau_best, plateau_bad = val_loss, 0
             else:
                 plateau_bad += 1
-                if plateau_bad > cfg["plateau_patience"]:
-                    lr_now, plateau_bad = max(cfg["min_lr"], lr_now * cfg["plateau_factor"]), 0
-        record = {"epoch": epochs_run, "epochs": int(cfg["epochs"]), "train_loss": train_loss, "val_loss": val_loss, "lr": lr_used}
+                if plateau_bad > cfg.plateau_patience:
+                    lr_now, plateau_bad = max(cfg.min_lr, lr_now * cfg.plateau_factor), 0
+        record = {"epoch": epochs_run, "epochs": int(cfg.epochs), "train_loss": train_loss, "val_loss": val_loss, "lr": lr_used}
         history.append(record)
         if progress is not None:
             progress(record)
-        log.debug("epoch %d/%d train %.4f val %.4f lr %.2e", epochs_run, cfg["epochs"], train_loss, val_loss, lr_used)
-        if cfg["patience"] > 0 and val is not None and bad_epochs >= cfg["patience"]:
+        log.debug("epoch %d/%d train %.4f val %.4f lr %.2e", epochs_run, cfg.epochs, train_loss, val_loss, lr_used)
+        if cfg.patience > 0 and val is not None and bad_epochs >= cfg.patience:
             break
     if selection == "last" or best_state is None:
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -328,12 +353,12 @@ def check_finite_split(split: DeviceSplit, what: str) -> None:
                         "files (eegbench data verify) and prepare them again")
 
 
-def diverged(epoch: int, what: str, lr: float, cfg: Mapping[str, Any]) -> CellFailure:
+def diverged(epoch: int, what: str, lr: float, cfg: Training) -> CellFailure:
     """The one line of a cell whose loss stopped being finite (its inputs were checked finite before training)."""
     hint = f"the learning rate ({lr:g}) is likely too high: lower lr"
-    if cfg.get("grad_clip", 0) <= 0:
+    if cfg.grad_clip <= 0:
         hint += " or set grad_clip"
-    if cfg.get("amp") == "fp16":
+    if cfg.amp == "fp16":
         hint += "; fp16 can overflow: try amp = \"bf16\""
     return CellFailure(f"training diverged at epoch {epoch}: {what} (inputs are finite; {hint}); "
                        "nothing was scored")
@@ -346,12 +371,12 @@ def validation_loss(net, loss_fn, val: DeviceSplit, image_emb, batch_size, autoc
     loss_fn.eval()
     total = torch.zeros((), device=val.x.device)
     spans = _batches(len(val), batch_size, drop_last=False)
-    needs_text = bool(getattr(loss_fn, "needs_text", False))
+    with_text = needs_text(loss_fn)
     for start, stop in spans:
         img_rows = val.image_index[start:stop]
         with autocast:
             out = net(val.x[start:stop], val.subject[start:stop])
-        if needs_text:
+        if with_text:
             total += loss_fn(out.float(), image_emb[img_rows], text_emb[img_rows]).detach()
         else:
             total += loss_fn(out.float(), image_emb[img_rows]).detach()
@@ -385,19 +410,26 @@ class CellResult:
     head: str = "linear"
 
 
-def prep_options(prep: Mapping[str, Any], split: str, seed: int) -> PrepOptions:
+def prep_options(prep: Preparation, split: str, seed: int) -> PrepOptions:
     return PrepOptions(
-        averaging=prep["train_averaging"] if split == "train" else prep["test_averaging"],
-        channels=tuple(prep["channels"]) if prep.get("channels") else None,
-        window=tuple(prep["window"]) if prep.get("window") else None,
-        n_times=prep.get("n_times") or None,
+        averaging=prep.train_averaging if split == "train" else prep.test_averaging,
+        channels=tuple(prep.channels) if prep.channels else None,
+        window=tuple(prep.window) if prep.window else None,  # type: ignore[arg-type]
+        n_times=prep.n_times or None,
         seed=int(seed),
     )
 
 
-def build_dataset(cfg: Mapping[str, Any], cache_dir: str | os.PathLike | None = None):
-    dataset = create("dataset", cfg["dataset"]["name"], **dict(cfg["dataset"]["params"]))
-    if cache_dir is not None and hasattr(dataset, "cache_root"):  # --cache / [paths] cache for prepared EEG too
+def build_dataset(dataset_ref: ComponentRef | Cell | Mapping[str, Any], cache_dir: str | os.PathLike | None = None):
+    """The dataset of a recipe (``dataset_ref``: the recipe's dataset, a cell, or a cell's plain config)."""
+    if isinstance(dataset_ref, Cell):
+        ref = dataset_ref.recipe.dataset
+    elif isinstance(dataset_ref, ComponentRef):
+        ref = dataset_ref
+    else:
+        ref = ComponentRef.from_dict(dataset_ref["dataset"])
+    dataset = create("dataset", ref.name, **ref.kwargs())
+    if cache_dir is not None and isinstance(dataset, Dataset):  # --cache / [paths] cache for prepared EEG too
         dataset.cache_root = Path(cache_dir)
     return dataset
 
@@ -430,8 +462,9 @@ def text_embeddings(encoder, images, template: str, cache_root) -> np.ndarray:
     """Text embeddings of each image's concept prompt (cached by encoder, prompts)."""
     from .cache import Cache
 
-    if not hasattr(encoder, "encode_text"):
-        raise EegbenchError(f"the loss needs text embeddings but image encoder {encoder.fingerprint!r} has no encode_text")
+    if not isinstance(encoder, TextEncoder):
+        raise EegbenchError(f"the loss needs text embeddings but image encoder {encoder.fingerprint!r} has no encode_text "
+                            "(the TextEncoder contract of eegbench.interfaces)")
     prompts = [template.format(concept=_concept_word(c)) for c in images.concepts]
     cache = Cache("text-embeddings", cache_root)
     fields = {"encoder": encoder.fingerprint, "prompts": stable_hash(prompts)}
@@ -443,67 +476,72 @@ def text_embeddings(encoder, images, template: str, cache_root) -> np.ndarray:
     return emb
 
 
-def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None, device: str = "auto",
-             progress: ProgressFn | None = None, show_embedding_progress: bool = False) -> CellResult:
+def grow_subject(model: EEGEncoder, subject: int) -> None:
+    """Give a subject-aware model an input layer for ``subject`` when it has none (by the backbone's own rule)."""
+    backbone = model.backbone
+    if model.takes_subject and isinstance(backbone, GrowsSubjects) and subject not in list(backbone.subjects):
+        backbone.add_subject(subject)
+
+
+def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+             device: str = "auto", progress: ProgressFn | None = None, show_embedding_progress: bool = False) -> CellResult:
     """Run one planned cell end to end and return its scores (does not touch the results store)."""
     from .embedding import embed_images
     from .splits import Standardizer, heldout_image_rows, image_subset, labelled_split, only_images, without_images
 
     t_start = time.perf_counter()
     apply_thread_limit()  # this process's share of the CPUs it may use (affinity, cgroup quota, local workers)
-    cfg = cell.config
+    recipe, where = cell.recipe, cell.placement
+    prep, vcfg, tcfg = recipe.preparation, recipe.validation, recipe.stage_training
     dev = resolve_device(device)
-    seed = int(cell.seed)
-    prep, vcfg, tcfg = cfg["prep"], cfg["validation"], cfg["train"]
-    dataset = build_dataset(cfg, cache_dir)
-    dataset.ensure_available(sorted(set(cell.train_subjects) | set(cfg["test_subjects"])))
+    seed = int(where.seed)
+    dataset = build_dataset(recipe.dataset, cache_dir)
+    dataset.ensure_available(sorted(set(where.train_subjects) | set(where.test_subjects)))
 
     # --- training and validation data: from the training split only ---------------------------------------
-    train_all = load_subjects(dataset, cell.train_subjects, "train", prep_options(prep, "train", seed))
+    train_all = load_subjects(dataset, where.train_subjects, "train", prep_options(prep, "train", seed))
     check_finite_eeg(train_all, "training")  # before standardising, which would spread one nan to every trial
     heldout = None  # rows of the training images held out as the seen-concept test split (test_split "train-heldout")
-    if prep.get("test_split", "test") == "train-heldout":
-        heldout = heldout_image_rows(train_all.images, prep["heldout_fraction"], prep["heldout_seed"])
+    if prep.test_split == "train-heldout":
+        heldout = heldout_image_rows(train_all.images, prep.heldout_fraction, prep.heldout_seed)
         train_all = without_images(train_all, heldout)  # no trial of a held-out image trains or validates
     # the labelled budget (training_ratio of each subject's images) first, validation drawn inside it
-    train, val = labelled_split(train_all, cell.training_ratio, vcfg["fraction"], seed, by=vcfg["by"])
+    train, val = labelled_split(train_all, where.training_ratio, vcfg.fraction, seed, by=vcfg.by)
     if len(train) == 0:
         raise EegbenchError(f"cell {cell.label()}: no training trials left after the validation split and ratio")
     test_images = (dataset.image_set("test") if heldout is None
                    else image_subset(train_all.images, heldout, "train-heldout"))
     check_disjoint(val, test_images, train_all.images)
-    standardizer = Standardizer.fit(train) if prep["standardize"] else None
+    standardizer = Standardizer.fit(train) if prep.standardize else None
     norm = standardizer.apply if standardizer is not None else (lambda a: np.asarray(a, dtype=np.float32))
 
-    encoder = create("image-encoder", cfg["image_encoder"]["name"], **dict(cfg["image_encoder"]["params"]))
-    if callable(getattr(encoder, "for_images", None)):  # encoders whose identity depends on the image set's root
+    encoder = create("image-encoder", recipe.image_encoder.name, **recipe.image_encoder.kwargs())
+    if isinstance(encoder, ImageSetBound):  # encoders whose identity depends on the image set (an embedding file)
         encoder = encoder.for_images(train_all.images)
     train_emb = embed_images(encoder, train_all.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
     image_dim = int(train_emb.shape[1])
     emb_t = torch.as_tensor(np.array(train_emb, dtype=np.float32)).to(dev)  # a copy: cache entries are read-only maps
 
     # the task prepares from the image sets and encoder now (a text tower, concept names), before anything trains
-    task = create("task", cfg["task"]["name"], **dict(cfg["task"]["params"]))
+    task = create("task", recipe.stage_task.name, **recipe.stage_task.kwargs())
     task.setup(train_images=train_all.images, test_images=test_images, image_encoder=encoder, cache_root=cache_dir,
                device=str(dev))
-    loss_fn = create("loss", cfg["loss"]["name"], **dict(cfg["loss"]["params"])).to(dev)
+    loss_fn = create("loss", recipe.loss.name, **recipe.loss.kwargs()).to(dev)
     text_t = None
-    if getattr(loss_fn, "needs_text", False):
-        text_t = torch.as_tensor(text_embeddings(encoder, train_all.images, tcfg["text_prompt"], cache_dir)).to(dev)
+    if needs_text(loss_fn):
+        text_t = torch.as_tensor(text_embeddings(encoder, train_all.images, tcfg.text_prompt, cache_dir)).to(dev)
 
     info = train_all.info
     n_chans, n_times = int(train_all.eeg.shape[1]), int(train_all.eeg.shape[2])
     torch.manual_seed(seed)
-    if cell.stage == "finetune":
-        pre = cfg["pretrain"]
-        model, _ = load_encoder(Path(results_dir) / "checkpoints" / f"{pre['key']}.pt", device="cpu",
-                                expect_cell_key=pre["key"])
-        if (model.takes_subject and hasattr(model.backbone, "add_subject")
-                and int(cell.test_subject) not in list(getattr(model.backbone, "subjects", []))):
-            model.backbone.add_subject(int(cell.test_subject))
+    if where.stage == "finetune":
+        assert cell.pretrain_key is not None  # a finetune cell always names its pretrain cell (Cell checks it)
+        model, _ = load_encoder(Path(results_dir) / "checkpoints" / f"{cell.pretrain_key}.pt", device="cpu",
+                                expect_cell_key=cell.pretrain_key)
+        grow_subject(model, int(where.test_subject))  # type: ignore[arg-type]
     else:
-        model = build_encoder(cfg["backbone"], n_chans=n_chans, n_times=n_times, sfreq=info.sfreq,
-                              ch_names=list(info.ch_names), image_dim=image_dim, subjects=list(cell.train_subjects))
+        model = build_encoder(recipe.backbone, n_chans=n_chans, n_times=n_times, sfreq=info.sfreq,
+                              ch_names=list(info.ch_names), image_dim=image_dim, subjects=list(where.train_subjects))
     model = model.to(dev)
 
     train_d = to_device(norm(train.eeg), train.image_index, train.subject, dev)
@@ -513,27 +551,24 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
         val = val.select(np.random.default_rng(seed).permutation(len(val)))
     val_d = to_device(norm(val.eeg), val.image_index, val.subject, dev) if val is not None and len(val) else None
     del train_all
-    result = fit(model, loss_fn, train_d, val_d, emb_t, tcfg, seed=seed, selection=vcfg["selection"],
+    result = fit(model, loss_fn, train_d, val_d, emb_t, tcfg, seed=seed, selection=vcfg.selection,
                  text_emb=text_t, progress=progress)
     model.load_state_dict(result.state)
-    if getattr(task, "needs_training_data", False):  # a probe on the selected encoder's training/validation embeddings
+    if task.needs_training_data:  # a probe on the selected encoder's training/validation embeddings
         task.fit(embed_eeg(model, train_d), train_d.image_index,
                  embed_eeg(model, val_d) if val_d is not None else None, val_d.image_index if val_d is not None else None)
     del train_d, val_d, emb_t
 
     # --- the test split: loaded and evaluated once, after training --------------------------------------------
-    backbone = model.backbone
-    if model.takes_subject and callable(getattr(backbone, "add_subject", None)):
-        # a subject-aware model meets an unseen test subject (LOSO pretrain): its input layer starts as the
-        # backbone's default for a new subject (the mean of the trained ones), decided before any test data is read
-        for s in cfg["test_subjects"]:
-            if int(s) not in list(getattr(backbone, "subjects", [])):
-                backbone.add_subject(int(s))
+    # a subject-aware model meets an unseen test subject (LOSO pretrain): its input layer starts as the
+    # backbone's default for a new subject (the mean of the trained ones), decided before any test data is read
+    for s in where.test_subjects:
+        grow_subject(model, int(s))
     if heldout is None:
-        test = load_subjects(dataset, cfg["test_subjects"], "test", prep_options(prep, "test", seed))
+        test = load_subjects(dataset, where.test_subjects, "test", prep_options(prep, "test", seed))
         test_emb = embed_images(encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
     else:  # the held-out training images' trials of the test subjects, prepared as test trials
-        test = only_images(load_subjects(dataset, cfg["test_subjects"], "train", prep_options(prep, "test", seed)),
+        test = only_images(load_subjects(dataset, where.test_subjects, "train", prep_options(prep, "test", seed)),
                            heldout, test_images)
         test_emb = np.asarray(train_emb)[heldout]
     check_finite_eeg(test, "test")
@@ -544,35 +579,34 @@ def run_cell(cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLi
                            test_d.image_index, test_d.subject)
 
     # the subjects the backbone is built with: a finetuned subject-aware model has the pretrain ones plus its own
-    built_for = list(cell.train_subjects)
-    if cell.stage == "finetune":
-        built_for = list(cfg["pretrain"]["train_subjects"])
-    if model.takes_subject and hasattr(model.backbone, "subjects"):
+    built_for = list(where.pretrain_train_subjects if where.stage == "finetune" else where.train_subjects)
+    if model.takes_subject and isinstance(model.backbone, GrowsSubjects):
         built_for = [int(s) for s in model.backbone.subjects]  # trained ones plus any added for testing
-    ckpt = save_checkpoint(Path(results_dir) / "checkpoints" / f"{cell.key}.pt", model, cfg=cfg, cell_key=cell.key,
-                           n_chans=n_chans, n_times=n_times, sfreq=info.sfreq, ch_names=list(info.ch_names),
-                           image_dim=image_dim, subjects=built_for, standardizer=standardizer)
+    ckpt = save_checkpoint(Path(results_dir) / "checkpoints" / f"{cell.key}.pt", model, cfg=cell.config,
+                           cell_key=cell.key, n_chans=n_chans, n_times=n_times, sfreq=info.sfreq,
+                           ch_names=list(info.ch_names), image_dim=image_dim, subjects=built_for,
+                           standardizer=standardizer)
     describe = dataset.describe() or {}
     context = {
-        "dataset": cfg["dataset"]["name"],
+        "dataset": recipe.dataset.name,
         "synthetic": bool(describe.get("synthetic", False)),
-        "test_split": prep.get("test_split", "test"),
+        "test_split": prep.test_split,
         "n_way": int(scores[0].n_way) if scores else len(test_images),
-        "train_averaging": prep["train_averaging"],
-        "test_averaging": prep["test_averaging"],
+        "train_averaging": prep.train_averaging,
+        "test_averaging": prep.test_averaging,
         "window": [round(float(info.tmin), 4), round(float(info.tmax), 4)],
         "channels": list(info.ch_names),
         "n_times": n_times,
         "sfreq": float(info.sfreq),
-        "standardize": bool(prep["standardize"]),
-        "selection": vcfg["selection"],
-        "val_fraction": float(vcfg["fraction"]),
-        "val_by": vcfg["by"],
+        "standardize": bool(prep.standardize),
+        "selection": vcfg.selection,
+        "val_fraction": float(vcfg.fraction),
+        "val_by": vcfg.by,
         "image_encoder": encoder.fingerprint,
-        "image_encoder_random_init": bool(getattr(encoder, "random_init", False)),
+        "image_encoder_random_init": bool(encoder.random_init) if isinstance(encoder, ImageEncoder) else False,
     }
     if heldout is not None:  # which held-out images: rows of another fraction or seed are another test set
-        context.update(heldout_fraction=float(prep["heldout_fraction"]), heldout_seed=int(prep["heldout_seed"]))
+        context.update(heldout_fraction=float(prep.heldout_fraction), heldout_seed=int(prep.heldout_seed))
     return CellResult(
         scores=list(scores), context=context, epochs_run=result.epochs_run, best_epoch=result.best_epoch,
         wall_seconds=time.perf_counter() - t_start,
@@ -609,7 +643,7 @@ def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], ce
         "format": CHECKPOINT_FORMAT,
         "cell_key": cell_key,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "backbone": json.dumps(cfg["backbone"], sort_keys=True),
+        "backbone": json.dumps(cfg.get("backbone"), sort_keys=True),
         "config": json.dumps(cfg, sort_keys=True, default=str),
         "n_chans": int(n_chans), "n_times": int(n_times), "sfreq": float(sfreq) if sfreq else 0.0,
         "ch_names": list(ch_names), "image_dim": int(image_dim), "subjects": [int(s) for s in subjects],

@@ -1,8 +1,11 @@
 """The contracts between the core and plugins (DESIGN.md's table).
 
 The core only talks to components through these interfaces and the plain records below. This module
-imports numpy but not torch: torch-facing contracts (backbones, losses) are documented here and checked
-structurally by the engine, so listing and validating never import torch.
+imports numpy but not torch: torch-facing contracts (backbones, losses) are :class:`typing.Protocol` s,
+checked structurally (``isinstance``) by the engine, so listing and validating never import torch. Optional
+capabilities are protocols of their own (:class:`SubjectAware`, :class:`GrowsSubjects`,
+:class:`OwnProjection`, :class:`TextAligned`, :class:`TextEncoder`, :class:`ImageSetBound`): the engine asks
+``isinstance(x, Capability)``, never ``getattr``.
 
 =================  ==========================================  =============================================
 interface          given                                       gives
@@ -26,7 +29,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -224,6 +227,11 @@ class Dataset(ABC):
         only the files can tell, and the dry run then reads :meth:`image_set`."""
         return None
 
+    def repetitions(self, split: Split) -> int | None:
+        """Repetitions per image of ``split`` when known without reading the EEG (``eegbench run --dry-run``
+        counts training trials from it); None when unknown."""
+        return None
+
     def source_identity(self) -> str:
         """A string that changes when the underlying files change (part of every cache key)."""
         return ""
@@ -297,35 +305,139 @@ class Task(ABC):
             one :class:`TaskScore` per distinct subject, in ascending subject order.
         """
 
-    def context(self) -> dict[str, Any]:
-        """Settings that make results comparable or not (recorded with results)."""
-        return {}
+    # No ``context()``: a task's settings are its resolved parameters, part of the recipe (``task_params``,
+    # ``recipe_key``), and what makes scores comparable across tasks (n-way) is in each TaskScore.
+
+
+@runtime_checkable
+class CellLike(Protocol):
+    """What an executor reads of a cell (:class:`eegbench.recipe.Cell` has it, so do test stand-ins):
+    its ``key``, the keys it ``depends_on``, and the placement fields messages name it by."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def depends_on(self) -> tuple[str, ...]: ...
+
+    @property
+    def stage(self) -> str: ...
+
+    @property
+    def fold(self) -> str: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def training_ratio(self) -> float: ...
+
+    @property
+    def spec_name(self) -> str: ...
+
+
+@runtime_checkable
+class CellRunner(Protocol):
+    """Runs one cell and records it: what an executor is given (``eegbench.runner.CellRunner`` is the real
+    one). Picklable; ``results_dir`` is the results store executors read each cell's status from; ``force``
+    recomputes cells already done. It writes the cell's rows itself, so an executor never changes a result."""
+
+    results_dir: str
+    force: bool
+
+    def __call__(self, cell: Any) -> CellOutcome: ...
 
 
 class Executor(ABC):
-    """Runs cells of a plan somewhere (in process, worker processes, Slurm, Ray).
-
-    ``runner`` is a picklable callable taking one cell and returning its outcome; it writes the cell's
-    result to the results store itself, so an executor never changes a cell's result.
-    """
+    """Runs cells of a plan somewhere (in process, worker processes, Slurm, Ray)."""
 
     name: str = ""
 
     @abstractmethod
-    def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:
+    def run(self, cells: Sequence[CellLike], runner: CellRunner) -> list[CellOutcome]:
         """Run every cell respecting ``cell.depends_on``; return the outcomes in ``cells`` order."""
 
 
-# Torch-facing contracts, documented here and checked by the engine (no torch import at this level):
-#
-# EEGBackbone — ``torch.nn.Module`` built by ``factory(n_chans, n_times, sfreq, chs_info=None, **params)``;
-#   ``forward(x)`` with float32 ``x [B, n_chans, n_times]`` returns ``[B, F]`` (F fixed for the model).
-#   A subject-aware backbone sets ``takes_subject = True`` and is called ``forward(x, subject)`` with an
-#   int64 ``subject [B]``; it may offer ``add_subject(number, init_from=None)`` for finetuning.
-#   The engine appends the projection head ``Linear(F, image_dim)``.
-#
-# Loss — ``torch.nn.Module``; ``forward(eeg_emb [B, d], img_emb [B, d]) -> scalar``; rows i of both are a
-#   positive pair. Parameters it owns (a learnable temperature) are optimised with the encoder.
+# --------------------------------------------------------------------------------------------------
+# torch-facing contracts (structural: no torch import at this level) and their optional capabilities
+# --------------------------------------------------------------------------------------------------
+@runtime_checkable
+class EEGBackbone(Protocol):
+    """A ``torch.nn.Module`` built by ``factory(n_chans, n_times, sfreq, chs_info=None, subjects=None,
+    **params)``; ``forward(x)`` with float32 ``x [B, n_chans, n_times]`` returns ``[B, n_features]``.
+
+    Required: ``n_features`` (a positive int, fixed for the model). The engine appends the projection head
+    ``Linear(n_features, image_dim)`` (none for an :class:`OwnProjection` backbone at the image width).
+    Optional capabilities, each a protocol below: :class:`SubjectAware`, :class:`GrowsSubjects`,
+    :class:`OwnProjection` (as braindecode's ``EEGModuleMixin`` declares its signal attributes on the model).
+    """
+
+    n_features: int
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class SubjectAware(Protocol):
+    """A backbone declaring ``takes_subject``; when True it is called ``forward(x, subject)`` with an int64
+    ``subject [B]``."""
+
+    takes_subject: bool
+
+
+@runtime_checkable
+class GrowsSubjects(Protocol):
+    """A subject-aware backbone that can add an input layer for a subject it was not built with (a held-out
+    subject under LOSO), initialised by its own rule (e.g. the mean of the trained subjects')."""
+
+    @property
+    def subjects(self) -> list[int]: ...
+
+    def add_subject(self, number: int, init_from: int | None = None) -> None: ...
+
+
+@runtime_checkable
+class OwnProjection(Protocol):
+    """A backbone that ends with its own projection into an embedding space: when ``includes_projection`` is
+    True and ``n_features`` equals the image width, the engine adds no head."""
+
+    includes_projection: bool
+    n_features: int
+
+
+@runtime_checkable
+class Loss(Protocol):
+    """A ``torch.nn.Module``: ``forward(eeg_emb [B, d], img_emb [B, d]) -> scalar``; rows i of both are a
+    positive pair. Parameters it owns (a learnable temperature) are optimised with the encoder."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def parameters(self) -> Any: ...
+
+
+@runtime_checkable
+class TextAligned(Protocol):
+    """A loss declaring ``needs_text``; when True it is called ``forward(eeg, img, text)`` with the text
+    embeddings of each image's concept prompt (the image encoder must then be a :class:`TextEncoder`)."""
+
+    needs_text: bool
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """An image encoder that also embeds text: ``encode_text(prompts) -> float32 [n, dim]``."""
+
+    fingerprint: str
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class ImageSetBound(Protocol):
+    """An image encoder whose identity depends on the image set (an embedding file served by image id):
+    ``for_images(images)`` returns the encoder bound to that set, with its fingerprint."""
+
+    def for_images(self, images: ImageSet) -> "ImageEncoder": ...
 
 
 def canonical_json(value: Any) -> str:

@@ -2,8 +2,8 @@
 
 The pipeline: read every results database, merge them without duplicate cells (a row is identified by
 ``cell_key`` + ``test_subject`` + ``metric``; the newest copy wins), keep one metric, group rows into
-**configurations** (the ``by`` columns *and* the recipe: the resolved cell config minus per-cell identities,
-a finetune row's including its pretrain cell's settings; see :meth:`_Recipes.of`, :func:`_assign_configs`) and
+**configurations** (the ``by`` columns *and* the ``recipe_key`` the runner stored with each row: what was
+computed, a finetune row's including its pretrain settings; see :mod:`eegbench.recipe`, :func:`_assign_configs`) and
 **columns** (protocol, stage, training ratio), and summarise each (configuration, column) within one
 **comparison context** (``context_key``): rows from different contexts are never ranked together.
 
@@ -361,6 +361,8 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
                                           else results_dirs)]
     else:
         sources = sorted(set(rows.get("results_dir", pd.Series(dtype=str)).dropna().astype(str)))
+    # rows written before the store kept recipes (a store opened read-only is not migrated): their keys now
+    rows = fill_recipes(rows, CellConfigs() if cell_configs is None else cell_configs)
     metrics = sorted(set(rows["metric"].dropna()))
     df = rows[rows["metric"] == metric].copy()
     if df.empty:
@@ -378,7 +380,7 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
     for key, ctx in zip(df["context_key"], df["context"]):
         contexts.setdefault(key, ctx if isinstance(ctx, dict) else {})
 
-    _assign_configs(df, by, _cell_configs(rows, CellConfigs() if cell_configs is None else cell_configs))
+    _assign_configs(df, by)
     labels = _labels(df, by)
     df["config"] = df["config_id"].map(lambda c: labels[c][0])
     df["variant"] = df["config_id"].map(lambda c: labels[c][1])
@@ -417,7 +419,6 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
             table[col] = None
     table = table[[*TABLE_COLUMNS, *[b for b in by if b not in TABLE_COLUMNS]]]
     table = _sort_table(table)
-    df = df.drop(columns=["_recipe", "_base_id"])
     return Leaderboard(metric=metric, by=tuple(by), table=table, rows=df.reset_index(drop=True), contexts=contexts,
                        citations=citations, sources=sources, reported=reported_entries)
 
@@ -440,126 +441,41 @@ def _parse_by(by: Sequence[str] | str) -> tuple[str, ...]:
     return out
 
 
-#: keys of a cell's resolved config that vary *within* one configuration's leaderboard row by design: the
-#: fold and its subjects, the seed, the column (protocol, stage, training ratio) and the finetune cell's link to
-#: its own fold's pretrain cell (its settings join the recipe through that cell's config instead)
-PER_CELL_KEYS = frozenset({"fold", "test_subject", "test_subjects", "train_subjects", "seed", "stage",
-                           "training_ratio", "labelled_fraction", "protocol", "pretrain", "key",
-                           "inputs"})  # which files a cell read (differs per machine), not the method
-#: the config key under which a finetune column's recipe keeps the finetune stage's training settings
-FINETUNE_KEY = "finetune"
-
-
-def _cell_configs(rows: "pd.DataFrame", stored: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[str, Any]]:
-    """``{cell_key: resolved config}`` from every loaded row (any metric), else the stores' ``cells`` tables."""
+def fill_recipes(rows: "pd.DataFrame", cell_configs: Mapping[str, Mapping[str, Any]]) -> "pd.DataFrame":
+    """``rows`` with ``recipe``, ``recipe_key`` and ``pretrain_recipe_key`` filled where a store written by an
+    earlier version (or opened read-only, so not migrated) lacks them, by the migration's rules
+    (:class:`eegbench.recipe.StoredRecipes`), with the configs of every loaded row and of the stores' ``cells``
+    tables (a finetune's pretrain cell may be in another directory). Rows that have them are left as they are."""
     from collections import ChainMap
 
+    from .recipe import StoredRecipes
+
+    for col in ("recipe", "recipe_key", "pretrain_recipe_key"):
+        if col not in rows:
+            rows[col] = None
+    missing = rows["recipe_key"].isna().to_numpy()
+    if not missing.any():
+        return rows
     own: dict[str, Mapping[str, Any]] = {}
-    if "config" in rows:
-        for key, cfg in zip(rows["cell_key"], rows["config"]):
-            if isinstance(cfg, dict) and cfg:
-                own[str(key)] = cfg
-    return ChainMap(own, stored)  # type: ignore[arg-type]
-
-
-def _strip(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A cell config without its per-cell identities, and without the context arguments of its components (a
-    dataset's ``root`` says where the data lives, not what is computed: the same recipe on two machines merges)."""
-    from .components import CONTEXT_ARGS
-
-    out: dict[str, Any] = {}
-    for k, v in cfg.items():
-        if k in PER_CELL_KEYS:
-            continue
-        drop = CONTEXT_ARGS.get(COMPONENT_COLUMNS.get(k, ""), ())
-        if drop and isinstance(v, dict) and isinstance(v.get("params"), dict) and any(p in v["params"] for p in drop):
-            v = {**v, "params": {p: x for p, x in v["params"].items() if p not in drop}}
-        out[k] = v
-    return out
-
-
-class _Recipes:
-    """The recipe of every result row (:meth:`of`), each distinct config's computed once.
-
-    A store repeats one recipe over folds, seeds, stages and metrics: its thousands of rows hold a few dozen
-    recipes. Stripping and hashing are cached per config object (rows that share a config's JSON text share
-    one decoded object, see :meth:`eegbench.store.ResultStore.rows`) and per distinct stripped config.
-    """
-
-    def __init__(self, cell_configs: Mapping[str, Mapping[str, Any]]):
-        self.cell_configs = cell_configs
-        self._stripped: dict[int, tuple[dict[str, Any], str]] = {}
-        self._alive: list[Any] = []  # the configs cached by id stay alive, so their ids are not reused
-        self._recipes: dict[tuple[Any, ...], tuple[dict[str, Any], str, str]] = {}
-
-    def _strip_once(self, cfg: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-        """``(_strip(cfg), its canonical JSON)``."""
-        from .interfaces import canonical_json
-
-        hit = self._stripped.get(id(cfg))
-        if hit is None:
-            own = _strip(cfg)
-            hit = self._stripped[id(cfg)] = (own, canonical_json(own))
-            self._alive.append(cfg)
-        return hit
-
-    def of(self, cfg: Any, stage: Any, row: Mapping[str, Any]) -> tuple[dict[str, Any], str, str]:
-        """``(recipe, recipe id, base id)``: everything that defines the method of a result row, its hash,
-        and the id of the pretrain recipe it builds on (its own id for a pretrain row).
-
-        From the row's resolved ``config`` minus :data:`PER_CELL_KEYS`; a finetune row's recipe is its
-        pretrain cell's recipe plus the finetune stage's training settings under ``finetune`` (``train`` =
-        ``"unknown"`` when that pretrain cell is in none of the results). Rows without a config (an older
-        writer) fall back to their component names and parameters (``row``).
-        """
-        from .interfaces import stable_hash
-
-        if not isinstance(cfg, dict) or not cfg:
-            recipe = {col: {"name": None if _isnull(row.get(col)) else row.get(col),
-                            "params": row.get(col + "_params") if isinstance(row.get(col + "_params"), dict) else {}}
-                      for col in COMPONENT_COLUMNS if col in row}
-            rid = stable_hash(recipe)
-            return recipe, rid, rid
-        own, own_text = self._strip_once(cfg)
-        if stage != "finetune":
-            key: tuple[Any, ...] = ("pretrain", own_text)
-            hit = self._recipes.get(key)
-            if hit is None:
-                rid = _text_hash(own_text)
-                hit = self._recipes[key] = (own, rid, rid)
-            return hit
-        link = cfg.get("pretrain")
-        pre_cfg = self.cell_configs.get(str(link.get("key"))) if isinstance(link, dict) else None
-        pre_stripped, pre_text = self._strip_once(pre_cfg) if pre_cfg else (None, None)
-        key = ("finetune", own_text, pre_text)
-        hit = self._recipes.get(key)
-        if hit is None:
-            if pre_stripped is not None:
-                # a cells-table config lacks what the runner adds to its rows (the engine's ``head``): the stages
-                # share it
-                pre = {**{k: v for k, v in own.items() if k != "train"}, **pre_stripped}
-            else:
-                pre = {**{k: v for k, v in own.items() if k != "train"}, "train": "unknown"}
-            recipe = {**pre, FINETUNE_KEY: own.get("train")}
-            # anything else the finetune stage changed (the plan shares all but ``train``; kept so it can never
-            # merge)
-            extra = {k: v for k, v in own.items() if k != "train" and pre.get(k) != v}
-            if extra:
-                recipe[FINETUNE_KEY + "_stage"] = extra
-            hit = self._recipes[key] = (recipe, stable_hash(recipe), stable_hash(pre))
-        return hit
+    for key, cfg in zip(rows["cell_key"], rows["config"]):
+        if isinstance(cfg, dict) and cfg:
+            own[str(key)] = cfg
+    book = StoredRecipes(ChainMap(own, cell_configs))  # type: ignore[arg-type]
+    columns = [c for c in ("stage", "config", *COMPONENT_COLUMNS, *(c + "_params" for c in COMPONENT_COLUMNS)) if c in rows]
+    part = rows.loc[missing, columns]
+    found = [book.of(r.get("config"), r.get("stage"), r) for r in part.to_dict("records")]
+    recipe = rows["recipe"].astype(object).to_numpy(copy=True)
+    keys = rows["recipe_key"].astype(object).to_numpy(copy=True)
+    bases = rows["pretrain_recipe_key"].astype(object).to_numpy(copy=True)
+    at = missing.nonzero()[0]
+    for i, (r, k, b) in zip(at, found):
+        recipe[i], keys[i], bases[i] = r, k, b
+    return rows.assign(recipe=recipe, recipe_key=keys, pretrain_recipe_key=bases)
 
 
 def _hashable_or_id(value: Any) -> Any:
     """``value`` as part of a cache key: itself, or for a list or dict (alive meanwhile) its identity."""
     return ("id", id(value)) if isinstance(value, (list, dict)) else value
-
-
-def _text_hash(text: str, length: int = 16) -> str:
-    """:func:`eegbench.interfaces.stable_hash` of a value whose canonical JSON is ``text``."""
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def _by_part(row: Mapping[str, Any], by: Sequence[str]) -> list[Any]:
@@ -575,48 +491,44 @@ def _by_part(row: Mapping[str, Any], by: Sequence[str]) -> list[Any]:
     return parts
 
 
-def _assign_configs(df: "pd.DataFrame", by: Sequence[str], cell_configs: Mapping[str, Mapping[str, Any]]) -> None:
-    """Set ``config_id`` (plus the private ``_recipe`` / ``_base_id``) on every row, in place.
+def _assign_configs(df: "pd.DataFrame", by: Sequence[str]) -> None:
+    """Set ``config_id`` on every row, in place, from the ``by`` values and the stored ``recipe_key``.
 
-    A configuration is the ``by`` values **and** the recipe (:meth:`_Recipes.of`): rows whose recipes differ
-    are never merged, whatever ``by`` says. A pretrain recipe's rows share the row of the finetune recipe built
-    on them when exactly one such finetune recipe is present in the context; with several (a finetune setting
-    varied over one pretraining) the pretrain scores get a row of their own rather than being counted twice.
+    A configuration is the ``by`` values **and** the recipe: rows whose recipes differ are never merged,
+    whatever ``by`` says. A pretrain recipe's rows share the row of the finetune recipe built on them
+    (``pretrain_recipe_key``) when exactly one such finetune recipe is present in the context; with several
+    (a finetune setting varied over one pretraining) the pretrain scores get a row of their own rather than
+    being counted twice.
     """
     from .interfaces import stable_hash
 
-    columns = [c for c in dict.fromkeys(["config", "stage", "context_key", *by, *COMPONENT_COLUMNS,
-                                         *(c + "_params" for c in (*by, *COMPONENT_COLUMNS))]) if c in df]
+    columns = [c for c in dict.fromkeys(["stage", "context_key", "recipe_key", "pretrain_recipe_key", *by,
+                                         *(c + "_params" for c in by if c in COMPONENT_COLUMNS)]) if c in df]
     recs = [dict(zip(columns, values)) for values in zip(*(df[c].tolist() for c in columns))]
-    book = _Recipes(cell_configs)
     ids_of: dict[tuple[str, str], str] = {}
-    recipes, base_ids, ids, by_parts = [], [], [], []
+    ids, by_parts = [], []
     parts: dict[tuple, str] = {}  # a cell's parameter dicts are shared by its rows (one decoded JSON text)
     for r in recs:
-        recipe, rid, base = book.of(r.get("config"), r.get("stage"), r)
         part_key = tuple((_hashable_or_id(r.get(c)), id(r.get(c + "_params"))) for c in by)
         part = parts.get(part_key)
         if part is None:
             part = parts[part_key] = json.dumps(_by_part(r, by), sort_keys=True, default=str)
+        rid = str(r["recipe_key"])
         cid = ids_of.get((part, rid))
         if cid is None:
             cid = ids_of[(part, rid)] = stable_hash([part, rid], 12)
-        recipes.append(recipe)
-        base_ids.append(base)
         by_parts.append(part)
         ids.append(cid)
     finetunes: dict[tuple[str, str, str], set[str]] = {}
-    for r, base, part, cid in zip(recs, base_ids, by_parts, ids):
+    for r, part, cid in zip(recs, by_parts, ids):
         if r.get("stage") == "finetune":
-            finetunes.setdefault((str(r.get("context_key")), part, base), set()).add(cid)
-    for i, (r, base, part) in enumerate(zip(recs, base_ids, by_parts)):
+            finetunes.setdefault((str(r.get("context_key")), part, str(r["pretrain_recipe_key"])), set()).add(cid)
+    for i, (r, part) in enumerate(zip(recs, by_parts)):
         if r.get("stage") != "finetune":
-            targets = finetunes.get((str(r.get("context_key")), part, base), set())
+            targets = finetunes.get((str(r.get("context_key")), part, str(r["pretrain_recipe_key"])), set())
             if len(targets) == 1:
                 ids[i] = next(iter(targets))
     df["config_id"] = ids
-    df["_recipe"] = recipes
-    df["_base_id"] = base_ids
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -648,7 +560,7 @@ def _labels(df: "pd.DataFrame", by: Sequence[str]) -> dict[str, tuple[str, str]]
     reps = df.assign(_ft=(df["stage"] == "finetune").astype(int)).sort_values("_ft", ascending=False, kind="stable")
     first = reps.drop_duplicates("config_id").to_dict("records")
     names = {r["config_id"]: tuple("" if _isnull(r.get(c)) else str(r.get(c)) for c in by) for r in first}
-    params = {r["config_id"]: _flat_recipe(r["_recipe"]) for r in first}
+    params = {r["config_id"]: _flat_recipe(r["recipe"] if isinstance(r["recipe"], dict) else {}) for r in first}
 
     def text(value: Any) -> str:
         return json.dumps(value, default=str)

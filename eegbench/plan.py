@@ -1,63 +1,22 @@
 """The plan: a validated spec expanded into cells (fold × seed × stage × training ratio).
 
-Each :class:`Cell` carries its fully resolved config (component defaults filled in); its ``key`` is the
-stable hash of that config, so a cell is identified by *what* it computes, not by the spec file it came
-from. Building a plan resolves every component name and parameter through the registry and checks the
+Each :class:`~eegbench.recipe.Cell` is a frozen :class:`~eegbench.recipe.Recipe` (components with their
+defaults filled in, preparation, validation, training) and a :class:`~eegbench.recipe.Placement` (fold,
+seed, stage, ratio, subjects); its ``key`` is the stable hash of both, so a cell is identified by *what* it
+computes, not by the spec file it came from. Building a plan resolves every component name and parameter through the registry and checks the
 honest-protocol invariants, so a bad spec fails here, in one line, before anything trains.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import EegbenchError, SpecError
-from .interfaces import stable_hash
+from .recipe import STAGES, Cell, ComponentRef, Placement, Preparation, Recipe, Training, Validation
 from .spec import Spec, load_spec
 
-STAGES = ("pretrain", "finetune")
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of work: train (one stage of one fold with one seed) then evaluate.
-
-    Attributes:
-        key: hash of ``config`` (the cell's identity in the results store).
-        spec_name: the benchmark's name.
-        stage: ``"pretrain"`` or ``"finetune"``.
-        protocol: ``"intra"``, ``"loso"`` or ``"pooled"``.
-        fold: ``"sub-03"`` (the test subject) or ``"pooled"``.
-        test_subject: the subject tested (``None`` for pooled, which tests every subject).
-        train_subjects: subjects whose training data this stage trains on.
-        seed: the seed of splits, initialisation and batch order.
-        training_ratio: fraction of each training subject's labelled images the cell uses, training and
-            validation together (finetune); 1.0 otherwise. ``config["labelled_fraction"]`` records it.
-        depends_on: keys of cells that must finish first (a finetune cell's pretrain cell).
-        config: the resolved config (plain JSON values) the engine runs from.
-        spec_hash: hash of the resolved spec (recorded with results, not part of ``key``).
-    """
-
-    key: str
-    spec_name: str
-    stage: str
-    protocol: str
-    fold: str
-    test_subject: int | None
-    train_subjects: tuple[int, ...]
-    seed: int
-    training_ratio: float
-    depends_on: tuple[str, ...]
-    config: Mapping[str, Any] = field(hash=False, compare=False)
-    spec_hash: str = ""
-
-    @property
-    def test_subjects(self) -> tuple[int, ...]:
-        return tuple(self.config["test_subjects"])
-
-    def label(self) -> str:
-        ratio = f" ratio={self.training_ratio:g}" if self.stage == "finetune" else ""
-        return f"{self.stage} {self.fold} seed={self.seed}{ratio}"
+__all__ = ["STAGES", "Cell", "Plan", "build_plan"]
 
 
 @dataclass
@@ -303,27 +262,29 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     check_invariants(spec, subjects, folds)
 
     d = spec.dataset
-    prep = {
-        "channels": None if d.channels == "all" else list(d.channels),
-        "window": None if d.window == "all" else list(d.window),
-        "n_times": d.n_times or None,
-        "train_averaging": d.train_averaging,
-        "test_averaging": d.test_averaging,
-        "standardize": d.standardize,
-        "test_split": d.test_split,
-    }
-    if d.test_split == "train-heldout":  # only then: the keys of every other spec's cells stay as they were
-        prep.update(heldout_fraction=d.heldout_fraction, heldout_seed=d.heldout_seed)
+    preparation = Preparation(
+        channels=None if d.channels == "all" else tuple(d.channels),
+        window=None if d.window == "all" else tuple(d.window),  # type: ignore[arg-type]
+        n_times=d.n_times or None,
+        train_averaging=d.train_averaging,
+        test_averaging=d.test_averaging,
+        standardize=d.standardize,
+        test_split=d.test_split,
+        heldout_fraction=d.heldout_fraction if d.test_split == "train-heldout" else None,
+        heldout_seed=d.heldout_seed if d.test_split == "train-heldout" else None,
+    )
     # the spec's name is not part of a cell's identity: two specs planning the same computation share it
-    common = {
-        **{k: {"name": c["name"], "params": c["params"]} for k, c in components.items()},
-        "prep": prep,
-        "validation": spec.validation.model_dump(mode="json"),
-        "inputs": input_identity(components),
-    }
+    pretrain_recipe = Recipe(
+        **{slot: ComponentRef(c["name"], c["params"]) for slot, c in components.items()},
+        preparation=preparation,
+        validation=Validation.from_dict(spec.validation.model_dump(mode="json")),
+        train=Training.from_dict(spec.train.model_dump(mode="json")),
+    )
+    finetune_recipe = (replace(pretrain_recipe, finetune=Training.from_dict(spec.finetune_train().model_dump(mode="json")),
+                               finetune_task=ComponentRef(ft_task["name"], ft_task["params"]) if ft_task else None)
+                       if spec.finetune else None)
+    inputs = input_identity(components)
     spec_hash = spec.hash()
-    train_cfg = spec.train.model_dump(mode="json")
-    ft_cfg = spec.finetune_train().model_dump(mode="json") if spec.finetune else None
 
     if spec.protocol.name == "loso":
         layout = [(f"sub-{t:02d}", t, tuple(s for s in subjects if s != t), (t,)) for t in folds]
@@ -335,37 +296,18 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     cells: list[Cell] = []
     for fold, test_subject, train_subjects, test_subjects in layout:
         for seed in spec.seeds:
-            base = {**common, "protocol": spec.protocol.name, "fold": fold, "test_subject": test_subject,
-                    "test_subjects": list(test_subjects), "seed": seed}
-            # labelled_fraction: the share of each training subject's labelled (training-split) images the cell
-            # touches, training and validation together (the engine draws validation inside that budget)
-            pre_cfg = {**base, "stage": "pretrain", "train_subjects": list(train_subjects), "training_ratio": 1.0,
-                       "labelled_fraction": 1.0, "train": train_cfg}
-            pre = _cell(spec.name, pre_cfg, (), spec_hash)
+            where = {"protocol": spec.protocol.name, "fold": fold, "test_subject": test_subject,
+                     "test_subjects": test_subjects, "seed": seed}
+            pre = Cell(pretrain_recipe, Placement(**where, stage="pretrain", train_subjects=train_subjects),
+                       spec_name=spec.name, inputs=inputs, spec_hash=spec_hash)
             cells.append(pre)
-            if ft_cfg is None:
+            if finetune_recipe is None:
                 continue
+            # training_ratio: the share of the held-out subject's labelled (training-split) images the cell
+            # touches, training and validation together (the engine draws validation inside that budget)
             for ratio in spec.finetune.training_ratios:  # type: ignore[union-attr]
-                cfg = {**base, "stage": "finetune", "train_subjects": [test_subject], "training_ratio": float(ratio),
-                       "labelled_fraction": float(ratio), "train": ft_cfg, "pretrain": {"key": pre.key, "train_subjects": list(train_subjects)}}
-                if ft_task is not None:
-                    cfg["task"] = {"name": ft_task["name"], "params": ft_task["params"]}
-                cells.append(_cell(spec.name, cfg, (pre.key,), spec_hash))
+                placement = Placement(**where, stage="finetune", train_subjects=(test_subject,),  # type: ignore[arg-type]
+                                      training_ratio=float(ratio), pretrain_train_subjects=train_subjects)
+                cells.append(Cell(finetune_recipe, placement, spec_name=spec.name, inputs=inputs,
+                                  pretrain_key=pre.key, spec_hash=spec_hash))
     return Plan(spec=spec, cells=cells)
-
-
-def _cell(spec_name: str, config: dict[str, Any], depends_on: tuple[str, ...], spec_hash: str) -> Cell:
-    return Cell(
-        key=stable_hash(config),
-        spec_name=spec_name,
-        stage=config["stage"],
-        protocol=config["protocol"],
-        fold=config["fold"],
-        test_subject=config["test_subject"],
-        train_subjects=tuple(config["train_subjects"]),
-        seed=config["seed"],
-        training_ratio=float(config["training_ratio"]),
-        depends_on=depends_on,
-        config=config,
-        spec_hash=spec_hash,
-    )

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .errors import EXIT_CELL_FAILED, EXIT_USER_ERROR, EegbenchError
-from .interfaces import CellOutcome  # noqa: F401  (re-exported: executors and users import it from here too)
+from .interfaces import CellOutcome, Dataset  # noqa: F401  (CellOutcome re-exported: executors and users import it here)
+from .recipe import COMPONENT_KINDS, Cell, Recipe
 
 log = logging.getLogger("eegbench.runner")
 
@@ -69,7 +70,7 @@ class CellRunner:
         started = time.time()
         t0 = time.perf_counter()
         holder = store.claim(cell.key, force=self.force, spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold,
-                             seed=cell.seed, training_ratio=cell.training_ratio, config=dict(cell.config))
+                             seed=cell.seed, training_ratio=cell.training_ratio, config=cell_config(cell))
         if holder is not None:
             if holder["status"] == "done":  # finished by another process since the check above
                 return CellOutcome(cell.key, "skipped")
@@ -83,7 +84,9 @@ class CellRunner:
             rows = result_rows(cell, result)
             store.write_cell(CellRecord(cell_key=cell.key, rows=rows, spec_name=cell.spec_name, stage=cell.stage,
                                         fold=cell.fold, seed=cell.seed, training_ratio=cell.training_ratio,
-                                        checkpoint=result.checkpoint, config=dict(cell.config), started_at=started))
+                                        checkpoint=result.checkpoint, config=cell_config(cell), started_at=started,
+                                        recipe_key=rows[0]["recipe_key"] if rows else None,
+                                        pretrain_recipe_key=rows[0]["pretrain_recipe_key"] if rows else None))
         except KeyboardInterrupt:
             store.mark_failed(cell.key, "interrupted")
             raise
@@ -123,7 +126,12 @@ _COMPONENT_LIBRARIES = {"open_clip": "open_clip_torch", "timm": "timm", "brainde
                         "torchvision": "torchvision"}
 
 
-def _versions(cfg: Mapping[str, Any] | None = None) -> dict[str, str]:
+def cell_config(cell: Any) -> dict[str, Any]:
+    """A cell's plain config for the ``cells`` table (a stand-in cell of an executor's test may have none)."""
+    return dict(cell.config) if isinstance(cell, Cell) else {}
+
+
+def _versions(recipe: Recipe | None = None) -> dict[str, str]:
     """eegbench, torch, numpy, python, the component libraries the cell used, and each component's package."""
     from importlib import metadata
 
@@ -140,10 +148,9 @@ def _versions(cfg: Mapping[str, Any] | None = None) -> dict[str, str]:
                 out[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:
                 pass
-    for key, kind in (("dataset", "dataset"), ("backbone", "backbone"), ("image_encoder", "image-encoder"),
-                      ("loss", "loss"), ("task", "task")):
+    for slot, ref in (recipe.components() if recipe is not None else ()):
         try:
-            dist = get_component(kind, (cfg or {})[key]["name"]).plugin
+            dist = get_component(COMPONENT_KINDS[slot], ref.name).plugin
             if dist and dist not in out:
                 out[dist] = metadata.version(dist)
         except Exception:  # noqa: BLE001 - a version we cannot name is left out, never a failed cell
@@ -151,26 +158,28 @@ def _versions(cfg: Mapping[str, Any] | None = None) -> dict[str, str]:
     return out
 
 
-def result_rows(cell: Any, result: Any) -> list[dict[str, Any]]:
-    """One row per (test subject, metric) with the columns of :data:`eegbench.store.RESULT_COLUMNS`."""
+def result_rows(cell: Cell, result: Any) -> list[dict[str, Any]]:
+    """One row per (test subject, metric) with the columns of :data:`eegbench.store.RESULT_COLUMNS`.
+
+    ``recipe`` is the cell's recipe with the engine's head (what was computed); ``recipe_key`` and
+    ``pretrain_recipe_key`` its keys, on which the leaderboard groups."""
     from .interfaces import stable_hash
 
     cfg = cell.config
+    recipe = cell.recipe.with_head(result.head)
+    recipe_dict, recipe_key, pretrain_recipe_key = recipe.as_dict(), recipe.recipe_key, recipe.pretrain_recipe_key
     context = dict(result.context)
     context_key = stable_hash(context)
-    versions = _versions(cfg)
+    versions = _versions(cell.recipe)
     rows = []
     for score in result.scores:
         for metric, value in score.metrics.items():
             rows.append({
                 "cell_key": cell.key, "spec_name": cell.spec_name, "spec_hash": cell.spec_hash,
                 "benchmark": cell.spec_name,
-                "dataset": cfg["dataset"]["name"], "dataset_params": cfg["dataset"]["params"],
-                "backbone": cfg["backbone"]["name"], "backbone_params": cfg["backbone"]["params"],
-                "image_encoder": cfg["image_encoder"]["name"], "image_encoder_params": cfg["image_encoder"]["params"],
+                **{col: value for slot, ref in cell.recipe.components(stage=True)
+                   for col, value in ((slot, ref.name), (f"{slot}_params", ref.kwargs()))},
                 "image_encoder_fingerprint": result.image_encoder_fingerprint,
-                "loss": cfg["loss"]["name"], "loss_params": cfg["loss"]["params"],
-                "task": cfg["task"]["name"], "task_params": cfg["task"]["params"],
                 "protocol": cell.protocol, "fold": cell.fold, "test_subject": int(score.subject),
                 "train_subjects": list(cell.train_subjects), "stage": cell.stage,
                 "training_ratio": float(cell.training_ratio), "seed": int(cell.seed),
@@ -180,7 +189,8 @@ def result_rows(cell: Any, result: Any) -> list[dict[str, Any]]:
                 "wall_seconds": float(result.wall_seconds), "samples_per_second": float(result.samples_per_second),
                 "device": result.device, "versions": versions,
                 # the engine's head (part of the model, chosen from the backbone and the image width)
-                "config": {**cfg, "head": getattr(result, "head", "linear")},
+                "config": {**cfg, "head": recipe.head},
+                "recipe": recipe_dict, "recipe_key": recipe_key, "pretrain_recipe_key": pretrain_recipe_key,
             })
     return rows
 
@@ -238,7 +248,7 @@ class _Display:
         if self.progress is None:
             return
         if event == "start":
-            epochs = int(cell.config["train"]["epochs"])
+            epochs = int(cell.recipe.stage_training.epochs) if isinstance(cell, Cell) else 0
             self.progress.reset(self.epoch_task, total=epochs, description=f"  {cell.label()}", info="", visible=True)
         elif event == "epoch":
             val = payload["val_loss"]
@@ -269,7 +279,7 @@ def _estimate_samples(plan: Any) -> dict[str, Any]:
     try:
         from .engine import build_dataset
 
-        dataset = build_dataset(plan.cells[0].config)
+        dataset = build_dataset(plan.cells[0])
     except Exception:  # noqa: BLE001 - a dry run must work without the data
         return {"n_images": None, "repetitions": None}
     n_images = None
@@ -282,10 +292,9 @@ def _estimate_samples(plan: Any) -> dict[str, Any]:
             n_images = int(value)
             break
     reps = None
-    counter = getattr(dataset, "repetitions", None)
-    if callable(counter):
+    if isinstance(dataset, Dataset):
         try:
-            value = counter("train")
+            value = dataset.repetitions("train")
             reps = int(value) if value else None
         except Exception:  # noqa: BLE001 - an unknown count only makes the estimate coarser
             reps = None
@@ -325,14 +334,14 @@ def plan_table(plan: Any, stored: Mapping[str, str]) -> Any:
     est = _estimate_samples(plan) if plan.cells else {"n_images": None, "repetitions": None}
     rows = []
     for c in plan.cells:
-        vcfg = c.config["validation"]
-        epochs = int(c.config["train"]["epochs"])
-        per_image, exact = trials_per_image(c.config["prep"]["train_averaging"], est["repetitions"])
+        vcfg = c.recipe.validation
+        epochs = int(c.recipe.stage_training.epochs)
+        per_image, exact = trials_per_image(c.recipe.preparation.train_averaging, est["repetitions"])
         n_train = n_val = samples = None
         split_exact = True
         if est["n_images"] is not None:
             n_train, n_val, split_exact = budget_counts(est["n_images"], len(c.train_subjects), c.training_ratio,
-                                                        float(vcfg["fraction"]), vcfg["by"])
+                                                        float(vcfg.fraction), vcfg.by)
             samples = n_train * per_image
         counted = "averaged images (estimate)" if not exact else "trials" if split_exact else "trials (estimate)"
         rows.append({"key": c.key[:12], "stage": c.stage, "fold": c.fold, "seed": c.seed, "ratio": c.training_ratio,
@@ -491,8 +500,8 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     writable_dir(cch_dir, "cache directory", "choose another with --cache, [paths] cache or EEGBENCH_CACHE")
     # the data must be there (or be generated) before any cell starts; a missing release is one line
     needed = sorted({s for c in cells for s in (*c.train_subjects, *c.test_subjects)})
-    build_dataset(cells[0].config).ensure_available(needed)
-    if plan.cells[0].config.get("inputs", {}).get("data") != input_identity_now(plan):
+    build_dataset(cells[0]).ensure_available(needed)
+    if plan.cells[0].inputs.get("data") != input_identity_now(plan):
         plan = build_plan(spec, overrides)  # data just generated: cells keyed by the files as they now are
         cells = plan.select(only)
 
@@ -511,10 +520,8 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
         outcomes = []
         if todo:
             # missing weights are one line now, not one failure per cell (the encoder is built again in each cell)
-            encoders = {(c.config["image_encoder"]["name"], json.dumps(c.config["image_encoder"]["params"], sort_keys=True))
-                        for c in todo}
-            for enc_name, enc_params in sorted(encoders):
-                create("image-encoder", enc_name, **json.loads(enc_params))
+            for ref in sorted({c.recipe.image_encoder for c in todo}, key=lambda r: (r.name, json.dumps(r.kwargs()))):
+                create("image-encoder", ref.name, **ref.kwargs())
             with _Display(store, keys, quiet) as display:
                 runner = CellRunner(res_dir, cch_dir, device=device, force=force, progress=display)
                 outcomes = exe.run(cells, runner)

@@ -68,10 +68,16 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "context", "context_key",
     "metric", "value", "chance",
     "epochs_run", "best_epoch", "wall_seconds", "samples_per_second",
-    "device", "versions", "config", "created_at",
+    "device", "versions", "config", "recipe", "recipe_key", "pretrain_recipe_key", "created_at",
 )
 JSON_COLUMNS = {"dataset_params", "backbone_params", "image_encoder_params", "loss_params", "task_params",
-                "train_subjects", "context", "versions", "config"}
+                "train_subjects", "context", "versions", "config", "recipe"}
+#: columns added since the first schema, per table: an older store gets them when opened for writing
+#: (:meth:`ResultStore._migrate`); ``recipe*`` are filled from the stored configs (:func:`fill_recipes`)
+ADDED_COLUMNS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "cells": (("heartbeat", "REAL"), ("recipe_key", "TEXT"), ("pretrain_recipe_key", "TEXT")),
+    "results": (("recipe", "TEXT"), ("recipe_key", "TEXT"), ("pretrain_recipe_key", "TEXT")),
+}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -80,7 +86,8 @@ CREATE TABLE IF NOT EXISTS cells (
     spec_name TEXT, stage TEXT, fold TEXT, seed INTEGER, training_ratio REAL,
     status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
     error TEXT, host TEXT, pid INTEGER,
-    started_at REAL, finished_at REAL, checkpoint TEXT, config TEXT, heartbeat REAL
+    started_at REAL, finished_at REAL, checkpoint TEXT, config TEXT, heartbeat REAL,
+    recipe_key TEXT, pretrain_recipe_key TEXT
 );
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -89,6 +96,7 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_cell ON results (cell_key);
 """
+
 
 
 def _pid_exists(pid: int) -> bool:
@@ -143,6 +151,8 @@ class CellRecord:
     checkpoint: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     started_at: float | None = None
+    recipe_key: str | None = None
+    pretrain_recipe_key: str | None = None
 
 
 class ResultStore:
@@ -187,16 +197,34 @@ class ResultStore:
                         con.execute("ROLLBACK")
                     raise
             self._retry(init)
-            # databases written before heartbeats: add the column (readers of old rows see NULL)
-            columns = {r["name"] for r in con.execute("PRAGMA table_info(cells)").fetchall()}
-            if "heartbeat" not in columns:
-                def add() -> None:
+            self._migrate(con)
+
+    def _migrate(self, con: sqlite3.Connection) -> None:
+        """Bring a store written by an earlier version up to this schema, in one transaction: add the columns
+        of :data:`ADDED_COLUMNS` it lacks (heartbeats; recipes and their keys), and fill the recipe columns of
+        rows that lack them from their stored configs (:func:`fill_recipes`). Nothing stored is changed."""
+        have = {t: {r["name"] for r in con.execute(f"PRAGMA table_info({t})").fetchall()} for t in ADDED_COLUMNS}
+        missing = [(t, c, kind) for t, cols in ADDED_COLUMNS.items() for c, kind in cols if c not in have[t]]
+        if not missing:
+            return
+
+        def tx() -> None:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for table, column, kind in missing:
                     try:
-                        con.execute("ALTER TABLE cells ADD COLUMN heartbeat REAL")
+                        con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     except sqlite3.OperationalError as exc:
                         if "duplicate column" not in str(exc):  # another process added it first
                             raise
-                self._retry(add)
+
+                fill_recipes(con)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        self._retry(tx)
 
     def _identify(self) -> str:
         """``"eegbench"`` or ``"empty"`` (no tables: a file being created, or touched); raises
@@ -444,13 +472,16 @@ class ResultStore:
                 )
                 con.execute(
                     "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, started_at, "
-                    "finished_at, checkpoint, config) VALUES (?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?) "
+                    "finished_at, checkpoint, config, recipe_key, pretrain_recipe_key) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT(cell_key) DO UPDATE SET status='done', error=NULL, finished_at=excluded.finished_at, "
                     "checkpoint=excluded.checkpoint, config=excluded.config, spec_name=excluded.spec_name, "
-                    "stage=excluded.stage, fold=excluded.fold, seed=excluded.seed, training_ratio=excluded.training_ratio",
+                    "stage=excluded.stage, fold=excluded.fold, seed=excluded.seed, training_ratio=excluded.training_ratio, "
+                    "recipe_key=excluded.recipe_key, pretrain_recipe_key=excluded.pretrain_recipe_key",
                     (record.cell_key, record.spec_name, record.stage, record.fold, record.seed, record.training_ratio,
                      socket.gethostname(), os.getpid(), record.started_at, now, record.checkpoint,
-                     json.dumps(dict(record.config), sort_keys=True, default=str)),
+                     json.dumps(dict(record.config), sort_keys=True, default=str), record.recipe_key,
+                     record.pretrain_recipe_key),
                 )
                 con.execute("COMMIT")
             except BaseException:
@@ -493,3 +524,65 @@ class ResultStore:
         import pandas as pd
 
         return pd.DataFrame(self.rows(where, params, shared=shared), columns=["id", *RESULT_COLUMNS])
+
+
+# --------------------------------------------------------------------------------------------------
+# stores written before recipes were typed
+# --------------------------------------------------------------------------------------------------
+def fill_recipes(con: sqlite3.Connection) -> int:
+    """Fill ``recipe``, ``recipe_key`` and ``pretrain_recipe_key`` of result rows that lack them, from their
+    stored configs (:class:`eegbench.recipe.StoredRecipes`: the rules the leaderboard applied before the store
+    kept recipes, so every key, and every leaderboard, is unchanged); then each done cell's keys from its rows.
+
+    A finetune row whose pretrain cell this store does not hold is left unfilled: the leaderboard fills it when
+    it reads, with the configs of every store it merges. Returns the number of rows filled."""
+    from collections import ChainMap
+
+    from .recipe import StoredRecipes
+
+    columns = ("id", "cell_key", "stage", "config", "dataset", "dataset_params", "backbone", "backbone_params",
+               "image_encoder", "image_encoder_params", "loss", "loss_params", "task", "task_params")
+    raw = con.execute(f"SELECT {', '.join(columns)} FROM results WHERE recipe_key IS NULL").fetchall()
+    if not raw:
+        return 0
+    decoded: dict[str, Any] = {}
+
+    def load(text: Any) -> Any:
+        if not text:
+            return None
+        if text not in decoded:
+            try:
+                decoded[text] = json.loads(text)
+            except ValueError:
+                decoded[text] = None
+        return decoded[text]
+
+    rows = []
+    for r in raw:
+        row = dict(zip(columns, tuple(r)))
+        for c in columns:
+            if c == "config" or c.endswith("_params"):
+                row[c] = load(row[c])
+        rows.append(row)
+    own = {str(r["cell_key"]): r["config"] for r in rows if isinstance(r["config"], dict) and r["config"]}
+    stored = {}
+    for key, text in con.execute("SELECT cell_key, config FROM cells").fetchall():
+        cfg = load(text)
+        if isinstance(cfg, dict) and cfg:
+            stored[str(key)] = cfg
+    lookup = ChainMap(own, stored)
+    book = StoredRecipes(lookup)
+    updates = []
+    for r in rows:
+        cfg = r["config"]
+        if r["stage"] == "finetune" and isinstance(cfg, dict) and cfg:
+            link = cfg.get("pretrain")
+            if not (isinstance(link, dict) and str(link.get("key")) in lookup):
+                continue  # its pretrain settings may be in another store: the leaderboard fills it when merging
+        recipe, key, base = book.of(cfg, r["stage"], r)
+        updates.append((json.dumps(recipe, sort_keys=True, default=str), key, base, r["id"]))
+    con.executemany("UPDATE results SET recipe = ?, recipe_key = ?, pretrain_recipe_key = ? WHERE id = ?", updates)
+    con.execute("UPDATE cells SET (recipe_key, pretrain_recipe_key) = (SELECT recipe_key, pretrain_recipe_key FROM "
+                "results WHERE results.cell_key = cells.cell_key AND recipe_key IS NOT NULL LIMIT 1) "
+                "WHERE recipe_key IS NULL AND status = 'done'")
+    return len(updates)
