@@ -67,7 +67,10 @@ def test_new_cells_of_an_unchanged_recipe_keep_the_old_keys(stores, tmp_path, mo
     """Cells planned today hash to the keys the old version stored (skip-if-stored still skips), and their
     recipes to the recipe keys the migration gave the old rows."""
     from eegbench.interfaces import stable_hash
+    from dataclasses import replace
+
     from eegbench.plan import build_plan
+    from eegbench.recipe import ComponentRef
 
     full, _ = stores
     ResultStore(full)
@@ -75,7 +78,7 @@ def test_new_cells_of_an_unchanged_recipe_keep_the_old_keys(stores, tmp_path, mo
     with sqlite3.connect(full / "results.sqlite") as con:
         stored = {k: (json.loads(cfg), rk, prk) for k, cfg, rk, prk in
                   con.execute("SELECT cell_key, config, recipe_key, pretrain_recipe_key FROM cells")}
-    cells = build_plan(Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml").cells
+    cells = build_plan(FIXTURES / "quick.toml").cells  # the spec the stores were written from
     old_of: dict[str, str] = {}  # today's cell key -> the key the old version stored for the same cell
     for cell in cells:  # pretrain cells first (the plan's order), so a finetune finds its pretrain's old key
         for key, (cfg, _, _) in stored.items():
@@ -90,7 +93,11 @@ def test_new_cells_of_an_unchanged_recipe_keep_the_old_keys(stores, tmp_path, mo
         # the same layout; only what the data files are here may differ (another machine's synthetic twin)
         assert set(old_cfg) == set(cell.config)
         link = {"pretrain": {**old_cfg["pretrain"], "key": cell.pretrain_key}} if cell.stage == "finetune" else {}
+        # the retrieval task has since gained parameters (k-way metrics, with defaults): the one recipe change
+        # between then and now, so the old task stands in for today's on both sides
+        added = set(cell.config["task"]["params"]) - set(old_cfg["task"]["params"])
+        assert added == {"kway", "kway_draws", "kway_seed"}
         same_inputs = {**old_cfg, "inputs": cell.config["inputs"], **link}
-        assert stable_hash(same_inputs) == cell.key
-        recipe = cell.recipe.with_head("linear")
+        assert stable_hash(same_inputs) == stable_hash({**cell.config, "task": old_cfg["task"], **link})
+        recipe = replace(cell.recipe, task=ComponentRef.from_dict(old_cfg["task"])).with_head("linear")
         assert (recipe.recipe_key, recipe.pretrain_recipe_key) == (recipe_key, pretrain_recipe_key)

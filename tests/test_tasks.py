@@ -116,8 +116,8 @@ def test_heldout_split_shares_no_image_with_training_or_validation(twin_env):
     from eegbench.splits import heldout_image_rows, image_subset, labelled_split, only_images, without_images
 
     cell, dataset = _twin(twin_env)
-    prep = cell.config["prep"]
-    assert prep["test_split"] == "train-heldout" and prep["heldout_fraction"] == 0.3 and prep["heldout_seed"] == 0
+    prep = cell.recipe.preparation
+    assert prep.test_split == "train-heldout" and prep.heldout_fraction == 0.3 and prep.heldout_seed == 0
     dataset.ensure_available([1, 2, 3, 4])
     train_all = load_subjects(dataset, [1, 2, 3, 4], "train", prep_options(prep, "train", 0))
     held = heldout_image_rows(train_all.images, 0.3, 0)
