@@ -554,7 +554,10 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
     result = fit(model, loss_fn, train_d, val_d, emb_t, tcfg, seed=seed, selection=vcfg.selection,
                  text_emb=text_t, progress=progress)
     model.load_state_dict(result.state)
-    if task.needs_training_data:  # a probe on the selected encoder's training/validation embeddings
+    task_model = model  # the encoder the task's test embeddings come from: the selected one or the task's tuned copy
+    if task.needs_encoder:  # the task finetunes its own copy (with its head); the checkpoint keeps the selected one
+        task_model = task.fit_encoder(model, train_d, val_d)
+    elif task.needs_training_data:  # a probe on the selected encoder's training/validation embeddings
         task.fit(embed_eeg(model, train_d), train_d.image_index,
                  embed_eeg(model, val_d) if val_d is not None else None, val_d.image_index if val_d is not None else None)
     del train_d, val_d, emb_t
@@ -564,6 +567,7 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
     # backbone's default for a new subject (the mean of the trained ones), decided before any test data is read
     for s in where.test_subjects:
         grow_subject(model, int(s))
+        grow_subject(task_model, int(s))  # a no-op when it is the model itself
     if heldout is None:
         test = load_subjects(dataset, where.test_subjects, "test", prep_options(prep, "test", seed))
         test_emb = embed_images(encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
@@ -574,7 +578,7 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
     check_finite_eeg(test, "test")
     test_d = to_device(norm(test.eeg), test.image_index, test.subject, dev)
     check_finite_split(test_d, "test")
-    eeg_emb = embed_eeg(model, test_d)
+    eeg_emb = embed_eeg(task_model, test_d)
     scores = task.evaluate(eeg_emb, torch.as_tensor(np.array(test_emb, dtype=np.float32), device=dev),
                            test_d.image_index, test_d.subject)
 

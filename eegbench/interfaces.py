@@ -274,6 +274,10 @@ class Task(ABC):
       image row of each (a probe fitted on them; the test split is never given to ``fit``).
     - ``needs_seen_concepts = True``: the task scores test trials against the *training* concepts, so the
       plan refuses it unless ``[dataset] test_split = "train-heldout"`` (held-out images of seen concepts).
+    - ``needs_encoder = True`` (may be set per instance): instead of :meth:`fit`, the engine calls
+      :meth:`fit_encoder` with the selected EEG encoder and the cell's training and validation trials; the task
+      trains its own copy (the cell's checkpoint stays the selected encoder) and returns it, and the test
+      embeddings given to :meth:`evaluate` are that copy's.
     """
 
     name: str = ""
@@ -281,6 +285,8 @@ class Task(ABC):
     needs_training_data: bool = False
     #: the test images' concepts must be training concepts (``test_split = "train-heldout"``)
     needs_seen_concepts: bool = False
+    #: call :meth:`fit_encoder` (instead of :meth:`fit`) and embed the test trials with the encoder it returns
+    needs_encoder: bool = False
 
     def setup(self, *, train_images: ImageSet, test_images: ImageSet, image_encoder: Any,
               cache_root: Any = None, device: str = "cpu") -> None:
@@ -291,6 +297,13 @@ class Task(ABC):
     def fit(self, train_emb: Any, train_image_index: Any, val_emb: Any | None, val_image_index: Any | None) -> None:
         """Fit on training trials (float tensor ``[n, d]`` and int64 rows of ``train_images``); select on the
         validation trials only (``None`` when the spec has no validation split)."""
+
+    def fit_encoder(self, model: Any, train: Any, val: Any | None) -> Any:
+        """Train a copy of ``model`` (the selected EEG encoder, ``nn.Module``: ``model(x, subject)`` →
+        ``[B, d]``) on ``train`` (the cell's training trials on the device: ``.x``, ``.image_index`` rows of
+        ``train_images``, ``.subject``), select on ``val`` only (``None`` without a validation split), and return
+        the copy; ``model`` itself must not change."""
+        raise NotImplementedError(f"task {self.name!r} declares needs_encoder but has no fit_encoder")
 
     @abstractmethod
     def evaluate(self, eeg_emb: Any, image_emb: Any, image_index: Any, subjects: Any) -> list[TaskScore]:

@@ -205,6 +205,116 @@ def test_probe_learns_separable_concepts_and_selects_on_validation():
     assert score.metrics["class_top1"] > 0.8 and score.chance["class_top1"] == 0.1 and 1 <= score.extra["probe_epoch"] <= 60
 
 
+class _ToyEncoder(torch.nn.Module):
+    """The engine's encoder contract (``model(x, subject)`` -> ``[B, d]``) with dropout, for the finetune mode."""
+
+    def __init__(self, n_in: int, dim: int = 8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.1), torch.nn.Linear(n_in, dim))
+
+    def forward(self, x, subject=None):
+        return self.net(x)
+
+
+def _finetune_problem(seed: int = 0):
+    """10 concepts x 4 images x 3 trials of [4, 8] EEG around a concept centre; every 4th image held out."""
+    from eegbench.engine import DeviceSplit
+    from eegbench.interfaces import ImageSet
+
+    rng = np.random.default_rng(seed)
+    concepts = tuple(f"{c:05d}_c{c}" for c in range(10) for _ in range(4))
+    images = ImageSet("train", tuple(map(str, range(40))), tuple(map(str, range(40))), concepts)
+    held = np.arange(0, 40, 4)
+    test_set = ImageSet("train-heldout", tuple(images.ids[i] for i in held), tuple(images.files[i] for i in held),
+                        tuple(concepts[i] for i in held))
+    rows = np.arange(40).repeat(3)
+    eeg = rng.standard_normal((10, 4, 8))[rows // 4] * 2 + rng.standard_normal((len(rows), 4, 8))
+    split = lambda m: DeviceSplit(torch.as_tensor(eeg[m], dtype=torch.float32),  # noqa: E731
+                                  torch.as_tensor(rows[m]), torch.ones(int(m.sum()), dtype=torch.long))
+    labelled = ~np.isin(rows, held)
+    val_mask = labelled & (np.arange(len(rows)) % 3 == 0)
+    test = split(np.isin(rows, held))
+    position = {r: i for i, r in enumerate(held)}
+    test_index = torch.tensor([position[r] for r in rows[np.isin(rows, held)]])
+    return images, test_set, split(labelled & ~val_mask), split(val_mask), test, test_index
+
+
+def test_finetune_mode_trains_a_copy_with_its_head_and_selects_on_validation():
+    from eegbench.engine import embed_eeg
+    from eegbench.engine import DeviceSplit
+    from eegbench_plugins.classification import ClassificationTask
+
+    images, test_set, train, val, test, test_index = _finetune_problem()
+    model = _ToyEncoder(32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def run(val_split, **params):
+        task = ClassificationTask(mode="finetune", lr=0.05, finetune_lr=0.01, batch_size=16, **params)
+        assert task.needs_encoder
+        task.setup(train_images=images, test_images=test_set, image_encoder=None)
+        tuned = task.fit_encoder(model, train, val_split)
+        (score,) = task.evaluate(embed_eeg(tuned, test), None, test_index, test.subject)
+        return task, tuned, score
+
+    task, tuned, score = run(val, finetune_epochs=40, patience=40)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the engine's model is untouched
+    assert tuned is not model and not torch.equal(tuned.net[2].weight, model.net[2].weight)
+    assert score.metrics["class_top1"] > 0.8 and score.chance["class_top1"] == 0.1
+    assert 1 <= score.extra["finetune_epoch"] <= 40 and "probe_epoch" not in score.extra
+    # selection reads validation only: the same run with the validation labels scrambled keeps another epoch, and
+    # stops early (patience) once its loss stops falling; without validation the last epoch is kept
+    scrambled = DeviceSplit(val.x, val.image_index[torch.randperm(len(val), generator=torch.Generator().manual_seed(1))],
+                            val.subject)
+    bad, _, _ = run(scrambled, finetune_epochs=40, patience=2)
+    assert bad.selected_epoch < task.selected_epoch
+    none, _, _ = run(None, finetune_epochs=7)
+    assert none.selected_epoch == 7
+    with pytest.raises(EegbenchError, match="mode must be one of 'probe', 'finetune'"):
+        ClassificationTask(mode="tune")
+    with pytest.raises(EegbenchError, match="fit_encoder, not fit"):
+        task.fit(torch.zeros(2, 8), torch.zeros(2), None, None)
+
+
+def test_probe_and_finetune_modes_are_different_recipes(twin_env):
+    from eegbench.plan import build_plan
+
+    base = [*INTRA, 'dataset.test_split="train-heldout"']
+    keys = {mode: {c.recipe.recipe_key for c in build_plan(QUICK, [*base, f'task={{name="classification", '
+                                                                          f'params={{mode="{mode}"}}}}']).cells}
+            for mode in ("probe", "finetune")}
+    assert keys["probe"] and keys["finetune"] and keys["probe"].isdisjoint(keys["finetune"])
+    with pytest.raises(EegbenchError, match="mode"):
+        build_plan(QUICK, [*base, 'task={name="classification", params={mode="linear"}}'])
+
+
+def test_a_classification_finetune_mode_run_stores_rows_above_chance(twin_env):
+    """``eegbench run`` with the task in finetune mode on the seen-concept split of the twin: rows stored with the
+    mode in their task parameters, above chance, and the cell's checkpoint is the contrastively selected encoder
+    (the same as the probe-mode cell's of the same recipe)."""
+    from eegbench.engine import load_encoder
+    from eegbench.runner import run_spec
+
+    # the tiny twin has one training image per concept here: too few trials to learn concepts from
+    twin = ("dataset.params={noise=1.0, subjects=4, train_concepts=12, images_per_concept=6, test_images=6, "
+            "test_repetitions=4}")
+    base = [*INTRA, twin, "train.epochs=4", 'dataset.test_split="train-heldout"', "dataset.heldout_fraction=0.3"]
+    rows = {}
+    for mode in ("probe", "finetune"):
+        df = run_spec(QUICK, [*base, f'task={{name="classification", params={{mode="{mode}", epochs=30, '
+                                     f'finetune_epochs=30, batch_size=16, lr=0.01, finetune_lr=0.001}}}}'],
+                      results_dir=twin_env / "res", quiet=True)
+        assert not df.attrs["failed"]
+        rows[mode] = df[df.metric == "class_top1"].iloc[0]
+    ft = rows["finetune"]
+    assert ft["task_params"]["mode"] == "finetune" and rows["probe"]["task_params"]["mode"] == "probe"
+    assert ft["recipe_key"] != rows["probe"]["recipe_key"]
+    assert ft["value"] > 3 * ft["chance"] and ft["value"] != rows["probe"]["value"]
+    models = [load_encoder(twin_env / "res" / "checkpoints" / f"{rows[m]['cell_key']}.pt")[0] for m in rows]
+    a, b = (m.state_dict() for m in models)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the finetune mode tuned a copy, not the cell's encoder
+
+
 # --- EEG -> concept text ---------------------------------------------------------------------------------------
 def test_concept_text_refuses_an_encoder_without_a_text_tower(twin_env):
     from eegbench.runner import run_spec
