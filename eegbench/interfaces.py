@@ -29,7 +29,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -443,6 +443,22 @@ class ImageSetBound(Protocol):
 def canonical_json(value: Any) -> str:
     """Canonical serialisation for hashing: sorted keys, no whitespace, tuples as lists."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def to_jsonable(value: Any, number: Callable[[float], Any] | None = None) -> Any:
+    """Plain JSON data from nested dicts, lists and tuples: keys as text, numpy scalars as Python numbers,
+    floats through ``number`` when given (the report rounds them), any other object as its text."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v, number) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, number) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and number is not None:
+        return number(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
 
 
 def _json_default(obj: Any) -> Any:

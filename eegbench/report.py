@@ -17,6 +17,7 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .errors import EegbenchError
+from .interfaces import to_jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .leaderboard import Column, Leaderboard
@@ -439,16 +440,13 @@ def render_csv(board: "Leaderboard") -> str:
     return _rounded_frame(board.table).to_csv(index=False)
 
 
+def _json_number(value: float) -> Any:
+    """A fraction to 6 significant digits; nan (no value) as null, infinities as text (JSON has neither)."""
+    return None if math.isnan(value) else (str(value) if math.isinf(value) else round_sig(value))
+
+
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return None if math.isnan(value) else (str(value) if math.isinf(value) else round_sig(value))
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return _jsonable(value.item())
-    return value
+    return to_jsonable(value, _json_number)
 
 
 def render_json(board: "Leaderboard") -> str:

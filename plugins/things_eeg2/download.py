@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from eegbench.cache import sha256_of_file
 from eegbench.errors import DataError
 
 from . import layout
@@ -361,11 +362,6 @@ def _fetch(remote: RemoteFile, dest_dir: Path, retries: int, progress: bool, man
         ) from None
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def scan_npy(path: Path, source: str) -> None:
     """Refuse an ``.npy`` whose pickle names anything but data (opcode scan: nothing is built or run) or that
     is not a valid ``.npy`` at all; plain arrays pass after their header is read."""
@@ -522,7 +518,7 @@ def download(
             if progress:
                 print(f"things-eeg-2 {part}: {name}", file=sys.stderr, flush=True)
             fetched = _fetch(remote, staging, retries, progress, sources()[part]["manual"])
-            digest = _sha256(fetched) if remote.known_hash is None or not remote.known_hash.startswith("sha256:") else remote.known_hash[7:]
+            digest = sha256_of_file(fetched) if remote.known_hash is None or not remote.known_hash.startswith("sha256:") else remote.known_hash[7:]
             if remote.known_hash is None:
                 print(f"warning: {name}: no published hash; placed unverified (--allow-unverified), sha256 {digest} "
                       f"recorded in {staging / (name + '.done')}", file=sys.stderr, flush=True)
