@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import __version__, create
-from .errors import CellFailure, DataError, EegbenchError, load_failure
+from .errors import CellFailure, DataError, EegbenchError, load_failure, one_line
 from .interfaces import (Dataset, EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
                          SubjectAware, TaskScore, TextAligned, TextEncoder, stable_hash)
 from .recipe import Cell, ComponentRef, Preparation, Training
@@ -723,8 +723,7 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu",
     except EegbenchError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:  # a damaged or hand-edited payload
-        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise DataError(f"checkpoint {str(path)!r} does not rebuild its encoder ({type(exc).__name__}: {text}); "
+        raise DataError(f"checkpoint {str(path)!r} does not rebuild its encoder ({one_line(exc, 200)}); "
                         "run its cell again with --force") from None
     model.eval()  # ready to embed: dropout off, BatchNorm on its running statistics
     model.to(device)

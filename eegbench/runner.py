@@ -18,17 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .errors import EXIT_CELL_FAILED, EXIT_USER_ERROR, EegbenchError
+from .errors import one_line as _one_line
 from .interfaces import CellOutcome, Dataset  # noqa: F401  (CellOutcome re-exported: executors and users import it here)
 from .recipe import COMPONENT_KINDS, Cell, Recipe
 
 log = logging.getLogger("eegbench.runner")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, EegbenchError):
-        return text
-    return f"{type(exc).__name__}: {text}"
 
 
 class CellRunner:

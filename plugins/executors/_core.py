@@ -243,6 +243,30 @@ class Scheduler:
                 self._fail(cell, "dependency cycle among cells " + ", ".join(sorted(
                     str(k)[:12] for k in (getattr(cell, "depends_on", ()) or ()))))
 
+    def run_packs(self, per_pack: int, submit: Callable[[list[list[Any]]], list[Any]],
+                  wait: Callable[[list[Any]], list[Any]], collect: Callable[[Any], Iterable[Any]],
+                  failure: Callable[[Any, BaseException], str], running: dict[Any, list[Any]] | None = None) -> None:
+        """The loop of an executor that runs packs of cells elsewhere (Slurm jobs, Ray tasks): ready cells in
+        packs of ``per_pack`` (:func:`packs`) go to ``submit`` (one handle per pack); ``wait`` returns the
+        handles that finished (it may block or sleep; empty is fine); ``collect`` yields a finished handle's
+        outcomes. A handle whose ``collect`` raises (a killed job, a dead worker) fails its own cells only,
+        with ``failure(handle, exc)`` as the message. ``running`` (handle → pack) is the caller's, so an
+        interrupted caller sees what is still in flight."""
+        running = {} if running is None else running
+        while True:
+            chunks = packs(self.take_ready(), per_pack)
+            if chunks:
+                running.update(zip(submit(chunks), chunks))
+            if not running:
+                return
+            for handle in wait(list(running)):
+                pack = running.pop(handle)
+                try:
+                    for result in collect(handle):
+                        self.finish(result)
+                except Exception as exc:  # noqa: BLE001 - a dead worker or killed job fails its own cells only
+                    self.fail_started(pack, failure(handle, exc))
+
     def outcomes(self) -> list[Any]:
         """Outcomes in cells order (call after the run loop ended)."""
         self.close_pending()

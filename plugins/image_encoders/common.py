@@ -54,13 +54,13 @@ def local_weights_file(value: str, where: str) -> Path:
 
 def weights_problem(where: str, path: Any, weights: str, model: str, exc: BaseException) -> str:
     """One line for weights that would not load: the file (or tag) and what went wrong, in words."""
-    from eegbench.errors import load_failure
+    from eegbench.errors import first_line, load_failure
 
     what = load_failure(exc)
     if path is None:
         return f"{where}: cannot build {model} with weights {weights!r}: the file is {what}"
     if what.startswith("not loadable") and any(w in str(exc) for w in ("size mismatch", "Missing key", "Unexpected key")):
-        what = f"not weights of {model} ({str(exc).strip().splitlines()[0][:200]}); give weights for this model"
+        what = f"not weights of {model} ({first_line(exc, 200)}); give weights for this model"
     return f"{where}: weights file {str(path)!r} is {what}"
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from eegbench.cache import sha256_of_file
-from eegbench.errors import DataError
+from eegbench.errors import DataError, first_line
 
 from . import layout
 
@@ -345,7 +345,7 @@ def _fetch(remote: RemoteFile, dest_dir: Path, retries: int, progress: bool, man
                 if attempt < retries and _retryable(exc):
                     _backoff(attempt)
                     continue
-                reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                reason = first_line(exc, 160) or type(exc).__name__
                 raise DataError(
                     f"{remote.name}: download from {remote.url} failed after {attempt + 1} attempt(s) "
                     f"({type(exc).__name__}: {reason}); run the same command again later (a partial file is resumed)"
