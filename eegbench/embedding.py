@@ -259,7 +259,7 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    import eegbench
+    from .registry import create
 
     if args.cache_dir_deprecated:
         print("eegbench: --cache-dir is deprecated; use --cache", file=sys.stderr)
@@ -280,18 +280,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
         dataset_kw = dict(spec.dataset.params)
         if args.root:
             dataset_kw["root"] = args.root
-        dataset = eegbench.create("dataset", spec.dataset.name, **dataset_kw)
-        encoder = eegbench.create("image-encoder", spec.image_encoder.name,
+        dataset = create("dataset", spec.dataset.name, **dataset_kw)
+        encoder = create("image-encoder", spec.image_encoder.name,
                                   **{**spec.image_encoder.params, **parse_params(args.param)})
     else:
         if not (args.dataset and args.image_encoder):
             raise EegbenchError("eegbench embed needs a SPEC, or both --dataset and --image-encoder")
         dataset_kw = {"root": args.root} if args.root else {}
-        dataset = eegbench.create("dataset", args.dataset, **dataset_kw)
-        encoder = eegbench.create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param]))
+        dataset = create("dataset", args.dataset, **dataset_kw)
+        encoder = create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param]))
     if callable(getattr(dataset, "ensure_available", None)):  # the twin is generated, a missing release named
         dataset.ensure_available()
-    from .engine import resolve_device
+    from .resources import resolve_device
 
     device = str(resolve_device(args.device))
     for split in splits:

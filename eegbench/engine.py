@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__, create
+from .registry import create
+from .version import __version__
 from .errors import CellFailure, DataError, EegbenchError, load_failure, one_line
 from .interfaces import (Dataset, EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
                          SubjectAware, TaskScore, TextAligned, TextEncoder, stable_hash)
 from .recipe import Cell, ComponentRef, Preparation, Training
-from .resources import apply_thread_limit
+from .resources import apply_thread_limit, resolve_device  # noqa: F401  (resolve_device: re-exported)
 
 log = logging.getLogger("eegbench.engine")
 
@@ -111,17 +112,6 @@ def build_encoder(backbone: ComponentRef | Mapping[str, Any], *, n_chans: int, n
     net = create("backbone", ref.name, n_chans=n_chans, n_times=n_times, sfreq=sfreq, chs_info=chs_info,
                  subjects=list(subjects) if subjects else None, **ref.kwargs())
     return EEGEncoder(net, image_dim, head=head)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; asking for CUDA without one is a one-line error."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise EegbenchError(f"--device {device}: no CUDA device is available (use --device cpu or auto)")
-    if device not in ("cpu",) and not str(device).startswith("cuda"):
-        raise EegbenchError(f"--device {device!r}: expected auto, cpu or cuda[:N]")
-    return torch.device(device)
 
 
 # --------------------------------------------------------------------------------------------------

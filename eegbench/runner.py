@@ -132,7 +132,8 @@ def _versions(recipe: Recipe | None = None) -> dict[str, str]:
     import numpy
     import torch
 
-    from . import __version__, get_component
+    from .registry import get_component
+    from .version import __version__
 
     out = {"eegbench": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
            "python": sys.version.split()[0]}
@@ -427,7 +428,7 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     from rich.console import Console
     from rich.markup import escape
 
-    from . import create, get_component
+    from .registry import create, get_component
     from .plan import build_plan
     from .store import ResultStore
 
