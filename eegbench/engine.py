@@ -29,7 +29,7 @@ from torch import nn
 from .registry import create
 from .version import __version__
 from .errors import CellFailure, DataError, EegbenchError, load_failure, one_line
-from .interfaces import (Dataset, EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
+from .interfaces import (EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
                          SubjectAware, TaskScore, TextAligned, TextEncoder, stable_hash)
 from .recipe import Cell, ComponentRef, Preparation, Training
 from .resources import apply_thread_limit, resolve_device  # noqa: F401  (resolve_device: re-exported)
@@ -437,10 +437,8 @@ def build_dataset(dataset_ref: ComponentRef | Cell | Mapping[str, Any], cache_di
         ref = dataset_ref
     else:
         ref = ComponentRef.from_dict(dataset_ref["dataset"])
-    dataset = create("dataset", ref.name, **ref.kwargs())
-    if cache_dir is not None and isinstance(dataset, Dataset):  # --cache / [paths] cache for prepared EEG too
-        dataset.cache_root = Path(cache_dir)
-    return dataset
+    # --cache / [paths] cache holds prepared EEG too: the factory's cache_root context argument (dropped when None)
+    return create("dataset", ref.name, cache_root=Path(cache_dir) if cache_dir is not None else None, **ref.kwargs())
 
 
 def load_subjects(dataset, subjects, split: str, options: PrepOptions) -> EEGData:

@@ -202,7 +202,8 @@ class Dataset(ABC):
 
     #: registry name, e.g. ``"things-eeg-2"``
     name: str = ""
-    #: where prepared EEG is cached; the engine sets it from ``--cache`` / ``[paths] cache`` when present
+    #: where prepared EEG is cached: the factory's ``cache_root`` context argument, which the engine passes from
+    #: ``--cache`` / ``[paths] cache`` when the run names one (None: ``EEGBENCH_CACHE`` or the per-user cache)
     cache_root: Any = None
 
     @property
@@ -312,7 +313,8 @@ class Task(ABC):
 @runtime_checkable
 class CellLike(Protocol):
     """What an executor reads of a cell (:class:`eegbench.recipe.Cell` has it, so do test stand-ins):
-    its ``key``, the keys it ``depends_on``, and the placement fields messages name it by."""
+    its ``key``, the keys it ``depends_on``, the placement fields the store records, its ``config`` (plain
+    JSON: the store keeps it; packing groups cells by its components) and ``label()``, how messages name it."""
 
     @property
     def key(self) -> str: ...
@@ -335,6 +337,11 @@ class CellLike(Protocol):
     @property
     def spec_name(self) -> str: ...
 
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+    def label(self) -> str: ...
+
 
 @runtime_checkable
 class CellRunner(Protocol):
@@ -345,7 +352,7 @@ class CellRunner(Protocol):
     results_dir: str
     force: bool
 
-    def __call__(self, cell: Any) -> CellOutcome: ...
+    def __call__(self, cell: CellLike) -> CellOutcome: ...
 
 
 class Executor(ABC):

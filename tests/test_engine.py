@@ -262,3 +262,19 @@ def test_drop_last_keeps_or_drops_the_last_partial_batch(drop_last, per_epoch):
     assert result.samples_seen == 3 * per_epoch
     other = trained(not drop_last)
     assert any(not torch.equal(result.state[k], other.state[k]) for k in result.state)
+
+
+def test_the_dataset_gets_cache_root_at_creation(env, monkeypatch):
+    from eegbench.engine import build_dataset
+
+    cell = _cell()  # planning builds the dataset too
+    seen = []
+    original = fakes.FakeDataset.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("cache_root"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(fakes.FakeDataset, "__init__", spy)
+    assert build_dataset(cell, cache_dir=env / "c").cache_root == env / "c" and seen == [env / "c"]
+    assert build_dataset(cell).cache_root is None and seen[-1] is None  # no --cache: the factory's default

@@ -8,10 +8,10 @@ decides what a rerun does.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from eegbench.errors import EegbenchError
-from eegbench.interfaces import Executor
+from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
 
 from ._core import Scheduler, error_text, run_pack
 
@@ -61,7 +61,7 @@ class RayExecutor(Executor):
         ray.init(**kwargs)
         return True
 
-    def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:
+    def run(self, cells: Sequence[CellLike], runner: CellRunner) -> list[CellOutcome]:
         sched = Scheduler(cells, runner)
         if not sched.todo:
             return sched.outcomes()

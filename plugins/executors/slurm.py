@@ -38,10 +38,10 @@ import sys
 import time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from eegbench.errors import EegbenchError
-from eegbench.interfaces import Executor
+from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
 
 from ._core import Scheduler, run_pack
 
@@ -189,7 +189,7 @@ class SubmititExecutor(Executor):
         return ex
 
     # -- running -------------------------------------------------------------------------------------
-    def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:
+    def run(self, cells: Sequence[CellLike], runner: CellRunner) -> list[CellOutcome]:
         sched = Scheduler(cells, runner)
         if not sched.todo:
             return sched.outcomes()
