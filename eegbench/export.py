@@ -129,16 +129,22 @@ def write_rows(frame: "pd.DataFrame", path: str | os.PathLike) -> Path:
     return out
 
 
+def _results_parser(sub, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    """A result command's parser: it reads the results directories given (``RESULTS ...``)."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("results", nargs="*", metavar="RESULTS",
+                   help="results directories to merge (default: $EEGBENCH_RESULTS or ./results)")
+    return p
+
+
 def _add_export_command(sub) -> None:
     """Register ``eegbench export`` on the top-level subparsers."""
-    p = sub.add_parser(
-        "export", help="the raw per-subject, per-seed result rows as CSV or Parquet (as MOABB's data.csv)",
+    p = _results_parser(
+        sub, "export", help="the raw per-subject, per-seed result rows as CSV or Parquet (as MOABB's data.csv)",
         description="One line per (cell, test subject, metric): spec, components and their parameters, context "
                     "(dataset, n-way, test averaging), configuration label, protocol, fold, subject, seed, stage, "
                     "training ratio, metric, value (a fraction, 6 significant digits) and chance.",
     )
-    p.add_argument("results", nargs="*", metavar="RESULTS",
-                   help="results directories to merge (default: $EEGBENCH_RESULTS or ./results)")
     p.add_argument("--out", metavar="FILE", help="write rows.csv or rows.parquet (default: CSV on standard output)")
     p.add_argument("--by", default=None,
                    help="result columns that name a configuration, as for `eegbench leaderboard` "
@@ -169,14 +175,12 @@ def add_commands(sub) -> None:
     """Register ``eegbench leaderboard`` and ``eegbench export`` on the top-level subparsers."""
     from .leaderboard import DEFAULT_BY, FORMATS
 
-    p = sub.add_parser(
-        "leaderboard", help="tables, statistics and plots from results directories",
+    p = _results_parser(
+        sub, "leaderboard", help="tables, statistics and plots from results directories",
         description="One row per configuration, one column per protocol / stage / training ratio; each cell "
                     "mean ± std over test subjects and seeds with n. Rows of different comparison contexts are "
                     "never ranked together.",
     )
-    p.add_argument("results", nargs="*", metavar="RESULTS",
-                   help="results directories to merge (default: $EEGBENCH_RESULTS or ./results)")
     p.add_argument("--metric", default="top1", help="metric to rank (default top1)")
     p.add_argument("--by", default=",".join(DEFAULT_BY),
                    help="result columns that name a configuration (default backbone,image_encoder,loss); rows "
