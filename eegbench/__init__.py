@@ -15,10 +15,10 @@ from typing import Any
 
 import pluggy
 
-from .components import CONTEXT_ARGS, KINDS, Component
+from .components import KINDS, Component
 from .errors import EegbenchError
-
-__version__ = "0.1.0"
+from .registry import create, get_component, list_components
+from .version import __version__
 
 #: Plugins mark their hook implementations with this (``@eegbench.hookimpl``).
 hookimpl = pluggy.HookimplMarker("eegbench")
@@ -34,40 +34,6 @@ __all__ = [
     "list_components",
     "run",
 ]
-
-
-def list_components(kind: str | None = None, pattern: str | None = None, exclude: tuple[str, ...] = ()) -> list[Component]:
-    """Registered components of ``kind`` whose names match the fnmatch ``pattern`` (natural order)."""
-    from .registry import get_registry
-
-    return get_registry().list_components(kind, pattern, exclude)
-
-
-def get_component(kind: str, name: str) -> Component:
-    """The :class:`Component` record of ``name``; unknown names raise with close matches."""
-    from .registry import get_registry
-
-    return get_registry().get(kind, name)
-
-
-def create(kind: str, name: str, **kwargs: Any) -> Any:
-    """Build a component by name: ``create("backbone", "resnet1d", n_chans=17, n_times=128)``.
-
-    Context arguments of the kind (for backbones ``n_chans, n_times, sfreq, chs_info``) are passed through;
-    every other keyword must be one of the component's parameters (``None`` keeps the default).
-    """
-    from .registry import normalize_kind
-
-    kind = normalize_kind(kind)
-    comp = get_component(kind, name)
-    context = {k: v for k, v in kwargs.items() if k in CONTEXT_ARGS[kind] and v is not None}
-    if kind == "backbone":  # the signal every backbone is built for (braindecode's n_chans / n_times)
-        missing = [k for k in ("n_chans", "n_times") if k not in context]
-        if missing:
-            raise EegbenchError(f"backbone {name!r} needs {' and '.join(missing)}, e.g. "
-                                f"eegbench.create('backbone', {name!r}, n_chans=17, n_times=128)")
-    params = {k: v for k, v in kwargs.items() if k not in CONTEXT_ARGS[kind]}
-    return comp.build(context, **params)
 
 
 def run(spec: Any, overrides: dict[str, Any] | None = None, **options: Any) -> Any:

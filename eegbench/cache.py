@@ -85,7 +85,8 @@ class Cache:
 DIGESTS = "file-digests"
 
 
-def _hash_bytes(path: Path) -> str:
+def sha256_of_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (``hashlib.file_digest``), not memoised: :func:`file_digest` memoises it."""
     import hashlib
 
     with open(path, "rb") as fh:
@@ -112,9 +113,9 @@ def file_digest(path: str | os.PathLike, root: str | os.PathLike | None = None) 
             return record["sha256"]
     except (OSError, ValueError, AttributeError):
         pass
-    digest = _hash_bytes(path)
+    digest = sha256_of_file(path)
     if path.stat().st_mtime_ns != st.st_mtime_ns:  # changed while being read: hash what is there now, unmemoised
-        return _hash_bytes(path)
+        return sha256_of_file(path)
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo.with_name(f".{memo.name}.{uuid.uuid4().hex[:8]}.tmp")

@@ -63,7 +63,9 @@ def read(path: Path) -> list[dict[str, Any]]:
 
 
 def default_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "registry.toml"
+    """``registry.toml`` in the current directory: the command is run from the root of a source checkout
+    (the installed package has no catalogue file and never reads one)."""
+    return Path("registry.toml")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import sys
 from types import SimpleNamespace
 from typing import Any, Sequence
 
-from . import __version__
+from .version import __version__
 from .components import KINDS
 from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, EegbenchError
 
@@ -66,23 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     # core commands owned by other core modules (each keeps its heavy imports inside handlers)
-    from . import embedding, leaderboard, runner, status
+    from . import embedding, export, runner, status
 
     runner.add_commands(sub)
     embedding.add_commands(sub)
-    leaderboard.add_commands(sub)
+    export.add_commands(sub)  # leaderboard and export
     status.add_commands(sub)
 
     groups = SimpleNamespace(root=sub, download=download, preprocess=preprocess, verify=verify)
     get_registry().pm.hook.eegbench_cli(commands=groups)
     return parser
-
-
-def _fmt_table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
-    widths[-1] = 0  # the last column (summary) is not padded
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(headers), line(["-" * len(h) for h in headers])] + [line(r) for r in rows])
 
 
 def parse_shape(text: str) -> tuple[int, int, float | None]:
@@ -169,7 +162,9 @@ def render_list(rows: list[tuple[Any, list[str]]], *, terminal: bool, width: int
         row += ([c.plugin] if packaged else []) + ([c.citation] if wide else [])
         table.append(row + [c.summary])
     if not terminal or wide:
-        return _fmt_table(table, headers)
+        from .text import text_table
+
+        return text_table(table, headers)
     # In a terminal: names and marks (what a reader copies) are never shortened; the summary takes the width
     # that is left, shortened with an ellipsis, and is dropped below 12 characters.
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]

@@ -24,6 +24,7 @@ import numpy as np
 
 from .cache import Cache, CacheEntry
 from .errors import DataError, EegbenchError
+from .interfaces import to_jsonable
 
 NAMESPACE = "embeddings"
 #: tolerance of the unit-norm check on user files
@@ -82,7 +83,7 @@ def embed_images(encoder: Any, images: Any, *, cache_root: str | os.PathLike | N
         "ids": list(images.ids),
         "image_set": images.name,
         "image_set_fingerprint": images.fingerprint(),
-        "encoder": _jsonable(encoder.describe()),
+        "encoder": to_jsonable(encoder.describe()),
         "dim": int(emb.shape[1]),
         "n": int(emb.shape[0]),
         "dtype": "float32",
@@ -90,16 +91,6 @@ def embed_images(encoder: Any, images: Any, *, cache_root: str | os.PathLike | N
     }
     cache.put(fields, {"embeddings": emb}, meta)
     return emb
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,7 +246,7 @@ def add_commands(sub) -> None:
 
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
     """``["output=x", "normalize=true"]`` → ``{"output": "x", "normalize": True}`` (TOML values, else text)."""
-    import tomllib
+    from .spec import parse_value
 
     out: dict[str, Any] = {}
     for item in items:
@@ -263,23 +254,12 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise EegbenchError(f"--set {item!r} must look like key=value")
-        try:
-            out[key] = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key] = raw
+        out[key] = parse_value(raw)
     return out
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def cmd_embed(args: argparse.Namespace) -> int:
-    import eegbench
+    from .registry import create
 
     if args.cache_dir_deprecated:
         print("eegbench: --cache-dir is deprecated; use --cache", file=sys.stderr)
@@ -300,18 +280,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
         dataset_kw = dict(spec.dataset.params)
         if args.root:
             dataset_kw["root"] = args.root
-        dataset = eegbench.create("dataset", spec.dataset.name, **dataset_kw)
-        encoder = eegbench.create("image-encoder", spec.image_encoder.name,
+        dataset = create("dataset", spec.dataset.name, **dataset_kw)
+        encoder = create("image-encoder", spec.image_encoder.name,
                                   **{**spec.image_encoder.params, **parse_params(args.param)})
     else:
         if not (args.dataset and args.image_encoder):
             raise EegbenchError("eegbench embed needs a SPEC, or both --dataset and --image-encoder")
         dataset_kw = {"root": args.root} if args.root else {}
-        dataset = eegbench.create("dataset", args.dataset, **dataset_kw)
-        encoder = eegbench.create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param]))
+        dataset = create("dataset", args.dataset, **dataset_kw)
+        encoder = create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param]))
     if callable(getattr(dataset, "ensure_available", None)):  # the twin is generated, a missing release named
         dataset.ensure_available()
-    device = resolve_device(args.device)
+    from .resources import resolve_device
+
+    device = str(resolve_device(args.device))
     for split in splits:
         images = dataset.image_set(split)
         hit = is_cached(encoder, images, args.cache_dir)

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__, create
-from .errors import CellFailure, DataError, EegbenchError, load_failure
-from .interfaces import (Dataset, EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
+from .registry import create
+from .version import __version__
+from .errors import CellFailure, DataError, EegbenchError, load_failure, one_line
+from .interfaces import (EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
                          SubjectAware, TaskScore, TextAligned, TextEncoder, stable_hash)
 from .recipe import Cell, ComponentRef, Preparation, Training
-from .resources import apply_thread_limit
+from .resources import apply_thread_limit, resolve_device  # noqa: F401  (resolve_device: re-exported)
 
 log = logging.getLogger("eegbench.engine")
 
@@ -113,17 +114,6 @@ def build_encoder(backbone: ComponentRef | Mapping[str, Any], *, n_chans: int, n
     return EEGEncoder(net, image_dim, head=head)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; asking for CUDA without one is a one-line error."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise EegbenchError(f"--device {device}: no CUDA device is available (use --device cpu or auto)")
-    if device not in ("cpu",) and not str(device).startswith("cuda"):
-        raise EegbenchError(f"--device {device!r}: expected auto, cpu or cuda[:N]")
-    return torch.device(device)
-
-
 # --------------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------------
@@ -169,16 +159,47 @@ def _training(cfg: Training | Mapping[str, Any]) -> Training:
     return cfg if isinstance(cfg, Training) else Training.from_dict(cfg)
 
 
-def _lr_at(epoch: int, cfg: Training | Mapping[str, Any]) -> float:
-    """Linear warmup from min_lr to lr, then cosine down to min_lr (or constant; plateau is reactive)."""
-    t = _training(cfg)
-    lr, min_lr, warm, total = t.lr, t.min_lr, t.warmup_epochs, t.epochs
-    if epoch < warm:
-        return min_lr + (lr - min_lr) * epoch / warm
-    if t.schedule == "cosine":
-        span = max(1, total - warm)
-        return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * (epoch - warm) / span))
-    return lr
+class EpochSchedule:
+    """The stage's learning rate, set once per epoch by torch's schedulers: linear warmup from ``min_lr`` to
+    ``lr`` over ``warmup_epochs`` (``LambdaLR``), then cosine down to ``min_lr`` (``CosineAnnealingLR``, joined by
+    ``SequentialLR``), constant, or cut by ``ReduceLROnPlateau`` on the validation loss (``"plateau"``; the seed's
+    recipe). The optimiser is built at ``lr``; :meth:`end_epoch` steps after each epoch, on host floats only."""
+
+    def __init__(self, opt: torch.optim.Optimizer, cfg: Training) -> None:
+        from torch.optim import lr_scheduler
+
+        lr, min_lr, warm = cfg.lr, cfg.min_lr, cfg.warmup_epochs
+
+        def warmup_factor(epoch: int) -> float:
+            return (min_lr + (lr - min_lr) * epoch / warm) / lr if epoch < warm else 1.0
+
+        self.warmup_epochs = warm
+        self.plateau: lr_scheduler.ReduceLROnPlateau | None = None
+        self.scheduler: lr_scheduler.LRScheduler
+        if cfg.schedule == "cosine":
+            cosine = lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs - warm), eta_min=min_lr)
+            self.scheduler = cosine if warm == 0 else lr_scheduler.SequentialLR(
+                opt, [lr_scheduler.LambdaLR(opt, warmup_factor), cosine], milestones=[warm])
+        else:
+            self.scheduler = lr_scheduler.LambdaLR(opt, warmup_factor)
+        if cfg.schedule == "plateau":
+            # eps=0: every cut is applied, down to min_lr (relative threshold 1e-4, as torch's default)
+            self.plateau = lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.plateau_factor,
+                                                          patience=cfg.plateau_patience, min_lr=min_lr, eps=0.0)
+        self.opt = opt
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the coming (or current) epoch runs at."""
+        return float(self.opt.param_groups[0]["lr"])
+
+    def end_epoch(self, epoch: int, val_loss: float | None) -> None:
+        """Advance past ``epoch`` (0-based). Plateau: warmup through ``warmup_epochs``, then only a stalled
+        validation loss cuts the rate (none without a validation split)."""
+        if self.plateau is None or epoch < self.warmup_epochs:
+            self.scheduler.step()
+        elif val_loss is not None:
+            self.plateau.step(val_loss)
 
 
 def _autocast(device: torch.device, amp: str):
@@ -216,7 +237,8 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
     groups = [{"params": model_params, "weight_decay": cfg.weight_decay}]
     if loss_params:
         groups.append({"params": loss_params, "weight_decay": 0.0})
-    opt = opt_cls(groups, lr=_lr_at(0, cfg), betas=tuple(cfg.betas), eps=cfg.eps)
+    opt = opt_cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    schedule = EpochSchedule(opt, cfg)
     autocast, scaler = _autocast(device, cfg.amp)
     net: Callable[..., torch.Tensor] = torch.compile(model) if cfg.compile else model
     gen = torch.Generator(device=device)
@@ -243,19 +265,13 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
     if with_text and text_emb is not None:
         check_finite(text_emb, "text embeddings of the training images")
 
-    best_val, best_epoch, bad_epochs, plateau_best, plateau_bad = math.inf, -1, 0, math.inf, 0
-    lr_now = _lr_at(0, cfg)
+    best_val, best_epoch, bad_epochs = math.inf, -1, 0
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     epochs_run = 0
     for epoch in range(int(cfg.epochs)):
-        # plateau: warmup up to and including the first epoch at full lr, then only validation cuts it
-        if epoch <= cfg.warmup_epochs or cfg.schedule != "plateau":
-            lr_now = _lr_at(epoch, cfg)
-        lr_used = lr_now
-        for group in opt.param_groups:
-            group["lr"] = lr_now
+        lr_used = schedule.lr
         model.train()
         loss_fn.train()
         perm = torch.randperm(n, generator=gen, device=device)
@@ -279,7 +295,7 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
             except RuntimeError as exc:  # an update too large for float32 (absurd learning rates)
                 if "overflow" not in str(exc):
                     raise
-                raise diverged(epoch + 1, "the optimiser's update overflowed float32", lr_now, cfg) from None
+                raise diverged(epoch + 1, "the optimiser's update overflowed float32", lr_used, cfg) from None
             total += loss.detach()
         train_loss = float((total / len(batches)).item())  # the one host sync of the epoch
         val_loss = validation_loss(net, loss_fn, val, image_emb, bs, autocast, text_emb) if val is not None else math.nan
@@ -294,14 +310,7 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
-        if cfg.schedule == "plateau" and epoch >= cfg.warmup_epochs and val is not None:
-            # ReduceLROnPlateau semantics (relative threshold 1e-4), on validation loss only
-            if val_loss < plateau_best * (1 - 1e-4):
-                plateau_best, plateau_bad = val_loss, 0
-            else:
-                plateau_bad += 1
-                if plateau_bad > cfg.plateau_patience:
-                    lr_now, plateau_bad = max(cfg.min_lr, lr_now * cfg.plateau_factor), 0
+        schedule.end_epoch(epoch, val_loss if val is not None else None)
         record = {"epoch": epochs_run, "epochs": int(cfg.epochs), "train_loss": train_loss, "val_loss": val_loss, "lr": lr_used}
         history.append(record)
         if progress is not None:
@@ -428,10 +437,8 @@ def build_dataset(dataset_ref: ComponentRef | Cell | Mapping[str, Any], cache_di
         ref = dataset_ref
     else:
         ref = ComponentRef.from_dict(dataset_ref["dataset"])
-    dataset = create("dataset", ref.name, **ref.kwargs())
-    if cache_dir is not None and isinstance(dataset, Dataset):  # --cache / [paths] cache for prepared EEG too
-        dataset.cache_root = Path(cache_dir)
-    return dataset
+    # --cache / [paths] cache holds prepared EEG too: the factory's cache_root context argument (dropped when None)
+    return create("dataset", ref.name, cache_root=Path(cache_dir) if cache_dir is not None else None, **ref.kwargs())
 
 
 def load_subjects(dataset, subjects, split: str, options: PrepOptions) -> EEGData:
@@ -708,8 +715,7 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu",
     except EegbenchError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:  # a damaged or hand-edited payload
-        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise DataError(f"checkpoint {str(path)!r} does not rebuild its encoder ({type(exc).__name__}: {text}); "
+        raise DataError(f"checkpoint {str(path)!r} does not rebuild its encoder ({one_line(exc, 200)}); "
                         "run its cell again with --force") from None
     model.eval()  # ready to embed: dropout off, BatchNorm on its running statistics
     model.to(device)

@@ -49,6 +49,21 @@ class CellFailure(EegbenchError):
     exit_code = EXIT_CELL_FAILED
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of ``exc``'s message, clipped to ``limit`` characters (``""`` when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else ""
+
+
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """How a message names an error: an :class:`EegbenchError`'s first line as it is (it speaks to the
+    user), anything else ``Type: first line`` (or just the type when the message is empty)."""
+    text = first_line(exc, limit)
+    if isinstance(exc, EegbenchError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def load_failure(exc: BaseException) -> str:
     """What went wrong when ``torch.load(weights_only=True)`` (or a library calling it) read a file: words
     that follow "<file> is ...".
@@ -59,7 +74,7 @@ def load_failure(exc: BaseException) -> str:
     import pickle
     import zipfile
 
-    text = str(exc).strip().splitlines()[0].split(". ")[0][:200] if str(exc).strip() else ""
+    text = first_line(exc).split(". ")[0][:200]
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     if isinstance(exc, pickle.UnpicklingError) or "weights only load failed" in str(exc).lower():
         return ("refused by the safe loader (torch.load weights_only=True): it holds pickled objects beyond "

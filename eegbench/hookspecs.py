@@ -76,6 +76,13 @@ def eegbench_resolve_family(kind: str, name: str) -> Component | None:
     """
 
 
+@hookspec(firstresult=True)
+def eegbench_reported_results() -> str | None:
+    """The path of a file of published results (the reported-results TOML format, ``[[reported]]`` tables)
+    that the leaderboard shows as reference rows by default; the first plugin that answers wins. A plugin
+    ships it as package data and resolves it with :mod:`importlib.resources` (the core names no plugin)."""
+
+
 @hookspec
 def eegbench_list_family(kind: str, pattern: str) -> list[Component]:
     """Members of a prefixed family that ``pattern`` (an fnmatch pattern on names) asks for.

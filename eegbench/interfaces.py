@@ -29,7 +29,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -202,7 +202,8 @@ class Dataset(ABC):
 
     #: registry name, e.g. ``"things-eeg-2"``
     name: str = ""
-    #: where prepared EEG is cached; the engine sets it from ``--cache`` / ``[paths] cache`` when present
+    #: where prepared EEG is cached: the factory's ``cache_root`` context argument, which the engine passes from
+    #: ``--cache`` / ``[paths] cache`` when the run names one (None: ``EEGBENCH_CACHE`` or the per-user cache)
     cache_root: Any = None
 
     @property
@@ -325,7 +326,8 @@ class Task(ABC):
 @runtime_checkable
 class CellLike(Protocol):
     """What an executor reads of a cell (:class:`eegbench.recipe.Cell` has it, so do test stand-ins):
-    its ``key``, the keys it ``depends_on``, and the placement fields messages name it by."""
+    its ``key``, the keys it ``depends_on``, the placement fields the store records, its ``config`` (plain
+    JSON: the store keeps it; packing groups cells by its components) and ``label()``, how messages name it."""
 
     @property
     def key(self) -> str: ...
@@ -348,6 +350,11 @@ class CellLike(Protocol):
     @property
     def spec_name(self) -> str: ...
 
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+    def label(self) -> str: ...
+
 
 @runtime_checkable
 class CellRunner(Protocol):
@@ -358,7 +365,7 @@ class CellRunner(Protocol):
     results_dir: str
     force: bool
 
-    def __call__(self, cell: Any) -> CellOutcome: ...
+    def __call__(self, cell: CellLike) -> CellOutcome: ...
 
 
 class Executor(ABC):
@@ -456,6 +463,22 @@ class ImageSetBound(Protocol):
 def canonical_json(value: Any) -> str:
     """Canonical serialisation for hashing: sorted keys, no whitespace, tuples as lists."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def to_jsonable(value: Any, number: Callable[[float], Any] | None = None) -> Any:
+    """Plain JSON data from nested dicts, lists and tuples: keys as text, numpy scalars as Python numbers,
+    floats through ``number`` when given (the report rounds them), any other object as its text."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v, number) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, number) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and number is not None:
+        return number(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
 
 
 def _json_default(obj: Any) -> Any:

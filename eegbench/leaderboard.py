@@ -28,7 +28,7 @@ Each summary has:
     paired comparison of a ranked configuration with the column's best over their (shared) subjects, seeds
     averaged per subject (see :mod:`eegbench.stats`); empty for unranked and reported rows.
 
-Published numbers (``benchmarks/papers/reported.toml``) join as ``source == "reported"`` rows, only in
+Published numbers (a plugin's reported-results file, by default the papers plugin's ``reported.toml``) join as ``source == "reported"`` rows, only in
 columns whose protocol and stage match and contexts whose dataset, n-way (and test averaging, when the
 entry states it) match, never on a synthetic dataset, at training ratio 1; they are never ranked.
 
@@ -36,12 +36,10 @@ Heavy libraries (pandas, scipy, matplotlib) are imported inside functions: ``eeg
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import re
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,24 +223,16 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], 
 
 
 def default_reported_path() -> Path | None:
-    """Where the published numbers are: ``$EEGBENCH_REPORTED``, else ``benchmarks/papers/reported.toml``
-    next to the ``eegbench`` package (a source checkout or editable install), else a ``reported.toml``
-    shipped as package data of ``eegbench_plugins.papers`` (a wheel install). None when none exists."""
+    """Where the published numbers are: ``$EEGBENCH_REPORTED``, else the file a plugin provides through the
+    ``eegbench_reported_results`` hook (the built-in papers plugin ships ``reported.toml`` as package data).
+    None when neither names one."""
     env = os.environ.get(REPORTED_ENV)
     if env:
         return Path(env).expanduser()
-    candidate = Path(__file__).resolve().parent.parent / "benchmarks" / "papers" / "reported.toml"
-    if candidate.is_file():
-        return candidate
-    try:
-        from importlib.resources import files
+    from .registry import get_registry
 
-        shipped = files("eegbench_plugins.papers") / "reported.toml"
-        if shipped.is_file():
-            return Path(str(shipped))
-    except (ImportError, ModuleNotFoundError, TypeError, FileNotFoundError):
-        pass
-    return None
+    provided = get_registry().pm.hook.eegbench_reported_results()
+    return Path(provided) if provided else None
 
 
 def load_reported(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -291,24 +281,14 @@ def load_reported(path: str | os.PathLike | None = None) -> list[dict[str, Any]]
 
 def registry_citations() -> dict[tuple[str, str], dict[str, str]]:
     """``{(kind, name): {"summary", "citation"}}`` from ``registry.toml`` plus any installed plugins."""
-    from . import catalogue
-
     out: dict[tuple[str, str], dict[str, str]] = {}
-    path = catalogue.default_path()
-    if path.is_file():
-        try:
-            for e in catalogue.read(path):
-                out[(e.get("kind", ""), e.get("name", ""))] = {"summary": e.get("summary", ""),
-                                                                "citation": e.get("citation", "")}
-        except (OSError, tomllib.TOMLDecodeError):
-            pass
     try:
         from .registry import get_registry
 
         for c in get_registry().list_components():
             out.setdefault((c.kind, c.name), {"summary": c.summary, "citation": c.citation})
     except EegbenchError:
-        pass  # a broken third-party plugin must not take the leaderboard down; registry.toml still serves
+        pass  # a broken third-party plugin must not take the leaderboard down: its rows just carry no citation
     return out
 
 
@@ -843,82 +823,3 @@ def _ratio_text(ratio: float) -> str:
     """``0.25`` → ``"25 %"``: the report's and the run summary's spelling of a training ratio."""
     pct = ratio * 100
     return f"{pct:.0f} %" if math.isclose(pct, round(pct)) else f"{pct:.3g} %"
-
-
-# --------------------------------------------------------------------------------------------------
-# the command line
-# --------------------------------------------------------------------------------------------------
-def add_commands(sub) -> None:
-    """Register this module's CLI subcommands on the top-level subparsers."""
-    p = sub.add_parser(
-        "leaderboard", help="tables, statistics and plots from results directories",
-        description="One row per configuration, one column per protocol / stage / training ratio; each cell "
-                    "mean ± std over test subjects and seeds with n. Rows of different comparison contexts are "
-                    "never ranked together.",
-    )
-    p.add_argument("results", nargs="*", metavar="RESULTS",
-                   help="results directories to merge (default: $EEGBENCH_RESULTS or ./results)")
-    p.add_argument("--metric", default="top1", help="metric to rank (default top1)")
-    p.add_argument("--by", default=",".join(DEFAULT_BY),
-                   help="result columns that name a configuration (default backbone,image_encoder,loss); rows "
-                        "whose resolved configs (recipes) differ are never merged")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="output format (default: from --out's suffix, else md); rows = the raw per-subject, "
-                        "per-seed result rows as CSV (as `eegbench export`)")
-    p.add_argument("--out", metavar="FILE", help="write the table here instead of standard output")
-    p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
-    rep = p.add_mutually_exclusive_group()
-    rep.add_argument("--reported", metavar="FILE",
-                     help="published numbers to show as reference rows (default benchmarks/papers/reported.toml)")
-    rep.add_argument("--no-reported", action="store_true", help="show no published numbers")
-    p.set_defaults(func=cmd_leaderboard)
-    from . import export
-
-    export.add_commands(sub)
-
-
-def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .paths import results_dir
-    from .report import render
-
-    fmt = args.format
-    if fmt is None and args.out:
-        suffix = Path(args.out).suffix.lower()
-        fmt = SUFFIX_FORMATS.get(suffix)
-        if fmt is None:
-            raise EegbenchError(f"--out {args.out}: unknown suffix {suffix or '(none)'!r}; use one of "
-                                f"{' '.join(SUFFIX_FORMATS)} or pass --format {'|'.join(FORMATS)}")
-    fmt = fmt or "md"
-    dirs = args.results or [results_dir()]
-    reported: str | bool | None = False if args.no_reported else args.reported
-    if fmt == "rows":  # the raw rows (every metric), not the summary table
-        from .export import result_rows, rows_csv, write_rows
-
-        frame = result_rows(dirs, by=args.by)
-        if not args.out:
-            return _emit(rows_csv(frame), None, fmt)
-        print(f"wrote {len(frame)} result rows to {write_rows(frame, args.out)}", file=sys.stderr)
-        return 0
-    board = build(dirs, metric=args.metric, by=args.by, reported=reported)
-    plots = None
-    if args.plots or fmt == "html":
-        from .plots import make_plots
-
-        plots = make_plots(board, args.plots)
-        if args.plots:
-            print(f"wrote {len(plots)} plot(s) to {args.plots}", file=sys.stderr)
-    return _emit(render(board, fmt, plots=plots), args.out, fmt)
-
-
-def _emit(text: str, out_path: str | None, fmt: str) -> int:
-    if out_path:
-        out = Path(out_path).expanduser()
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise EegbenchError(f"cannot write {out}: {exc.strerror or exc}") from exc
-        print(f"wrote {fmt} leaderboard to {out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0

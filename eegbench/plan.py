@@ -124,7 +124,7 @@ def _bad_param_value(value: Any, key: str = "") -> tuple[str, Any, str] | None:
 
 def _build_checked(kind: str, component: Mapping[str, Any], source: str, table: str) -> Any:
     """Build a cheap component at plan time; whatever its factory refuses becomes one line naming the table."""
-    from . import create
+    from .registry import create
 
     try:
         return create(kind, component["name"], **component["params"])
@@ -144,7 +144,7 @@ def input_identity(components: Mapping[str, Any]) -> dict[str, Any]:
     checkpoint, an embedding file), relative paths also looked up under the dataset root. Library weights
     named by a tag are identified by the tag itself.
     """
-    from . import create
+    from .registry import create
 
     data = ""
     roots: list[Path] = []
@@ -179,7 +179,7 @@ def dataset_subjects(spec: Spec) -> list[int]:
     """The spec's subject list; ``"all"`` asks the dataset (which may build its metadata)."""
     if spec.dataset.subjects != "all":
         return list(spec.dataset.subjects)
-    from . import create
+    from .registry import create
 
     try:
         ds = create("dataset", spec.dataset.name, **spec.dataset.params)

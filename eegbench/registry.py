@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import pluggy
 
 from . import hookspecs
-from .components import KINDS, Component
+from .components import CONTEXT_ARGS, KINDS, Component
 from .errors import ComponentClashError, EegbenchError, UnknownComponentError
 
 ENTRY_POINT_GROUP = "eegbench"
@@ -290,3 +290,34 @@ def _dist_name(dist: Any) -> str:
         except Exception:
             name = str(dist)
     return name
+
+
+# --------------------------------------------------------------------------------------------------
+# the front door (re-exported by ``eegbench``; modules of the package import them from here)
+# --------------------------------------------------------------------------------------------------
+def list_components(kind: str | None = None, pattern: str | None = None, exclude: tuple[str, ...] = ()) -> list[Component]:
+    """Registered components of ``kind`` whose names match the fnmatch ``pattern`` (natural order)."""
+    return get_registry().list_components(kind, pattern, exclude)
+
+
+def get_component(kind: str, name: str) -> Component:
+    """The :class:`Component` record of ``name``; unknown names raise with close matches."""
+    return get_registry().get(kind, name)
+
+
+def create(kind: str, name: str, **kwargs: Any) -> Any:
+    """Build a component by name: ``create("backbone", "resnet1d", n_chans=17, n_times=128)``.
+
+    Context arguments of the kind (for backbones ``n_chans, n_times, sfreq, chs_info``) are passed through;
+    every other keyword must be one of the component's parameters (``None`` keeps the default).
+    """
+    kind = normalize_kind(kind)
+    comp = get_component(kind, name)
+    context = {k: v for k, v in kwargs.items() if k in CONTEXT_ARGS[kind] and v is not None}
+    if kind == "backbone":  # the signal every backbone is built for (braindecode's n_chans / n_times)
+        missing = [k for k in ("n_chans", "n_times") if k not in context]
+        if missing:
+            raise EegbenchError(f"backbone {name!r} needs {' and '.join(missing)}, e.g. "
+                                f"eegbench.create('backbone', {name!r}, n_chans=17, n_times=128)")
+    params = {k: v for k, v in kwargs.items() if k not in CONTEXT_ARGS[kind]}
+    return comp.build(context, **params)

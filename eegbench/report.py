@@ -17,6 +17,7 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .errors import EegbenchError
+from .interfaces import to_jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .leaderboard import Column, Leaderboard
@@ -390,10 +391,9 @@ def render_markdown(board: "Leaderboard") -> str:
             lines += [_md_escape(headline), ""]
         header = ["configuration", *[c.label for c in cols]]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for cid in sec["rows"]:
+        for cid, records in _grid(sec):
             cells = []
-            for c in cols:
-                r = sec["cells"].get((cid, _colkey(c)))
+            for r in records:
                 text = _cell_text(r)
                 if r is not None and r["source"] == "measured" and r["best"]:
                     text = f"**{text}**"
@@ -402,14 +402,12 @@ def render_markdown(board: "Leaderboard") -> str:
                 cells.append(text)
             lines.append("| " + " | ".join([_md_escape(sec["info"][cid]["config"]), *cells]) + " |")
         lines.append("")
-        measured = [cid for cid in sec["rows"] if sec["info"][cid]["source"] == "measured"]
         for title, fn in (("Paired comparison with the column's best (one-sided p, standardised mean difference)",
                            _stats_text),
                           ("Spread over subjects (seed-averaged) vs over seeds (subject-averaged), in %", _spread_text)):
             lines += [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            for cid in measured:
-                lines.append("| " + " | ".join([_md_escape(sec["info"][cid]["config"]),
-                                                *[fn(sec["cells"].get((cid, _colkey(c)))) for c in cols]]) + " |")
+            for cid, records in _grid(sec, _measured_rows(sec)):
+                lines.append("| " + " | ".join([_md_escape(sec["info"][cid]["config"]), *map(fn, records)]) + " |")
             lines.append("")
         lines += ["<details><summary>Identity (hashes and fingerprints)</summary>", ""]
         lines += [f"- {_md_escape(k)}: `{v}`" for k, v in identity_items(board, sec["key"])]
@@ -421,6 +419,18 @@ def render_markdown(board: "Leaderboard") -> str:
     if board.citations:
         lines += ["## References", ""] + [f"- {k}: {_md_escape(v)}" for k, v in sorted(board.citations.items())] + [""]
     return "\n".join(lines)
+
+
+def _grid(sec: dict[str, Any], rows: Sequence[str] | None = None) -> Iterable[tuple[str, list[Any]]]:
+    """What every renderer walks: (row id, the cell record of each column or None) for the section's rows
+    (or ``rows``)."""
+    for cid in sec["rows"] if rows is None else rows:
+        yield cid, [sec["cells"].get((cid, _colkey(c))) for c in sec["columns"]]
+
+
+def _measured_rows(sec: dict[str, Any]) -> list[str]:
+    """The section's measured rows (the paired-comparison and spread tables leave reported rows out)."""
+    return [cid for cid in sec["rows"] if sec["info"][cid]["source"] == "measured"]
 
 
 def _rounded_frame(frame: "Any") -> "Any":
@@ -439,16 +449,13 @@ def render_csv(board: "Leaderboard") -> str:
     return _rounded_frame(board.table).to_csv(index=False)
 
 
+def _json_number(value: float) -> Any:
+    """A fraction to 6 significant digits; nan (no value) as null, infinities as text (JSON has neither)."""
+    return None if math.isnan(value) else (str(value) if math.isinf(value) else round_sig(value))
+
+
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return None if math.isnan(value) else (str(value) if math.isinf(value) else round_sig(value))
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return _jsonable(value.item())
-    return value
+    return to_jsonable(value, _json_number)
 
 
 def render_json(board: "Leaderboard") -> str:
@@ -490,10 +497,9 @@ def render_latex(board: "Leaderboard") -> str:
                                     f"{_chance_pct(sec['chance'])} %") + "}",
                 r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
                 " & ".join(["Configuration", *[_tex(c.label) for c in cols]]) + r" \\", r"\midrule"]
-        for cid in sec["rows"]:
+        for cid, records in _grid(sec):
             cells = []
-            for c in cols:
-                r = sec["cells"].get((cid, _colkey(c)))
+            for r in records:
                 if r is None:
                     cells.append("")
                 elif r["source"] != "measured":
@@ -506,10 +512,8 @@ def render_latex(board: "Leaderboard") -> str:
             label = sec["info"][cid]["config"]
             out.append(" & ".join([_tex(label), *cells]) + r" \\")
         out += [r"\midrule", r"\multicolumn{" + str(len(cols) + 1) + r"}{l}{\textit{Paired comparison with the best}} \\"]
-        for cid in sec["rows"]:
-            if sec["info"][cid]["source"] != "measured":
-                continue
-            texts = [_tex(_stats_text(sec["cells"].get((cid, _colkey(c))))) for c in cols]
+        for cid, records in _grid(sec, _measured_rows(sec)):
+            texts = [_tex(_stats_text(r)) for r in records]
             out.append(" & ".join([_tex(sec["info"][cid]["config"]), *texts]) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}"]
         if any(_unranked(r) for r in sec["cells"].values()):
@@ -568,20 +572,17 @@ def render_html(board: "Leaderboard", plots: Iterable[Any] | None = None) -> str
     for i, sec in enumerate(_sections(board), 1):
         cols = sec["columns"]
         rows = []
-        for cid in sec["rows"]:
+        for cid, records in _grid(sec):
             info = sec["info"][cid]
             cells = []
-            for c in cols:
-                r = sec["cells"].get((cid, _colkey(c)))
+            for r in records:
                 best = r is not None and r["source"] == "measured" and bool(r["best"])
                 cells.append({"text": _cell_text(r), "cls": "best" if best else ("unranked" if _unranked(r) else ""),
                               "title": str(r["rank_note"]) if _unranked(r) else ""})
             rows.append({"label": info["config"], "reported": info["source"] != "measured", "cells": cells})
-        measured = [cid for cid in sec["rows"] if sec["info"][cid]["source"] == "measured"]
-
         def table(fn):
-            return [{"label": sec["info"][cid]["config"],
-                     "cells": [fn(sec["cells"].get((cid, _colkey(c)))) for c in cols]} for cid in measured]
+            return [{"label": sec["info"][cid]["config"], "cells": [fn(r) for r in records]}
+                    for cid, records in _grid(sec, _measured_rows(sec))]
 
         sections.append({
             "index": i, "title": context_title(board, sec["key"]), "summary": summary_items(board, sec["key"]),

@@ -6,7 +6,8 @@ pools (torch intra-op, OpenMP/MKL/OpenBLAS) from its affinity mask and its cgrou
 the workers of one local run (``EEGBENCH_THREADS``, set by the local executor for its workers), so
 parallel cells and shared nodes do not oversubscribe the cores.
 
-Light on purpose: imports nothing heavy; torch is touched only when it is already imported.
+Light on purpose: imports nothing heavy; torch is touched only when it is already imported (and by
+:func:`resolve_device`, which needs it).
 """
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 #: threads per process chosen by the parent (the local executor's workers); wins over the computed share
 THREADS_ENV = "EEGBENCH_THREADS"
@@ -78,3 +83,18 @@ def apply_thread_limit() -> int:
     if torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+def resolve_device(device: str = "auto") -> "torch.device":
+    """``auto`` → CUDA when available, else CPU; asking for CUDA without one is a one-line error."""
+    import torch
+
+    from .errors import EegbenchError
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise EegbenchError(f"--device {device}: no CUDA device is available (use --device cpu or auto)")
+    if device not in ("cpu",) and not str(device).startswith("cuda"):
+        raise EegbenchError(f"--device {device!r}: expected auto, cpu or cuda[:N]")
+    return torch.device(device)

@@ -18,17 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .errors import EXIT_CELL_FAILED, EXIT_USER_ERROR, EegbenchError
+from .errors import one_line as _one_line
 from .interfaces import CellOutcome, Dataset  # noqa: F401  (CellOutcome re-exported: executors and users import it here)
 from .recipe import COMPONENT_KINDS, Cell, Recipe
 
 log = logging.getLogger("eegbench.runner")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, EegbenchError):
-        return text
-    return f"{type(exc).__name__}: {text}"
 
 
 class CellRunner:
@@ -138,7 +132,8 @@ def _versions(recipe: Recipe | None = None) -> dict[str, str]:
     import numpy
     import torch
 
-    from . import __version__, get_component
+    from .registry import get_component
+    from .version import __version__
 
     out = {"eegbench": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
            "python": sys.version.split()[0]}
@@ -433,7 +428,7 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     from rich.console import Console
     from rich.markup import escape
 
-    from . import create, get_component
+    from .registry import create, get_component
     from .plan import build_plan
     from .store import ResultStore
 

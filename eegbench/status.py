@@ -107,7 +107,7 @@ def _ago(ts: float | None) -> str:
 
 def render(rows: Sequence[dict[str, Any]], *, show: str = "all") -> str:
     """A plain-text table (one cell a line); failed cells carry their error, running and stale ones host/pid."""
-    from .cli import _fmt_table
+    from .text import text_table
 
     chosen = [r for r in rows if show == "all" or r["status"] == show]
     if not chosen:
@@ -129,7 +129,7 @@ def render(rows: Sequence[dict[str, Any]], *, show: str = "all") -> str:
         table.append([r["status"], r.get("stage") or "", r.get("fold") or "",
                       "" if r.get("seed") is None else str(r["seed"]), "" if ratio is None else f"{ratio:g}",
                       str(r["key"])[:12], note])
-    return _fmt_table(table, ["status", "stage", "fold", "seed", "ratio", "cell", "note"])
+    return text_table(table, ["status", "stage", "fold", "seed", "ratio", "cell", "note"])
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -155,6 +155,19 @@ class CellRecord:
     pretrain_recipe_key: str | None = None
 
 
+@contextmanager
+def _write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` (the write lock) … ``COMMIT``; anything raised rolls the whole of it back."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
 class ResultStore:
     """Read/write access to ``<directory>/results.sqlite``."""
 
@@ -184,18 +197,12 @@ class ResultStore:
         with self._connect() as con:
             def init() -> None:
                 # one transaction: another process sees either no tables or the whole marked schema
-                con.execute("BEGIN IMMEDIATE")
-                try:
+                with _write_transaction(con):
                     con.execute(f"PRAGMA application_id={APPLICATION_ID}")
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             con.execute(statement)
                     con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
             self._retry(init)
             self._migrate(con)
 
@@ -209,21 +216,14 @@ class ResultStore:
             return
 
         def tx() -> None:
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with _write_transaction(con):
                 for table, column, kind in missing:
                     try:
                         con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     except sqlite3.OperationalError as exc:
                         if "duplicate column" not in str(exc):  # another process added it first
                             raise
-
                 fill_recipes(con)
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
         self._retry(tx)
 
     def _identify(self) -> str:
@@ -464,8 +464,7 @@ class ResultStore:
             rows.append(tuple(full[c] for c in RESULT_COLUMNS))
 
         def tx(con: sqlite3.Connection) -> None:
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with _write_transaction(con):
                 con.execute("DELETE FROM results WHERE cell_key = ?", (record.cell_key,))
                 con.executemany(
                     f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(RESULT_COLUMNS))})", rows
@@ -483,10 +482,6 @@ class ResultStore:
                      json.dumps(dict(record.config), sort_keys=True, default=str), record.recipe_key,
                      record.pretrain_recipe_key),
                 )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
 
         with self._connect() as con:
             self._retry(lambda: tx(con))

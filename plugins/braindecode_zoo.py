@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from eegbench import Component, hookimpl
-from eegbench.errors import EegbenchError
+from eegbench.errors import EegbenchError, first_line
 
 MODELS_FILE = Path(__file__).with_name("braindecode_models.json")
 PREFIX = "braindecode:"
@@ -135,8 +135,7 @@ def _strip_head(net):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    return first_line(exc, 300) or type(exc).__name__
 
 
 def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, *, model: str,

@@ -27,11 +27,6 @@ from __future__ import annotations
 
 from eegbench import Component, hookimpl
 
-#: The accepted ``temperature_param`` values.
-TEMPERATURE_PARAMS = ("log", "softplus", "softplus-scale")
-#: CLIP clamps its logit scale at 100 (temperature >= 0.01).
-MAX_LOGIT_SCALE = 100.0
-
 
 @hookimpl
 def eegbench_losses() -> list[Component]:

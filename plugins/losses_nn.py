@@ -12,7 +12,10 @@ from torch import nn
 
 from eegbench.errors import EegbenchError
 
-from .losses import MAX_LOGIT_SCALE, TEMPERATURE_PARAMS
+#: The accepted ``temperature_param`` values.
+TEMPERATURE_PARAMS = ("log", "softplus", "softplus-scale")
+#: CLIP clamps its logit scale at 100 (temperature >= 0.01).
+MAX_LOGIT_SCALE = 100.0
 
 
 def _inverse_softplus(y: float) -> float:

@@ -13,7 +13,7 @@ from torch import nn
 
 from eegbench.errors import EegbenchError
 
-from .resnet1d import conv_padding, stage_lengths, stage_stride
+from .resnet1d_geometry import conv_padding, stage_lengths, stage_stride
 
 # an index past any real slot: looking it up raises instead of silently using another subject's layer
 _NO_SLOT = 2**40

@@ -42,7 +42,8 @@ class FakeDataset(Dataset):
     events: list = []
 
     def __init__(self, n_subjects: int = 3, n_train: int = 64, n_test: int = 16, noise: float = 0.5, leak: bool = False,
-                 reps: int = 2):
+                 reps: int = 2, cache_root=None):
+        self.cache_root = cache_root  # the context argument the engine passes from --cache
         self.n_subjects, self.n_train, self.n_test, self.noise, self.leak, self.reps = n_subjects, n_train, n_test, noise, leak, reps
 
     @property

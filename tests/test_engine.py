@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from eegbench.engine import _lr_at, load_encoder, run_cell
+from eegbench.engine import EpochSchedule, load_encoder, run_cell
 from eegbench.errors import EegbenchError
 from eegbench.plan import build_plan
 
@@ -95,12 +95,27 @@ def test_finetune_starts_from_pretrain_checkpoint(env):
     assert {e[1] for e in fakes.FakeDataset.events if e[0] == "load"} == {3}
 
 
+def _schedule_lrs(epochs, val_losses=None, **settings):
+    import torch
+
+    from eegbench.recipe import Training
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=settings["lr"])
+    schedule = EpochSchedule(opt, Training(epochs=epochs, **settings))
+    lrs = []
+    for epoch in range(epochs):
+        lrs.append(schedule.lr)
+        opt.step()  # torch expects an optimiser step before each scheduler step
+        schedule.end_epoch(epoch, None if val_losses is None else val_losses[epoch])
+    return lrs
+
+
 def test_schedule_warmup_then_cosine():
-    cfg = {"lr": 1.0, "min_lr": 0.0, "warmup_epochs": 2, "epochs": 10, "schedule": "cosine"}
-    lrs = [_lr_at(e, cfg) for e in range(10)]
+    cfg = {"lr": 1.0, "min_lr": 0.0, "warmup_epochs": 2, "schedule": "cosine"}
+    lrs = _schedule_lrs(10, **cfg)
     assert lrs[0] == 0.0 and lrs[1] == 0.5 and lrs[2] == 1.0
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] > 0
-    assert math.isclose(_lr_at(5, {**cfg, "schedule": "plateau"}), 1.0)
+    assert math.isclose(_schedule_lrs(10, [1.0] * 10, **{**cfg, "schedule": "plateau"})[5], 1.0)
 
 
 def test_plateau_reduces_lr_on_validation(env):
@@ -247,3 +262,19 @@ def test_drop_last_keeps_or_drops_the_last_partial_batch(drop_last, per_epoch):
     assert result.samples_seen == 3 * per_epoch
     other = trained(not drop_last)
     assert any(not torch.equal(result.state[k], other.state[k]) for k in result.state)
+
+
+def test_the_dataset_gets_cache_root_at_creation(env, monkeypatch):
+    from eegbench.engine import build_dataset
+
+    cell = _cell()  # planning builds the dataset too
+    seen = []
+    original = fakes.FakeDataset.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("cache_root"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(fakes.FakeDataset, "__init__", spy)
+    assert build_dataset(cell, cache_dir=env / "c").cache_root == env / "c" and seen == [env / "c"]
+    assert build_dataset(cell).cache_root is None and seen[-1] is None  # no --cache: the factory's default

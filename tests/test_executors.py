@@ -557,3 +557,23 @@ def test_engine_failed_cell_is_recorded_shown_and_retried_alone(engine_env, engi
     assert all(c["status"] == "done" for c in after.values())
     assert all(after[k]["finished_at"] == t for k, t in finished_before.items())  # done cells not rerun
     assert metric_rows(results) == engine_sequential
+
+
+def test_executors_read_cells_and_runners_through_their_contracts(monkeypatch, tmp_path):
+    """No getattr probing: executors read what ``CellLike`` and ``CellRunner`` declare; a planned cell and the
+    stand-in are named alike (the cell's label and the start of its key)."""
+    import inspect
+
+    import eegbench_fakes as fakes
+    from eegbench.plan import build_plan
+    from eegbench_plugins.executors import _core, local, rayexec, slurm
+
+    source = "".join(inspect.getsource(m) for m in (_core, local, rayexec, slurm))
+    assert not any(probe in source for probe in ("getattr(cell", "getattr(c,", "getattr(runner", "hasattr(cell"))
+    fakes.install(monkeypatch, tmp_path)
+    cell = build_plan(fakes.spec_dict()).cells[0]
+    assert _core.describe(cell) == f"{cell.label()} [{cell.key[:12]}]"
+    stand_in = FakeCell(key=cell.key, stage=cell.stage, fold=cell.fold, seed=cell.seed,
+                        training_ratio=cell.training_ratio)
+    assert _core.describe(stand_in) == _core.describe(cell)
+    assert pack_key(cell) == pack_key(FakeCell(key="other", stage=cell.stage, config=dict(cell.config)))

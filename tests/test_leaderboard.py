@@ -242,7 +242,7 @@ def test_the_repository_reported_file_is_valid():
 
     path = default_reported_path()
     if path is None or not path.is_file():
-        pytest.skip("benchmarks/papers/reported.toml not present")
+        pytest.skip("plugins/papers/reported.toml not present")
     entries = load_reported(path)
     assert entries and all(0 <= e["top1"] <= 1 for e in entries if "top1" in e)
 

@@ -1,4 +1,4 @@
-"""The field's decoders (nice, atm-s, ubp-mlp) and their reported numbers (benchmarks/papers/reported.toml)."""
+"""The field's decoders (nice, atm-s, ubp-mlp) and their reported numbers (plugins/papers/reported.toml)."""
 from __future__ import annotations
 
 import math
@@ -154,7 +154,7 @@ PAPER_TABLE = {
 
 
 def load_reported() -> list[dict]:
-    return tomllib.loads((ROOT / "benchmarks" / "papers" / "reported.toml").read_text())["reported"]
+    return tomllib.loads((ROOT / "plugins" / "papers" / "reported.toml").read_text())["reported"]
 
 
 def test_reported_parses_with_required_keys():

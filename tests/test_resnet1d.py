@@ -8,7 +8,7 @@ import torch
 
 import eegbench
 from eegbench.errors import EegbenchError
-from eegbench_plugins.resnet1d import conv_padding, stage_lengths
+from eegbench_plugins.resnet1d_geometry import conv_padding, stage_lengths
 
 
 def n_params(module: torch.nn.Module) -> int:

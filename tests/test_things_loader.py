@@ -291,7 +291,7 @@ def _no_hashing(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"file hashed or twin generated: {args[:1]}")
 
-    monkeypatch.setattr(cache, "_hash_bytes", refuse)
+    monkeypatch.setattr(cache, "sha256_of_file", refuse)
     monkeypatch.setattr(loader, "load_pickled_npy", refuse)
     monkeypatch.setattr(synth, "write_twin", refuse)
 

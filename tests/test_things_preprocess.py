@@ -14,7 +14,7 @@ from eegbench_plugins.things_eeg2.loader import ThingsEEG2
 from eegbench_plugins.things_eeg2.preprocess import PreprocessOptions, preprocess
 from eegbench_plugins.things_eeg2.safe_pickle import load_pickled_npy
 from eegbench_plugins.things_eeg2.synth import Model, SynthParams, write_twin
-from eegbench_plugins.things_eeg2.synth_raw import clean_responses, session_conditions
+from eegbench_plugins.things_eeg2.synth import clean_responses, session_conditions
 
 P = SynthParams(subjects=1, train_concepts=8, images_per_concept=2, test_images=6, test_repetitions=16, noise=1.0)
 

@@ -19,7 +19,7 @@ import traceback
 from typing import Any, Callable, Iterable, Sequence
 
 from eegbench.errors import EegbenchError
-from eegbench.interfaces import CellOutcome
+from eegbench.interfaces import CellLike, CellOutcome, CellRunner
 
 
 def outcome(key: str, status: str, error: str | None = None, seconds: float = 0.0) -> CellOutcome:
@@ -27,28 +27,20 @@ def outcome(key: str, status: str, error: str | None = None, seconds: float = 0.
     return CellOutcome(key=key, status=status, error=error, seconds=seconds)
 
 
-def describe(cell: Any) -> str:
-    """``pretrain sub-03 seed 0`` — how messages name a cell."""
-    parts = [str(getattr(cell, a)) for a in ("stage", "fold") if getattr(cell, a, None) not in (None, "")]
-    if getattr(cell, "seed", None) is not None:
-        parts.append(f"seed {cell.seed}")
-    ratio = getattr(cell, "training_ratio", None)
-    if ratio not in (None, 1.0, 1):
-        parts.append(f"ratio {ratio}")
-    return " ".join(parts + [f"[{str(cell.key)[:12]}]"])
+def describe(cell: CellLike) -> str:
+    """``pretrain sub-03 seed=0 [1a2b3c4d5e6f]``: the cell's label (as the runner's messages name it) and
+    the start of its key."""
+    return f"{cell.label()} [{str(cell.key)[:12]}]"
 
 
-def store_of(runner: Any):
+def store_of(runner: CellRunner):
     """The runner's results store (``runner.results_dir``, the CellRunner contract)."""
     from eegbench.store import ResultStore
 
-    results_dir = getattr(runner, "results_dir", None)
-    if results_dir is None:
-        raise EegbenchError(f"runner {type(runner).__name__} has no results_dir; executors need it to read the results store")
-    return ResultStore(results_dir)
+    return ResultStore(runner.results_dir)
 
 
-def record_failed(store: Any, cell: Any, message: str) -> bool:
+def record_failed(store: Any, cell: CellLike, message: str) -> bool:
     """Record ``cell`` failed, with its stage/fold/seed so ``eegbench status`` can name it.
 
     ``mark_failed`` alone stores only the key for a cell that never started (a failed dependency, a
@@ -56,9 +48,8 @@ def record_failed(store: Any, cell: Any, message: str) -> bool:
     done is left as it is (as ``mark_failed`` leaves it). A cell running in another live process is left
     to it (it records its own outcome): returns False then, else True.
     """
-    holder = store.claim(cell.key, spec_name=getattr(cell, "spec_name", "") or "", stage=getattr(cell, "stage", "") or "",
-                         fold=getattr(cell, "fold", "") or "", seed=getattr(cell, "seed", None),
-                         training_ratio=getattr(cell, "training_ratio", None), config=getattr(cell, "config", None) or {})
+    holder = store.claim(cell.key, spec_name=cell.spec_name or "", stage=cell.stage or "", fold=cell.fold or "",
+                         seed=cell.seed, training_ratio=cell.training_ratio, config=dict(cell.config or {}))
     if holder is not None and holder["status"] == "running":
         return False
     store.mark_failed(cell.key, message)
@@ -75,7 +66,7 @@ def error_text(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------------------
 # worker-side functions (module level, so they pickle by reference in every backend)
 # --------------------------------------------------------------------------------------------------
-def run_cell(runner: Callable[[Any], Any], cell: Any) -> Any:
+def run_cell(runner: CellRunner, cell: CellLike) -> CellOutcome:
     """Run one cell; an exception escaping the runner is recorded failed here and never propagates.
 
     The runner normally records its own failures (the CellRunner contract); this is the safety net for errors it
@@ -93,7 +84,7 @@ def run_cell(runner: Callable[[Any], Any], cell: Any) -> Any:
         return outcome(cell.key, "failed", message, time.perf_counter() - start)
 
 
-def run_pack(runner: Callable[[Any], Any], cells: Sequence[Any]) -> list[Any]:
+def run_pack(runner: CellRunner, cells: Sequence[CellLike]) -> list[CellOutcome]:
     """Run several independent cells one after another in one worker (cell packing).
 
     Each cell goes through :func:`run_cell` exactly as if it had a job of its own, so packing amortises
@@ -102,16 +93,16 @@ def run_pack(runner: Callable[[Any], Any], cells: Sequence[Any]) -> list[Any]:
     return [run_cell(runner, cell) for cell in cells]
 
 
-def pack_key(cell: Any) -> str:
+def pack_key(cell: CellLike) -> str:
     """Cells with equal keys share shapes (same stage and components): packing groups them together."""
     from eegbench.interfaces import stable_hash
 
-    config = getattr(cell, "config", None) or {}
+    config = cell.config or {}
     shape = {k: config.get(k) for k in ("dataset", "backbone", "image_encoder", "loss", "data", "prep") if k in config}
-    return stable_hash([getattr(cell, "stage", ""), shape])
+    return stable_hash([cell.stage, shape])
 
 
-def packs(cells: Sequence[Any], per_job: int) -> list[list[Any]]:
+def packs(cells: Sequence[CellLike], per_job: int) -> list[list[CellLike]]:
     """Chunks of at most ``per_job`` cells, each chunk of one :func:`pack_key` (order otherwise kept)."""
     groups: dict[str, list[Any]] = {}
     for cell in cells:
@@ -133,7 +124,7 @@ class Scheduler:
     order. Finishing a cell as failed fails its dependents (recorded in the store) at once.
     """
 
-    def __init__(self, cells: Sequence[Any], runner: Any):
+    def __init__(self, cells: Sequence[CellLike], runner: CellRunner):
         self.cells = list(cells)
         keys = [c.key for c in self.cells]
         if len(set(keys)) != len(keys):
@@ -141,10 +132,10 @@ class Scheduler:
             raise EegbenchError(f"cell {dup} is listed twice; an executor runs each cell once")
         self.by_key = {c.key: c for c in self.cells}
         self.store = store_of(runner)
-        self.force = bool(getattr(runner, "force", False))
+        self.force = bool(runner.force)
         self._outcomes: dict[str, Any] = {}
         self._started: set[str] = set()
-        external = {d for c in self.cells for d in (getattr(c, "depends_on", ()) or ()) if d not in self.by_key}
+        external = {d for c in self.cells for d in c.depends_on if d not in self.by_key}
         status = self.store.cell_status(list(self.by_key) + sorted(external))
         self._external_done = {d for d in external if status.get(d) == "done"}
         self._external_status = {d: status.get(d, "not run") for d in external}
@@ -156,7 +147,7 @@ class Scheduler:
 
     # -- queries ---------------------------------------------------------------------------------------
     @property
-    def todo(self) -> list[Any]:
+    def todo(self) -> list[CellLike]:
         """Cells not finished and not started."""
         return [c for c in self.cells if c.key not in self._started]
 
@@ -170,19 +161,19 @@ class Scheduler:
             return got.status == "done" or (got.status == "skipped" and not got.error)
         return key in self._external_done
 
-    def take_ready(self) -> list[Any]:
+    def take_ready(self) -> list[CellLike]:
         """Cells whose dependencies are all met, now marked started (each is returned once)."""
         ready = []
         for cell in self.cells:
             if cell.key in self._started:
                 continue
-            deps = [self._dep_ok(d) for d in (getattr(cell, "depends_on", ()) or ())]
+            deps = [self._dep_ok(d) for d in cell.depends_on]
             if all(d is True for d in deps):
                 ready.append(cell)
                 self._started.add(cell.key)
         return ready
 
-    def finish(self, result: Any) -> None:
+    def finish(self, result: CellOutcome) -> None:
         """Record a cell's outcome; a failed cell fails everything that depends on it."""
         self._outcomes[result.key] = result
         self._started.add(result.key)
@@ -197,7 +188,7 @@ class Scheduler:
         what = describe(self.by_key[key]) if key in self.by_key else key
         note = self._outcomes[key].error
         for cell in self.cells:
-            if cell.key in self._started or key not in (getattr(cell, "depends_on", ()) or ()):
+            if cell.key in self._started or key not in cell.depends_on:
                 continue
             self.finish(outcome(cell.key, "skipped", f"dependency {what} {note}", 0.0))
 
@@ -206,17 +197,17 @@ class Scheduler:
         reason = self._outcomes[failed_key].error or "no message"
         what = describe(failed_cell) if failed_cell is not None else failed_key
         for cell in self.cells:
-            if cell.key in self._started or failed_key not in (getattr(cell, "depends_on", ()) or ()):
+            if cell.key in self._started or failed_key not in cell.depends_on:
                 continue
             self._fail(cell, f"dependency {what} failed: {reason.splitlines()[0] if reason else ''}")
 
-    def _fail(self, cell: Any, message: str) -> None:
+    def _fail(self, cell: CellLike, message: str) -> None:
         if record_failed(self.store, cell, message):
             self.finish(outcome(cell.key, "failed", message, 0.0))
         else:  # another live process runs it: its outcome is that process's to record
             self.finish(outcome(cell.key, "skipped", f"running elsewhere; not recorded failed here: {message}", 0.0))
 
-    def fail_started(self, cells: Iterable[Any], message: str) -> None:
+    def fail_started(self, cells: Iterable[CellLike], message: str) -> None:
         """Record cells that were handed out but whose worker died without reporting (job killed, OOM).
 
         A cell the store already has as done finished before the worker died: it stays done.
@@ -234,16 +225,40 @@ class Scheduler:
         for cell in self.cells:
             if cell.key in self._started:
                 continue
-            missing = [d for d in (getattr(cell, "depends_on", ()) or ()) if d not in self.by_key and d not in self._external_done]
+            missing = [d for d in cell.depends_on if d not in self.by_key and d not in self._external_done]
             if missing:
                 d = missing[0]
                 self._fail(cell, f"dependency {d} is not among the cells to run and is "
                                  f"{self._external_status.get(d, 'not run')} in the results store; run it first")
             else:
                 self._fail(cell, "dependency cycle among cells " + ", ".join(sorted(
-                    str(k)[:12] for k in (getattr(cell, "depends_on", ()) or ()))))
+                    str(k)[:12] for k in cell.depends_on)))
 
-    def outcomes(self) -> list[Any]:
+    def run_packs(self, per_pack: int, submit: Callable[[list[list[CellLike]]], list[Any]],
+                  wait: Callable[[list[Any]], list[Any]], collect: Callable[[Any], Iterable[CellOutcome]],
+                  failure: Callable[[Any, BaseException], str], running: dict[Any, list[CellLike]] | None = None) -> None:
+        """The loop of an executor that runs packs of cells elsewhere (Slurm jobs, Ray tasks): ready cells in
+        packs of ``per_pack`` (:func:`packs`) go to ``submit`` (one handle per pack); ``wait`` returns the
+        handles that finished (it may block or sleep; empty is fine); ``collect`` yields a finished handle's
+        outcomes. A handle whose ``collect`` raises (a killed job, a dead worker) fails its own cells only,
+        with ``failure(handle, exc)`` as the message. ``running`` (handle → pack) is the caller's, so an
+        interrupted caller sees what is still in flight."""
+        running = {} if running is None else running
+        while True:
+            chunks = packs(self.take_ready(), per_pack)
+            if chunks:
+                running.update(zip(submit(chunks), chunks))
+            if not running:
+                return
+            for handle in wait(list(running)):
+                pack = running.pop(handle)
+                try:
+                    for result in collect(handle):
+                        self.finish(result)
+                except Exception as exc:  # noqa: BLE001 - a dead worker or killed job fails its own cells only
+                    self.fail_started(pack, failure(handle, exc))
+
+    def outcomes(self) -> list[CellOutcome]:
         """Outcomes in cells order (call after the run loop ended)."""
         self.close_pending()
         return [self._outcomes[c.key] for c in self.cells]

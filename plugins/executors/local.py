@@ -7,7 +7,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
 from eegbench.errors import EegbenchError
-from eegbench.interfaces import Executor
+from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
 
 from eegbench.resources import limit_worker_threads, threads_per_worker
 
@@ -31,7 +31,7 @@ class LocalExecutor(Executor):
             raise EegbenchError(f"executor local: jobs must be a whole number >= 1 (cells at once), got {jobs!r}")
         self.jobs = jobs
 
-    def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:
+    def run(self, cells: Sequence[CellLike], runner: CellRunner) -> list[CellOutcome]:
         sched = Scheduler(cells, runner)
         if self.jobs == 1 or len(sched.todo) <= 1:
             while ready := sched.take_ready():

@@ -8,12 +8,12 @@ decides what a rerun does.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from eegbench.errors import EegbenchError
-from eegbench.interfaces import Executor
+from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
 
-from ._core import Scheduler, error_text, packs, run_pack
+from ._core import Scheduler, error_text, run_pack
 
 
 class RayExecutor(Executor):
@@ -61,7 +61,7 @@ class RayExecutor(Executor):
         ray.init(**kwargs)
         return True
 
-    def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:
+    def run(self, cells: Sequence[CellLike], runner: CellRunner) -> list[CellOutcome]:
         sched = Scheduler(cells, runner)
         if not sched.todo:
             return sched.outcomes()
@@ -71,22 +71,15 @@ class RayExecutor(Executor):
         try:
             task = ray.remote(num_cpus=self.cpus_per_cell, num_gpus=self.gpus_per_cell, max_retries=0)(run_pack)
             runner_ref = ray.put(runner)  # shipped once, not once per task
-            running: dict[Any, list[Any]] = {}
-            while True:
-                for chunk in packs(sched.take_ready(), self.cells_per_task):
-                    running[task.remote(runner_ref, chunk)] = chunk
-                if not running:
-                    break
-                done, _ = ray.wait(list(running), num_returns=1)
-                for ref in done:
-                    chunk = running.pop(ref)
-                    try:
-                        for result in ray.get(ref):
-                            sched.finish(result)
-                    except Exception as exc:  # noqa: BLE001 - a dead worker fails its own cells only
-                        lines = [ln for ln in error_text(exc).splitlines() if ln.strip()]
-                        sched.fail_started(chunk, f"ray task failed: {lines[-1][:500] if lines else type(exc).__name__}")
+            sched.run_packs(self.cells_per_task, submit=lambda chunks: [task.remote(runner_ref, c) for c in chunks],
+                            wait=lambda refs: ray.wait(refs, num_returns=1)[0], collect=ray.get, failure=_task_error)
         finally:
             if started:
                 ray.shutdown()
         return sched.outcomes()
+
+
+def _task_error(ref: Any, exc: BaseException) -> str:
+    """A dead worker's message: the last line of its error (Ray wraps the cause in several)."""
+    lines = [ln for ln in error_text(exc).splitlines() if ln.strip()]
+    return f"ray task failed: {lines[-1][:500] if lines else type(exc).__name__}"

@@ -38,12 +38,12 @@ import sys
 import time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from eegbench.errors import EegbenchError
-from eegbench.interfaces import Executor
+from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
 
-from ._core import Scheduler, packs, run_pack
+from ._core import Scheduler, run_pack
 
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -189,30 +189,16 @@ class SubmititExecutor(Executor):
         return ex
 
     # -- running -------------------------------------------------------------------------------------
-    def run(self, cells: Sequence[Any], runner: Callable[[Any], Any]) -> list[Any]:
+    def run(self, cells: Sequence[CellLike], runner: CellRunner) -> list[CellOutcome]:
         sched = Scheduler(cells, runner)
         if not sched.todo:
             return sched.outcomes()
         ex = self.make_executor(runner.results_dir)
         running: dict[Any, list[Any]] = {}
         try:
-            while True:
-                ready = sched.take_ready()
-                if ready:
-                    self._submit(ex, runner, packs(ready, self.cells_per_job), running)
-                if not running:
-                    break
-                finished = [job for job in running if job.done()]
-                if not finished:
-                    time.sleep(self.poll_seconds)
-                    continue
-                for job in finished:
-                    pack = running.pop(job)
-                    try:
-                        for result in job.result():
-                            sched.finish(result)
-                    except Exception as exc:  # noqa: BLE001 - a killed/timed-out job fails its own cells only
-                        sched.fail_started(pack, self._job_error(job, exc))
+            sched.run_packs(self.cells_per_job, submit=lambda chunks: self._submit(ex, runner, chunks),
+                            wait=self._finished, collect=lambda job: job.result(), failure=self._job_error,
+                            running=running)
         except KeyboardInterrupt:
             if self.cluster == "slurm" and running:
                 _log(f"interrupted: {len(running)} job(s) keep running on Slurm and write to the results store; "
@@ -220,18 +206,23 @@ class SubmititExecutor(Executor):
             raise
         return sched.outcomes()
 
-    def _submit(self, ex: Any, runner: Any, chunks: list[list[Any]], running: dict[Any, list[Any]]) -> None:
+    def _finished(self, jobs: list[Any]) -> list[Any]:
+        finished = [job for job in jobs if job.done()]
+        if not finished:
+            time.sleep(self.poll_seconds)
+        return finished
+
+    def _submit(self, ex: Any, runner: Any, chunks: list[list[Any]]) -> list[Any]:
         try:
             jobs = ex.map_array(run_pack, [runner] * len(chunks), chunks)
         except Exception as exc:  # submitit's FailedJobError: sbatch refused the job script
             if type(exc).__name__ != "FailedJobError":
                 raise
             raise EegbenchError(self._refusal(str(exc))) from exc
-        for job, chunk in zip(jobs, chunks):
-            running[job] = chunk
         n = sum(len(c) for c in chunks)
         ids = ", ".join(str(j.job_id) for j in jobs)
         _log(f"submitted {len(jobs)} job(s) for {n} cell(s): {ids} (logs: {Path(jobs[0].paths.folder).parent})")
+        return list(jobs)
 
     def _refusal(self, text: str) -> str:
         """One line for an ``sbatch`` refusal: sbatch's own error line, and what to set where it is known."""

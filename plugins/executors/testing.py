@@ -21,7 +21,7 @@ from ._core import outcome
 
 @dataclass(frozen=True)
 class FakeCell:
-    """The fields of ``eegbench.plan.Cell`` an executor reads (plus ``config``)."""
+    """What an executor reads of a cell (the ``CellLike`` contract of :mod:`eegbench.interfaces`)."""
 
     key: str
     stage: str = "pretrain"
@@ -34,6 +34,11 @@ class FakeCell:
     test_subject: int | None = 1
     train_subjects: tuple[int, ...] = (1,)
     config: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def label(self) -> str:
+        """As :meth:`eegbench.recipe.Cell.label` names a cell."""
+        ratio = f" ratio={self.training_ratio:g}" if self.stage == "finetune" else ""
+        return f"{self.stage} {self.fold} seed={self.seed}{ratio}"
 
 
 def fake_metric(cell: Any) -> float:

@@ -5,16 +5,17 @@ need them.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
 from collections import deque
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from eegbench.errors import DataError, EegbenchError
+import numpy as np
+
+from eegbench.cache import file_digest
+from eegbench.errors import DataError, EegbenchError, WeightsError
 
 #: ``weights`` values meaning "explicit random initialisation".
 RANDOM_INIT_WORDS = ("none", "random")
@@ -53,49 +54,14 @@ def local_weights_file(value: str, where: str) -> Path:
 
 def weights_problem(where: str, path: Any, weights: str, model: str, exc: BaseException) -> str:
     """One line for weights that would not load: the file (or tag) and what went wrong, in words."""
-    from eegbench.errors import load_failure
+    from eegbench.errors import first_line, load_failure
 
     what = load_failure(exc)
     if path is None:
         return f"{where}: cannot build {model} with weights {weights!r}: the file is {what}"
     if what.startswith("not loadable") and any(w in str(exc) for w in ("size mismatch", "Missing key", "Unexpected key")):
-        what = f"not weights of {model} ({str(exc).strip().splitlines()[0][:200]}); give weights for this model"
+        what = f"not weights of {model} ({first_line(exc, 200)}); give weights for this model"
     return f"{where}: weights file {str(path)!r} is {what}"
-
-
-def file_sha256(path: str | os.PathLike, *, memo: bool = True) -> str:
-    """sha256 of a file, memoised in the cache directory by (path, size, mtime) so multi-GB weights are
-    hashed once."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    memo_file = None
-    if memo:
-        from eegbench.paths import cache_dir
-
-        memo_file = cache_dir() / "weights-sha256.json"
-        try:
-            known = json.loads(memo_file.read_text())
-            if key in known:
-                return known[key]
-        except (OSError, ValueError):
-            known = {}
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
-    if memo_file is not None:
-        try:
-            memo_file.parent.mkdir(parents=True, exist_ok=True)
-            known[key] = digest
-            fd, tmp = tempfile.mkstemp(dir=memo_file.parent, prefix=".weights-sha256.")
-            with os.fdopen(fd, "w") as f:
-                json.dump(known, f)
-            os.replace(tmp, memo_file)
-        except OSError:
-            pass  # the memo is an optimisation only
-    return digest
 
 
 def image_paths(images: Any) -> list[Path]:
@@ -199,3 +165,58 @@ def seeded_init(active: bool):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
         yield
+
+
+# --------------------------------------------------------------------------------------------------
+# what the open_clip and timm encoders share: choosing weights, building a frozen model, the encode loop
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WeightsChoice:
+    """What a ``weights`` value names: an explicit random init, a local file (its content digest is the
+    identity), or a library tag (``path`` and ``identity`` None: the library resolves it)."""
+
+    random_init: bool
+    path: Path | None = None
+    identity: str | None = None
+
+
+def choose_weights(weights: str, where: str) -> WeightsChoice:
+    if weights.lower() in RANDOM_INIT_WORDS:
+        return WeightsChoice(True, None, f"random-init:seed{RANDOM_INIT_SEED}")
+    if looks_like_path(weights) or Path(weights).expanduser().is_file():
+        path = local_weights_file(weights, where)
+        return WeightsChoice(False, path, f"sha256:{file_digest(path)}")
+    return WeightsChoice(False)
+
+
+def build_frozen(create: Callable[[], Any], *, random_init: bool, where: str, path: Any, weights: str, model: str) -> Any:
+    """``create()`` under the seeded random init when asked; weights that would not load are one line
+    naming the file (a :class:`~eegbench.errors.WeightsError`)."""
+    try:
+        with seeded_init(random_init):  # "random init" is one model, the same on every machine
+            return create()
+    except EegbenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unreadable, unsafe or mismatched weights: one line naming the file
+        raise WeightsError(weights_problem(where, path, weights, model, exc)) from None
+
+
+def encode_images(images: Any, preprocess: Callable[[Any], Any], embed: Callable[[Any], Any], dim: int, *,
+                  device: str, batch_size: int, progress: bool) -> np.ndarray:
+    """Embed every image of ``images`` (decoded in parallel, ``preprocess`` then ``embed`` on ``device``)
+    into float32 ``[n, dim]``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    paths = image_paths(images)
+    out = np.empty((len(paths), dim), dtype=np.float32)
+    row = 0
+    with torch.inference_mode(), autocast_context(device), tqdm(
+        total=len(paths), disable=not progress, desc=f"embedding {images.name}", unit="img"
+    ) as bar:
+        for batch in iter_image_batches(paths, preprocess, batch_size):
+            emb = embed(batch.to(device, non_blocking=True))
+            out[row : row + len(emb)] = emb.cpu().numpy()
+            row += len(emb)
+            bar.update(len(emb))
+    return out

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from eegbench.cache import file_digest
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import ImageEncoder, stable_hash
 
-from .common import file_sha256
 
 NORMALIZED_WORDS = {"any": None, "l2": True, "none": False}
 
@@ -75,14 +75,14 @@ class EmbeddingFileEncoder(ImageEncoder):
     @property
     def fingerprint(self) -> str:  # type: ignore[override]
         if self._sha is None:
-            self._sha = file_sha256(self._require_file())
+            self._sha = file_digest(self._require_file())
         fields = {"sha256": self._sha, "normalized": self.normalized, "normalize": self.normalize,
                   "keys": [self.ids_key, self.embeddings_key]}
         return f"embedding-file:{stable_hash(fields)}"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "name": self.name, "path": str(self._file or self.path),
-                "sha256": self._sha or file_sha256(self._require_file()), "normalized": self.normalized,
+                "sha256": self._sha or file_digest(self._require_file()), "normalized": self.normalized,
                 "normalize": self.normalize}
 
     def encode(self, images, *, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:

@@ -24,22 +24,17 @@ from typing import Any
 
 import numpy as np
 
+from eegbench.cache import file_digest
 from eegbench.errors import EegbenchError, WeightsError
 from eegbench.interfaces import ImageEncoder, stable_hash
 
 from .common import (
-    RANDOM_INIT_SEED,
-    RANDOM_INIT_WORDS,
     autocast_context,
-    file_sha256,
-    image_paths,
+    build_frozen,
+    choose_weights,
+    encode_images,
     is_offline,
-    iter_image_batches,
-    local_weights_file,
-    looks_like_path,
     parse_output,
-    seeded_init,
-    weights_problem,
 )
 
 
@@ -108,19 +103,15 @@ class OpenClipEncoder(ImageEncoder):
         self.output, self.block = parse_output(output, where)
         self.normalize = bool(normalize)
         weights = str(weights)
-        self.random_init = weights.lower() in RANDOM_INIT_WORDS
+        choice = choose_weights(weights, where)
+        self.random_init, path, identity = choice.random_init, choice.path, choice.identity
         tag = ""
-        if self.random_init:
-            path = None
-            identity = f"random-init:seed{RANDOM_INIT_SEED}"
-        elif looks_like_path(weights) or Path(weights).expanduser().is_file():
-            path = local_weights_file(weights, where)
-            identity = f"sha256:{file_sha256(path)}"
+        if path is not None:
             tag = default_tag  # the file is taken to hold these weights (for QuickGELU and preprocessing)
-        else:
+        elif not self.random_init:
             tag = weights
             path = resolve_tag_file(model, tag, cache_dir, where)
-            identity = f"sha256:{file_sha256(path)}"
+            identity = f"sha256:{file_digest(path)}"
         pcfg = open_clip.pretrained.get_pretrained_cfg(model, tag) if tag else {}
         if quick_gelu == "auto":
             quick_gelu = bool(pcfg.get("quick_gelu", False))
@@ -130,16 +121,13 @@ class OpenClipEncoder(ImageEncoder):
                         ("resize_mode", "image_resize_mode")):
             if key in pcfg:
                 preprocess_kw[kw] = pcfg[key]
-        try:
-            with seeded_init(self.random_init):  # "random init" is one model, the same on every machine
-                model_obj, _, preprocess = open_clip.create_model_and_transforms(
-                    model, pretrained=str(path) if path is not None else None, force_quick_gelu=self.quick_gelu,
-                    cache_dir=cache_dir or None, weights_only=True, **preprocess_kw,
-                )
-        except EegbenchError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - unreadable, unsafe or mismatched weights: one line naming the file
-            raise WeightsError(weights_problem(where, path, weights, model, exc)) from None
+        model_obj, _, preprocess = build_frozen(
+            lambda: open_clip.create_model_and_transforms(
+                model, pretrained=str(path) if path is not None else None, force_quick_gelu=self.quick_gelu,
+                cache_dir=cache_dir or None, weights_only=True, **preprocess_kw,
+            ),
+            random_init=self.random_init, where=where, path=path, weights=weights, model=model,
+        )
         self.model = model_obj.eval().requires_grad_(False)
         self.preprocess = preprocess
         self.weights = weights
@@ -218,22 +206,9 @@ class OpenClipEncoder(ImageEncoder):
         return out
 
     def encode(self, images, *, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
-        import torch
-        from tqdm.auto import tqdm
-
         self._to(device)
-        paths = image_paths(images)
-        out = np.empty((len(paths), self.dim), dtype=np.float32)
-        row = 0
-        with torch.inference_mode(), autocast_context(device), tqdm(
-            total=len(paths), disable=not progress, desc=f"embedding {images.name}", unit="img"
-        ) as bar:
-            for batch in iter_image_batches(paths, self.preprocess, batch_size):
-                emb = self.encode_tensor(batch.to(device, non_blocking=True))
-                out[row : row + len(emb)] = emb.cpu().numpy()
-                row += len(emb)
-                bar.update(len(emb))
-        return out
+        return encode_images(images, self.preprocess, self.encode_tensor, self.dim, device=device,
+                             batch_size=batch_size, progress=progress)
 
     def encode_text(self, prompts: list[str], *, device: str | None = None, batch_size: int = 256) -> np.ndarray:
         """CLIP text embeddings (joint space, float32 ``[len(prompts), d]``; L2-normalised if ``normalize``)."""

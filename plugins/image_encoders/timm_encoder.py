@@ -12,21 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from eegbench.cache import file_digest
 from eegbench.errors import EegbenchError, WeightsError
 from eegbench.interfaces import ImageEncoder, stable_hash
 
 from .common import (
-    RANDOM_INIT_SEED,
-    RANDOM_INIT_WORDS,
-    autocast_context,
-    file_sha256,
-    image_paths,
+    build_frozen,
+    choose_weights,
+    encode_images,
     is_offline,
-    iter_image_batches,
-    local_weights_file,
-    looks_like_path,
-    seeded_init,
-    weights_problem,
 )
 
 
@@ -58,16 +52,14 @@ class TimmEncoder(ImageEncoder):
         if not timm.is_model(arch):
             raise EegbenchError(f"{where}: timm has no model {arch!r} (see timm.list_models())")
         weights = str(weights)
-        self.random_init = weights.lower() in RANDOM_INIT_WORDS
+        choice = choose_weights(weights, where)
+        self.random_init, path, identity = choice.random_init, choice.path, choice.identity
         kwargs: dict[str, Any] = {"num_classes": 0}
         full = model
-        if self.random_init:
-            identity, pretrained = f"random-init:seed{RANDOM_INIT_SEED}", False
-        elif looks_like_path(weights) or Path(weights).expanduser().is_file():
-            path = local_weights_file(weights, where)
-            identity, pretrained = f"sha256:{file_sha256(path)}", True
+        pretrained = not self.random_init
+        if path is not None:
             kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-        else:
+        elif not self.random_init:
             full = model if weights == "default" or "." in model else f"{model}.{weights}"
             if not timm.is_model_pretrained(full.split(".")[0]) or (
                 "." in full and full not in timm.list_pretrained(full)
@@ -83,15 +75,11 @@ class TimmEncoder(ImageEncoder):
                     f"{where}: weights for {full} are not cached and the network is off; missing "
                     f"hf://{cfg.get('hf_hub_id', '?')}: download it and set weights = \"path/to/file\", or weights = \"none\""
                 )
-            identity = f"sha256:{file_sha256(path)}" if path else f"timm:{full}"
-            pretrained = True
+            identity = f"sha256:{file_digest(path)}" if path else f"timm:{full}"
             if path is not None:
                 kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-        try:
-            with seeded_init(self.random_init):  # "random init" is one model, the same on every machine
-                net = timm.create_model(full, pretrained=pretrained, cache_dir=cache_dir or None, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - unreadable, unsafe or mismatched weights: one line naming the file
-            raise WeightsError(weights_problem(where, path, weights, full, exc)) from None
+        net = build_frozen(lambda: timm.create_model(full, pretrained=pretrained, cache_dir=cache_dir or None, **kwargs),
+                           random_init=self.random_init, where=where, path=path, weights=weights, model=full)
         self.model = net.eval().requires_grad_(False)
         self.model_name = full
         self.weights, self.weights_identity = weights, identity
@@ -110,24 +98,15 @@ class TimmEncoder(ImageEncoder):
                 "weights": self.weights, "weights_identity": self.weights_identity, "output": "embedding",
                 "normalize": self.normalize, "preprocess": repr(self.preprocess)}
 
-    def encode(self, images, *, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    def _embed(self, batch):
         import torch
-        from tqdm.auto import tqdm
 
+        emb = self.model(batch).float()
+        return torch.nn.functional.normalize(emb, dim=-1) if self.normalize else emb
+
+    def encode(self, images, *, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
         if device != self._device:
             self.model.to(device)
             self._device = device
-        paths = image_paths(images)
-        out = np.empty((len(paths), self.dim), dtype=np.float32)
-        row = 0
-        with torch.inference_mode(), autocast_context(device), tqdm(
-            total=len(paths), disable=not progress, desc=f"embedding {images.name}", unit="img"
-        ) as bar:
-            for batch in iter_image_batches(paths, self.preprocess, batch_size):
-                emb = self.model(batch.to(device, non_blocking=True)).float()
-                if self.normalize:
-                    emb = torch.nn.functional.normalize(emb, dim=-1)
-                out[row : row + len(emb)] = emb.cpu().numpy()
-                row += len(emb)
-                bar.update(len(emb))
-        return out
+        return encode_images(images, self.preprocess, self._embed, self.dim, device=device, batch_size=batch_size,
+                             progress=progress)

@@ -1,17 +1,23 @@
-"""Command-line parsers of the Things-EEG-2 plugin (handlers import their heavy modules when run)."""
+"""Command-line parsers of the Things-EEG-2 plugin (handlers import their heavy modules when run).
+
+Below :mod:`eegbench_plugins.things_eeg2.plugin`, which registers them: what they need of it (the synthetic
+twin's defaults, read from its factory) is handed to :func:`register`, never imported back."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from typing import Any, Mapping
 
 
 def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def register(commands) -> None:
-    from .plugin import SYNTH_DEFAULTS
-
+def register(commands, synth_defaults: Mapping[str, Any]) -> None:
+    """Add this plugin's commands; ``synth_defaults``: the synthetic twin's factory defaults (the flags'
+    defaults and the parameters ``eegbench synth`` writes)."""
+    defaults = dict(synth_defaults)
     p = commands.root.add_parser(
         "synth", help="write the synthetic twin of Things-EEG-2 (the release's layout)",
         description="Write a synthetic twin of Things-EEG-2: the release's files and layout (preprocessed EEG, "
@@ -23,21 +29,21 @@ def register(commands) -> None:
     p.add_argument("--root", default=None,
                    help="folder to write (must not exist, be empty, or hold this same twin); default: "
                         "<data dir>/things-eeg-2-synthetic/<parameter hash>, data dir = $EEGBENCH_DATA or the user data dir")
-    p.add_argument("--subjects", type=int, default=SYNTH_DEFAULTS["subjects"], help="number of subjects (sub-01 ...) (default: %(default)s)")
-    p.add_argument("--train-concepts", type=int, default=SYNTH_DEFAULTS["train_concepts"], help="training concepts (default: %(default)s)")
-    p.add_argument("--images-per-concept", type=int, default=SYNTH_DEFAULTS["images_per_concept"],
+    p.add_argument("--subjects", type=int, default=defaults["subjects"], help="number of subjects (sub-01 ...) (default: %(default)s)")
+    p.add_argument("--train-concepts", type=int, default=defaults["train_concepts"], help="training concepts (default: %(default)s)")
+    p.add_argument("--images-per-concept", type=int, default=defaults["images_per_concept"],
                    help="training images per concept (default: %(default)s)")
-    p.add_argument("--test-images", type=int, default=SYNTH_DEFAULTS["test_images"],
+    p.add_argument("--test-images", type=int, default=defaults["test_images"],
                    help="test images (one per test concept; the n-way of retrieval) (default: %(default)s)")
-    p.add_argument("--noise", type=float, default=SYNTH_DEFAULTS["noise"], help="repetition noise relative to the signal (default: %(default)s)")
-    p.add_argument("--subject-variability", type=float, default=SYNTH_DEFAULTS["subject_variability"],
+    p.add_argument("--noise", type=float, default=defaults["noise"], help="repetition noise relative to the signal (default: %(default)s)")
+    p.add_argument("--subject-variability", type=float, default=defaults["subject_variability"],
                    help="how much each subject's mixing of the latent components differs from the shared one (default: %(default)s)")
-    p.add_argument("--test-repetitions", type=int, default=SYNTH_DEFAULTS["test_repetitions"],
+    p.add_argument("--test-repetitions", type=int, default=defaults["test_repetitions"],
                    help="repetitions per test image (a multiple of the 4 sessions) (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="also write raw 1000 Hz sessions (eeg_dataset/raw_data)")
-    p.add_argument("--seed", type=int, default=SYNTH_DEFAULTS["seed"], help="random seed of the generator (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=defaults["seed"], help="random seed of the generator (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace a twin with other parameters already at --root")
-    p.set_defaults(func=cmd_synth)
+    p.set_defaults(func=functools.partial(cmd_synth, synth_defaults=defaults))
 
     p = commands.download.add_parser("things-eeg-2", help="download the Things-EEG-2 release (OSF; figshare mirror)")
     p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
@@ -132,13 +138,12 @@ def _subjects(values) -> list[int] | None:
     return subjects
 
 
-def cmd_synth(args: argparse.Namespace) -> int:
-    from .plugin import SYNTH_DEFAULTS
+def cmd_synth(args: argparse.Namespace, synth_defaults: Mapping[str, Any]) -> int:
     from .synth import SynthParams, write_twin
 
     params = SynthParams.from_dict(
         {
-            **SYNTH_DEFAULTS,
+            **synth_defaults,
             "subjects": args.subjects,
             "train_concepts": args.train_concepts,
             "images_per_concept": args.images_per_concept,

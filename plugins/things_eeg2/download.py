@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from eegbench.errors import DataError
+from eegbench.cache import sha256_of_file
+from eegbench.errors import DataError, first_line
 
 from . import layout
 
@@ -344,7 +345,7 @@ def _fetch(remote: RemoteFile, dest_dir: Path, retries: int, progress: bool, man
                 if attempt < retries and _retryable(exc):
                     _backoff(attempt)
                     continue
-                reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                reason = first_line(exc, 160) or type(exc).__name__
                 raise DataError(
                     f"{remote.name}: download from {remote.url} failed after {attempt + 1} attempt(s) "
                     f"({type(exc).__name__}: {reason}); run the same command again later (a partial file is resumed)"
@@ -359,11 +360,6 @@ def _fetch(remote: RemoteFile, dest_dir: Path, retries: int, progress: bool, man
             f"{remote.name}: downloaded file does not match its published hash {remote.known_hash} ({exc}); "
             "nothing was kept; try again later or download it by hand"
         ) from None
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def scan_npy(path: Path, source: str) -> None:
@@ -522,7 +518,7 @@ def download(
             if progress:
                 print(f"things-eeg-2 {part}: {name}", file=sys.stderr, flush=True)
             fetched = _fetch(remote, staging, retries, progress, sources()[part]["manual"])
-            digest = _sha256(fetched) if remote.known_hash is None or not remote.known_hash.startswith("sha256:") else remote.known_hash[7:]
+            digest = sha256_of_file(fetched) if remote.known_hash is None or not remote.known_hash.startswith("sha256:") else remote.known_hash[7:]
             if remote.known_hash is None:
                 print(f"warning: {name}: no published hash; placed unverified (--allow-unverified), sha256 {digest} "
                       f"recorded in {staging / (name + '.done')}", file=sys.stderr, flush=True)

@@ -47,7 +47,7 @@ def eegbench_datasets():
 def eegbench_cli(commands):
     from .commands import register
 
-    register(commands)
+    register(commands, SYNTH_DEFAULTS)
 
 
 def build(root: str | os.PathLike | None = None, cache_root: str | os.PathLike | None = None) -> Any:
