@@ -244,9 +244,6 @@ class ClassificationTask(Task):
                 chance={f"class_top{k}": min(1.0, k / n_classes) for k in self.topk}))
         return scores
 
-    def context(self) -> dict[str, Any]:
-        return {"classes": "training concepts", "probe": "linear", "mode": self.mode}
-
 
 def build(mode: str = "probe", epochs: int = 50, batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 1e-4,
           finetune_epochs: int = 20, finetune_lr: float = 1e-4, patience: int = 5,

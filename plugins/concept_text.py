@@ -13,7 +13,6 @@ count against the trial, as in ``retrieval``. Chance is k / (number of test conc
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from eegbench import hookimpl
 from eegbench.components import Component
@@ -72,27 +71,19 @@ class ConceptTextTask(Task):
     def evaluate(self, eeg_emb, image_emb, image_index, subjects) -> list[TaskScore]:
         import torch
 
-        from eegbench_plugins.retrieval import _refuse_non_finite
+        from eegbench_plugins.retrieval import cosine_similarities
 
         if self.text_emb is None:
             raise EegbenchError("task 'concept-text': evaluate() before setup(); the engine calls setup at cell start")
         eeg = torch.as_tensor(eeg_emb).float()
-        text = torch.as_tensor(self.text_emb, device=eeg.device).float()
-        if text.shape[1] != eeg.shape[1]:
-            raise EegbenchError(f"task 'concept-text': text embeddings are {text.shape[1]}-d but EEG embeddings "
+        if self.text_emb.shape[1] != eeg.shape[1]:
+            raise EegbenchError(f"task 'concept-text': text embeddings are {self.text_emb.shape[1]}-d but EEG embeddings "
                                 f"{eeg.shape[1]}-d; the image encoder's image and text outputs differ in width")
         true = torch.as_tensor(self.concept_of_image, device=eeg.device)[torch.as_tensor(image_index, device=eeg.device).long()]
         subj = torch.as_tensor(subjects, device=eeg.device).long()
-        if self.center:
-            eeg = eeg - eeg.mean(dim=1, keepdim=True)
-            text = text - text.mean(dim=1, keepdim=True)
-        eeg = torch.nn.functional.normalize(eeg, dim=1)
-        text = torch.nn.functional.normalize(text, dim=1)
-        _refuse_non_finite(eeg, "EEG embeddings (test trials)")
-        _refuse_non_finite(text, "concept text embeddings")
-        sim = eeg @ text.T  # [n, n_concepts]
+        sim = cosine_similarities(eeg, self.text_emb, center=self.center, gallery="concept text embeddings")
         rank = (sim >= sim.gather(1, true[:, None])).sum(dim=1) - 1
-        n_concepts = int(text.shape[0])
+        n_concepts = int(sim.shape[1])
         scores = []
         for s in torch.unique(subj).tolist():
             mask = subj == s
@@ -103,8 +94,6 @@ class ConceptTextTask(Task):
                 chance={f"text_top{k}": min(1.0, k / n_concepts) for k in self.topk}))
         return scores
 
-    def context(self) -> dict[str, Any]:
-        return {"gallery": "test concepts' names", "prompt": self.prompt, "center": self.center}
 
 
 def build(prompt: str = DEFAULT_PROMPT, topk: list[int] | tuple[int, ...] = (1, 5), center: bool = False) -> ConceptTextTask:

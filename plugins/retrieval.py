@@ -66,19 +66,10 @@ class RetrievalTask(Task):
         import torch
 
         eeg = torch.as_tensor(eeg_emb).float()
-        img = torch.as_tensor(image_emb, device=eeg.device).float()
         idx = torch.as_tensor(image_index, device=eeg.device).long()
         subj = torch.as_tensor(subjects, device=eeg.device).long()
-        n_way = img.shape[0]
-        if self.center:
-            eeg = eeg - eeg.mean(dim=1, keepdim=True)
-            img = img - img.mean(dim=1, keepdim=True)
-        eeg = torch.nn.functional.normalize(eeg, dim=1)
-        img = torch.nn.functional.normalize(img, dim=1)
-        _refuse_non_finite(eeg, "EEG embeddings (test trials)")
-        _refuse_non_finite(img, "image embeddings (test gallery)")
-        sim = eeg @ img.T  # [n, n_way]
-        _refuse_non_finite(sim, "similarities")
+        sim = cosine_similarities(eeg, image_emb, center=self.center, gallery="image embeddings (test gallery)")
+        n_way = sim.shape[1]
         true = sim.gather(1, idx[:, None])
         beats = sim >= true  # [n, n_way]: images scored at least as high as the true one (itself included)
         rank = beats.sum(dim=1) - 1
@@ -96,10 +87,27 @@ class RetrievalTask(Task):
                                     extra={"n_trials": int(mask.sum().item())}))
         return scores
 
-    def context(self) -> dict:
-        """What changes the values (recorded in every row's context): centring, and the k-way draws and seed."""
-        return {"gallery": "test-split images", "center": self.center, "kway_draws": self.kway_draws,
-                "kway_seed": self.kway_seed}
+
+
+def cosine_similarities(eeg, gallery_emb, *, center: bool, gallery: str):
+    """``[n, m]`` cosine similarities of EEG embeddings ``[n, d]`` to a gallery ``[m, d]`` (``gallery`` names it in
+    errors). With ``center`` each embedding is mean-centred over its features first, as the seed does.
+    Non-finite values are refused, never ranked (a nan similarity compares false with everything, which would
+    rank the true item first)."""
+    import torch
+
+    eeg = torch.as_tensor(eeg).float()
+    ref = torch.as_tensor(gallery_emb, device=eeg.device).float()
+    if center:
+        eeg = eeg - eeg.mean(dim=1, keepdim=True)
+        ref = ref - ref.mean(dim=1, keepdim=True)
+    eeg = torch.nn.functional.normalize(eeg, dim=1)
+    ref = torch.nn.functional.normalize(ref, dim=1)
+    _refuse_non_finite(eeg, "EEG embeddings (test trials)")
+    _refuse_non_finite(ref, gallery)
+    sim = eeg @ ref.T
+    _refuse_non_finite(sim, "similarities")
+    return sim
 
 
 def kway_hit_rates(beats, true_index, ways, draws: int, seed: int) -> dict:
