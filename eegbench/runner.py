@@ -530,10 +530,8 @@ def _print_leaderboard(df: Any, store: Any, plan: Any, console: Any) -> None:
         console.print("no results stored for this spec")
         return
     configs = CellConfigs()
-    keys = set(df["cell_key"])
     for c in plan.cells:  # a finetune row's pretrain settings come from its pretrain cell's config
-        if c.key in keys or any(c.key in (cell.depends_on or ()) for cell in plan.cells if cell.key in keys):
-            configs.add(c.key, json.dumps(dict(c.config), default=str))
+        configs.add(c.key, json.dumps(dict(c.config), default=str))
     board = build(rows=df, cell_configs=configs, reported=False)
     text = render(board, "md")
     # the identity block (hashes) is for the report file, not for the end of a run

@@ -86,7 +86,7 @@ def test_same_seed_twice_gives_identical_metrics(env):
 
 
 def test_force_and_only_and_dry_run(env, capsys):
-    plan_df = run_spec(_spec(), results_dir=env / "res", dry_run=True)
+    plan_df = run_spec(_spec(), results_dir=env / "res", dry_run=True, progress=True)
     out = capsys.readouterr().out
     assert len(plan_df) == 6 and set(plan_df.stored) == {"-"} and "work:" in out and "sub-02" in out
     assert plan_df.loc[plan_df.stage == "pretrain", "samples"].iloc[0] == int(64 * 0.75 * 2)
@@ -138,7 +138,7 @@ def test_cli_run_prints_table_and_user_errors_are_one_line(env, capsys):
 
 @pytest.mark.parametrize("name", ["things_loso", "things_finetune", "things_intra", "quick"])
 def test_shipped_specs_plan(name, env, capsys):
-    df = run_spec(ROOT / "benchmarks" / f"{name}.toml", results_dir=env / "res", dry_run=True)
+    df = run_spec(ROOT / "benchmarks" / f"{name}.toml", results_dir=env / "res", dry_run=True, progress=True)
     assert len(df) > 0 and "work:" in capsys.readouterr().out
 
 
