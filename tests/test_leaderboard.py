@@ -348,7 +348,8 @@ def write_plan(directory, overrides=None, *, stages=("pretrain", "finetune"), of
     store = ResultStore(directory)
     context = make_context(dataset="things-eeg-2-synthetic", synthetic=True, n_way=50)
     written = []
-    for cell in build_plan(QUICK, overrides).cells:
+    single = {"variants": [], **overrides} if isinstance(overrides, dict) else ["variants=[]", *(overrides or [])]
+    for cell in build_plan(QUICK, single).cells:
         if cell.stage not in stages:
             continue
         scores = [TaskScore(subject=s, metrics={"top1": round(0.3 + offset + 0.01 * s + 0.2 * cell.training_ratio
