@@ -50,7 +50,7 @@ def test_quick_learns_well_between_chance_and_ceiling(quick_run):
     chance = float(top1["chance"].iloc[0])
     assert chance == pytest.approx(1 / 50)
     for (backbone, stage, ratio), mean in means.items():
-        assert 3 * chance <= mean < 0.95, f"{backbone} {stage} ratio {ratio}: top-1 {mean:.3f}"
+        assert 2 * chance < mean < 0.95, f"{backbone} {stage} ratio {ratio}: top-1 {mean:.3f}"
     for backbone in VARIANTS.values():
         assert means[(backbone, "finetune", 1.0)] > means[(backbone, "pretrain", 1.0)], backbone
 
