@@ -17,7 +17,7 @@ from eegbench.runner import run_spec
 
 QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
 ONE_SEED = ["seeds=[0]"]
-VARIANTS = {"resnet1d": "resnet1d", "eegnet": "braindecode:EEGNet", "nice": "nice"}
+VARIANTS = {"resnet1d": "resnet1d", "eegnet": "eegnet", "nice": "nice"}  # variant: its backbone column
 
 
 @pytest.fixture(scope="module")
