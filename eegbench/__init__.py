@@ -39,7 +39,8 @@ __all__ = [
 def run(spec: Any, overrides: dict[str, Any] | None = None, **options: Any) -> Any:
     """Run a benchmark spec (path or parsed) and return its results as a pandas DataFrame.
 
-    Mirrors ``eegbench run``; ``options`` are those of :func:`eegbench.runner.run_spec`.
+    Mirrors ``eegbench run`` but prints nothing unless ``progress=True``; ``options`` are those of
+    :func:`eegbench.runner.run_spec`.
     """
     from .runner import run_spec
 

@@ -313,8 +313,9 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
         schedule.end_epoch(epoch, val_loss if val is not None else None)
         record = {"epoch": epochs_run, "epochs": int(cfg.epochs), "train_loss": train_loss, "val_loss": val_loss, "lr": lr_used}
         history.append(record)
-        if progress is not None:
-            progress(record)
+        if progress is not None:  # with the work done so far, for a samples/s and ETA display
+            progress({**record, "samples_seen": sum(stop - start for start, stop in batches) * epochs_run,
+                      "seconds": time.perf_counter() - t0})
         log.debug("epoch %d/%d train %.4f val %.4f lr %.2e", epochs_run, cfg.epochs, train_loss, val_loss, lr_used)
         if cfg.patience > 0 and val is not None and bad_epochs >= cfg.patience:
             break

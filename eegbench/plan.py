@@ -23,6 +23,8 @@ __all__ = ["STAGES", "Cell", "Plan", "build_plan"]
 class Plan:
     spec: Spec
     cells: list[Cell]
+    #: ``{cell key: variant name}`` when the spec has ``[[variants]]`` (a key several variants share: the first)
+    variants: dict[str, str] = field(default_factory=dict)
 
     def select(self, only: Iterable[str] | Mapping[str, Any] | None) -> list[Cell]:
         """Cells matching every ``KEY=VALUE`` filter (keys: stage, fold, seed, ratio, test_subject,
@@ -30,7 +32,17 @@ class Plan:
         filters = _parse_only(only)
         if not filters:
             return list(self.cells)
-        chosen = [c for c in self.cells if all(_matches(c, k, v) for k, v in filters.items())]
+        variant = filters.pop("variant", None)
+        if variant is not None and variant not in set(self.variants.values()):
+            import difflib
+
+            names = list(dict.fromkeys(self.variants.values()))
+            close = difflib.get_close_matches(variant, names, n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else ""
+            raise SpecError(f"--only variant={variant}: no such variant in {self.spec.name!r}{hint} "
+                            f"(variants: {', '.join(names) or 'none; the spec has no [[variants]]'})")
+        chosen = [c for c in self.cells if all(_matches(c, k, v) for k, v in filters.items())
+                  and (variant is None or self.variants.get(c.key) == variant)]
         if not chosen:
             raise SpecError(f"--only {' '.join(f'{k}={v}' for k, v in filters.items())} matches no cell of {self.spec.name!r}")
         by_key = {c.key: c for c in self.cells}
@@ -40,7 +52,7 @@ class Plan:
         return [by_key[k] for k in by_key if k in keys]
 
 
-_ONLY_KEYS = {"stage", "fold", "seed", "ratio", "training_ratio", "test_subject", "protocol", "key"}
+_ONLY_KEYS = {"stage", "fold", "seed", "ratio", "training_ratio", "test_subject", "protocol", "key", "variant"}
 
 
 def _parse_only(only: Iterable[str] | Mapping[str, Any] | None) -> dict[str, str]:
@@ -237,6 +249,8 @@ def check_invariants(spec: Spec, subjects: Sequence[int], folds: Sequence[int]) 
 def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     """Expand a spec (or a path / dict) into cells; refuse dishonest or unresolvable specs."""
     spec = load_spec(spec, overrides)
+    if spec.variants:
+        return _variants_plan(spec)
     src = spec.source
     components = {
         "dataset": _resolve_component("dataset", spec.dataset, src, "dataset"),
@@ -311,3 +325,18 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
                 cells.append(Cell(finetune_recipe, placement, spec_name=spec.name, inputs=inputs,
                                   pretrain_key=pre.key, spec_hash=spec_hash))
     return Plan(spec=spec, cells=cells)
+
+
+def _variants_plan(spec: Spec) -> Plan:
+    """One plan of every ``[[variants]]`` entry: each variant planned as the spec it expands to, the cells
+    concatenated in variant order (a cell two variants share is planned once)."""
+    from .spec import expand_variants
+
+    cells: list[Cell] = []
+    names: dict[str, str] = {}
+    for name, one in expand_variants(spec):
+        for cell in build_plan(one).cells:
+            if cell.key not in names:
+                names[cell.key] = name
+                cells.append(cell)
+    return Plan(spec=spec, cells=cells, variants=names)

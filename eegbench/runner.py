@@ -8,9 +8,11 @@ through :mod:`eegbench.engine`, and writes its rows in one transaction (or marks
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -197,8 +199,10 @@ class _Display:
     """Live rich display: cells done/total (polled from the store, so worker processes count too) and the
     in-process cell's epoch, losses and ETA."""
 
-    def __init__(self, store: Any, keys: list[str], quiet: bool):
+    def __init__(self, store: Any, keys: list[str], quiet: bool, names: Mapping[str, str] | None = None,
+                 console: Any = None):
         self.store, self.keys, self.quiet = store, keys, quiet
+        self.names = dict(names or {})
         self._stop = threading.Event()
         self.progress = None
         if quiet:
@@ -207,7 +211,7 @@ class _Display:
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), transient=False)
+                                 TimeRemainingColumn(), transient=False, console=console)
         self.cells_task = self.progress.add_task("cells", total=len(keys), info="")
         self.epoch_task = self.progress.add_task("", total=1, info="", visible=False)
 
@@ -244,13 +248,116 @@ class _Display:
             return
         if event == "start":
             epochs = int(cell.recipe.stage_training.epochs) if isinstance(cell, Cell) else 0
-            self.progress.reset(self.epoch_task, total=epochs, description=f"  {cell.label()}", info="", visible=True)
+            self.progress.reset(self.epoch_task, total=epochs, description=f"  {cell_name(cell, self.names)}", info="",
+                                visible=True)
         elif event == "epoch":
             val = payload["val_loss"]
             info = f"loss {payload['train_loss']:.3f}" + (f" val {val:.3f}" if val == val else "")
             self.progress.update(self.epoch_task, completed=payload["epoch"], info=info)
         elif event == "end":
             self._refresh_cells()
+
+
+def cell_name(cell: Any, names: Mapping[str, str]) -> str:
+    """A cell's label, led by its variant's name when the spec compares several."""
+    variant = names.get(cell.key)
+    return f"{variant} {cell.label()}" if variant else cell.label()
+
+
+#: seconds between two progress lines of a running cell when the output is not a terminal
+PROGRESS_EVERY_ENV = "EEGBENCH_PROGRESS_EVERY"
+PROGRESS_EVERY = 8.0  # with the poll's 1 s tick: a line at least every ~9 s (logs show the run is alive)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class PlainProgress:
+    """Progress as plain lines (logs, pipes, ``nohup``, Slurm output): one line when a cell starts and one
+    when it ends, and while it trains one line per ``every`` seconds (epoch, losses, samples/s, cell ETA;
+    ``every = 0``: every epoch). A background thread polls the store so that cells run by worker processes
+    (which cannot call back) are counted too: when nothing was printed for ``every`` seconds it prints the
+    cells done so far. Lines go to ``stream`` (stderr), flushed at once."""
+
+    def __init__(self, store: Any, keys: list[str], names: Mapping[str, str] | None = None, *, every: float | None = None,
+                 stream: Any = None):
+        self.store, self.keys = store, keys
+        self.names = dict(names or {})
+        if every is None:
+            try:
+                every = float(os.environ.get(PROGRESS_EVERY_ENV, PROGRESS_EVERY))
+            except ValueError:
+                raise EegbenchError(f"{PROGRESS_EVERY_ENV}={os.environ[PROGRESS_EVERY_ENV]!r}: expected seconds, "
+                                    "e.g. 10 (0: a line every epoch)") from None
+        self.every = max(0.0, every)
+        self.stream = stream if stream is not None else sys.stderr
+        self.t0 = time.perf_counter()
+        self._last_line = self.t0
+        self._last_epoch_line: dict[str, float] = {}
+        self._started = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def _print(self, text: str) -> None:
+        with self._lock:
+            self._last_line = time.perf_counter()
+            try:
+                print(f"[{_duration(self._last_line - self.t0)}] {text}", file=self.stream, flush=True)
+            except (OSError, ValueError):  # a closed pipe must not fail the run
+                pass
+
+    def __enter__(self) -> "PlainProgress":
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _poll(self) -> None:
+        tick = min(max(self.every / 4, 0.25), 1.0)
+        while not self._stop.wait(tick):
+            if self.every and time.perf_counter() - self._last_line >= max(self.every, 1.0):
+                try:
+                    status = self.store.cell_status(self.keys)
+                except Exception:  # noqa: BLE001 - the database may be busy; try again next tick
+                    continue
+                counts = {s: sum(1 for k in self.keys if status.get(k) == s) for s in ("done", "failed", "running")}
+                self._print(f"cells: {counts['done']}/{len(self.keys)} done, {counts['running']} running"
+                            + (f", {counts['failed']} failed" if counts["failed"] else ""))
+
+    def __call__(self, event: str, cell: Any, payload: Any) -> None:
+        name = cell_name(cell, self.names)
+        if event == "start":
+            self._started += 1
+            self._last_epoch_line[cell.key] = time.perf_counter()
+            self._print(f"start {name} ({int(cell.recipe.stage_training.epochs)} epochs; cell {self._started} of "
+                        f"{len(self.keys)} planned)")
+        elif event == "epoch":
+            now = time.perf_counter()
+            last_epoch = payload["epoch"] >= payload["epochs"]
+            if last_epoch or now - self._last_epoch_line.get(cell.key, 0.0) < self.every:
+                return
+            self._last_epoch_line[cell.key] = now
+            val = payload.get("val_loss", float("nan"))
+            text = f"  {name}: epoch {payload['epoch']}/{payload['epochs']} loss {payload['train_loss']:.3f}"
+            text += f" val {val:.3f}" if val == val else ""
+            seconds = float(payload.get("seconds") or 0.0)
+            if seconds > 0:
+                if payload.get("samples_seen"):
+                    text += f", {payload['samples_seen'] / seconds:,.0f} samples/s"
+                left = seconds / payload["epoch"] * (payload["epochs"] - payload["epoch"])
+                text += f", ETA {_duration(left)}"
+            self._print(text)
+        elif event == "end":
+            self._last_epoch_line.pop(cell.key, None)
+            if payload.status == "failed":
+                self._print(f"failed {name} after {_duration(payload.seconds)}: {payload.error}")
+            else:
+                self._print(f"done {name} in {payload.seconds:.1f}s")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -339,7 +446,8 @@ def plan_table(plan: Any, stored: Mapping[str, str]) -> Any:
                                                         float(vcfg.fraction), vcfg.by)
             samples = n_train * per_image
         counted = "averaged images (estimate)" if not exact else "trials" if split_exact else "trials (estimate)"
-        rows.append({"key": c.key[:12], "stage": c.stage, "fold": c.fold, "seed": c.seed, "ratio": c.training_ratio,
+        rows.append({**({"variant": plan.variants.get(c.key, "")} if getattr(plan, "variants", None) else {}),
+                     "key": c.key[:12], "stage": c.stage, "fold": c.fold, "seed": c.seed, "ratio": c.training_ratio,
                      "train_subjects": len(c.train_subjects), "train_images": n_train, "val_images": n_val,
                      "samples": samples, "counted": counted, "epochs": epochs,
                      "work": samples * epochs if samples is not None else None,
@@ -415,11 +523,33 @@ def _print_summary(df: Any, console: Any) -> None:
     console.print(table)
 
 
+def _print_leaderboard(df: Any, store: Any, plan: Any, console: Any) -> None:
+    """The ranked leaderboard of this run's cells (those of the spec's variants; not the whole store), as
+    ``eegbench leaderboard`` renders it in Markdown: mean ± std, the paired test against each column's best
+    and the spread over subjects and over seeds."""
+    from .leaderboard import build
+    from .report import render
+
+    if df.empty:
+        console.print("no results stored for this spec")
+        return
+    board = build(rows=df, reported=False)  # rows carry their recipe keys: no configs needed
+    text = render(board, "md")
+    # the identity block (hashes) is for the report file, not for the end of a run
+    text = re.sub(r"<details>.*?</details>\n*", "", text, flags=re.S)
+    console.print(text.rstrip(), markup=False, highlight=False, soft_wrap=True)
+
+
 def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = None, *, results_dir: Any = None,
              cache_dir: Any = None, device: str = "auto", force: bool = False, dry_run: bool = False,
              only: Iterable[str] | Mapping[str, Any] | None = None, executor: str | None = None, jobs: int | None = None,
-             quiet: bool = False) -> Any:
+             quiet: bool = False, progress: bool = False, verbose: bool = False) -> Any:
     """Run (or with ``dry_run`` just plan) a benchmark spec; return a pandas DataFrame.
+
+    Silent by default (a failed or deferred cell still gets one line on stderr). ``progress=True`` (the
+    CLI's default) shows progress and prints the results: a live display when stderr is a terminal, else
+    plain lines on stderr (:class:`PlainProgress`; ``verbose``: a line every epoch); then the results table,
+    and for a spec with ``[[variants]]`` the ranked leaderboard of its cells. ``quiet`` overrides ``progress``.
 
     The result is the stored rows of the plan's cells (one per cell × test subject × metric, columns of
     :data:`eegbench.store.RESULT_COLUMNS`); with ``dry_run`` the plan's cells with their work estimate and
@@ -432,7 +562,8 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     from .plan import build_plan
     from .store import ResultStore
 
-    console = Console(stderr=False, quiet=quiet)
+    show = progress and not quiet
+    console = Console(stderr=False, quiet=not show)
     if not console.is_terminal:
         console.width = max(console.width, 120)  # logs and notebooks: do not truncate the results table
     if executor:  # the CLI's --executor is the spec key executor.name: --set executor.* params then apply to it
@@ -457,9 +588,9 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
 
     if dry_run:
         stored = ResultStore(res_dir, read_only=True).cell_status([c.key for c in cells]) if (res_dir / "results.sqlite").exists() else {}
-        sub_plan = type(plan)(plan.spec, cells)
+        sub_plan = type(plan)(plan.spec, cells, plan.variants)
         table = plan_table(sub_plan, stored)
-        if not quiet:
+        if show:
             import pandas as pd
 
             with pd.option_context("display.max_rows", 500, "display.width", 200):
@@ -483,48 +614,63 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
                     console.print("work: unknown until the dataset is available")
         return table
 
-    if device != "auto":
-        from .engine import resolve_device
-
-        resolve_device(device)  # a missing CUDA is one line now, not one failure per cell
-
     from .engine import build_dataset
     from .paths import writable_dir
 
     writable_dir(res_dir, "results directory", "choose another with --results, [paths] results or EEGBENCH_RESULTS")
     writable_dir(cch_dir, "cache directory", "choose another with --cache, [paths] cache or EEGBENCH_CACHE")
-    # the data must be there (or be generated) before any cell starts; a missing release is one line
-    needed = sorted({s for c in cells for s in (*c.train_subjects, *c.test_subjects)})
-    build_dataset(cells[0]).ensure_available(needed)
-    if plan.cells[0].inputs.get("data") != input_identity_now(plan):
-        plan = build_plan(spec, overrides)  # data just generated: cells keyed by the files as they now are
-        cells = plan.select(only)
-
-    store = ResultStore(res_dir)
     log_path = _start_log(res_dir, plan.spec.name)
     root_logger = logging.getLogger("eegbench")
     try:
-        keys = [c.key for c in cells]
+        # pre-flight: what would fail every cell fails here in one line, recorded in the log, before the
+        # results database is created (a refused run leaves no empty store behind)
+        try:
+            if device != "auto":
+                from .engine import resolve_device
+
+                resolve_device(device)  # a missing CUDA is one line now, not one failure per cell
+            # the data must be there (or be generated) before any cell starts; a missing release is one line
+            needed = sorted({s for c in cells for s in (*c.train_subjects, *c.test_subjects)})
+            build_dataset(cells[0]).ensure_available(needed)
+            if plan.cells[0].inputs.get("data") != input_identity_now(plan):
+                plan = build_plan(spec, overrides)  # data just generated: cells keyed by the files as they now are
+                cells = plan.select(only)
+            keys = [c.key for c in cells]
+            db = res_dir / "results.sqlite"
+            stored = ResultStore(res_dir, read_only=True).cell_status(keys) if db.exists() else {}
+            todo = [c for c in cells if force or stored.get(c.key) != "done"]
+            # missing weights are one line now, not one failure per cell (the encoder is built again in each cell)
+            for ref in sorted({c.recipe.image_encoder for c in todo}, key=lambda r: (r.name, json.dumps(r.kwargs()))):
+                create("image-encoder", ref.name, **ref.kwargs())
+        except Exception as exc:
+            log.error("spec %s (%s): pre-flight failed, nothing run: %s", plan.spec.name, plan.spec.source,
+                      _one_line(exc), exc_info=not isinstance(exc, EegbenchError))
+            raise
+        store = ResultStore(res_dir)
         stored = store.cell_status(keys)
         todo = [c for c in cells if force or stored.get(c.key) != "done"]
         log.info("spec %s (%s): %d cells, %d to run, results %s, device %s, executor %s %s", plan.spec.name,
                  plan.spec.source, len(cells), len(todo), res_dir, device, name, params)
-        if not quiet:
+        if show:
             console.print(f"[bold]{plan.spec.name}[/]: {len(cells)} cells, {len(cells) - len(todo)} stored, "
                           f"{len(todo)} to run -> {res_dir}  (log {log_path})")
         outcomes = []
         if todo:
-            # missing weights are one line now, not one failure per cell (the encoder is built again in each cell)
-            for ref in sorted({c.recipe.image_encoder for c in todo}, key=lambda r: (r.name, json.dumps(r.kwargs()))):
-                create("image-encoder", ref.name, **ref.kwargs())
-            with _Display(store, keys, quiet) as display:
-                runner = CellRunner(res_dir, cch_dir, device=device, force=force, progress=display)
+            names = plan.variants
+            if not show:
+                display: Any = contextlib.nullcontext(None)
+            elif verbose or not sys.stderr.isatty():
+                display = PlainProgress(store, keys, names, every=0.0 if verbose else None)
+            else:
+                display = _Display(store, keys, False, names, console=Console(stderr=True))
+            with display as reporter:
+                runner = CellRunner(res_dir, cch_dir, device=device, force=force, progress=reporter)
                 outcomes = exe.run(cells, runner)
         failed = [o for o in outcomes if o.status == "failed"]
         deferred = [o for o in outcomes if o.status == "skipped" and o.error]
         by_key = {c.key: c for c in cells}
         # failures and deferrals are printed even with --quiet (then on stderr): a quiet run still says what is missing
-        notices = console if not quiet else Console(stderr=True, width=max(console.width, 120))
+        notices = console if show else Console(stderr=True, width=max(console.width, 120))
         for o in deferred:
             msg = f"deferred: {by_key[o.key].label()}: {o.error}; its rows are stored when that run finishes"
             log.warning(msg)
@@ -534,8 +680,11 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
             log.error(msg)
             notices.print(f"[red]{escape(msg)}[/]", highlight=False, soft_wrap=True)  # cell keys in [..] are text, not markup
         df = results_frame(store, keys)
-        if not quiet:
-            _print_summary(df, console)
+        if show:
+            if plan.variants:
+                _print_leaderboard(df, store, plan, console)
+            else:
+                _print_summary(df, console)
         df.attrs["failed"] = [o.key for o in failed]
         df.attrs["failed_user_error"] = [o.key for o in failed if getattr(o, "user_error", False)]
         df.attrs["deferred"] = [o.key for o in deferred]
@@ -587,14 +736,18 @@ def add_commands(sub) -> None:
     p.add_argument("--cache", metavar="DIR", help="cache directory (default: spec [paths] cache, EEGBENCH_CACHE, user cache)")
     p.add_argument("--executor", metavar="NAME", help="executor component (local, submitit, ray; default: the spec's)")
     p.add_argument("--jobs", type=int, metavar="N", help="cells at once (executor parameter jobs)")
-    p.add_argument("--quiet", action="store_true", help="no progress display or tables")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress or tables; a failed or deferred cell still gets one line on stderr")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="a progress line every epoch (default: a live display in a terminal, else a line per cell "
+                        f"start and end and one every ${PROGRESS_EVERY_ENV} seconds, default {PROGRESS_EVERY:g})")
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     df = run_spec(args.spec, args.overrides, results_dir=args.results, cache_dir=args.cache, device=args.device,
                   force=args.force, dry_run=args.dry_run, only=args.only, executor=args.executor, jobs=args.jobs,
-                  quiet=args.quiet)
+                  quiet=args.quiet, progress=True, verbose=args.verbose)
     # the exit-code contract (README "Exit codes"): a failure due to the user's input wins over a run-time one
     if df.attrs.get("failed_user_error"):
         return EXIT_USER_ERROR

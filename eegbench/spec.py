@@ -196,6 +196,9 @@ class Spec(_Strict):
     finetune: Optional[FinetuneSpec] = None  # type: ignore[valid-type]
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     paths: PathsSpec = Field(default_factory=PathsSpec)
+    #: ``[[variants]]``: configurations compared in one plan, each a ``name`` plus overrides of the tables
+    #: above (see :func:`expand_variants`); empty: the spec is one configuration
+    variants: list[dict[str, Any]] = Field(default_factory=list)
 
     #: where the spec came from (for messages and relative paths); not part of any hash
     source: str = Field(default="<dict>", exclude=True)
@@ -205,6 +208,28 @@ class Spec(_Strict):
         if self.finetune is not None and not self.finetune.training_ratios:
             self.finetune = None
         return self
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        import re
+
+        names = []
+        for i, variant in enumerate(v):
+            name = variant.get("name")
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:+-]*", name):
+                raise ValueError(f"variant {i + 1} needs a name (letters, digits, . _ : + -), got {name!r}")
+            unknown = sorted(set(variant) - {"name"} - set(VARIANT_KEYS))
+            if unknown:
+                close = difflib.get_close_matches(unknown[0], VARIANT_KEYS, n=1)
+                hint = f" — did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"variant {name!r}: {unknown[0]!r} cannot vary{hint} (a variant sets "
+                                 f"{', '.join(VARIANT_KEYS)}; the rest is shared)")
+            names.append(name)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"variant names repeat: {', '.join(repeated)}")
+        return v
 
     @field_validator("seeds")
     @classmethod
@@ -227,6 +252,57 @@ class Spec(_Strict):
 
     def hash(self) -> str:
         return stable_hash(self.as_dict())
+
+
+#: what a ``[[variants]]`` entry may set; the dataset, executor and paths are shared by every variant (one
+#: comparison context, one data check, one results store)
+VARIANT_KEYS = ("backbone", "image_encoder", "loss", "task", "protocol", "validation", "train", "finetune", "seeds")
+#: tables that name a component: a variant's table with a ``name`` replaces the base's (its parameters start
+#: from the new component's defaults); without one it is merged into the base's
+_COMPONENT_TABLES = ("backbone", "image_encoder", "loss", "task")
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(over)
+
+
+def expand_variants(spec: "Spec") -> list[tuple[str, "Spec"]]:
+    """``[(variant name, its complete spec)]``: the spec's ``[[variants]]`` applied to its other tables.
+
+    A variant's component table with a ``name`` (``backbone = {name = "eegnet"}``) replaces the base's; any
+    other table is merged key by key into the base's (``train = {lr = 0.01}`` changes only ``lr``). Each
+    result is validated as a spec of its own and has no variants; a spec without variants is one variant,
+    named after its backbone. The cells of a variant are those of the same spec written without variants,
+    so identical recipes keep their cell keys.
+    """
+    if not spec.variants:
+        return [(spec.backbone.name, spec)]
+    base = spec.model_dump(mode="python", exclude={"variants"})
+    out = []
+    for variant in spec.variants:
+        data = copy.deepcopy(base)
+        for key, value in variant.items():
+            if key == "name":
+                continue
+            if key in _COMPONENT_TABLES and isinstance(value, dict) and "name" in value:
+                data[key] = copy.deepcopy(value)
+            elif key == "finetune" and value is None:
+                data[key] = None
+            else:
+                data[key] = _merge(data.get(key), value)
+        where = f"{spec.source} [[variants]] {variant['name']!r}"
+        try:
+            one = Spec(**data)
+        except ValidationError as exc:
+            raise SpecError(format_error(exc, where)) from None
+        one.source = spec.source
+        out.append((str(variant["name"]), one))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,6 +378,8 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping[str, Any] | Spec, overri
     except ValidationError as exc:
         raise SpecError(format_error(exc, source)) from None
     spec.source = source
+    if spec.variants:
+        expand_variants(spec)  # each variant's settings are checked now, naming the variant
     return spec
 
 

@@ -33,7 +33,7 @@ def _context() -> dict:
 
 def _variant(i: int) -> dict:
     """The i-th spec variant: 1 in 4 varies only the finetune lr (same pretrain cells as an earlier one)."""
-    base = {"seeds": list(SEEDS), "protocol.folds": list(FOLDS)}
+    base = {"variants": [], "seeds": list(SEEDS), "protocol.folds": list(FOLDS)}
     if i % 4 == 3:
         return {**base, "train.lr": 0.001 * (1 + i // 4 * 3), "finetune.lr": 0.0005}
     return {**base, "train.lr": 0.001 * (1 + i // 4 * 3 + i % 4)}

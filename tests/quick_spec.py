@@ -8,8 +8,11 @@ QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
 #: a twin small enough that a cell trains in about a second
 TINY_TWIN = ("dataset.params={noise=4.0, subjects=4, train_concepts=12, images_per_concept=2, test_images=6, "
              "test_repetitions=4}")
-#: quick.toml on the tiny twin with few epochs (all of quick's folds and ratios)
-TINY = [TINY_TWIN, "train.epochs=2", "finetune.epochs=1"]
+#: quick.toml's base recipe alone (its [backbone], without the [[variants]] it compares), with one seed
+SINGLE = "variants=[]"
+ONE_SEED = "seeds=[0]"
+#: quick.toml's base recipe on the tiny twin with few epochs (all of quick's folds and ratios)
+TINY = [SINGLE, ONE_SEED, TINY_TWIN, "train.epochs=2", "finetune.epochs=1"]
 #: one fold, one finetune ratio: three cells
 TINY_ONE_FOLD = [*TINY, "finetune.training_ratios=[1.0]", "protocol.folds=[4]"]
 

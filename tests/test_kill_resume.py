@@ -14,6 +14,7 @@ import pytest
 
 QUICK = str(Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml")
 SMALL = [
+    "--set", "variants=[]", "--set", "seeds=[0]",
     "--set", "dataset.params={noise=4.0, subjects=4, train_concepts=30, images_per_concept=2, test_images=10, test_repetitions=8}",
     "--set", "train.epochs=4", "--set", "finetune.epochs=3",
 ]

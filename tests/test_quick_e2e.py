@@ -1,7 +1,8 @@
-"""The README's main job, end to end on fresh folders: `benchmarks/quick.toml` learns, reruns skip, the
-leaderboard reads what the engine stored.
+"""The README's main job, end to end on fresh folders: `benchmarks/quick.toml` compares three backbone families,
+each learns, reruns skip, the leaderboard reads what the engine stored and ranks them.
 
-Slow (about 30 s on 2 cores): it generates the synthetic twin and trains six cells, as a user's first run does.
+Slow (about 30 s on 2 cores): it generates the synthetic twin and trains the three variants with one seed (the
+README's run has two), as a user's first run does.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from eegbench.cli import main
 from eegbench.runner import run_spec
 
 QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
+ONE_SEED = ["seeds=[0]"]
+VARIANTS = {"resnet1d": "resnet1d", "eegnet": "eegnet", "nice": "nice"}  # variant: its backbone column
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def quick_run(tmp_path_factory):
     mp.setenv("EEGBENCH_CACHE", str(root / "cache"))
     results = root / "results"
     try:
-        df = run_spec(QUICK, results_dir=results, quiet=True)
+        df = run_spec(QUICK, ONE_SEED, results_dir=results)
         yield df, results
     finally:
         mp.undo()
@@ -41,13 +44,15 @@ def test_quick_learns_well_between_chance_and_ceiling(quick_run):
     df, _ = quick_run
     assert not df.attrs["failed"]
     top1 = df[df.metric == "top1"]
-    assert len(top1) == 6  # 2 folds x (pretrain + finetune at 2 ratios), one test subject each
-    means = top1.groupby(["stage", "training_ratio"])["value"].mean()
+    assert len(top1) == 3 * 6  # 3 variants x 2 folds x (pretrain + finetune at 2 ratios), one test subject each
+    assert set(top1["backbone"]) == set(VARIANTS.values())
+    means = top1.groupby(["backbone", "stage", "training_ratio"])["value"].mean()
     chance = float(top1["chance"].iloc[0])
     assert chance == pytest.approx(1 / 50)
-    for (stage, ratio), mean in means.items():
-        assert 5 * chance <= mean < 0.95, f"{stage} ratio {ratio}: top-1 {mean:.3f}"
-    assert means[("finetune", 1.0)] > means[("pretrain", 1.0)]
+    for (backbone, stage, ratio), mean in means.items():
+        assert 2 * chance < mean < 0.95, f"{backbone} {stage} ratio {ratio}: top-1 {mean:.3f}"
+    for backbone in VARIANTS.values():
+        assert means[(backbone, "finetune", 1.0)] > means[(backbone, "pretrain", 1.0)], backbone
 
 
 @pytest.mark.slow
@@ -56,21 +61,24 @@ def test_rerun_skips_every_stored_cell(quick_run, monkeypatch):
     before = _finished_at(results)
     monkeypatch.setenv("EEGBENCH_DATA", str(results.parent / "data"))
     monkeypatch.setenv("EEGBENCH_CACHE", str(results.parent / "cache"))
-    again = run_spec(QUICK, results_dir=results, quiet=True)
+    again = run_spec(QUICK, ONE_SEED, results_dir=results)
     assert _finished_at(results) == before  # no cell was rewritten
     assert sorted(again["value"]) == sorted(df["value"])
 
 
 @pytest.mark.slow
-def test_leaderboard_reads_the_engine_rows(quick_run, capsys):
+def test_leaderboard_ranks_the_three_families(quick_run, capsys):
     df, results = quick_run
     assert main(["leaderboard", str(results), "--format", "json", "--no-reported"]) == 0
     board = json.loads(capsys.readouterr().out)
     [ctx] = board["contexts"]
     assert ctx["context"]["synthetic"] is True and ctx["context"]["n_way"] == 50
-    rows = {(r["stage"], r["training_ratio"]): r for r in ctx["rows"] if r["source"] == "measured"}
+    rows = [r for r in ctx["rows"] if r["source"] == "measured"]
     top1 = df[df.metric == "top1"]
-    for (stage, ratio), group in top1.groupby(["stage", "training_ratio"]):
-        row = rows[(stage, ratio)]
-        assert row["n"] == len(group) == 2
+    for (backbone, stage, ratio), group in top1.groupby(["backbone", "stage", "training_ratio"]):
+        [row] = [r for r in rows if r["backbone"] == backbone and r["stage"] == stage and r["training_ratio"] == ratio]
+        assert row["n"] == len(group) == 2 and row["ranked"]
         assert row["mean"] == pytest.approx(group["value"].mean())
+    pretrain = [r for r in rows if r["stage"] == "pretrain"]
+    assert sorted(r["rank"] for r in pretrain) == [1, 2, 3]
+    assert all(r["n_pairs"] == 2 and 0 < r["p_value"] <= 1 for r in pretrain if not r["best"])

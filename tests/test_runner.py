@@ -86,7 +86,7 @@ def test_same_seed_twice_gives_identical_metrics(env):
 
 
 def test_force_and_only_and_dry_run(env, capsys):
-    plan_df = run_spec(_spec(), results_dir=env / "res", dry_run=True)
+    plan_df = run_spec(_spec(), results_dir=env / "res", dry_run=True, progress=True)
     out = capsys.readouterr().out
     assert len(plan_df) == 6 and set(plan_df.stored) == {"-"} and "work:" in out and "sub-02" in out
     assert plan_df.loc[plan_df.stage == "pretrain", "samples"].iloc[0] == int(64 * 0.75 * 2)
@@ -138,7 +138,7 @@ def test_cli_run_prints_table_and_user_errors_are_one_line(env, capsys):
 
 @pytest.mark.parametrize("name", ["things_loso", "things_finetune", "things_intra", "quick"])
 def test_shipped_specs_plan(name, env, capsys):
-    df = run_spec(ROOT / "benchmarks" / f"{name}.toml", results_dir=env / "res", dry_run=True)
+    df = run_spec(ROOT / "benchmarks" / f"{name}.toml", results_dir=env / "res", dry_run=True, progress=True)
     assert len(df) > 0 and "work:" in capsys.readouterr().out
 
 
@@ -182,9 +182,9 @@ def test_dry_run_shows_the_finetune_budget_per_ratio_without_the_data(env, capsy
 def test_dry_run_of_the_synthetic_twin_counts_without_generating_it(env, capsys):
     assert main(["run", str(ROOT / "benchmarks" / "quick.toml"), "--dry-run", "--results", str(env / "res")]) == 0
     out = capsys.readouterr().out
-    # the twin declares 200 concepts x 4 images; quick.toml finetunes at 0.25 and 1.0 with 20 % validation
-    assert "finetune ratio 0.25: 200 of the held-out subject's 800 training images labelled = 160 training + 40 validation" in out
-    assert "finetune ratio 1: 800 of the held-out subject's 800 training images labelled = 640 training + 160 validation" in out
+    # quick.toml's twin declares 100 concepts x 4 images; it finetunes at 0.25 and 1.0 with 20 % validation
+    assert "finetune ratio 0.25: 100 of the held-out subject's 400 training images labelled = 80 training + 20 validation" in out
+    assert "finetune ratio 1: 400 of the held-out subject's 400 training images labelled = 320 training + 80 validation" in out
     assert not any((env / "eegbench_data").rglob("*.npy"))
 
 
@@ -220,12 +220,12 @@ def test_dry_run_work_counts_trials_times_repetitions(env, monkeypatch, capsys):
         assert pre.work == pre.samples * 6
     # a dataset that cannot tell its repetitions: counted per averaged image and labelled as an estimate
     monkeypatch.delattr(fakes.FakeDataset, "repetitions")
-    df = run_spec(_spec(**{"dataset.train_averaging": "none"}), results_dir=env / "res", dry_run=True)
+    df = run_spec(_spec(**{"dataset.train_averaging": "none"}), results_dir=env / "res", dry_run=True, progress=True)
     out = capsys.readouterr().out
     pre = df[df.stage == "pretrain"].iloc[0]
     assert pre.samples == int(64 * 0.75 * 2) and pre.counted == "averaged images (estimate)"
     assert "estimate per averaged image" in out
-    df = run_spec(_spec(), results_dir=env / "res", dry_run=True)
+    df = run_spec(_spec(), results_dir=env / "res", dry_run=True, progress=True)
     assert set(df.counted) == {"trials"} and "estimate" not in capsys.readouterr().out
 
 

@@ -62,11 +62,11 @@ def test_failed_cell_lines_keep_their_bracketed_keys(tmp_path, monkeypatch, caps
     monkeypatch.setenv("EEGBENCH_CACHE", str(tmp_path / "cache"))
     from quick_spec import TINY_TWIN as tiny
 
-    rc = main(["run", str(QUICK), "--set", tiny, "--set", 'backbone={name="braindecode:AttnSleep"}',
+    rc = main(["run", str(QUICK), "--set", "variants=[]", "--set", tiny, "--set", 'backbone={name="braindecode:AttnSleep"}',
                "--only", "fold=sub-03", "--results", str(tmp_path / "r")])
     assert rc == 2  # a backbone that cannot take the data's shape is the user's input (exit-code contract)
     out = capsys.readouterr().out
-    pretrain = next(c for c in build_plan(QUICK, [tiny, 'backbone={name="braindecode:AttnSleep"}']).cells
+    pretrain = next(c for c in build_plan(QUICK, ["variants=[]", tiny, 'backbone={name="braindecode:AttnSleep"}']).cells
                     if c.stage == "pretrain" and c.fold == "sub-03")
     assert f"[{pretrain.key[:12]}]" in out.replace("\n", "")
 

@@ -10,10 +10,10 @@ import eegbench
 from eegbench.errors import EegbenchError
 from eegbench_plugins.retrieval import RetrievalTask, kway_hit_rates
 
-from quick_spec import QUICK, TINY_TWIN
+from quick_spec import ONE_SEED, QUICK, SINGLE, TINY_TWIN
 
 #: quick.toml's recipe on the tiny twin, one intra fold, a couple of epochs
-INTRA = [TINY_TWIN, "train.epochs=2", "finetune.training_ratios=[]", 'protocol.name="intra"', "protocol.folds=[2]"]
+INTRA = [SINGLE, ONE_SEED, TINY_TWIN, "train.epochs=2", "finetune.training_ratios=[]", 'protocol.name="intra"', "protocol.folds=[2]"]
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_classification_needs_the_seen_concept_split():
     with pytest.raises(EegbenchError, match=r'\[task\] .classification. .*test_split = "train-heldout"'):
         build_plan(QUICK, [*INTRA, 'task={name="classification"}'])
     with pytest.raises(EegbenchError, match=r"\[finetune.task\] .classification."):
-        build_plan(QUICK, [TINY_TWIN, 'finetune.task={name="classification"}'])
+        build_plan(QUICK, [SINGLE, ONE_SEED, TINY_TWIN, 'finetune.task={name="classification"}'])
 
 
 def test_a_classification_finetune_stage_stores_rows_beside_retrieval(twin_env, capsys):
@@ -164,7 +164,7 @@ def test_a_classification_finetune_stage_stores_rows_beside_retrieval(twin_env, 
     from eegbench.cli import main
     from eegbench.runner import run_spec
 
-    df = run_spec(QUICK, [TINY_TWIN, "train.epochs=2", "finetune.epochs=1", "finetune.training_ratios=[1.0]",
+    df = run_spec(QUICK, [SINGLE, ONE_SEED, TINY_TWIN, "train.epochs=2", "finetune.epochs=1", "finetune.training_ratios=[1.0]",
                           "protocol.folds=[4]", 'dataset.test_split="train-heldout"',
                           'finetune.task={name="classification", params={epochs=20}}'],
                   results_dir=twin_env / "res", quiet=True)
