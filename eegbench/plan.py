@@ -8,7 +8,7 @@ honest-protocol invariants, so a bad spec fails here, in one line, before anythi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 

@@ -19,7 +19,7 @@ def cells(tmp_path, monkeypatch):
     from eegbench.plan import build_plan
 
     monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
-    return build_plan(QUICK).cells
+    return build_plan(QUICK, ["variants=[]"]).cells  # quick.toml's base recipe alone
 
 
 def test_a_cell_is_frozen_and_round_trips_through_pickle(cells):
