@@ -304,10 +304,8 @@ class Task(ABC):
         ``[B, d]``) on ``train`` (the cell's training trials on the device: ``.x``, ``.image_index`` rows of
         ``train_images``, ``.subject``), select on ``val`` only (``None`` without a validation split), and return
         the copy; ``model`` itself must not change."""
-        from .errors import EegbenchError
-
-        raise EegbenchError(f"task {self.name!r} declares needs_encoder = True but defines no fit_encoder: "
-                            "a plugin error; define fit_encoder or drop needs_encoder")
+        raise TypeError(f"task {self.name!r} declares needs_encoder = True but defines no fit_encoder (a plugin "
+                        "error: define fit_encoder or drop needs_encoder)")
 
     @abstractmethod
     def evaluate(self, eeg_emb: Any, image_emb: Any, image_index: Any, subjects: Any) -> list[TaskScore]:
