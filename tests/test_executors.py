@@ -570,6 +570,8 @@ def test_executors_read_cells_and_runners_through_their_contracts(monkeypatch, t
 
     source = "".join(inspect.getsource(m) for m in (_core, local, rayexec, slurm))
     assert not any(probe in source for probe in ("getattr(cell", "getattr(c,", "getattr(runner", "hasattr(cell"))
+    # the module's engine_env may have put the same fakes on the path as a distribution: one provider only
+    monkeypatch.setenv("EEGBENCH_DISABLE_PLUGINS", "exec-fakes")
     fakes.install(monkeypatch, tmp_path)
     cell = build_plan(fakes.spec_dict()).cells[0]
     assert _core.describe(cell) == f"{cell.label()} [{cell.key[:12]}]"
