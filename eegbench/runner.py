@@ -636,8 +636,10 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
                 plan = build_plan(spec, overrides)  # data just generated: cells keyed by the files as they now are
                 cells = plan.select(only)
             keys = [c.key for c in cells]
-            db = res_dir / "results.sqlite"
-            stored = ResultStore(res_dir, read_only=True).cell_status(keys) if db.exists() else {}
+            try:  # which cells still run (their encoders are checked below); read-only, nothing created yet
+                stored = ResultStore(res_dir, read_only=True).cell_status(keys)
+            except EegbenchError:  # no store, or one a concurrent run is creating: check every cell's encoder
+                stored = {}       # (a foreign file is refused below, when the store is opened for writing)
             todo = [c for c in cells if force or stored.get(c.key) != "done"]
             # missing weights are one line now, not one failure per cell (the encoder is built again in each cell)
             for ref in sorted({c.recipe.image_encoder for c in todo}, key=lambda r: (r.name, json.dumps(r.kwargs()))):
