@@ -148,7 +148,11 @@ def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None,
     name = PREFIX + model
     shape = f"{n_chans} channels x {n_times} samples" + (f" at {sfreq:g} Hz" if sfreq else "")
     try:
-        from braindecode.models.util import models_dict
+        import warnings
+
+        with warnings.catch_warnings():  # braindecode's import-time deprecation notices (MNE montage names) are
+            warnings.simplefilter("ignore", FutureWarning)  # not the user's to act on: keep run output clean
+            from braindecode.models.util import models_dict
     except ImportError as exc:
         raise EegbenchError(f"backbone {name}: braindecode is not importable ({exc}); pip install braindecode") from None
     cls = models_dict.get(model)
