@@ -15,6 +15,7 @@ CLI: ``eegbench embed --dataset NAME [--root DIR] --image-encoder NAME [--param 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -224,7 +225,7 @@ def load_embedding_file(path: str | os.PathLike, images: Any, *, dim: int | None
 def add_commands(sub) -> None:
     """Register ``eegbench embed`` on the top-level subparsers."""
     p = sub.add_parser("embed", help="compute (and cache) image embeddings of a dataset's image sets")
-    p.add_argument("spec", nargs="?", help="a benchmark spec: embed its dataset's images with its image encoder")
+    p.add_argument("spec", nargs="?", help="a benchmark spec: embed its dataset's images with its image encoder (each variant's, once)")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="with SPEC: override a spec value, as for `eegbench run`; without: an image-encoder "
                         "parameter (repeatable; values parsed as TOML, else kept as text)")
@@ -274,32 +275,40 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if args.spec:
         if args.dataset or args.image_encoder:
             raise EegbenchError("give either SPEC or --dataset/--image-encoder, not both")
-        from .spec import load_spec
+        from .spec import expand_variants, load_spec
 
         spec = load_spec(args.spec, args.overrides)
         dataset_kw = dict(spec.dataset.params)
         if args.root:
             dataset_kw["root"] = args.root
         dataset = create("dataset", spec.dataset.name, **dataset_kw)
-        encoder = create("image-encoder", spec.image_encoder.name,
-                                  **{**spec.image_encoder.params, **parse_params(args.param)})
+        # every image encoder the spec's variants use (the variants share the dataset), each once
+        wanted: dict[str, tuple[str, dict[str, Any]]] = {}
+        for _, one in expand_variants(spec):
+            params = {**one.image_encoder.params, **parse_params(args.param)}
+            wanted.setdefault(json.dumps([one.image_encoder.name, params], sort_keys=True, default=str),
+                              (one.image_encoder.name, params))
+        encoders = [(name, create("image-encoder", name, **params)) for name, params in wanted.values()]
     else:
         if not (args.dataset and args.image_encoder):
             raise EegbenchError("eegbench embed needs a SPEC, or both --dataset and --image-encoder")
         dataset_kw = {"root": args.root} if args.root else {}
         dataset = create("dataset", args.dataset, **dataset_kw)
-        encoder = create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param]))
+        encoders = [(args.image_encoder,
+                     create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param])))]
     if callable(getattr(dataset, "ensure_available", None)):  # the twin is generated, a missing release named
         dataset.ensure_available()
     from .resources import resolve_device
 
     device = str(resolve_device(args.device))
-    for split in splits:
-        images = dataset.image_set(split)
-        hit = is_cached(encoder, images, args.cache_dir)
-        emb = embed_images(encoder, images, cache_root=args.cache_dir, device=device, batch_size=args.batch_size,
-                           progress=not args.quiet)
-        entry = cached_entry(encoder, images, args.cache_dir)
-        status = "cached" if hit else "computed"
-        print(f"{split}: {emb.shape[0]} x {emb.shape[1]} ({status}) {entry.path if entry else ''}".rstrip())
+    for name, encoder in encoders:
+        lead = f"{name} " if len(encoders) > 1 else ""  # several encoders (variants): each line names its own
+        for split in splits:
+            images = dataset.image_set(split)
+            hit = is_cached(encoder, images, args.cache_dir)
+            emb = embed_images(encoder, images, cache_root=args.cache_dir, device=device, batch_size=args.batch_size,
+                               progress=not args.quiet)
+            entry = cached_entry(encoder, images, args.cache_dir)
+            status = "cached" if hit else "computed"
+            print(f"{lead}{split}: {emb.shape[0]} x {emb.shape[1]} ({status}) {entry.path if entry else ''}".rstrip())
     return 0

@@ -36,3 +36,16 @@ def test_embed_argument_errors_are_one_line(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_embed_spec_embeds_every_variants_encoder_once(capsys):
+    """Variants that share an encoder embed it once; a variant with another encoder gets its own lines."""
+    one = ["variants=[{name=\"a\", backbone={name=\"resnet1d\"}}, {name=\"b\", backbone={name=\"nice\"}}]"]
+    assert main(["embed", QUICK, "--set", TINY_TWIN, "--set", *one, "--quiet"]) == 0
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["train", "test"]
+    two = ["variants=[{name=\"a\"}, {name=\"b\", image_encoder={name=\"embedding-file\", "
+           "params={path=\"image_set/synthetic_latents.npz\", normalize=true}}}]"]
+    assert main(["embed", QUICK, "--set", TINY_TWIN, "--set", *two, "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["embedding-file train", "embedding-file test"] * 2
+    assert [("(cached)" in line) for line in lines] == [True, True, False, False]  # the first: embedded above
