@@ -585,7 +585,6 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
         test_emb = np.asarray(train_emb)[heldout]
     check_finite_eeg(test, "test")
     test_d = to_device(norm(test.eeg), test.image_index, test.subject, dev)
-    check_finite_split(test_d, "test")
     eeg_emb = embed_eeg(task_model, test_d)
     scores = task.evaluate(eeg_emb, torch.as_tensor(np.array(test_emb, dtype=np.float32), device=dev),
                            test_d.image_index, test_d.subject)

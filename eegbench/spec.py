@@ -179,6 +179,10 @@ class PathsSpec(_Strict):
     cache: str = ""
 
 
+#: the components a spec gets when it names none (its ``[loss]`` / ``[task]`` tables are optional)
+DEFAULT_COMPONENTS = {"loss": "clip", "task": "retrieval"}
+
+
 class Spec(_Strict):
     """A validated benchmark spec (see docs/specs.md)."""
 
@@ -188,8 +192,8 @@ class Spec(_Strict):
     dataset: DatasetSpec
     backbone: ComponentSpec
     image_encoder: ComponentSpec
-    loss: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="clip"))
-    task: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="retrieval"))
+    loss: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["loss"]))
+    task: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["task"]))
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[valid-type]
@@ -202,6 +206,18 @@ class Spec(_Strict):
 
     #: where the spec came from (for messages and relative paths); not part of any hash
     source: str = Field(default="<dict>", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_component_names(cls, data: Any) -> Any:
+        """A ``[loss]``/``[task]`` table without a ``name`` (``--set task.params.kway=[2, 4]`` on a spec that
+        leaves the task to its default) keeps the default component's name."""
+        if isinstance(data, dict):
+            for table in DEFAULT_COMPONENTS:
+                value = data.get(table)
+                if isinstance(value, dict) and "name" not in value:
+                    data = {**data, table: {"name": DEFAULT_COMPONENTS[table], **value}}
+        return data
 
     @model_validator(mode="after")
     def _no_ratios_no_finetune(self) -> "Spec":

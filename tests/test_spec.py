@@ -91,3 +91,11 @@ def test_every_train_key_is_documented():
     for flag in ("--subject_id", "--test_subject", "--subj_training_ratio", "-b", "--lr", "--warmup", "--temperature",
                  "--separate_test", "--epoch", "--seed", "--eeg_enc", "--img_enc", "--loss", "--downstream"):
         assert f"`{flag}`" in doc, flag
+
+
+def test_an_override_of_a_default_components_parameters_keeps_its_name():
+    """`--set task.params.kway=[2, 4]` on a spec without a [task] table sets the default task's parameter."""
+    spec = load_spec(fakes.spec_dict(), ["task.params.kway=[2, 4]", "loss.params.temperature=0.05"])
+    assert (spec.task.name, spec.task.params) == ("retrieval", {"kway": [2, 4]})
+    assert (spec.loss.name, spec.loss.params) == ("fake-clip", {"temperature": 0.05})  # a named table keeps its name
+    assert load_spec(fakes.spec_dict(), ['task.name="concept-text"']).task.name == "concept-text"
