@@ -335,7 +335,13 @@ def _variants_plan(spec: Spec) -> Plan:
     cells: list[Cell] = []
     names: dict[str, str] = {}
     for name, one in expand_variants(spec):
-        for cell in build_plan(one).cells:
+        try:
+            planned = build_plan(one)
+        except SpecError as exc:  # name the variant whose tables are refused
+            text = str(exc)
+            head = f"{spec.source}: "
+            raise SpecError(head + f"[[variants]] {name!r}: " + (text[len(head):] if text.startswith(head) else text)) from None
+        for cell in planned.cells:
             if cell.key not in names:
                 names[cell.key] = name
                 cells.append(cell)

@@ -68,7 +68,7 @@ def test_set_overrides_reach_every_variant_and_only_selects_one(env):
     ([{"name": "a", "dataset": {"name": "fake-eeg"}}], "'dataset' cannot vary"),
     ([{"name": "a", "trian": {"lr": 1.0}}], "did you mean 'train'"),
     ([{"name": "a", "train": {"lr": -1.0}}], r"\[\[variants\]\] 'a': \[train\] lr"),
-    ([{"name": "a", "backbone": {"name": "fake-mlpp"}}], r"\[backbone\].*fake-mlpp"),
+    ([{"name": "a", "backbone": {"name": "fake-mlpp"}}], r"\[\[variants\]\] 'a': \[backbone\].*fake-mlpp"),
 ])
 def test_bad_variants_are_one_line_naming_the_variant(env, variants, message):
     with pytest.raises(SpecError, match=message):
