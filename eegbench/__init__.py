@@ -15,10 +15,10 @@ from typing import Any
 
 import pluggy
 
-from .components import KINDS, Component
-from .errors import EegbenchError
-from .registry import create, get_component, list_components
-from .version import __version__
+from eegbench.components import KINDS, Component
+from eegbench.errors import EegbenchError
+from eegbench.registry import create, get_component, list_components
+from eegbench.version import __version__
 
 #: Plugins mark their hook implementations with this (``@eegbench.hookimpl``).
 hookimpl = pluggy.HookimplMarker("eegbench")
@@ -42,6 +42,6 @@ def run(spec: Any, overrides: dict[str, Any] | None = None, **options: Any) -> A
     Mirrors ``eegbench run`` but prints nothing unless ``progress=True``; ``options`` are those of
     :func:`eegbench.runner.run_spec`.
     """
-    from .runner import run_spec
+    from eegbench.runner import run_spec
 
     return run_spec(spec, overrides=overrides, **options)

@@ -21,7 +21,7 @@ DIST = "eegbench"
 
 
 def catalogue_entries(registry: Any | None = None) -> list[dict[str, Any]]:
-    from .registry import get_registry
+    from eegbench.registry import get_registry
 
     reg = registry or get_registry()
     out = []

@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import EegbenchError
+from eegbench.errors import EegbenchError
 
 #: The component kinds, in the order the CLI lists them.
 KINDS: tuple[str, ...] = ("dataset", "backbone", "image-encoder", "loss", "task", "executor")

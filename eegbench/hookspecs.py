@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pluggy
 
-from .components import Component
+from eegbench.components import Component
 
 hookspec = pluggy.HookspecMarker("eegbench")
 

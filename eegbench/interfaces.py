@@ -326,7 +326,7 @@ class Task(ABC):
 
 @runtime_checkable
 class CellLike(Protocol):
-    """What an executor reads of a cell (:class:`eegbench.recipe.Cell` has it, so do test stand-ins):
+    """What an executor reads of a cell (:class:`eegbench.planning.recipe.Cell` has it, so do test stand-ins):
     its ``key``, the keys it ``depends_on``, the placement fields the store records, its ``config`` (plain
     JSON: the store keeps it; packing groups cells by its components) and ``label()``, how messages name it."""
 

@@ -17,9 +17,9 @@ from typing import Any, Iterable
 
 import pluggy
 
-from . import hookspecs
-from .components import CONTEXT_ARGS, KINDS, Component
-from .errors import ComponentClashError, EegbenchError, UnknownComponentError
+from eegbench import hookspecs
+from eegbench.components import CONTEXT_ARGS, KINDS, Component
+from eegbench.errors import ComponentClashError, EegbenchError, UnknownComponentError
 
 ENTRY_POINT_GROUP = "eegbench"
 #: Comma-separated entry-point names not to load (pytest's ``-p no:name``).

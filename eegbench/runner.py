@@ -2,7 +2,7 @@
 
 :class:`CellRunner` is the picklable callable every executor runs, here or in a worker process: it skips a
 cell whose key is stored as done (unless forced), otherwise marks it running, trains and evaluates it
-through :mod:`eegbench.engine`, and writes its rows in one transaction (or marks it failed with one line).
+through :mod:`eegbench.execution.engine`, and writes its rows in one transaction (or marks it failed with one line).
 :func:`run_spec` is the Python API behind ``eegbench.run`` and the CLI.
 """
 from __future__ import annotations
@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .errors import EXIT_CELL_FAILED, EXIT_USER_ERROR, EegbenchError
-from .errors import one_line as _one_line
-from .interfaces import CellOutcome, Dataset  # noqa: F401  (CellOutcome re-exported: executors and users import it here)
-from .recipe import COMPONENT_KINDS, Cell, Recipe
+from eegbench.errors import EXIT_CELL_FAILED, EXIT_USER_ERROR, EegbenchError
+from eegbench.errors import one_line as _one_line
+from eegbench.interfaces import CellOutcome, Dataset  # noqa: F401  (CellOutcome re-exported: executors and users import it here)
+from eegbench.planning.recipe import COMPONENT_KINDS, Cell, Recipe
 
 log = logging.getLogger("eegbench.runner")
 
@@ -37,7 +37,7 @@ class CellRunner:
         force: recompute cells already stored.
         progress: optional in-process callback ``(event: str, cell, payload)``; dropped when pickled.
 
-    Before training, the cell is claimed in the store (:meth:`eegbench.store.ResultStore.claim`): a cell
+    Before training, the cell is claimed in the store (:meth:`eegbench.results.store.ResultStore.claim`): a cell
     another live process runs is not run twice but returned ``skipped`` with the note ``running elsewhere
     (host, pid N)`` (``force`` recomputes done cells, never live ones). While the cell trains, a
     background thread refreshes its heartbeat every ``HEARTBEAT_EVERY`` seconds, so other hosts can tell
@@ -58,7 +58,7 @@ class CellRunner:
         return state
 
     def __call__(self, cell: Any) -> CellOutcome:
-        from .store import CellRecord, ResultStore
+        from eegbench.results.store import CellRecord, ResultStore
 
         store = ResultStore(self.results_dir)
         if not self.force and store.is_done(cell.key):
@@ -103,7 +103,7 @@ class CellRunner:
         return outcome
 
     def _train(self, cell: Any) -> Any:
-        from .engine import run_cell
+        from eegbench.execution.engine import run_cell
 
         epoch_cb = (lambda record: self._emit("epoch", cell, record)) if self.progress else None
         return run_cell(cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device,
@@ -134,8 +134,8 @@ def _versions(recipe: Recipe | None = None) -> dict[str, str]:
     import numpy
     import torch
 
-    from .registry import get_component
-    from .version import __version__
+    from eegbench.registry import get_component
+    from eegbench.version import __version__
 
     out = {"eegbench": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
            "python": sys.version.split()[0]}
@@ -156,11 +156,11 @@ def _versions(recipe: Recipe | None = None) -> dict[str, str]:
 
 
 def result_rows(cell: Cell, result: Any) -> list[dict[str, Any]]:
-    """One row per (test subject, metric) with the columns of :data:`eegbench.store.RESULT_COLUMNS`.
+    """One row per (test subject, metric) with the columns of :data:`eegbench.results.store.RESULT_COLUMNS`.
 
     ``recipe`` is the cell's recipe with the engine's head (what was computed); ``recipe_key`` and
     ``pretrain_recipe_key`` its keys, on which the leaderboard groups."""
-    from .interfaces import stable_hash
+    from eegbench.interfaces import stable_hash
 
     cfg = cell.config
     recipe = cell.recipe.with_head(result.head)
@@ -364,8 +364,8 @@ class PlainProgress:
 # run_spec
 # --------------------------------------------------------------------------------------------------
 def _resolve_dirs(spec: Any, results_dir: Any, cache_dir: Any) -> tuple[Path, Path]:
-    from .paths import cache_dir as _cache_dir
-    from .paths import results_dir as _results_dir
+    from eegbench.paths import cache_dir as _cache_dir
+    from eegbench.paths import results_dir as _results_dir
 
     return _results_dir(results_dir or spec.paths.results or None), _cache_dir(cache_dir or spec.paths.cache or None)
 
@@ -379,7 +379,7 @@ def _estimate_samples(plan: Any) -> dict[str, Any]:
     reading the EEG, e.g. from a synthetic twin's parameters); None when the dataset cannot tell.
     """
     try:
-        from .engine import build_dataset
+        from eegbench.execution.engine import build_dataset
 
         dataset = build_dataset(plan.cells[0])
     except Exception:  # noqa: BLE001 - a dry run must work without the data
@@ -422,7 +422,7 @@ def plan_table(plan: Any, stored: Mapping[str, str]) -> Any:
 
     ``train_images`` / ``val_images`` count the cell's labelled (subject, image) pairs on each side of its
     validation split (for a finetune cell, the held-out subject's images: together ``ratio`` of them), from
-    the dataset's declared size (:func:`eegbench.splits.budget_counts`, the engine's own arithmetic).
+    the dataset's declared size (:func:`eegbench.execution.splits.budget_counts`, the engine's own arithmetic).
     ``samples`` counts training trials (training pairs × trials per image after ``train_averaging``);
     ``counted`` says what was counted: ``"trials"`` when exact, ``"averaged images (estimate)"`` when the
     data keeps repetitions apart but the dataset cannot tell how many without loading the EEG (a lower
@@ -431,7 +431,7 @@ def plan_table(plan: Any, stored: Mapping[str, str]) -> Any:
     """
     import pandas as pd
 
-    from .splits import budget_counts
+    from eegbench.execution.splits import budget_counts
 
     est = _estimate_samples(plan) if plan.cells else {"n_images": None, "repetitions": None}
     rows = []
@@ -471,7 +471,7 @@ def budget_lines(table: Any) -> list[str]:
 def results_frame(store: Any, keys: list[str]) -> Any:
     import pandas as pd
 
-    from .store import RESULT_COLUMNS
+    from eegbench.results.store import RESULT_COLUMNS
 
     frames = [store.dataframe(f"cell_key IN ({','.join('?' * len(keys[i:i + 500]))})", keys[i:i + 500])
               for i in range(0, len(keys), 500)]
@@ -527,8 +527,8 @@ def _print_leaderboard(df: Any, store: Any, plan: Any, console: Any) -> None:
     """The ranked leaderboard of this run's cells (those of the spec's variants; not the whole store), as
     ``eegbench leaderboard`` renders it in Markdown: mean ± std, the paired test against each column's best
     and the spread over subjects and over seeds."""
-    from .leaderboard import build
-    from .report import render
+    from eegbench.results.leaderboard import build
+    from eegbench.results.report import render
 
     if df.empty:
         console.print("no results stored for this spec")
@@ -552,15 +552,15 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     and for a spec with ``[[variants]]`` the ranked leaderboard of its cells. ``quiet`` overrides ``progress``.
 
     The result is the stored rows of the plan's cells (one per cell × test subject × metric, columns of
-    :data:`eegbench.store.RESULT_COLUMNS`); with ``dry_run`` the plan's cells with their work estimate and
+    :data:`eegbench.results.store.RESULT_COLUMNS`); with ``dry_run`` the plan's cells with their work estimate and
     stored status. Every spec problem raises :class:`~eegbench.errors.EegbenchError` before any training.
     """
     from rich.console import Console
     from rich.markup import escape
 
-    from .registry import create, get_component
-    from .plan import build_plan
-    from .store import ResultStore
+    from eegbench.registry import create, get_component
+    from eegbench.planning.plan import build_plan
+    from eegbench.results.store import ResultStore
 
     show = progress and not quiet
     console = Console(stderr=False, quiet=not show)
@@ -614,8 +614,8 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
                     console.print("work: unknown until the dataset is available")
         return table
 
-    from .engine import build_dataset
-    from .paths import writable_dir
+    from eegbench.execution.engine import build_dataset
+    from eegbench.paths import writable_dir
 
     writable_dir(res_dir, "results directory", "choose another with --results, [paths] results or EEGBENCH_RESULTS")
     writable_dir(cch_dir, "cache directory", "choose another with --cache, [paths] cache or EEGBENCH_CACHE")
@@ -626,7 +626,7 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
         # results database is created (a refused run leaves no empty store behind)
         try:
             if device != "auto":
-                from .engine import resolve_device
+                from eegbench.execution.engine import resolve_device
 
                 resolve_device(device)  # a missing CUDA is one line now, not one failure per cell
             # the data must be there (or be generated) before any cell starts; a missing release is one line
@@ -701,7 +701,7 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
 
 
 def input_identity_now(plan: Any) -> str:
-    from .plan import input_identity
+    from eegbench.planning.plan import input_identity
 
     return input_identity(plan.cells[0].config)["data"]
 

@@ -162,7 +162,7 @@ def install(monkeypatch, tmp_path):
 
 def spec_dict(**changes):
     """A small LOSO spec over the fakes (dotted keys in ``changes`` override)."""
-    from eegbench.spec import apply_overrides
+    from eegbench.planning.spec import apply_overrides
 
     base = {
         "name": "fake-bench",

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
-from eegbench.store import CellRecord, ResultStore
+from eegbench.results.store import CellRecord, ResultStore
 
 QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
 FOLDS = (1, 2, 3, 4)
@@ -45,7 +45,7 @@ def write_store(directory: str | Path, n_cells: int) -> int:
     Pretrain cells shared by two variants are written once (their key is the same), like a rerun that finds
     them stored; a last, partial variant stands for a sweep still running (its rows are not ranked)."""
     from eegbench.interfaces import TaskScore
-    from eegbench.plan import build_plan
+    from eegbench.planning.plan import build_plan
     from eegbench.runner import result_rows
 
     store = _UnsyncedStore(directory)

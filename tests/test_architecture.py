@@ -40,8 +40,8 @@ def graph():
 
 def test_function_level_imports_count_and_type_checking_ones_do_not(graph):
     # export imports report inside its command handler only; report names Leaderboard under TYPE_CHECKING
-    assert "eegbench.report" in graph.find_modules_directly_imported_by("eegbench.export")
-    assert "eegbench.leaderboard" not in graph.find_modules_directly_imported_by("eegbench.report")
+    assert "eegbench.results.report" in graph.find_modules_directly_imported_by("eegbench.results.export")
+    assert "eegbench.results.leaderboard" not in graph.find_modules_directly_imported_by("eegbench.results.report")
 
 
 def test_no_core_module_imports_the_package_root(graph):

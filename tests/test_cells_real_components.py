@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from eegbench.engine import load_encoder
-from eegbench.plan import build_plan
+from eegbench.execution.engine import load_encoder
+from eegbench.planning.plan import build_plan
 from eegbench.runner import run_spec
 
 from quick_spec import QUICK

@@ -21,8 +21,8 @@ def test_two_concurrent_runs_compute_each_cell_once(tmp_path, monkeypatch):
     for k in ("EEGBENCH_DATA", "EEGBENCH_CACHE"):
         monkeypatch.setenv(k, env[k])
     # generate the twin once, so the two runs race on cells only
-    from eegbench.engine import build_dataset
-    from eegbench.plan import build_plan
+    from eegbench.execution.engine import build_dataset
+    from eegbench.planning.plan import build_plan
 
     plan = build_plan(QUICK, TINY)
     build_dataset(plan.cells[0].config).ensure_available([1, 2, 3, 4])
@@ -59,7 +59,7 @@ def test_two_concurrent_runs_compute_each_cell_once(tmp_path, monkeypatch):
 def test_live_foreign_running_cell_is_skipped_by_the_runner(tmp_path, monkeypatch):
     """A CellRunner never trains a cell another live process holds; a dead holder's cell it takes."""
     from eegbench.runner import CellRunner
-    from eegbench.store import ResultStore
+    from eegbench.results.store import ResultStore
     from eegbench_plugins.executors.testing import FakeCell as _Fake
 
     class FakeCell(_Fake):
@@ -91,7 +91,7 @@ def test_live_foreign_running_cell_is_skipped_by_the_runner(tmp_path, monkeypatc
 
 def test_dependents_of_a_cell_running_elsewhere_are_skipped_not_failed(tmp_path):
     import eegbench
-    from eegbench.store import ResultStore
+    from eegbench.results.store import ResultStore
     from eegbench_plugins.executors.testing import FakeCell, FakeRunner
 
     results = tmp_path / "r"

@@ -8,7 +8,7 @@ import pytest
 
 import eegbench
 from eegbench import Component, hookimpl
-from eegbench.embedding import embed_images, is_cached, load_embedding_file, cached_entry
+from eegbench.execution.embedding import embed_images, is_cached, load_embedding_file, cached_entry
 from eegbench.errors import DataError
 from eegbench.interfaces import ImageEncoder, ImageSet, stable_hash
 

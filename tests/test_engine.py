@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from eegbench.engine import EpochSchedule, load_encoder, run_cell
+from eegbench.execution.engine import EpochSchedule, load_encoder, run_cell
 from eegbench.errors import EegbenchError
-from eegbench.plan import build_plan
+from eegbench.planning.plan import build_plan
 
 import eegbench_fakes as fakes
 
@@ -98,7 +98,7 @@ def test_finetune_starts_from_pretrain_checkpoint(env):
 def _schedule_lrs(epochs, val_losses=None, **settings):
     import torch
 
-    from eegbench.recipe import Training
+    from eegbench.planning.recipe import Training
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=settings["lr"])
     schedule = EpochSchedule(opt, Training(epochs=epochs, **settings))
@@ -160,7 +160,7 @@ def _n_params(module) -> int:
 
 
 def test_backbone_with_its_projection_at_the_image_width_gets_no_head():
-    from eegbench.engine import EEGEncoder
+    from eegbench.execution.engine import EEGEncoder
 
     backbone = _ProjectingBackbone(fakes.DIM)
     model = EEGEncoder(backbone, fakes.DIM)
@@ -172,7 +172,7 @@ def test_backbone_with_its_projection_at_the_image_width_gets_no_head():
 
 
 def test_mismatched_width_or_no_projection_gets_the_linear_head():
-    from eegbench.engine import EEGEncoder
+    from eegbench.execution.engine import EEGEncoder
 
     for backbone, image_dim in ((_ProjectingBackbone(6), fakes.DIM), (_ProjectingBackbone(fakes.DIM, False), fakes.DIM)):
         model = EEGEncoder(backbone, image_dim)
@@ -187,7 +187,7 @@ def test_mismatched_width_or_no_projection_gets_the_linear_head():
 
 
 def test_resnet1d_whole_encoder_count_with_768d_target():
-    from eegbench.engine import build_encoder
+    from eegbench.execution.engine import build_encoder
 
     model = build_encoder({"name": "resnet1d", "params": {}}, n_chans=17, n_times=128, sfreq=100.0, ch_names=None,
                           image_dim=768, subjects=None)
@@ -240,8 +240,8 @@ def test_drop_last_keeps_or_drops_the_last_partial_batch(drop_last, per_epoch):
     from torch import nn
 
     from eegbench import create
-    from eegbench.engine import EEGEncoder, _batches, fit, to_device
-    from eegbench.spec import TrainSpec
+    from eegbench.execution.engine import EEGEncoder, _batches, fit, to_device
+    from eegbench.planning.spec import TrainSpec
 
     assert _batches(10, 4, drop_last=drop_last) == [(0, 4), (4, 8)] + ([] if drop_last else [(8, 10)])
     assert _batches(3, 4, drop_last=drop_last) == [(0, 3)]  # a split smaller than a batch is one batch
@@ -265,7 +265,7 @@ def test_drop_last_keeps_or_drops_the_last_partial_batch(drop_last, per_epoch):
 
 
 def test_the_dataset_gets_cache_root_at_creation(env, monkeypatch):
-    from eegbench.engine import build_dataset
+    from eegbench.execution.engine import build_dataset
 
     cell = _cell()  # planning builds the dataset too
     seen = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eegbench.engine import fit, run_cell, to_device
-from eegbench.plan import build_plan
+from eegbench.execution.engine import fit, run_cell, to_device
+from eegbench.planning.plan import build_plan
 
 import eegbench_fakes as fakes
 
@@ -43,7 +43,7 @@ def test_learned_temperature_is_not_weight_decayed():
 
     split, emb = _toy()
     model = fakes.build_backbone(n_chans=4, n_times=16, hidden=16)
-    from eegbench.engine import EEGEncoder
+    from eegbench.execution.engine import EEGEncoder
 
     enc = EEGEncoder(model, emb.shape[1])
     loss = eegbench.create("loss", "clip", temperature=0.04, learn_temperature=True)
@@ -116,8 +116,8 @@ EXPECTED_LRS = {
 
 
 def _lr_sequence(monkeypatch, name):
-    from eegbench import engine
-    from eegbench.recipe import Training
+    from eegbench.execution import engine
+    from eegbench.planning.recipe import Training
 
     import eegbench
 

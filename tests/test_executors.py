@@ -15,7 +15,7 @@ import pytest
 
 import eegbench
 from eegbench.errors import EegbenchError
-from eegbench.store import ResultStore
+from eegbench.results.store import ResultStore
 from eegbench_plugins.executors._core import pack_key, packs
 from eegbench_plugins.executors.testing import FakeCell, FakeRunner, fake_metric, fake_plan
 
@@ -457,11 +457,11 @@ PLUGIN = Plugin()
 @pytest.fixture(scope="module")
 def engine_env(tmp_path_factory):
     """A temp distribution registering the fakes, on PYTHONPATH for this process and every worker."""
-    from eegbench import embedding
+    from eegbench.execution import embedding
     from eegbench.registry import reset_registry
 
-    if not hasattr(embedding, "embed_images"):  # the engine needs the embedding cache (eegbench.embedding)
-        pytest.skip("eegbench.embedding.embed_images is not available")
+    if not hasattr(embedding, "embed_images"):  # the engine needs the embedding cache (eegbench.execution.embedding)
+        pytest.skip("eegbench.execution.embedding.embed_images is not available")
     root = tmp_path_factory.mktemp("engine")
     site = root / "site"
     dist = site / "eegbench_exec_fakes-0.0.dist-info"
@@ -565,7 +565,7 @@ def test_executors_read_cells_and_runners_through_their_contracts(monkeypatch, t
     import inspect
 
     import eegbench_fakes as fakes
-    from eegbench.plan import build_plan
+    from eegbench.planning.plan import build_plan
     from eegbench_plugins.executors import _core, local, rayexec, slurm
 
     source = "".join(inspect.getsource(m) for m in (_core, local, rayexec, slurm))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from eegbench.cli import main
-from eegbench.export import ROW_COLUMNS, result_rows
+from eegbench.results.export import ROW_COLUMNS, result_rows
 from test_leaderboard import CONFIGS, make_context, make_results
 
 
@@ -45,7 +45,7 @@ def test_rows_are_the_database_rows_with_context_and_configuration(results):
         assert r["n_way"] == 50 and r["test_averaging"] == "all" and r["spec"] == "quick"
         assert r["config"].startswith(backbone + " / ") and len(r["config_id"]) == 12
     # the configuration labels are the leaderboard's
-    from eegbench.leaderboard import build
+    from eegbench.results.leaderboard import build
 
     board = build(results, reported=False)
     assert set(frame["config"]) == set(board.table["config"])

@@ -22,8 +22,8 @@ def twin(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("EEGBENCH_DATA", str(root / "data"))
     mp.setenv("EEGBENCH_CACHE", str(root / "cache"))
-    from eegbench.engine import build_dataset
-    from eegbench.plan import build_plan
+    from eegbench.execution.engine import build_dataset
+    from eegbench.planning.plan import build_plan
 
     plan = build_plan(QUICK, TINY_ONE_FOLD)
     build_dataset(plan.cells[0].config).ensure_available([1, 2, 3, 4])
@@ -98,7 +98,7 @@ def test_retrieval_refuses_non_finite_embeddings():
 
 
 def test_fit_names_the_non_finite_training_trial_and_the_diverged_epoch():
-    from eegbench.engine import DeviceSplit, EEGEncoder, fit
+    from eegbench.execution.engine import DeviceSplit, EEGEncoder, fit
     from eegbench_plugins.losses import build_clip
 
     class Flat(torch.nn.Module):
@@ -192,7 +192,7 @@ def _bad_npz(kind: str, path) -> None:
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "text", "npy", "object", "raw-member", "bad-crc"])
 def test_unreadable_embedding_files_are_one_line_naming_the_file(kind, tmp_path):
-    from eegbench.embedding import read_embedding_file
+    from eegbench.execution.embedding import read_embedding_file
 
     path = tmp_path / f"{kind}.npz"
     _bad_npz(kind, path)
@@ -237,7 +237,7 @@ def _bad_checkpoint(kind: str, path, tmp_path) -> None:
 
 @pytest.mark.parametrize("kind", ["pickle", "truncated", "empty", "text", "other-format", "damaged-payload"])
 def test_bad_checkpoints_are_one_line_naming_the_file(kind, tmp_path):
-    from eegbench.engine import load_encoder
+    from eegbench.execution.engine import load_encoder
 
     path = tmp_path / f"{kind}.pt"
     _bad_checkpoint(kind, path, tmp_path)
@@ -251,8 +251,8 @@ def test_bad_checkpoints_are_one_line_naming_the_file(kind, tmp_path):
 
 
 def test_finetune_refuses_a_checkpoint_of_another_recipe(twin, tmp_path, capsys):
-    from eegbench.engine import build_encoder, save_checkpoint
-    from eegbench.plan import build_plan
+    from eegbench.execution.engine import build_encoder, save_checkpoint
+    from eegbench.planning.plan import build_plan
 
     results = tmp_path / "r"
     rc, err, _ = _run(capsys, results, "--only", "stage=pretrain")
@@ -305,8 +305,8 @@ def test_user_error_exit_code_is_on_the_class():
 
 
 def test_a_cell_deferred_to_a_live_owner_is_said_on_the_console(twin, tmp_path, capsys):
-    from eegbench.plan import build_plan
-    from eegbench.store import ResultStore
+    from eegbench.planning.plan import build_plan
+    from eegbench.results.store import ResultStore
 
     results = tmp_path / "r"
     pre = next(c for c in build_plan(QUICK, TINY_ONE_FOLD).cells if c.stage == "pretrain")

@@ -11,8 +11,8 @@ import pytest
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import stable_hash
-from eegbench.leaderboard import Column, build, leaderboard, load_reported, load_results, reported_matches
-from eegbench.store import CellRecord, ResultStore
+from eegbench.results.leaderboard import Column, build, leaderboard, load_reported, load_results, reported_matches
+from eegbench.results.store import CellRecord, ResultStore
 
 CONFIGS = (
     # backbone, image encoder, loss, base top-1, backbone params
@@ -140,7 +140,7 @@ def test_different_contexts_are_never_ranked_together(tmp_path):
     t = board.table
     for _, part in t.groupby(["context_key", "protocol", "stage", "training_ratio"]):
         assert len(part) == 1 and part["best"].all() and part["test"].eq("").all()
-    from eegbench.report import render_markdown
+    from eegbench.results.report import render_markdown
 
     md = render_markdown(board)
     assert md.count("## Context ") == 2 and "**test trials averaged**: none" in md
@@ -238,7 +238,7 @@ def test_reported_rows_of_one_method_share_a_row(results, tmp_path):
 
 
 def test_the_repository_reported_file_is_valid():
-    from eegbench.leaderboard import default_reported_path
+    from eegbench.results.leaderboard import default_reported_path
 
     path = default_reported_path()
     if path is None or not path.is_file():
@@ -315,7 +315,7 @@ def test_default_results_dir_comes_from_the_environment(results, monkeypatch, ca
 
 
 def test_modules_import_nothing_heavy():
-    code = ("import sys; import eegbench.leaderboard, eegbench.report, eegbench.plots, eegbench.stats; "
+    code = ("import sys; import eegbench.results.leaderboard, eegbench.results.report, eegbench.results.plots, eegbench.results.stats; "
             "heavy = [m for m in ('pandas', 'matplotlib', 'scipy', 'torch') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
@@ -342,7 +342,7 @@ def write_plan(directory, overrides=None, *, stages=("pretrain", "finetune"), of
     from types import SimpleNamespace
 
     from eegbench.interfaces import TaskScore
-    from eegbench.plan import build_plan
+    from eegbench.planning.plan import build_plan
     from eegbench.runner import result_rows
 
     store = ResultStore(directory)

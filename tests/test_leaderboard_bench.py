@@ -13,8 +13,8 @@ import os
 
 import pytest
 
-from eegbench.leaderboard import build
-from eegbench.report import render
+from eegbench.results.leaderboard import build
+from eegbench.results.report import render
 from leaderboard_stores import CELLS_PER_VARIANT, write_store
 
 pytestmark = pytest.mark.benchmark

@@ -1,7 +1,7 @@
 """Leaderboards from already-loaded rows: the stores' cell configs travel explicitly, not in DataFrame.attrs."""
 from __future__ import annotations
 
-from eegbench.leaderboard import CellConfigs, build, load_results
+from eegbench.results.leaderboard import CellConfigs, build, load_results
 from test_leaderboard import measured, write_plan
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eegbench.cli import main as cli_main
-from eegbench.spec import load_spec
+from eegbench.planning.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ROOT / "benchmarks" / "papers"

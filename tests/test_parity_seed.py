@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 
 import eegbench
-from eegbench.engine import EEGEncoder
+from eegbench.execution.engine import EEGEncoder
 from eegbench_plugins.retrieval import RetrievalTask
 
 FIXTURES = Path(__file__).parent / "fixtures"

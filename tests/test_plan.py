@@ -6,7 +6,7 @@ import pickle
 import pytest
 
 from eegbench.errors import SpecError
-from eegbench.plan import build_plan
+from eegbench.planning.plan import build_plan
 
 import eegbench_fakes as fakes
 

@@ -9,14 +9,14 @@ import pytest
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import stable_hash
-from eegbench.recipe import Cell, Recipe, Training
+from eegbench.planning.recipe import Cell, Recipe, Training
 
 QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
 
 
 @pytest.fixture
 def cells(tmp_path, monkeypatch):
-    from eegbench.plan import build_plan
+    from eegbench.planning.plan import build_plan
 
     monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
     return build_plan(QUICK, ["variants=[]"]).cells  # quick.toml's base recipe alone
@@ -52,7 +52,7 @@ def test_recipe_keys_name_what_is_computed_not_where(cells):
 
 
 def test_training_has_every_spec_training_field():
-    from eegbench.spec import TRAIN_FIELDS
+    from eegbench.planning.spec import TRAIN_FIELDS
 
     assert {f.name for f in dataclasses.fields(Training)} == set(TRAIN_FIELDS)
     assert Training().as_dict() == {k: list(d) if isinstance(d, tuple) else d for k, (_, d) in TRAIN_FIELDS.items()}
@@ -68,7 +68,7 @@ def test_a_cell_and_its_stage_must_agree(cells):
 def test_the_engine_refuses_a_backbone_without_n_features_in_one_line():
     import torch
 
-    from eegbench.engine import EEGEncoder
+    from eegbench.execution.engine import EEGEncoder
 
     with pytest.raises(EegbenchError) as err:
         EEGEncoder(torch.nn.Flatten(), 8)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from eegbench.cli import main
-from eegbench.leaderboard import build
-from eegbench.report import render
+from eegbench.results.leaderboard import build
+from eegbench.results.report import render
 from test_leaderboard import CONFIGS, REPORTED, make_context, make_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -146,7 +146,7 @@ def test_plots_are_written_and_non_empty(outputs):
 
 
 def test_every_plot_draws_the_chance_line(results, monkeypatch):
-    import eegbench.plots as plots
+    import eegbench.results.plots as plots
 
     calls = []
     original = plots._chance_line
@@ -179,7 +179,7 @@ def test_latex_escapes_names(tmp_path):
     make_results(tmp_path, (("eeg_net#2", "clip-vit-b-32", "clip", 0.1, {}),) + CONFIGS[:1], protocols=("intra",))
     text = render(build(tmp_path, reported=False), "latex")
     assert r"eeg\_net\#2" in text and "eeg_net#2" not in text.split("% context")[0]
-    from eegbench.report import _tex
+    from eegbench.results.report import _tex
 
     assert _tex("SMD=∞ · n") == r"SMD=$\infty$, n" and _tex("50% a_b") == r"50\% a\_b"
 
@@ -303,7 +303,7 @@ def test_html_reads_summary_first_with_human_values_and_hashes_only_in_identity(
 
 
 def test_plots_share_the_score_axis_label_chance_and_name_no_hash(real_board, monkeypatch):
-    import eegbench.plots as plots
+    import eegbench.results.plots as plots
 
     figures = []
     original = plots._png

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eegbench.leaderboard import build
-from eegbench.report import render
+from eegbench.results.leaderboard import build
+from eegbench.results.report import render
 from test_leaderboard import REPORTED, make_results
 
 GOLDEN = Path(__file__).parent / "fixtures" / "report"

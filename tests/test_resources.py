@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from eegbench import resources
+from eegbench.execution import resources
 
 
 def _cgroup(tmp_path, v2=None, v1=None):
@@ -50,7 +50,7 @@ def test_local_workers_share_the_usable_cpus(eight_cpus, tmp_path):
 def test_a_worker_share_reaches_torch_and_blas_in_a_fresh_process():
     """What a local executor's worker initializer sets is what torch and the BLAS libraries then use."""
     code = ("import os, torch\n"
-            "from eegbench.resources import limit_worker_threads, apply_thread_limit\n"
+            "from eegbench.execution.resources import limit_worker_threads, apply_thread_limit\n"
             "limit_worker_threads(1)\n"
             "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], apply_thread_limit())\n")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", resources.THREADS_ENV)}

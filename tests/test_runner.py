@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from eegbench.cli import main
-from eegbench.plan import build_plan
+from eegbench.planning.plan import build_plan
 from eegbench.runner import CellOutcome, CellRunner, run_spec
-from eegbench.store import RESULT_COLUMNS, ResultStore
+from eegbench.results.store import RESULT_COLUMNS, ResultStore
 
 import eegbench_fakes as fakes
 
@@ -53,7 +53,7 @@ def test_run_writes_contract_rows_then_skips_everything(env):
 
 
 def test_interrupted_run_resumes_only_missing_cells(env, monkeypatch):
-    import eegbench.engine as engine
+    import eegbench.execution.engine as engine
 
     real = engine.run_cell
     calls = []
@@ -143,7 +143,7 @@ def test_shipped_specs_plan(name, env, capsys):
 
 
 def test_seed_recipe_settings():
-    from eegbench.spec import load_spec
+    from eegbench.planning.spec import load_spec
 
     spec = load_spec(ROOT / "benchmarks" / "things_loso.toml")
     assert spec.dataset.name == "things-eeg-2" and spec.dataset.n_times == 128 and spec.dataset.train_averaging == "all"

@@ -19,7 +19,7 @@ import pytest
 
 import eegbench
 from eegbench.errors import EegbenchError
-from eegbench.store import ResultStore
+from eegbench.results.store import ResultStore
 from eegbench_plugins.executors import slurm as slurm_executor
 from eegbench_plugins.executors.testing import FakeRunner, fake_plan
 from quick_spec import QUICK, TINY_ONE_FOLD, as_cli

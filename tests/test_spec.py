@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from eegbench.errors import SpecError
-from eegbench.spec import TRAIN_FIELDS, load_spec, parse_value
+from eegbench.planning.spec import TRAIN_FIELDS, load_spec, parse_value
 
 import eegbench_fakes as fakes
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from eegbench.errors import EegbenchError
-from eegbench.plan import build_plan
+from eegbench.planning.plan import build_plan
 from eegbench.runner import run_spec
-from eegbench.spec import load_spec
+from eegbench.planning.spec import load_spec
 
 QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
 

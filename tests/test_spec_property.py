@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eegbench.errors import EegbenchError
-from eegbench.plan import build_plan
+from eegbench.planning.plan import build_plan
 from quick_spec import QUICK
 
 BASE = tomllib.loads(QUICK.read_text())

@@ -1,4 +1,4 @@
-"""eegbench.splits: validation by whole images/concepts/(subject, image) pairs, the labelled budget (ratio first,
+"""eegbench.execution.splits: validation by whole images/concepts/(subject, image) pairs, the labelled budget (ratio first,
 validation inside it), seeded training subsets, standardisation."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import EEGData, EEGInfo, ImageSet
-from eegbench.splits import Standardizer, budget_counts, labelled_split, training_subset, validation_split
+from eegbench.execution.splits import Standardizer, budget_counts, labelled_split, training_subset, validation_split
 
 
 def make_data(n_images=40, reps=3, subjects=(1, 2), per_concept=4, seed=0):

@@ -1,4 +1,4 @@
-"""Paired statistics (eegbench.stats): exact permutation test, Wilcoxon branch, effect size."""
+"""Paired statistics (eegbench.results.stats): exact permutation test, Wilcoxon branch, effect size."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from eegbench.stats import PERM_CUTOFF, exact_sign_flip_p, paired_test, sample_std, standardized_mean_difference
+from eegbench.results.stats import PERM_CUTOFF, exact_sign_flip_p, paired_test, sample_std, standardized_mean_difference
 
 
 def test_exact_p_of_all_positive_differences_is_one_over_two_to_the_n():
@@ -32,7 +32,7 @@ def test_exact_p_batches_cover_every_pattern():
 
 
 #: p-values of the hand-written exact sign-flip test eegbench used before scipy.stats.permutation_test
-#: (eegbench.stats.exact_sign_flip_p at commit 7518139: every one of the 2**n sign patterns enumerated with
+#: (eegbench.results.stats.exact_sign_flip_p at commit 7518139: every one of the 2**n sign patterns enumerated with
 #: numpy, count of pattern sums >= observed sum - 1e-9 * max(1, sum|d|), divided by 2**n), computed on these
 #: differences; the scipy version must give the same numbers, float ties ("ties", "float tie") included
 PREVIOUS_P = [

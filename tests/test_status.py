@@ -7,8 +7,8 @@ import pytest
 
 import eegbench
 from eegbench.cli import main
-from eegbench.status import counts, results_status, spec_status
-from eegbench.store import ResultStore
+from eegbench.results.status import counts, results_status, spec_status
+from eegbench.results.store import ResultStore
 from eegbench_plugins.executors.testing import FakeRunner, fake_plan
 
 import eegbench_fakes as fakes

@@ -16,7 +16,7 @@ import pytest
 
 from eegbench.cli import main
 from eegbench.errors import EegbenchError
-from eegbench.store import APPLICATION_ID, DB_NAME, CellRecord, ResultStore
+from eegbench.results.store import APPLICATION_ID, DB_NAME, CellRecord, ResultStore
 from quick_spec import QUICK, TINY_ONE_FOLD, as_cli
 from test_leaderboard import make_results
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from eegbench.leaderboard import build
-from eegbench.store import ResultStore
+from eegbench.results.leaderboard import build
+from eegbench.results.store import ResultStore
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "store_v1"
 COLS = ["config_id", "config", "variant", "stage", "training_ratio", "mean", "n", "rank"]
@@ -69,8 +69,8 @@ def test_new_cells_of_an_unchanged_recipe_keep_the_old_keys(stores, tmp_path, mo
     from eegbench.interfaces import stable_hash
     from dataclasses import replace
 
-    from eegbench.plan import build_plan
-    from eegbench.recipe import ComponentRef
+    from eegbench.planning.plan import build_plan
+    from eegbench.planning.recipe import ComponentRef
 
     full, _ = stores
     ResultStore(full)

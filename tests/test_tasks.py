@@ -87,7 +87,7 @@ def test_kway_on_the_twin_with_its_oracle_latents(twin_env):
 
 
 def test_reported_file_accepts_kway_metrics(tmp_path):
-    from eegbench.leaderboard import load_reported
+    from eegbench.results.leaderboard import load_reported
 
     entry = ('[[reported]]\nmethod = "X"\ncitation = "c"\ndataset = "things-eeg-2"\nprotocol = "intra"\n'
              'stage = "pretrain"\nn_way = 200\n')
@@ -102,8 +102,8 @@ def test_reported_file_accepts_kway_metrics(tmp_path):
 
 # --- the seen-concept split (test_split = "train-heldout") -----------------------------------------------------
 def _twin(twin_env):
-    from eegbench.plan import build_plan
-    from eegbench.engine import build_dataset
+    from eegbench.planning.plan import build_plan
+    from eegbench.execution.engine import build_dataset
 
     cell = build_plan(QUICK, [*INTRA, 'dataset.test_split="train-heldout"', "dataset.heldout_fraction=0.3"]).cells[0]
     return cell, build_dataset(cell.config)
@@ -112,8 +112,8 @@ def _twin(twin_env):
 def test_heldout_split_shares_no_image_with_training_or_validation(twin_env):
     """The engine's steps on the twin's real training split: held-out images (per concept, seeded) are gone
     from training and validation for every subject, and the test trials are exactly theirs."""
-    from eegbench.engine import load_subjects, prep_options
-    from eegbench.splits import heldout_image_rows, image_subset, labelled_split, only_images, without_images
+    from eegbench.execution.engine import load_subjects, prep_options
+    from eegbench.execution.splits import heldout_image_rows, image_subset, labelled_split, only_images, without_images
 
     cell, dataset = _twin(twin_env)
     prep = cell.recipe.preparation
@@ -148,7 +148,7 @@ def test_heldout_rows_are_never_ranked_with_unseen_concept_rows(twin_env):
 
 # --- classification --------------------------------------------------------------------------------------------
 def test_classification_needs_the_seen_concept_split():
-    from eegbench.plan import build_plan
+    from eegbench.planning.plan import build_plan
 
     with pytest.raises(EegbenchError, match=r'\[task\] .classification. .*test_split = "train-heldout"'):
         build_plan(QUICK, [*INTRA, 'task={name="classification"}'])
@@ -219,7 +219,7 @@ class _ToyEncoder(torch.nn.Module):
 
 def _finetune_problem(seed: int = 0):
     """10 concepts x 4 images x 3 trials of [4, 8] EEG around a concept centre; every 4th image held out."""
-    from eegbench.engine import DeviceSplit
+    from eegbench.execution.engine import DeviceSplit
     from eegbench.interfaces import ImageSet
 
     rng = np.random.default_rng(seed)
@@ -241,8 +241,8 @@ def _finetune_problem(seed: int = 0):
 
 
 def test_finetune_mode_trains_a_copy_with_its_head_and_selects_on_validation():
-    from eegbench.engine import embed_eeg
-    from eegbench.engine import DeviceSplit
+    from eegbench.execution.engine import embed_eeg
+    from eegbench.execution.engine import DeviceSplit
     from eegbench_plugins.classification import ClassificationTask
 
     images, test_set, train, val, test, test_index = _finetune_problem()
@@ -277,7 +277,7 @@ def test_finetune_mode_trains_a_copy_with_its_head_and_selects_on_validation():
 
 
 def test_probe_and_finetune_modes_are_different_recipes(twin_env):
-    from eegbench.plan import build_plan
+    from eegbench.planning.plan import build_plan
 
     base = [*INTRA, 'dataset.test_split="train-heldout"']
     keys = {mode: {c.recipe.recipe_key for c in build_plan(QUICK, [*base, f'task={{name="classification", '
@@ -292,7 +292,7 @@ def test_a_classification_finetune_mode_run_stores_rows_above_chance(twin_env):
     """``eegbench run`` with the task in finetune mode on the seen-concept split of the twin: rows stored with the
     mode in their task parameters, above chance, and the cell's checkpoint is the contrastively selected encoder
     (the same as the probe-mode cell's of the same recipe)."""
-    from eegbench.engine import load_encoder
+    from eegbench.execution.engine import load_encoder
     from eegbench.runner import run_spec
 
     # the tiny twin has one training image per concept here: too few trials to learn concepts from

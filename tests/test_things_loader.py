@@ -221,7 +221,7 @@ def test_window_outside_the_epoch_is_an_error_naming_the_range(twin):
 
 
 def test_window_order_error_names_the_value_once():
-    from eegbench.spec import SpecError, load_spec
+    from eegbench.planning.spec import SpecError, load_spec
 
     raw = {"name": "b", "dataset": {"name": "d", "window": [0.5, 0.1]}, "backbone": {"name": "b"},
            "image_encoder": {"name": "e"}}
@@ -285,13 +285,13 @@ def test_seed_is_in_the_cache_key_only_for_random_draws(twin):
 
 def _no_hashing(monkeypatch):
     """Make hashing a file's bytes or generating a twin fail, so a call is shown to use the memo only."""
-    from eegbench import cache
+    from eegbench import paths
     from eegbench_plugins.things_eeg2 import synth
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"file hashed or twin generated: {args[:1]}")
 
-    monkeypatch.setattr(cache, "sha256_of_file", refuse)
+    monkeypatch.setattr(paths, "sha256_of_file", refuse)
     monkeypatch.setattr(loader, "load_pickled_npy", refuse)
     monkeypatch.setattr(synth, "write_twin", refuse)
 

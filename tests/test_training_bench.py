@@ -29,7 +29,7 @@ import torch
 from scipy.interpolate import interp1d
 
 from eegbench import create
-from eegbench.engine import EEGEncoder, build_encoder, fit, to_device
+from eegbench.execution.engine import EEGEncoder, build_encoder, fit, to_device
 
 pytestmark = pytest.mark.benchmark
 

@@ -7,9 +7,9 @@ import pytest
 
 from eegbench.cli import main
 from eegbench.errors import SpecError
-from eegbench.plan import build_plan
+from eegbench.planning.plan import build_plan
 from eegbench.runner import run_spec
-from eegbench.spec import expand_variants, load_spec
+from eegbench.planning.spec import expand_variants, load_spec
 
 import eegbench_fakes as fakes
 

@@ -35,7 +35,7 @@ def describe(cell: CellLike) -> str:
 
 def store_of(runner: CellRunner):
     """The runner's results store (``runner.results_dir``, the CellRunner contract)."""
-    from eegbench.store import ResultStore
+    from eegbench.results.store import ResultStore
 
     return ResultStore(runner.results_dir)
 

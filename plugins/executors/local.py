@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
 
-from eegbench.resources import limit_worker_threads, threads_per_worker
+from eegbench.execution.resources import limit_worker_threads, threads_per_worker
 
 from ._core import Scheduler, error_text, run_cell
 

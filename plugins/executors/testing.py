@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from eegbench.store import CellRecord, ResultStore
+from eegbench.results.store import CellRecord, ResultStore
 
 from ._core import outcome
 
@@ -36,7 +36,7 @@ class FakeCell:
     config: dict = field(default_factory=dict, hash=False, compare=False)
 
     def label(self) -> str:
-        """As :meth:`eegbench.recipe.Cell.label` names a cell."""
+        """As :meth:`eegbench.planning.recipe.Cell.label` names a cell."""
         ratio = f" ratio={self.training_ratio:g}" if self.stage == "finetune" else ""
         return f"{self.stage} {self.fold} seed={self.seed}{ratio}"
 

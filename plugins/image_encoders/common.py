@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from eegbench.cache import file_digest
+from eegbench.paths import file_digest
 from eegbench.errors import DataError, EegbenchError, WeightsError
 
 #: ``weights`` values meaning "explicit random initialisation".
@@ -90,7 +90,7 @@ def load_image(path: Path):
 
 
 def default_workers() -> int:
-    from eegbench.resources import process_threads
+    from eegbench.execution.resources import process_threads
 
     return max(1, min(8, process_threads()))
 

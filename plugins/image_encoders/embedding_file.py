@@ -3,7 +3,7 @@
 The file is a ``.npz`` with arrays ``ids`` (strings, ImageSet ids) and ``embeddings`` (float ``[n, d]``); it
 may cover several splits. A relative ``path`` resolves against the image set's root, so the encoder binds
 to an image set (:meth:`EmbeddingFileEncoder.for_images`) before it has a fingerprint. Rows are served by
-id and validated by :func:`eegbench.embedding.load_embedding_file` (count, ids, dim, NaN, normalisation).
+id and validated by :func:`eegbench.execution.embedding.load_embedding_file` (count, ids, dim, NaN, normalisation).
 
 fingerprint = sha256 of the file + the file's ids (through the sha) + the normalisation settings.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from eegbench.cache import file_digest
+from eegbench.paths import file_digest
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import ImageEncoder, stable_hash
 
@@ -54,14 +54,14 @@ class EmbeddingFileEncoder(ImageEncoder):
         if self._file is None:
             raise EegbenchError(
                 f"image encoder embedding-file: path {self.path!r} is relative; bind it to an image set first "
-                "(eegbench.embedding.embed_images does this)"
+                "(eegbench.execution.embedding.embed_images does this)"
             )
         if not self._file.is_file():
             raise EegbenchError(f"image encoder embedding-file: file {str(self._file)!r} does not exist")
         return self._file
 
     def _read_header(self) -> None:
-        from eegbench.embedding import read_embedding_file
+        from eegbench.execution.embedding import read_embedding_file
 
         _, emb = read_embedding_file(self._require_file(), ids_key=self.ids_key, embeddings_key=self.embeddings_key)
         self._dim = int(emb.shape[1])
@@ -86,7 +86,7 @@ class EmbeddingFileEncoder(ImageEncoder):
                 "normalize": self.normalize}
 
     def encode(self, images, *, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
-        from eegbench.embedding import load_embedding_file
+        from eegbench.execution.embedding import load_embedding_file
 
         enc = self.for_images(images)
         emb = load_embedding_file(enc._require_file(), images, normalized=NORMALIZED_WORDS[self.normalized],

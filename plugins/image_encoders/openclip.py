@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from eegbench.cache import file_digest
+from eegbench.paths import file_digest
 from eegbench.errors import EegbenchError, WeightsError
 from eegbench.interfaces import ImageEncoder, stable_hash
 

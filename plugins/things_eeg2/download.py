@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from eegbench.cache import sha256_of_file
+from eegbench.paths import sha256_of_file
 from eegbench.errors import DataError, first_line
 
 from . import layout

@@ -3,7 +3,7 @@
 One class serves the real release (``things-eeg-2``) and its synthetic twin (``things-eeg-2-synthetic``):
 the twin is the same layout on disk, generated on first use, and goes through exactly this loader.
 
-A prepared split is cached with :class:`eegbench.cache.Cache` (namespace ``"things-eeg-2"``) under a key
+A prepared split is cached with :class:`eegbench.execution.cache.Cache` (namespace ``"things-eeg-2"``) under a key
 of every preparation option that changes the output plus the source files' content identity (place in the
 layout, size, sha256 of the bytes — memoised, so touching a file changes nothing); the seed is part of the key only when ``averaging`` is a number (random repetition
 draws), so ``"all"``/``"none"`` share one entry across seeds. Its sidecar records the options, channels and
@@ -18,7 +18,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from eegbench.cache import Cache, file_digest
+from eegbench.execution.cache import Cache
+from eegbench.paths import file_digest
 from eegbench.errors import DataError
 from eegbench.interfaces import Dataset, EEGData, EEGInfo, ImageSet, PrepOptions
 from eegbench.paths import data_dir

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EegbenchError
-from .interfaces import EEGData, ImageSet
+from eegbench.errors import EegbenchError
+from eegbench.interfaces import EEGData, ImageSet
 
 
 #: the validation split modes (``[validation] by``)

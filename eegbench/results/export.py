@@ -3,11 +3,11 @@ with its spec, components, context, protocol, fold, subject, seed, stage, ratio,
 
 ``eegbench export RESULTS --out rows.csv|rows.parquet`` and ``eegbench leaderboard RESULTS --format rows``
 write it; :func:`result_rows` returns it as a pandas DataFrame. Scores are fractions rounded to 6
-significant digits (:data:`eegbench.report.SIGNIFICANT_DIGITS`); component parameters are JSON strings.
+significant digits (:data:`eegbench.results.report.SIGNIFICANT_DIGITS`); component parameters are JSON strings.
 Each row also carries its leaderboard configuration (``config``, ``config_id``) so the rows join the table.
 
 The result commands live here: ``eegbench export`` and ``eegbench leaderboard`` (build → render → plots),
-above :mod:`eegbench.leaderboard`, :mod:`eegbench.report` and :mod:`eegbench.plots`, which import no command.
+above :mod:`eegbench.results.leaderboard`, :mod:`eegbench.results.report` and :mod:`eegbench.results.plots`, which import no command.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .errors import EegbenchError
+from eegbench.errors import EegbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -41,12 +41,12 @@ def result_rows(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | 
     :data:`ROW_COLUMNS`. ``by`` names the configurations as ``eegbench leaderboard --by`` does."""
     import pandas as pd
 
-    from .leaderboard import DEFAULT_BY, STAGE_ORDER, build, load_results
-    from .report import round_sig
+    from eegbench.results.leaderboard import DEFAULT_BY, STAGE_ORDER, build, load_results
+    from eegbench.results.report import round_sig
 
     if rows is None:
         if results_dirs is None:
-            from .paths import results_dir
+            from eegbench.paths import results_dir
 
             results_dirs = [results_dir()]
         rows = load_results(results_dirs)
@@ -153,7 +153,7 @@ def _add_export_command(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .paths import results_dir
+    from eegbench.paths import results_dir
 
     if args.out and Path(args.out).suffix.lower() not in EXPORT_SUFFIXES:  # before any reading
         raise EegbenchError(f"--out {args.out}: unknown suffix {Path(args.out).suffix or '(none)'!r}; "
@@ -173,7 +173,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 def add_commands(sub) -> None:
     """Register ``eegbench leaderboard`` and ``eegbench export`` on the top-level subparsers."""
-    from .leaderboard import DEFAULT_BY, FORMATS
+    from eegbench.results.leaderboard import DEFAULT_BY, FORMATS
 
     p = _results_parser(
         sub, "leaderboard", help="tables, statistics and plots from results directories",
@@ -200,9 +200,9 @@ def add_commands(sub) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import FORMATS, SUFFIX_FORMATS, build
-    from .paths import results_dir
-    from .report import render
+    from eegbench.results.leaderboard import FORMATS, SUFFIX_FORMATS, build
+    from eegbench.paths import results_dir
+    from eegbench.results.report import render
 
     fmt = args.format
     if fmt is None and args.out:
@@ -223,7 +223,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     board = build(dirs, metric=args.metric, by=args.by, reported=reported)
     plots = None
     if args.plots or fmt == "html":
-        from .plots import make_plots
+        from eegbench.results.plots import make_plots
 
         plots = make_plots(board, args.plots)
         if args.plots:

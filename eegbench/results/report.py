@@ -1,4 +1,4 @@
-"""Renderers of a :class:`~eegbench.leaderboard.Leaderboard`: Markdown, CSV, LaTeX, JSON and a
+"""Renderers of a :class:`~eegbench.results.leaderboard.Leaderboard`: Markdown, CSV, LaTeX, JSON and a
 self-contained static HTML report (inline CSS, plots embedded as ``data:`` URIs, no network resources).
 
 Human formats (Markdown, LaTeX, HTML) show scores in percent: ``mean ± std (n=N)``, the best of each
@@ -16,11 +16,11 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .errors import EegbenchError
-from .interfaces import to_jsonable
+from eegbench.errors import EegbenchError
+from eegbench.interfaces import to_jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .leaderboard import Column, Leaderboard
+    from eegbench.results.leaderboard import Column, Leaderboard
 
 DEFINITIONS = {
     "mean": "mean over every (test subject, seed) score of the configuration in that column",
@@ -331,7 +331,7 @@ def _md_escape(text: str) -> str:
 
 def _intro(board: "Leaderboard") -> str:
     """One sentence on what the whole report covers."""
-    from .plots import metric_name
+    from eegbench.results.plots import metric_name
 
     measured = board.table[board.table["source"] == "measured"]
     rows = board.rows
@@ -367,7 +367,7 @@ def _headline(sec: dict[str, Any]) -> str:
 
 
 def render_markdown(board: "Leaderboard") -> str:
-    from .plots import metric_name
+    from eegbench.results.plots import metric_name
 
     lines = [f"# Leaderboard: {metric_name(board.metric)}", "", _intro(board), ""]
     if board.sources:
@@ -541,7 +541,7 @@ def _html_context(ctx: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _plot_records(plots: Iterable[Any], key: str, used: set[str]) -> list[dict[str, str]]:
-    """The plots of one context as template records (caption, base64 PNG). Accepts :class:`eegbench.plots.Plot`
+    """The plots of one context as template records (caption, base64 PNG). Accepts :class:`eegbench.results.plots.Plot`
     values or plain ``(file name, PNG bytes)`` pairs (matched to the context by the file name's prefix)."""
     out = []
     for plot in plots:
@@ -564,7 +564,7 @@ def render_html(board: "Leaderboard", plots: Iterable[Any] | None = None) -> str
     no scripts, no external resources."""
     import jinja2
 
-    from .plots import metric_name
+    from eegbench.results.plots import metric_name
 
     plots = list(plots or [])
     used: set[str] = set()
@@ -591,7 +591,7 @@ def render_html(board: "Leaderboard", plots: Iterable[Any] | None = None) -> str
             "spread": table(_spread_text), "plots": _plot_records(plots, sec["key"], used),
             "identity": identity_items(board, sec["key"]),
         })
-    env = jinja2.Environment(loader=jinja2.PackageLoader("eegbench", "."), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.PackageLoader("eegbench.results", "."), autoescape=True,
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     return env.get_template("report.html.j2").render(
         metric_name=metric_name(board.metric), intro=_intro(board), sources=board.sources, sections=sections,
@@ -600,7 +600,7 @@ def render_html(board: "Leaderboard", plots: Iterable[Any] | None = None) -> str
 
 
 def render(board: "Leaderboard", fmt: str = "md", *, plots: Iterable[Any] | None = None) -> str:
-    """Render ``board`` as ``fmt`` (md, csv, latex, html, json); ``plots`` (:class:`eegbench.plots.Plot`) are
+    """Render ``board`` as ``fmt`` (md, csv, latex, html, json); ``plots`` (:class:`eegbench.results.plots.Plot`) are
     embedded by the HTML format (made here when not given)."""
     if fmt == "md":
         return render_markdown(board)
@@ -612,7 +612,7 @@ def render(board: "Leaderboard", fmt: str = "md", *, plots: Iterable[Any] | None
         return render_json(board)
     if fmt == "html":
         if plots is None:
-            from .plots import make_plots
+            from eegbench.results.plots import make_plots
 
             plots = make_plots(board)
         return render_html(board, plots)

@@ -1,6 +1,6 @@
 """Image embeddings: computed once per (encoder fingerprint, image-set fingerprint), cached with provenance.
 
-A cache entry (``eegbench.cache.Cache("embeddings")``) holds ``embeddings.npy`` (float32 ``[n, dim]``, row i =
+A cache entry (``eegbench.execution.cache.Cache("embeddings")``) holds ``embeddings.npy`` (float32 ``[n, dim]``, row i =
 image i of the set) and ``meta.json`` with the provenance manifest: the image ids in row order, the encoder's
 ``describe()``, the image set's name and fingerprint. A reordered image set has another fingerprint, and a
 changed model, weights file, preprocessing or output choice another encoder fingerprint: both are misses.
@@ -23,9 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .cache import Cache, CacheEntry
-from .errors import DataError, EegbenchError
-from .interfaces import to_jsonable
+from eegbench.execution.cache import Cache, CacheEntry
+from eegbench.errors import DataError, EegbenchError
+from eegbench.interfaces import to_jsonable
 
 NAMESPACE = "embeddings"
 #: tolerance of the unit-norm check on user files
@@ -247,7 +247,7 @@ def add_commands(sub) -> None:
 
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
     """``["output=x", "normalize=true"]`` → ``{"output": "x", "normalize": True}`` (TOML values, else text)."""
-    from .spec import parse_value
+    from eegbench.planning.spec import parse_value
 
     out: dict[str, Any] = {}
     for item in items:
@@ -260,7 +260,7 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from .registry import create
+    from eegbench.registry import create
 
     if args.cache_dir_deprecated:
         print("eegbench: --cache-dir is deprecated; use --cache", file=sys.stderr)
@@ -275,7 +275,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if args.spec:
         if args.dataset or args.image_encoder:
             raise EegbenchError("give either SPEC or --dataset/--image-encoder, not both")
-        from .spec import expand_variants, load_spec
+        from eegbench.planning.spec import expand_variants, load_spec
 
         spec = load_spec(args.spec, args.overrides)
         dataset_kw = dict(spec.dataset.params)
@@ -298,7 +298,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                      create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param])))]
     if callable(getattr(dataset, "ensure_available", None)):  # the twin is generated, a missing release named
         dataset.ensure_available()
-    from .resources import resolve_device
+    from eegbench.execution.resources import resolve_device
 
     device = str(resolve_device(args.device))
     for name, encoder in encoders:

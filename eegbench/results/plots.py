@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .leaderboard import Column, Leaderboard
+    from eegbench.results.leaderboard import Column, Leaderboard
 
 MAX_WIDTH = 12.0  # inches; wider figures are scaled down in the report anyway
 
@@ -267,7 +267,7 @@ def _curve_plot(board: "Leaderboard", part: "pd.DataFrame", protocol: str, confi
 def make_plots(board: "Leaderboard", out_dir: str | os.PathLike | None = None) -> list[Plot]:
     """Render every plot of ``board`` (a :class:`Plot` each: name, PNG bytes, context key, caption); also
     write the PNG files into ``out_dir`` when given."""
-    from .leaderboard import Column
+    from eegbench.results.leaderboard import Column
 
     plots: list[Plot] = []
     rows = board.rows
@@ -307,7 +307,7 @@ def make_plots(board: "Leaderboard", out_dir: str | os.PathLike | None = None) -
             for plot in plots:
                 (out / plot.name).write_bytes(plot.png)
         except OSError as exc:
-            from .errors import EegbenchError
+            from eegbench.errors import EegbenchError
 
             raise EegbenchError(f"cannot write plots to {out}: {exc.strerror or exc}") from exc
     return plots

@@ -5,7 +5,7 @@ is looked up in the store by key, and a cell the store has never seen is ``pendi
 directory, every cell the store knows is listed. Rerunning a spec runs only the cells not ``done``.
 
 ``stale``: stored as ``running`` but its owner is gone (its pid no longer exists on this host, or its
-heartbeat is older than :data:`eegbench.store.STALE_AFTER` seconds): a killed run. Not done; a rerun
+heartbeat is older than :data:`eegbench.results.store.STALE_AFTER` seconds): a killed run. Not done; a rerun
 claims and runs it.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import EegbenchError
+from eegbench.errors import EegbenchError
 
 STATUSES: tuple[str, ...] = ("done", "running", "stale", "failed", "pending")
 
@@ -27,7 +27,7 @@ FIELDS: tuple[str, ...] = ("key", "status", "spec_name", "stage", "fold", "seed"
 
 
 def _store_at(directory: Path):
-    from .store import DB_NAME, ResultStore
+    from eegbench.results.store import DB_NAME, ResultStore
 
     if not (directory / DB_NAME).exists():
         return None
@@ -36,7 +36,7 @@ def _store_at(directory: Path):
 
 def _live_status(record: dict[str, Any]) -> str:
     """The stored status, with ``running`` read as ``stale`` when its owner is gone."""
-    from .store import owner_state
+    from eegbench.results.store import owner_state
 
     status = record["status"]
     if status == "running" and owner_state(record) == "stale":
@@ -60,8 +60,8 @@ def spec_status(spec: Any, results: str | os.PathLike | None = None,
 
     ``results`` overrides the spec's ``[paths] results`` (then ``EEGBENCH_RESULTS``, then ``./results``).
     """
-    from .paths import results_dir
-    from .plan import build_plan
+    from eegbench.paths import results_dir
+    from eegbench.planning.plan import build_plan
 
     plan = build_plan(spec, list(overrides) if overrides else None)
     directory = results_dir(results or plan.spec.paths.results or None)
@@ -107,7 +107,7 @@ def _ago(ts: float | None) -> str:
 
 def render(rows: Sequence[dict[str, Any]], *, show: str = "all") -> str:
     """A plain-text table (one cell a line); failed cells carry their error, running and stale ones host/pid."""
-    from .text import text_table
+    from eegbench.text import text_table
 
     chosen = [r for r in rows if show == "all" or r["status"] == show]
     if not chosen:
@@ -133,7 +133,7 @@ def render(rows: Sequence[dict[str, Any]], *, show: str = "all") -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .paths import results_dir
+    from eegbench.paths import results_dir
 
     # like `eegbench leaderboard`: without a target, the results directory (--results, $EEGBENCH_RESULTS, ./results)
     target = Path(args.target) if args.target else results_dir(args.results)

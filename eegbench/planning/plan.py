@@ -1,7 +1,7 @@
 """The plan: a validated spec expanded into cells (fold × seed × stage × training ratio).
 
-Each :class:`~eegbench.recipe.Cell` is a frozen :class:`~eegbench.recipe.Recipe` (components with their
-defaults filled in, preparation, validation, training) and a :class:`~eegbench.recipe.Placement` (fold,
+Each :class:`~eegbench.planning.recipe.Cell` is a frozen :class:`~eegbench.planning.recipe.Recipe` (components with their
+defaults filled in, preparation, validation, training) and a :class:`~eegbench.planning.recipe.Placement` (fold,
 seed, stage, ratio, subjects); its ``key`` is the stable hash of both, so a cell is identified by *what* it
 computes, not by the spec file it came from. Building a plan resolves every component name and parameter through the registry and checks the
 honest-protocol invariants, so a bad spec fails here, in one line, before anything trains.
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import EegbenchError, SpecError
-from .recipe import STAGES, Cell, ComponentRef, Placement, Preparation, Recipe, Training, Validation
-from .spec import Spec, load_spec
+from eegbench.errors import EegbenchError, SpecError
+from eegbench.planning.recipe import STAGES, Cell, ComponentRef, Placement, Preparation, Recipe, Training, Validation
+from eegbench.planning.spec import Spec, load_spec
 
 __all__ = ["STAGES", "Cell", "Plan", "build_plan"]
 
@@ -96,9 +96,9 @@ def _matches(cell: Cell, key: str, value: str) -> bool:
 
 
 def _resolve_component(kind: str, ref: Any, source: str, table: str) -> dict[str, Any]:
-    from .registry import get_registry
+    from eegbench.registry import get_registry
 
-    from .components import CONTEXT_ARGS
+    from eegbench.components import CONTEXT_ARGS
 
     try:
         comp = get_registry().get(kind, ref.name)
@@ -136,7 +136,7 @@ def _bad_param_value(value: Any, key: str = "") -> tuple[str, Any, str] | None:
 
 def _build_checked(kind: str, component: Mapping[str, Any], source: str, table: str) -> Any:
     """Build a cheap component at plan time; whatever its factory refuses becomes one line naming the table."""
-    from .registry import create
+    from eegbench.registry import create
 
     try:
         return create(kind, component["name"], **component["params"])
@@ -151,12 +151,12 @@ def input_identity(components: Mapping[str, Any]) -> dict[str, Any]:
     """What the cells read, by identity, so a stored cell is never reused after its inputs changed.
 
     ``data``: the dataset's ``source_identity()`` (changes with the content of the files it reads).
-    ``files``: (path, size, sha256 of the bytes, memoised by ``cache.file_digest``) of every file an image
+    ``files``: (path, size, sha256 of the bytes, memoised by ``paths.file_digest``) of every file an image
     encoder or backbone parameter names (a weights
     checkpoint, an embedding file), relative paths also looked up under the dataset root. Library weights
     named by a tag are identified by the tag itself.
     """
-    from .registry import create
+    from eegbench.registry import create
 
     data = ""
     roots: list[Path] = []
@@ -178,7 +178,7 @@ def input_identity(components: Mapping[str, Any]) -> dict[str, Any]:
             for path in candidates:
                 try:
                     if path.is_file():
-                        from .cache import file_digest
+                        from eegbench.paths import file_digest
 
                         files[f"{kind}.{key}"] = [str(path.resolve()), path.stat().st_size, file_digest(path)]
                         break
@@ -191,7 +191,7 @@ def dataset_subjects(spec: Spec) -> list[int]:
     """The spec's subject list; ``"all"`` asks the dataset (which may build its metadata)."""
     if spec.dataset.subjects != "all":
         return list(spec.dataset.subjects)
-    from .registry import create
+    from eegbench.registry import create
 
     try:
         ds = create("dataset", spec.dataset.name, **spec.dataset.params)
@@ -330,7 +330,7 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
 def _variants_plan(spec: Spec) -> Plan:
     """One plan of every ``[[variants]]`` entry: each variant planned as the spec it expands to, the cells
     concatenated in variant order (a cell two variants share is planned once)."""
-    from .spec import expand_variants
+    from eegbench.planning.spec import expand_variants
 
     cells: list[Cell] = []
     names: dict[str, str] = {}

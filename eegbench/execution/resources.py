@@ -89,7 +89,7 @@ def resolve_device(device: str = "auto") -> "torch.device":
     """``auto`` → CUDA when available, else CPU; asking for CUDA without one is a one-line error."""
     import torch
 
-    from .errors import EegbenchError
+    from eegbench.errors import EegbenchError
 
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

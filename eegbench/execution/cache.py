@@ -18,9 +18,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import EegbenchError
-from .interfaces import canonical_json, stable_hash
-from .paths import cache_dir
+from eegbench.errors import EegbenchError
+from eegbench.interfaces import canonical_json, stable_hash
+from eegbench.paths import cache_dir
 
 META = "meta.json"
 
@@ -82,45 +82,3 @@ class Cache:
 
 
 #: namespace of the content-digest memo (one small JSON per file, keyed by its resolved path)
-DIGESTS = "file-digests"
-
-
-def sha256_of_file(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (``hashlib.file_digest``), not memoised: :func:`file_digest` memoises it."""
-    import hashlib
-
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def file_digest(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
-    """sha256 of a file's bytes, memoised under ``<cache>/file-digests/`` by (path, size, mtime, inode).
-
-    A data identity built from it follows the content: touching a file (a new mtime) re-hashes it to the same
-    digest, rewriting it with other bytes changes it. The memo makes repeated calls cost a ``stat`` and a small
-    read; a cache directory that cannot be written only loses the memo (the digest is still computed).
-    """
-    import hashlib
-
-    path = Path(path)
-    st = path.stat()
-    resolved = str(path.resolve())
-    stamp = {"path": resolved, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
-    memo = cache_dir(root) / DIGESTS / f"{hashlib.sha256(resolved.encode()).hexdigest()[:32]}.json"
-    try:
-        record = json.loads(memo.read_text())
-        if {k: record.get(k) for k in stamp} == stamp and isinstance(record.get("sha256"), str):
-            return record["sha256"]
-    except (OSError, ValueError, AttributeError):
-        pass
-    digest = sha256_of_file(path)
-    if path.stat().st_mtime_ns != st.st_mtime_ns:  # changed while being read: hash what is there now, unmemoised
-        return sha256_of_file(path)
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(json.dumps({**stamp, "sha256": digest}))
-        os.replace(tmp, memo)
-    except OSError:
-        pass
-    return digest

@@ -26,15 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .registry import create
-from .version import __version__
-from .errors import CellFailure, DataError, EegbenchError, load_failure, one_line
-from .interfaces import (EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
+from eegbench.registry import create
+from eegbench.version import __version__
+from eegbench.errors import CellFailure, DataError, EegbenchError, load_failure, one_line
+from eegbench.interfaces import (EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
                          SubjectAware, TaskScore, TextAligned, TextEncoder, stable_hash)
-from .recipe import Cell, ComponentRef, Preparation, Training
-from .resources import apply_thread_limit, resolve_device  # noqa: F401  (resolve_device: re-exported)
+from eegbench.planning.recipe import Cell, ComponentRef, Preparation, Training
+from eegbench.execution.resources import apply_thread_limit, resolve_device  # noqa: F401  (resolve_device: re-exported)
 
-log = logging.getLogger("eegbench.engine")
+log = logging.getLogger("eegbench.execution.engine")
 
 CHECKPOINT_FORMAT = "eegbench-encoder-1"
 ProgressFn = Callable[[Mapping[str, Any]], None]
@@ -154,7 +154,7 @@ class FitResult:
 
 
 def _training(cfg: Training | Mapping[str, Any]) -> Training:
-    """Typed training settings (a mapping of :class:`~eegbench.recipe.Training`'s fields is accepted: the rest
+    """Typed training settings (a mapping of :class:`~eegbench.planning.recipe.Training`'s fields is accepted: the rest
     take their defaults)."""
     return cfg if isinstance(cfg, Training) else Training.from_dict(cfg)
 
@@ -224,7 +224,7 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
         progress: ProgressFn | None = None) -> FitResult:
     """Train ``model`` on ``train`` (rows of ``image_emb`` are targets); select on ``val`` only.
 
-    ``cfg``: the stage's :class:`~eegbench.recipe.Training` (epochs, batch_size, lr, ...). Returns the selected
+    ``cfg``: the stage's :class:`~eegbench.planning.recipe.Training` (epochs, batch_size, lr, ...). Returns the selected
     weights (best validation loss for ``"best-val"``, the final ones for ``"last"``).
     """
     cfg = _training(cfg)
@@ -468,7 +468,7 @@ def _concept_word(concept: str) -> str:
 
 def text_embeddings(encoder, images, template: str, cache_root) -> np.ndarray:
     """Text embeddings of each image's concept prompt (cached by encoder, prompts)."""
-    from .cache import Cache
+    from eegbench.execution.cache import Cache
 
     if not isinstance(encoder, TextEncoder):
         raise EegbenchError(f"the loss needs text embeddings but image encoder {encoder.fingerprint!r} has no encode_text "
@@ -494,8 +494,8 @@ def grow_subject(model: EEGEncoder, subject: int) -> None:
 def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
              device: str = "auto", progress: ProgressFn | None = None, show_embedding_progress: bool = False) -> CellResult:
     """Run one planned cell end to end and return its scores (does not touch the results store)."""
-    from .embedding import embed_images
-    from .splits import Standardizer, heldout_image_rows, image_subset, labelled_split, only_images, without_images
+    from eegbench.execution.embedding import embed_images
+    from eegbench.execution.splits import Standardizer, heldout_image_rows, image_subset, labelled_split, only_images, without_images
 
     t_start = time.perf_counter()
     apply_thread_limit()  # this process's share of the CPUs it may use (affinity, cgroup quota, local workers)

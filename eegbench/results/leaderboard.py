@@ -3,7 +3,7 @@
 The pipeline: read every results database, merge them without duplicate cells (a row is identified by
 ``cell_key`` + ``test_subject`` + ``metric``; the newest copy wins), keep one metric, group rows into
 **configurations** (the ``by`` columns *and* the ``recipe_key`` the runner stored with each row: what was
-computed, a finetune row's including its pretrain settings; see :mod:`eegbench.recipe`, :func:`_assign_configs`) and
+computed, a finetune row's including its pretrain settings; see :mod:`eegbench.planning.recipe`, :func:`_assign_configs`) and
 **columns** (protocol, stage, training ratio), and summarise each (configuration, column) within one
 **comparison context** (``context_key``): rows from different contexts are never ranked together.
 
@@ -26,7 +26,7 @@ Each summary has:
     ``best``; the first of them in label order is the reference of the paired tests).
 ``p_value``, ``smd``, ``n_pairs``, ``test``
     paired comparison of a ranked configuration with the column's best over their (shared) subjects, seeds
-    averaged per subject (see :mod:`eegbench.stats`); empty for unranked and reported rows.
+    averaged per subject (see :mod:`eegbench.results.stats`); empty for unranked and reported rows.
 
 Published numbers (a plugin's reported-results file, by default the papers plugin's ``reported.toml``) join as ``source == "reported"`` rows, only in
 columns whose protocol and stage match and contexts whose dataset, n-way (and test averaging, when the
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from .errors import EegbenchError
+from eegbench.errors import EegbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -188,7 +188,7 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], 
     """
     import pandas as pd
 
-    from .store import DB_NAME, ResultStore
+    from eegbench.results.store import DB_NAME, ResultStore
 
     dirs = [results_dirs] if isinstance(results_dirs, (str, os.PathLike)) else list(results_dirs)
     if not dirs:
@@ -229,7 +229,7 @@ def default_reported_path() -> Path | None:
     env = os.environ.get(REPORTED_ENV)
     if env:
         return Path(env).expanduser()
-    from .registry import get_registry
+    from eegbench.registry import get_registry
 
     provided = get_registry().pm.hook.eegbench_reported_results()
     return Path(provided) if provided else None
@@ -283,7 +283,7 @@ def registry_citations() -> dict[tuple[str, str], dict[str, str]]:
     """``{(kind, name): {"summary", "citation"}}`` from ``registry.toml`` plus any installed plugins."""
     out: dict[tuple[str, str], dict[str, str]] = {}
     try:
-        from .registry import get_registry
+        from eegbench.registry import get_registry
 
         for c in get_registry().list_components():
             out.setdefault((c.kind, c.name), {"summary": c.summary, "citation": c.citation})
@@ -296,7 +296,7 @@ def _citation(index: Mapping[tuple[str, str], Mapping[str, str]], kind: str, nam
     entry = index.get((kind, name))
     if entry is None and ":" in name:
         try:
-            from .registry import get_registry
+            from eegbench.registry import get_registry
 
             comp = get_registry().get(kind, name)
             return comp.citation
@@ -324,7 +324,7 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
     """
     import pandas as pd
 
-    from .store import RESULT_COLUMNS
+    from eegbench.results.store import RESULT_COLUMNS
 
     by = _parse_by(by)
     unknown = [b for b in by if b not in RESULT_COLUMNS]
@@ -332,7 +332,7 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
         raise EegbenchError(f"--by {','.join(unknown)}: not a result column (choose from {', '.join(RESULT_COLUMNS)})")
     if rows is None:
         if results_dirs is None:
-            from .paths import results_dir
+            from eegbench.paths import results_dir
 
             results_dirs = [results_dir()]
         cell_configs = CellConfigs()
@@ -408,7 +408,7 @@ def leaderboard(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | 
     """The leaderboard as a tidy DataFrame: one row per (context, configuration, protocol, stage, ratio).
 
     Columns: :data:`TABLE_COLUMNS` plus the ``by`` columns; see the module docstring for their meaning.
-    Render it with :func:`eegbench.report.render` on :func:`build`'s :class:`Leaderboard`.
+    Render it with :func:`eegbench.results.report.render` on :func:`build`'s :class:`Leaderboard`.
     """
     return build(results_dirs, metric=metric, by=by, reported=reported).table
 
@@ -424,11 +424,11 @@ def _parse_by(by: Sequence[str] | str) -> tuple[str, ...]:
 def fill_recipes(rows: "pd.DataFrame", cell_configs: Mapping[str, Mapping[str, Any]]) -> "pd.DataFrame":
     """``rows`` with ``recipe``, ``recipe_key`` and ``pretrain_recipe_key`` filled where a store written by an
     earlier version (or opened read-only, so not migrated) lacks them, by the migration's rules
-    (:class:`eegbench.recipe.StoredRecipes`), with the configs of every loaded row and of the stores' ``cells``
+    (:class:`eegbench.planning.recipe.StoredRecipes`), with the configs of every loaded row and of the stores' ``cells``
     tables (a finetune's pretrain cell may be in another directory). Rows that have them are left as they are."""
     from collections import ChainMap
 
-    from .recipe import StoredRecipes
+    from eegbench.planning.recipe import StoredRecipes
 
     for col in ("recipe", "recipe_key", "pretrain_recipe_key"):
         if col not in rows:
@@ -480,7 +480,7 @@ def _assign_configs(df: "pd.DataFrame", by: Sequence[str]) -> None:
     (a finetune setting varied over one pretraining) the pretrain scores get a row of their own rather than
     being counted twice.
     """
-    from .interfaces import stable_hash
+    from eegbench.interfaces import stable_hash
 
     columns = [c for c in dict.fromkeys(["stage", "context_key", "recipe_key", "pretrain_recipe_key", *by,
                                          *(c + "_params" for c in by if c in COMPONENT_COLUMNS)]) if c in df]
@@ -639,7 +639,7 @@ def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str,
     import numpy as np
     import pandas as pd
 
-    from .stats import sample_std
+    from eegbench.results.stats import sample_std
 
     ctx, cid, protocol, stage, ratio = key
     idx = groups.index[key]
@@ -702,7 +702,7 @@ def _rank_and_test(table: "pd.DataFrame", groups: _Groups) -> "pd.DataFrame":
     """Rank each (context, column) like with like: only configurations measured on the column's reference
     (test subject, seed) set (:func:`_reference`) are ranked and tested; the others get ``ranked = False``,
     ``rank = 0``, no p-value and a ``rank_note`` saying why."""
-    from .stats import paired_test
+    from eegbench.results.stats import paired_test
 
     n = len(table)
     best, ranked, rank = [False] * n, [False] * n, [0] * n

@@ -27,8 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import SpecError
-from .interfaces import stable_hash
+from eegbench.errors import SpecError
+from eegbench.interfaces import stable_hash
 
 
 class _Strict(BaseModel):

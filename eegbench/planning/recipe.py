@@ -1,6 +1,6 @@
 """What one cell computes, and where: a :class:`Recipe` and a :class:`Placement`, frozen and typed.
 
-The planner (:mod:`eegbench.plan`) makes one :class:`Cell` per fold × seed × stage × training ratio; every
+The planner (:mod:`eegbench.planning.plan`) makes one :class:`Cell` per fold × seed × stage × training ratio; every
 later step reads it and none rebuilds it: executors carry it (it pickles), the engine reads its fields,
 the runner writes its keys into the results store, the leaderboard groups on those keys.
 
@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from .interfaces import canonical_json, stable_hash
+from eegbench.interfaces import canonical_json, stable_hash
 
 #: the component slots of a recipe, in order, and the registry kind of each
 COMPONENT_KINDS: Mapping[str, str] = {"dataset": "dataset", "backbone": "backbone", "image_encoder": "image-encoder",
@@ -153,7 +153,7 @@ class Validation:
 @dataclass(frozen=True)
 class Training:
     """One stage's optimisation (``[train]``, or ``[finetune]`` over it): the fields of
-    :data:`eegbench.spec.TRAIN_FIELDS`, validated there."""
+    :data:`eegbench.planning.spec.TRAIN_FIELDS`, validated there."""
 
     epochs: int = 30
     batch_size: int = 512
@@ -200,7 +200,7 @@ class Recipe:
     stage's, without ``[finetune]``); ``finetune`` the finetune stage's, set on finetune cells only.
 
     ``head``: the engine's head on the backbone (``"linear"`` or ``"identity"``, see
-    :func:`eegbench.engine.head_kind_for`), decided from the backbone and the image width when the cell runs:
+    :func:`eegbench.execution.engine.head_kind_for`), decided from the backbone and the image width when the cell runs:
     ``"auto"`` in a planned recipe, the kind chosen in the recipe stored with results
     (:meth:`with_head`)."""
 
@@ -246,7 +246,7 @@ class Recipe:
         """The recipe as plain values, as the results store keeps it (column ``recipe``) and the leaderboard
         labels configurations from: components without their context arguments (where the data lives is
         not the method), preparation, validation, training, head, and ``finetune`` on a finetune recipe."""
-        from .components import CONTEXT_ARGS
+        from eegbench.components import CONTEXT_ARGS
 
         out: dict[str, Any] = {slot: c.without(CONTEXT_ARGS.get(COMPONENT_KINDS[slot], ())).as_dict()
                                for slot, c in self.components()}
@@ -303,7 +303,7 @@ class Placement:
 class Cell:
     """One unit of work: train one stage of one fold with one seed, then evaluate (see the module docstring).
 
-    ``inputs``: what the cell reads, by identity (:func:`eegbench.plan.input_identity`); part of the key, so a
+    ``inputs``: what the cell reads, by identity (:func:`eegbench.planning.plan.input_identity`); part of the key, so a
     stored cell is never reused after its data changed; not part of the recipe (it differs per machine).
     ``pretrain_key``: a finetune cell's pretrain cell, whose checkpoint it starts from.
     ``spec_hash``: hash of the resolved spec (recorded with results, not part of ``key``).
@@ -398,7 +398,7 @@ PER_CELL_KEYS = frozenset({"fold", "test_subject", "test_subjects", "train_subje
 def stripped_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A stored cell config without its per-cell keys and its components' context arguments (the same
     recipe on two machines is one recipe)."""
-    from .components import CONTEXT_ARGS
+    from eegbench.components import CONTEXT_ARGS
 
     out: dict[str, Any] = {}
     for k, v in cfg.items():

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote
 
-from .errors import EegbenchError
+from eegbench.errors import EegbenchError
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 1
@@ -180,7 +180,7 @@ class ResultStore:
         if not self.path.exists():
             if not create or read_only:
                 raise EegbenchError(f"no results database in {self.directory} (expected {DB_NAME}; run a benchmark first)")
-            from .paths import writable_dir
+            from eegbench.paths import writable_dir
 
             writable_dir(self.directory, "results directory", "choose another with --results or EEGBENCH_RESULTS")
         else:
@@ -526,14 +526,14 @@ class ResultStore:
 # --------------------------------------------------------------------------------------------------
 def fill_recipes(con: sqlite3.Connection) -> int:
     """Fill ``recipe``, ``recipe_key`` and ``pretrain_recipe_key`` of result rows that lack them, from their
-    stored configs (:class:`eegbench.recipe.StoredRecipes`: the rules the leaderboard applied before the store
+    stored configs (:class:`eegbench.planning.recipe.StoredRecipes`: the rules the leaderboard applied before the store
     kept recipes, so every key, and every leaderboard, is unchanged); then each done cell's keys from its rows.
 
     A finetune row whose pretrain cell this store does not hold is left unfilled: the leaderboard fills it when
     it reads, with the configs of every store it merges. Returns the number of rows filled."""
     from collections import ChainMap
 
-    from .recipe import StoredRecipes
+    from eegbench.planning.recipe import StoredRecipes
 
     columns = ("id", "cell_key", "stage", "config", "dataset", "dataset_params", "backbone", "backbone_params",
                "image_encoder", "image_encoder_params", "loss", "loss_params", "task", "task_params")

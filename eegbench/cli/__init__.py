@@ -14,9 +14,9 @@ import sys
 from types import SimpleNamespace
 from typing import Any, Sequence
 
-from .version import __version__
-from .components import KINDS
-from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, EegbenchError
+from eegbench.version import __version__
+from eegbench.components import KINDS
+from eegbench.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, EegbenchError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .registry import get_registry
+    from eegbench.registry import get_registry
 
     parser = _Parser(prog="eegbench", description="EEG-to-image alignment benchmarks: a plugin zoo.")
     parser.add_argument("--version", action="version", version=f"eegbench {__version__}")
@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     # core commands owned by other core modules (each keeps its heavy imports inside handlers)
-    from . import embedding, export, runner, status
+    from eegbench import runner
+    from eegbench.execution import embedding
+    from eegbench.results import export, status
 
     runner.add_commands(sub)
     embedding.add_commands(sub)
@@ -107,7 +109,7 @@ def list_rows(reg, kind: str | None, pattern: str | None, *, fits: str | None = 
     """
     import fnmatch
 
-    from .components import KINDS
+    from eegbench.components import KINDS
 
     comps = reg.list_components(kind)
     by_key = {(c.kind, c.name): c for c in comps}
@@ -162,7 +164,7 @@ def render_list(rows: list[tuple[Any, list[str]]], *, terminal: bool, width: int
         row += ([c.plugin] if packaged else []) + ([c.citation] if wide else [])
         table.append(row + [c.summary])
     if not terminal or wide:
-        from .text import text_table
+        from eegbench.text import text_table
 
         return text_table(table, headers)
     # In a terminal: names and marks (what a reader copies) are never shortened; the summary takes the width
@@ -179,7 +181,7 @@ def render_list(rows: list[tuple[Any, list[str]]], *, terminal: bool, width: int
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .registry import get_registry, normalize_kind
+    from eegbench.registry import get_registry, normalize_kind
 
     reg = get_registry()
     kind = normalize_kind(args.kind) if args.kind else None
@@ -207,13 +209,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .registry import get_registry
+    from eegbench.registry import get_registry
 
     reg = get_registry()
     comps = [reg.get(args.kind, args.name)] if args.kind else reg.find(args.name)
     if not comps and ":" in args.name:
         # a family member the owning plugin refused (open_clip:ViT-B-99/foo): its line names close matches
-        from .errors import UnknownComponentError
+        from eegbench.errors import UnknownComponentError
 
         for kind in KINDS:
             try:
@@ -276,6 +278,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 3
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
