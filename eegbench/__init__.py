@@ -9,6 +9,7 @@ The front door, in timm's shape::
 
 Importing this package is cheap (no torch): heavy libraries load inside component factories.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@
 fails when the file and the plugins disagree. Only components of the ``eegbench`` distribution are listed:
 third-party packages keep their own catalogues.
 """
+
 from __future__ import annotations
 
 import argparse

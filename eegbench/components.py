@@ -12,6 +12,7 @@ cheap. What is not a user parameter: the kind's context arguments (:data:`CONTEX
 arguments whose names start with ``_`` (bound by the plugin, e.g. with :func:`functools.partial`). A
 ``**kwargs`` in the signature makes the component accept further parameters (families forwarding to a library).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -19,8 +20,9 @@ import functools
 import importlib
 import inspect
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from eegbench.errors import EegbenchError
 
@@ -129,8 +131,11 @@ class Component:
         for p in signature.parameters.values():
             if p.kind is p.VAR_KEYWORD:
                 open_params = True
-            elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in context \
-                    and not p.name.startswith("_"):
+            elif (
+                p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name not in context
+                and not p.name.startswith("_")
+            ):
                 params.append(p)
         return params, open_params
 
@@ -156,8 +161,7 @@ class Component:
             # fields named p0, p1, ... with the parameter's name as alias: a parameter may be called anything
             # (``copy``, ``model_name``) without clashing with pydantic's own attributes
             spec[f"p{i}"] = (hint, Field(... if p.default is p.empty else _plain(p.default), alias=p.name))
-        config = ConfigDict(strict=True, arbitrary_types_allowed=True,
-                            extra="allow" if self.open_params else "forbid")
+        config = ConfigDict(strict=True, arbitrary_types_allowed=True, extra="allow" if self.open_params else "forbid")
         return create_model("ComponentParams", __config__=config, **spec)
 
     def resolve_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,15 +199,19 @@ class Component:
                 continue
             if err["type"] == "missing":
                 return f"{self.kind} {self.name!r}: parameter {key!r} is required (see `eegbench info {self.name}`)"
-            want = _WANTS.get(err["type"]) or str(err["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
+            want = _WANTS.get(err["type"]) or str(err["msg"]).removeprefix("Input should be ").removeprefix(
+                "Value error, "
+            )
             items = [f"[{i}]" for i in err["loc"][1:] if isinstance(i, int)]
             if items:  # an element of a list or table is at fault: say which
                 want = f"a list ({want} at {''.join(items)})"
             if want not in wants:
                 wants.append(want)
         default = f" (default {self.defaults[key]!r})" if key in self.defaults else ""
-        return (f"{self.kind} {self.name!r}: parameter {key!r} must be {' or '.join(wants)}{default}, "
-                f"got {given.get(key)!r}")
+        return (
+            f"{self.kind} {self.name!r}: parameter {key!r} must be {' or '.join(wants)}{default}, "
+            f"got {given.get(key)!r}"
+        )
 
     def build(self, context: Mapping[str, Any] | None = None, **params: Any) -> Any:
         """Build the component: ``factory(**context, **resolved params)``."""

@@ -4,8 +4,8 @@ The CLI prints ``EegbenchError`` messages without a traceback; anything else is 
 exit code of the contract in the README ("Exit codes"): 2 for the user's input (specs, files, data, also when
 found inside a cell), 1 for a cell that failed at run time (:class:`CellFailure`), 130 for Ctrl-C.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 #: exit codes of the ``eegbench`` command (documented in the README, "Exit codes")
 EXIT_USER_ERROR = 2
@@ -77,11 +77,14 @@ def load_failure(exc: BaseException) -> str:
     text = first_line(exc).split(". ")[0][:200]
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     if isinstance(exc, pickle.UnpicklingError) or "weights only load failed" in str(exc).lower():
-        return ("refused by the safe loader (torch.load weights_only=True): it holds pickled objects beyond "
-                "tensors and plain values, which could run code; use a state_dict or .safetensors file from a "
-                "trusted source")
+        return (
+            "refused by the safe loader (torch.load weights_only=True): it holds pickled objects beyond "
+            "tensors and plain values, which could run code; use a state_dict or .safetensors file from a "
+            "trusted source"
+        )
     if isinstance(exc, (EOFError, zipfile.BadZipFile)) or any(
-            w in str(exc) for w in ("PytorchStreamReader", "central directory", "unexpected EOF", "Ran out of input")):
+        w in str(exc) for w in ("PytorchStreamReader", "central directory", "unexpected EOF", "Ran out of input")
+    ):
         return f"truncated or corrupt ({detail}); download or write it again"
     if isinstance(exc, KeyError) or "invalid load key" in str(exc):
         return "not a PyTorch checkpoint (neither a torch zip archive nor a pickle); give the right file"

@@ -14,6 +14,7 @@ The registry calls every hook through pluggy (``pm.hook.<name>(...)``, keyword a
 documents: a wrapper of a list hook receives the list of answers (one list per plugin, last registered
 first) and may return it changed.
 """
+
 from __future__ import annotations
 
 import pluggy
@@ -95,7 +96,7 @@ def eegbench_list_family(kind: str, pattern: str) -> list[Component]:
 
 
 @hookspec
-def eegbench_cli(commands: "CommandGroups") -> None:
+def eegbench_cli(commands: CommandGroups) -> None:
     """Add command-line subcommands.
 
     ``commands`` has argparse sub-parser collections: ``root`` (``eegbench X``), ``download``

@@ -23,13 +23,15 @@ Task               embeddings of a test split                  one :class:`TaskS
 Executor           cells and a runner                          runs every cell, reports each end
 =================  ==========================================  =============================================
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -140,14 +142,12 @@ class EEGData:
     def __len__(self) -> int:
         return len(self.eeg)
 
-    def select(self, rows: np.ndarray) -> "EEGData":
+    def select(self, rows: np.ndarray) -> EEGData:
         """The trials at ``rows`` (an index array or boolean mask)."""
-        return EEGData(
-            np.asarray(self.eeg[rows]), self.image_index[rows], self.subject[rows], self.images, self.info
-        )
+        return EEGData(np.asarray(self.eeg[rows]), self.image_index[rows], self.subject[rows], self.images, self.info)
 
     @staticmethod
-    def concat(parts: Sequence["EEGData"]) -> "EEGData":
+    def concat(parts: Sequence[EEGData]) -> EEGData:
         """Trials of several subjects of the same split (same image set and info)."""
         if not parts:
             raise ValueError("nothing to concatenate")
@@ -255,7 +255,9 @@ class ImageEncoder(ABC):
     random_init: bool = False
 
     @abstractmethod
-    def encode(self, images: ImageSet, *, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    def encode(
+        self, images: ImageSet, *, device: str = "cpu", batch_size: int = 64, progress: bool = True
+    ) -> np.ndarray:
         """float32 ``[len(images), dim]``, row i embedding ``images.files[i]``."""
 
     def describe(self) -> dict[str, Any]:
@@ -289,8 +291,15 @@ class Task(ABC):
     #: call :meth:`fit_encoder` (instead of :meth:`fit`) and embed the test trials with the encoder it returns
     needs_encoder: bool = False
 
-    def setup(self, *, train_images: ImageSet, test_images: ImageSet, image_encoder: Any,
-              cache_root: Any = None, device: str = "cpu") -> None:
+    def setup(
+        self,
+        *,
+        train_images: ImageSet,
+        test_images: ImageSet,
+        image_encoder: Any,
+        cache_root: Any = None,
+        device: str = "cpu",
+    ) -> None:
         """Prepare from the cell's image sets (``train_images``: the training split's images, the rows that
         :meth:`fit`'s image indices refer to; ``test_images``: the gallery ``evaluate`` ranks) and image
         encoder. Raise :class:`~eegbench.errors.EegbenchError` (one line) for an encoder the task cannot use."""
@@ -304,8 +313,10 @@ class Task(ABC):
         ``[B, d]``) on ``train`` (the cell's training trials on the device: ``.x``, ``.image_index`` rows of
         ``train_images``, ``.subject``), select on ``val`` only (``None`` without a validation split), and return
         the copy; ``model`` itself must not change."""
-        raise TypeError(f"task {self.name!r} declares needs_encoder = True but defines no fit_encoder (a plugin "
-                        "error: define fit_encoder or drop needs_encoder)")
+        raise TypeError(
+            f"task {self.name!r} declares needs_encoder = True but defines no fit_encoder (a plugin "
+            "error: define fit_encoder or drop needs_encoder)"
+        )
 
     @abstractmethod
     def evaluate(self, eeg_emb: Any, image_emb: Any, image_index: Any, subjects: Any) -> list[TaskScore]:
@@ -458,7 +469,7 @@ class ImageSetBound(Protocol):
     """An image encoder whose identity depends on the image set (an embedding file served by image id):
     ``for_images(images)`` returns the encoder bound to that set, with its fingerprint."""
 
-    def for_images(self, images: ImageSet) -> "ImageEncoder": ...
+    def for_images(self, images: ImageSet) -> ImageEncoder: ...
 
 
 def canonical_json(value: Any) -> str:

@@ -5,6 +5,7 @@ Order of precedence: an explicit argument (spec or CLI) > environment variable >
 (downloads and the synthetic twin); ``EEGBENCH_RESULTS`` the results database and checkpoints. A file's identity
 is the sha256 of its bytes (:func:`file_digest`, memoised under the cache).
 """
+
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ maps ``(kind, name)`` to a :class:`~eegbench.components.Component`; the same key
 an error naming both. Prefix families (``braindecode:``, ``open_clip:``, ``timm:``) resolve through the
 ``eegbench_resolve_family`` firstresult hook.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -13,7 +14,8 @@ import fnmatch
 import os
 import re
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pluggy
 
@@ -104,11 +106,15 @@ class Registry:
                 label = self._plugin_label(plugin) if plugin is not None else ""
                 ep_name = (self.pm.get_name(plugin) or "") if plugin is not None else ""
                 if not isinstance(components, (list, tuple)):
-                    raise EegbenchError(f"plugin {label or '?'!r} returned {type(components).__name__} from "
-                                        f"{hook_name}, not a list of Components")
+                    raise EegbenchError(
+                        f"plugin {label or '?'!r} returned {type(components).__name__} from "
+                        f"{hook_name}, not a list of Components"
+                    )
                 for comp in components:
                     if not isinstance(comp, Component):
-                        raise EegbenchError(f"plugin {label!r} returned {type(comp).__name__} from {hook_name}, not a Component")
+                        raise EegbenchError(
+                            f"plugin {label!r} returned {type(comp).__name__} from {hook_name}, not a Component"
+                        )
                     if comp.kind != kind:
                         raise EegbenchError(f"plugin {label!r} returned {comp.kind} {comp.name!r} from {hook_name}")
                     key = (kind, comp.name)
@@ -140,7 +146,9 @@ class Registry:
             raise
         except Exception as exc:
             label = self._raiser(exc, impls)
-            raise EegbenchError(f"plugin {label!r} failed to list its {kind} components: {type(exc).__name__}: {exc}") from exc
+            raise EegbenchError(
+                f"plugin {label!r} failed to list its {kind} components: {type(exc).__name__}: {exc}"
+            ) from exc
         callers = [i.plugin for i in reversed(impls) if not (i.wrapper or i.hookwrapper)]
         wrappers = [i.plugin for i in impls if i.wrapper or i.hookwrapper]
         if len(answers) < len(callers):
@@ -165,7 +173,9 @@ class Registry:
             return self._index
 
     # -- queries --------------------------------------------------------------------------------------
-    def list_components(self, kind: str | None = None, pattern: str | None = None, exclude: Iterable[str] = ()) -> list[Component]:
+    def list_components(
+        self, kind: str | None = None, pattern: str | None = None, exclude: Iterable[str] = ()
+    ) -> list[Component]:
         """Components of ``kind`` (all kinds if None) whose name matches the fnmatch ``pattern``, natural order."""
         kinds = [normalize_kind(kind)] if kind else list(KINDS)
         exclude = list(exclude)
@@ -192,12 +202,16 @@ class Registry:
             found = self.pm.hook.eegbench_resolve_family(kind=kind, name=name)  # firstresult: the owner answers
             if found is not None:
                 if not isinstance(found, Component) or found.kind != kind or found.name != name:
-                    raise EegbenchError(f"eegbench_resolve_family answered {found!r} for {kind} {name!r}: "
-                                        f"expected a {kind} Component named {name!r}")
+                    raise EegbenchError(
+                        f"eegbench_resolve_family answered {found!r} for {kind} {name!r}: "
+                        f"expected a {kind} Component named {name!r}"
+                    )
                 return self._label_family_member(found)
         elif "/" in name or os.sep in name or name.endswith((".py", ".pt", ".pth", ".toml")):
             # timm refuses a path-like name without a prefix rather than guessing
-            raise UnknownComponentError(f"{kind} name {name!r} looks like a path; components are named (see `eegbench list {kind}`)")
+            raise UnknownComponentError(
+                f"{kind} name {name!r} looks like a path; components are named (see `eegbench list {kind}`)"
+            )
         raise UnknownComponentError(self._unknown_message(kind, name))
 
     def _raiser(self, exc: BaseException, impls: list[Any]) -> str:
@@ -295,7 +309,9 @@ def _dist_name(dist: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 # the front door (re-exported by ``eegbench``; modules of the package import them from here)
 # --------------------------------------------------------------------------------------------------
-def list_components(kind: str | None = None, pattern: str | None = None, exclude: tuple[str, ...] = ()) -> list[Component]:
+def list_components(
+    kind: str | None = None, pattern: str | None = None, exclude: tuple[str, ...] = ()
+) -> list[Component]:
     """Registered components of ``kind`` whose names match the fnmatch ``pattern`` (natural order)."""
     return get_registry().list_components(kind, pattern, exclude)
 
@@ -317,7 +333,9 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
     if kind == "backbone":  # the signal every backbone is built for (braindecode's n_chans / n_times)
         missing = [k for k in ("n_chans", "n_times") if k not in context]
         if missing:
-            raise EegbenchError(f"backbone {name!r} needs {' and '.join(missing)}, e.g. "
-                                f"eegbench.create('backbone', {name!r}, n_chans=17, n_times=128)")
+            raise EegbenchError(
+                f"backbone {name!r} needs {' and '.join(missing)}, e.g. "
+                f"eegbench.create('backbone', {name!r}, n_chans=17, n_times=128)"
+            )
     params = {k: v for k, v in kwargs.items() if k not in CONTEXT_ARGS[kind]}
     return comp.build(context, **params)

@@ -5,6 +5,7 @@ cell whose key is stored as done (unless forced), otherwise marks it running, tr
 through :mod:`eegbench.execution.engine`, and writes its rows in one transaction (or marks it failed with one line).
 :func:`run_spec` is the Python API behind ``eegbench.run`` and the CLI.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,12 +17,13 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from eegbench.errors import EXIT_CELL_FAILED, EXIT_USER_ERROR, EegbenchError
 from eegbench.errors import one_line as _one_line
-from eegbench.interfaces import CellOutcome, Dataset  # noqa: F401  (CellOutcome re-exported: executors and users import it here)
+from eegbench.interfaces import CellOutcome, Dataset
 from eegbench.planning.recipe import COMPONENT_KINDS, Cell, Recipe
 
 log = logging.getLogger("eegbench.runner")
@@ -44,8 +46,14 @@ class CellRunner:
     a live owner from a dead one.
     """
 
-    def __init__(self, results_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None, device: str = "auto",
-                 force: bool = False, progress: Callable[[str, Any, Any], None] | None = None):
+    def __init__(
+        self,
+        results_dir: str | os.PathLike,
+        cache_dir: str | os.PathLike | None = None,
+        device: str = "auto",
+        force: bool = False,
+        progress: Callable[[str, Any, Any], None] | None = None,
+    ):
         self.results_dir = str(results_dir)
         self.cache_dir = str(cache_dir) if cache_dir else None
         self.device = device
@@ -65,8 +73,16 @@ class CellRunner:
             return CellOutcome(cell.key, "skipped")
         started = time.time()
         t0 = time.perf_counter()
-        holder = store.claim(cell.key, force=self.force, spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold,
-                             seed=cell.seed, training_ratio=cell.training_ratio, config=cell_config(cell))
+        holder = store.claim(
+            cell.key,
+            force=self.force,
+            spec_name=cell.spec_name,
+            stage=cell.stage,
+            fold=cell.fold,
+            seed=cell.seed,
+            training_ratio=cell.training_ratio,
+            config=cell_config(cell),
+        )
         if holder is not None:
             if holder["status"] == "done":  # finished by another process since the check above
                 return CellOutcome(cell.key, "skipped")
@@ -78,15 +94,26 @@ class CellRunner:
             with store.heartbeating(cell.key):
                 result = self._train(cell)
             rows = result_rows(cell, result)
-            store.write_cell(CellRecord(cell_key=cell.key, rows=rows, spec_name=cell.spec_name, stage=cell.stage,
-                                        fold=cell.fold, seed=cell.seed, training_ratio=cell.training_ratio,
-                                        checkpoint=result.checkpoint, config=cell_config(cell), started_at=started,
-                                        recipe_key=rows[0]["recipe_key"] if rows else None,
-                                        pretrain_recipe_key=rows[0]["pretrain_recipe_key"] if rows else None))
+            store.write_cell(
+                CellRecord(
+                    cell_key=cell.key,
+                    rows=rows,
+                    spec_name=cell.spec_name,
+                    stage=cell.stage,
+                    fold=cell.fold,
+                    seed=cell.seed,
+                    training_ratio=cell.training_ratio,
+                    checkpoint=result.checkpoint,
+                    config=cell_config(cell),
+                    started_at=started,
+                    recipe_key=rows[0]["recipe_key"] if rows else None,
+                    pretrain_recipe_key=rows[0]["pretrain_recipe_key"] if rows else None,
+                )
+            )
         except KeyboardInterrupt:
             store.mark_failed(cell.key, "interrupted")
             raise
-        except Exception as exc:  # noqa: BLE001 - a cell's failure is its result, recorded in one line
+        except Exception as exc:
             message = _one_line(exc)
             log.error("cell %s failed: %s", cell.label(), message, exc_info=not isinstance(exc, EegbenchError))
             store.mark_failed(cell.key, message)
@@ -97,8 +124,14 @@ class CellRunner:
             return outcome
         outcome = CellOutcome(cell.key, "done", None, time.perf_counter() - t0)
         top = {m: round(v, 4) for s in result.scores for m, v in s.metrics.items()} if len(result.scores) == 1 else {}
-        log.info("cell %s done in %.1fs (%d epochs, best %d) %s", cell.label(), outcome.seconds, result.epochs_run,
-                 result.best_epoch, top)
+        log.info(
+            "cell %s done in %.1fs (%d epochs, best %d) %s",
+            cell.label(),
+            outcome.seconds,
+            result.epochs_run,
+            result.best_epoch,
+            top,
+        )
         self._emit("end", cell, outcome)
         return outcome
 
@@ -106,20 +139,26 @@ class CellRunner:
         from eegbench.execution.engine import run_cell
 
         epoch_cb = (lambda record: self._emit("epoch", cell, record)) if self.progress else None
-        return run_cell(cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device,
-                        progress=epoch_cb)
+        return run_cell(
+            cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device, progress=epoch_cb
+        )
 
     def _emit(self, event: str, cell: Any, payload: Any) -> None:
         if self.progress is not None:
             try:
                 self.progress(event, cell, payload)
-            except Exception:  # noqa: BLE001 - a display glitch must never fail a cell
+            except Exception:
                 pass
 
 
 #: libraries whose version changes what a component computes (recorded when the cell imported them)
-_COMPONENT_LIBRARIES = {"open_clip": "open_clip_torch", "timm": "timm", "braindecode": "braindecode", "mne": "mne",
-                        "torchvision": "torchvision"}
+_COMPONENT_LIBRARIES = {
+    "open_clip": "open_clip_torch",
+    "timm": "timm",
+    "braindecode": "braindecode",
+    "mne": "mne",
+    "torchvision": "torchvision",
+}
 
 
 def cell_config(cell: Any) -> dict[str, Any]:
@@ -137,20 +176,24 @@ def _versions(recipe: Recipe | None = None) -> dict[str, str]:
     from eegbench.registry import get_component
     from eegbench.version import __version__
 
-    out = {"eegbench": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-           "python": sys.version.split()[0]}
+    out = {
+        "eegbench": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+    }
     for module, dist in _COMPONENT_LIBRARIES.items():
         if module in sys.modules:
             try:
                 out[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:
                 pass
-    for slot, ref in (recipe.components() if recipe is not None else ()):
+    for slot, ref in recipe.components() if recipe is not None else ():
         try:
             dist = get_component(COMPONENT_KINDS[slot], ref.name).plugin
             if dist and dist not in out:
                 out[dist] = metadata.version(dist)
-        except Exception:  # noqa: BLE001 - a version we cannot name is left out, never a failed cell
+        except Exception:
             pass
     return out
 
@@ -171,24 +214,43 @@ def result_rows(cell: Cell, result: Any) -> list[dict[str, Any]]:
     rows = []
     for score in result.scores:
         for metric, value in score.metrics.items():
-            rows.append({
-                "cell_key": cell.key, "spec_name": cell.spec_name, "spec_hash": cell.spec_hash,
-                "benchmark": cell.spec_name,
-                **{col: value for slot, ref in cell.recipe.components(stage=True)
-                   for col, value in ((slot, ref.name), (f"{slot}_params", ref.kwargs()))},
-                "image_encoder_fingerprint": result.image_encoder_fingerprint,
-                "protocol": cell.protocol, "fold": cell.fold, "test_subject": int(score.subject),
-                "train_subjects": list(cell.train_subjects), "stage": cell.stage,
-                "training_ratio": float(cell.training_ratio), "seed": int(cell.seed),
-                "context": context, "context_key": context_key,
-                "metric": metric, "value": float(value), "chance": float(score.chance.get(metric, float("nan"))),
-                "epochs_run": int(result.epochs_run), "best_epoch": int(result.best_epoch),
-                "wall_seconds": float(result.wall_seconds), "samples_per_second": float(result.samples_per_second),
-                "device": result.device, "versions": versions,
-                # the engine's head (part of the model, chosen from the backbone and the image width)
-                "config": {**cfg, "head": recipe.head},
-                "recipe": recipe_dict, "recipe_key": recipe_key, "pretrain_recipe_key": pretrain_recipe_key,
-            })
+            rows.append(
+                {
+                    "cell_key": cell.key,
+                    "spec_name": cell.spec_name,
+                    "spec_hash": cell.spec_hash,
+                    "benchmark": cell.spec_name,
+                    **{
+                        col: value
+                        for slot, ref in cell.recipe.components(stage=True)
+                        for col, value in ((slot, ref.name), (f"{slot}_params", ref.kwargs()))
+                    },
+                    "image_encoder_fingerprint": result.image_encoder_fingerprint,
+                    "protocol": cell.protocol,
+                    "fold": cell.fold,
+                    "test_subject": int(score.subject),
+                    "train_subjects": list(cell.train_subjects),
+                    "stage": cell.stage,
+                    "training_ratio": float(cell.training_ratio),
+                    "seed": int(cell.seed),
+                    "context": context,
+                    "context_key": context_key,
+                    "metric": metric,
+                    "value": float(value),
+                    "chance": float(score.chance.get(metric, float("nan"))),
+                    "epochs_run": int(result.epochs_run),
+                    "best_epoch": int(result.best_epoch),
+                    "wall_seconds": float(result.wall_seconds),
+                    "samples_per_second": float(result.samples_per_second),
+                    "device": result.device,
+                    "versions": versions,
+                    # the engine's head (part of the model, chosen from the backbone and the image width)
+                    "config": {**cfg, "head": recipe.head},
+                    "recipe": recipe_dict,
+                    "recipe_key": recipe_key,
+                    "pretrain_recipe_key": pretrain_recipe_key,
+                }
+            )
     return rows
 
 
@@ -199,23 +261,39 @@ class _Display:
     """Live rich display: cells done/total (polled from the store, so worker processes count too) and the
     in-process cell's epoch, losses and ETA."""
 
-    def __init__(self, store: Any, keys: list[str], quiet: bool, names: Mapping[str, str] | None = None,
-                 console: Any = None):
+    def __init__(
+        self, store: Any, keys: list[str], quiet: bool, names: Mapping[str, str] | None = None, console: Any = None
+    ):
         self.store, self.keys, self.quiet = store, keys, quiet
         self.names = dict(names or {})
         self._stop = threading.Event()
         self.progress = None
         if quiet:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), transient=False, console=console)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            transient=False,
+            console=console,
+        )
         self.cells_task = self.progress.add_task("cells", total=len(keys), info="")
         self.epoch_task = self.progress.add_task("", total=1, info="", visible=False)
 
-    def __enter__(self) -> "_Display":
+    def __enter__(self) -> _Display:
         if self.progress is not None:
             self.progress.start()
             self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -233,7 +311,7 @@ class _Display:
     def _refresh_cells(self) -> None:
         try:
             status = self.store.cell_status(self.keys)
-        except Exception:  # noqa: BLE001 - the database may be busy; try again next tick
+        except Exception:
             return
         done = sum(1 for k in self.keys if status.get(k) == "done")
         failed = sum(1 for k in self.keys if status.get(k) == "failed")
@@ -248,8 +326,9 @@ class _Display:
             return
         if event == "start":
             epochs = int(cell.recipe.stage_training.epochs) if isinstance(cell, Cell) else 0
-            self.progress.reset(self.epoch_task, total=epochs, description=f"  {cell_name(cell, self.names)}", info="",
-                                visible=True)
+            self.progress.reset(
+                self.epoch_task, total=epochs, description=f"  {cell_name(cell, self.names)}", info="", visible=True
+            )
         elif event == "epoch":
             val = payload["val_loss"]
             info = f"loss {payload['train_loss']:.3f}" + (f" val {val:.3f}" if val == val else "")
@@ -281,16 +360,25 @@ class PlainProgress:
     (which cannot call back) are counted too: when nothing was printed for ``every`` seconds it prints the
     cells done so far. Lines go to ``stream`` (stderr), flushed at once."""
 
-    def __init__(self, store: Any, keys: list[str], names: Mapping[str, str] | None = None, *, every: float | None = None,
-                 stream: Any = None):
+    def __init__(
+        self,
+        store: Any,
+        keys: list[str],
+        names: Mapping[str, str] | None = None,
+        *,
+        every: float | None = None,
+        stream: Any = None,
+    ):
         self.store, self.keys = store, keys
         self.names = dict(names or {})
         if every is None:
             try:
                 every = float(os.environ.get(PROGRESS_EVERY_ENV, PROGRESS_EVERY))
             except ValueError:
-                raise EegbenchError(f"{PROGRESS_EVERY_ENV}={os.environ[PROGRESS_EVERY_ENV]!r}: expected seconds, "
-                                    "e.g. 10 (0: a line every epoch)") from None
+                raise EegbenchError(
+                    f"{PROGRESS_EVERY_ENV}={os.environ[PROGRESS_EVERY_ENV]!r}: expected seconds, "
+                    "e.g. 10 (0: a line every epoch)"
+                ) from None
         self.every = max(0.0, every)
         self.stream = stream if stream is not None else sys.stderr
         self.t0 = time.perf_counter()
@@ -308,7 +396,7 @@ class PlainProgress:
             except (OSError, ValueError):  # a closed pipe must not fail the run
                 pass
 
-    def __enter__(self) -> "PlainProgress":
+    def __enter__(self) -> PlainProgress:
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
         return self
@@ -323,19 +411,23 @@ class PlainProgress:
             if self.every and time.perf_counter() - self._last_line >= max(self.every, 1.0):
                 try:
                     status = self.store.cell_status(self.keys)
-                except Exception:  # noqa: BLE001 - the database may be busy; try again next tick
+                except Exception:
                     continue
                 counts = {s: sum(1 for k in self.keys if status.get(k) == s) for s in ("done", "failed", "running")}
-                self._print(f"cells: {counts['done']}/{len(self.keys)} done, {counts['running']} running"
-                            + (f", {counts['failed']} failed" if counts["failed"] else ""))
+                self._print(
+                    f"cells: {counts['done']}/{len(self.keys)} done, {counts['running']} running"
+                    + (f", {counts['failed']} failed" if counts["failed"] else "")
+                )
 
     def __call__(self, event: str, cell: Any, payload: Any) -> None:
         name = cell_name(cell, self.names)
         if event == "start":
             self._started += 1
             self._last_epoch_line[cell.key] = time.perf_counter()
-            self._print(f"start {name} ({int(cell.recipe.stage_training.epochs)} epochs; cell {self._started} of "
-                        f"{len(self.keys)} planned)")
+            self._print(
+                f"start {name} ({int(cell.recipe.stage_training.epochs)} epochs; cell {self._started} of "
+                f"{len(self.keys)} planned)"
+            )
         elif event == "epoch":
             now = time.perf_counter()
             last_epoch = payload["epoch"] >= payload["epochs"]
@@ -382,13 +474,13 @@ def _estimate_samples(plan: Any) -> dict[str, Any]:
         from eegbench.execution.engine import build_dataset
 
         dataset = build_dataset(plan.cells[0])
-    except Exception:  # noqa: BLE001 - a dry run must work without the data
+    except Exception:
         return {"n_images": None, "repetitions": None}
     n_images = None
     for count in (lambda: dataset.declared_size("train"), lambda: len(dataset.image_set("train"))):
         try:
             value = count()
-        except Exception:  # noqa: BLE001 - an absent release only makes the counts unknown
+        except Exception:
             value = None
         if value:
             n_images = int(value)
@@ -398,7 +490,7 @@ def _estimate_samples(plan: Any) -> dict[str, Any]:
         try:
             value = dataset.repetitions("train")
             reps = int(value) if value else None
-        except Exception:  # noqa: BLE001 - an unknown count only makes the estimate coarser
+        except Exception:
             reps = None
     return {"n_images": n_images, "repetitions": reps}
 
@@ -442,16 +534,29 @@ def plan_table(plan: Any, stored: Mapping[str, str]) -> Any:
         n_train = n_val = samples = None
         split_exact = True
         if est["n_images"] is not None:
-            n_train, n_val, split_exact = budget_counts(est["n_images"], len(c.train_subjects), c.training_ratio,
-                                                        float(vcfg.fraction), vcfg.by)
+            n_train, n_val, split_exact = budget_counts(
+                est["n_images"], len(c.train_subjects), c.training_ratio, float(vcfg.fraction), vcfg.by
+            )
             samples = n_train * per_image
         counted = "averaged images (estimate)" if not exact else "trials" if split_exact else "trials (estimate)"
-        rows.append({**({"variant": plan.variants.get(c.key, "")} if getattr(plan, "variants", None) else {}),
-                     "key": c.key[:12], "stage": c.stage, "fold": c.fold, "seed": c.seed, "ratio": c.training_ratio,
-                     "train_subjects": len(c.train_subjects), "train_images": n_train, "val_images": n_val,
-                     "samples": samples, "counted": counted, "epochs": epochs,
-                     "work": samples * epochs if samples is not None else None,
-                     "stored": stored.get(c.key, "-")})
+        rows.append(
+            {
+                **({"variant": plan.variants.get(c.key, "")} if getattr(plan, "variants", None) else {}),
+                "key": c.key[:12],
+                "stage": c.stage,
+                "fold": c.fold,
+                "seed": c.seed,
+                "ratio": c.training_ratio,
+                "train_subjects": len(c.train_subjects),
+                "train_images": n_train,
+                "val_images": n_val,
+                "samples": samples,
+                "counted": counted,
+                "epochs": epochs,
+                "work": samples * epochs if samples is not None else None,
+                "stored": stored.get(c.key, "-"),
+            }
+        )
     table = pd.DataFrame(rows)
     table.attrs["n_images"] = est["n_images"]
     return table
@@ -463,9 +568,11 @@ def budget_lines(table: Any) -> list[str]:
         return []
     ft = table[(table["stage"] == "finetune") & table["train_images"].notna()].drop_duplicates("ratio")
     n = int(table.attrs["n_images"])
-    return [f"finetune ratio {r.ratio:g}: {int(r.train_images) + int(r.val_images):,} of the held-out subject's {n:,} "
-            f"training images labelled = {int(r.train_images):,} training + {int(r.val_images):,} validation"
-            for r in ft.itertuples()]
+    return [
+        f"finetune ratio {r.ratio:g}: {int(r.train_images) + int(r.val_images):,} of the held-out subject's {n:,} "
+        f"training images labelled = {int(r.train_images):,} training + {int(r.val_images):,} validation"
+        for r in ft.itertuples()
+    ]
 
 
 def results_frame(store: Any, keys: list[str]) -> Any:
@@ -473,8 +580,10 @@ def results_frame(store: Any, keys: list[str]) -> Any:
 
     from eegbench.results.store import RESULT_COLUMNS
 
-    frames = [store.dataframe(f"cell_key IN ({','.join('?' * len(keys[i:i + 500]))})", keys[i:i + 500])
-              for i in range(0, len(keys), 500)]
+    frames = [
+        store.dataframe(f"cell_key IN ({','.join('?' * len(keys[i : i + 500]))})", keys[i : i + 500])
+        for i in range(0, len(keys), 500)
+    ]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=["id", *RESULT_COLUMNS])
@@ -490,9 +599,17 @@ def summary_table(df: Any) -> Any:
     g = df.groupby(["stage", "training_ratio", "fold", "test_subject", "metric"], sort=False)["value"]
     out = g.mean().unstack("metric")
     out.columns = list(out.columns)
-    chance = df[df["metric"] == "top1"].groupby(["stage", "training_ratio", "fold", "test_subject"], sort=False)["chance"].first()
+    chance = (
+        df[df["metric"] == "top1"]
+        .groupby(["stage", "training_ratio", "fold", "test_subject"], sort=False)["chance"]
+        .first()
+    )
     out["chance@1"] = chance
-    out["seeds"] = df[df["metric"] == "top1"].groupby(["stage", "training_ratio", "fold", "test_subject"], sort=False)["seed"].nunique()
+    out["seeds"] = (
+        df[df["metric"] == "top1"]
+        .groupby(["stage", "training_ratio", "fold", "test_subject"], sort=False)["seed"]
+        .nunique()
+    )
     return out.reset_index()
 
 
@@ -509,17 +626,32 @@ def _print_summary(df: Any, console: Any) -> None:
     metrics = [c for c in summary.columns if c.startswith("top")]
     for col in ["stage", "ratio", "fold", "subject", *metrics, "chance@1", "seeds"]:
         table.add_column(col, justify="right" if col not in ("stage", "fold") else "left")
-    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    pct = lambda v: f"{100 * v:.1f}"
     stage_order = {"pretrain": 0, "finetune": 1}
     groups = summary.groupby(["stage", "training_ratio"], sort=False)
     for (stage, ratio), group in sorted(groups, key=lambda g: (stage_order.get(g[0][0], 2), g[0][0], g[0][1])):
         ratio_text = f"{100 * ratio:g} %" if stage != "pretrain" else ""
         for _, r in group.iterrows():
-            table.add_row(stage, ratio_text, str(r["fold"]), str(r["test_subject"]),
-                          *[pct(r[m]) for m in metrics], pct(r["chance@1"]), str(r["seeds"]))
+            table.add_row(
+                stage,
+                ratio_text,
+                str(r["fold"]),
+                str(r["test_subject"]),
+                *[pct(r[m]) for m in metrics],
+                pct(r["chance@1"]),
+                str(r["seeds"]),
+            )
         if len(group) > 1:
-            table.add_row(stage, ratio_text, "mean", "", *[pct(group[m].mean()) for m in metrics],
-                          pct(group["chance@1"].mean()), "", style="bold")
+            table.add_row(
+                stage,
+                ratio_text,
+                "mean",
+                "",
+                *[pct(group[m].mean()) for m in metrics],
+                pct(group["chance@1"].mean()),
+                "",
+                style="bold",
+            )
     console.print(table)
 
 
@@ -540,10 +672,22 @@ def _print_leaderboard(df: Any, store: Any, plan: Any, console: Any) -> None:
     console.print(text.rstrip(), markup=False, highlight=False, soft_wrap=True)
 
 
-def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = None, *, results_dir: Any = None,
-             cache_dir: Any = None, device: str = "auto", force: bool = False, dry_run: bool = False,
-             only: Iterable[str] | Mapping[str, Any] | None = None, executor: str | None = None, jobs: int | None = None,
-             quiet: bool = False, progress: bool = False, verbose: bool = False) -> Any:
+def run_spec(
+    spec: Any,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    *,
+    results_dir: Any = None,
+    cache_dir: Any = None,
+    device: str = "auto",
+    force: bool = False,
+    dry_run: bool = False,
+    only: Iterable[str] | Mapping[str, Any] | None = None,
+    executor: str | None = None,
+    jobs: int | None = None,
+    quiet: bool = False,
+    progress: bool = False,
+    verbose: bool = False,
+) -> Any:
     """Run (or with ``dry_run`` just plan) a benchmark spec; return a pandas DataFrame.
 
     Silent by default (a failed or deferred cell still gets one line on stderr). ``progress=True`` (the
@@ -558,8 +702,8 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     from rich.console import Console
     from rich.markup import escape
 
-    from eegbench.registry import create, get_component
     from eegbench.planning.plan import build_plan
+    from eegbench.registry import create, get_component
     from eegbench.results.store import ResultStore
 
     show = progress and not quiet
@@ -581,21 +725,29 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
     params = dict(plan.spec.executor.params)
     if jobs is not None:
         if "jobs" not in get_component("executor", name).defaults:
-            raise EegbenchError(f"--jobs applies to the local executor; executor {name!r} takes its parallelism from its "
-                                f"own parameters (see `eegbench info {name}`)")
+            raise EegbenchError(
+                f"--jobs applies to the local executor; executor {name!r} takes its parallelism from its "
+                f"own parameters (see `eegbench info {name}`)"
+            )
         params["jobs"] = int(jobs)
     exe = create("executor", name, **params)
 
     if dry_run:
-        stored = ResultStore(res_dir, read_only=True).cell_status([c.key for c in cells]) if (res_dir / "results.sqlite").exists() else {}
+        stored = (
+            ResultStore(res_dir, read_only=True).cell_status([c.key for c in cells])
+            if (res_dir / "results.sqlite").exists()
+            else {}
+        )
         sub_plan = type(plan)(plan.spec, cells, plan.variants)
         table = plan_table(sub_plan, stored)
         if show:
             import pandas as pd
 
             with pd.option_context("display.max_rows", 500, "display.width", 200):
-                console.print(f"plan {plan.spec.name!r}: {len(cells)} cells "
-                              f"({sum(1 for c in cells if stored.get(c.key) == 'done')} stored) -> {res_dir}")
+                console.print(
+                    f"plan {plan.spec.name!r}: {len(cells)} cells "
+                    f"({sum(1 for c in cells if stored.get(c.key) == 'done')} stored) -> {res_dir}"
+                )
                 shown = table.astype(object).where(table.notna(), "?")  # unknown until the data is there
                 console.print(shown.to_string(index=False), markup=False, highlight=False)
                 for line in budget_lines(table):
@@ -604,12 +756,22 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
                 if len(work):
                     estimated = bool(len(table)) and (table["counted"] == "averaged images (estimate)").any()
                     by_concept = bool(len(table)) and (table["counted"] == "trials (estimate)").any()
-                    console.print(f"work: {int(work.sum()):,} sample-epochs "
-                                  f"({int(table.loc[table['stored'] != 'done', 'work'].fillna(0).sum()):,} to run)"
-                                  + (" - an estimate per averaged image: the dataset cannot tell its repetitions "
-                                     "without loading the EEG, so kept repetitions are not counted" if estimated else "")
-                                  + (" - validation by concept: its size depends on the concepts drawn, so the "
-                                     "counts are the image fraction's" if by_concept else ""))
+                    console.print(
+                        f"work: {int(work.sum()):,} sample-epochs "
+                        f"({int(table.loc[table['stored'] != 'done', 'work'].fillna(0).sum()):,} to run)"
+                        + (
+                            " - an estimate per averaged image: the dataset cannot tell its repetitions "
+                            "without loading the EEG, so kept repetitions are not counted"
+                            if estimated
+                            else ""
+                        )
+                        + (
+                            " - validation by concept: its size depends on the concepts drawn, so the "
+                            "counts are the image fraction's"
+                            if by_concept
+                            else ""
+                        )
+                    )
                 else:
                     console.print("work: unknown until the dataset is available")
         return table
@@ -639,23 +801,39 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
             try:  # which cells still run (their encoders are checked below); read-only, nothing created yet
                 stored = ResultStore(res_dir, read_only=True).cell_status(keys)
             except EegbenchError:  # no store, or one a concurrent run is creating: check every cell's encoder
-                stored = {}       # (a foreign file is refused below, when the store is opened for writing)
+                stored = {}  # (a foreign file is refused below, when the store is opened for writing)
             todo = [c for c in cells if force or stored.get(c.key) != "done"]
             # missing weights are one line now, not one failure per cell (the encoder is built again in each cell)
             for ref in sorted({c.recipe.image_encoder for c in todo}, key=lambda r: (r.name, json.dumps(r.kwargs()))):
                 create("image-encoder", ref.name, **ref.kwargs())
         except Exception as exc:
-            log.error("spec %s (%s): pre-flight failed, nothing run: %s", plan.spec.name, plan.spec.source,
-                      _one_line(exc), exc_info=not isinstance(exc, EegbenchError))
+            log.error(
+                "spec %s (%s): pre-flight failed, nothing run: %s",
+                plan.spec.name,
+                plan.spec.source,
+                _one_line(exc),
+                exc_info=not isinstance(exc, EegbenchError),
+            )
             raise
         store = ResultStore(res_dir)
         stored = store.cell_status(keys)
         todo = [c for c in cells if force or stored.get(c.key) != "done"]
-        log.info("spec %s (%s): %d cells, %d to run, results %s, device %s, executor %s %s", plan.spec.name,
-                 plan.spec.source, len(cells), len(todo), res_dir, device, name, params)
+        log.info(
+            "spec %s (%s): %d cells, %d to run, results %s, device %s, executor %s %s",
+            plan.spec.name,
+            plan.spec.source,
+            len(cells),
+            len(todo),
+            res_dir,
+            device,
+            name,
+            params,
+        )
         if show:
-            console.print(f"[bold]{plan.spec.name}[/]: {len(cells)} cells, {len(cells) - len(todo)} stored, "
-                          f"{len(todo)} to run -> {res_dir}  (log {log_path})")
+            console.print(
+                f"[bold]{plan.spec.name}[/]: {len(cells)} cells, {len(cells) - len(todo)} stored, "
+                f"{len(todo)} to run -> {res_dir}  (log {log_path})"
+            )
         outcomes = []
         if todo:
             names = plan.variants
@@ -680,7 +858,9 @@ def run_spec(spec: Any, overrides: Iterable[str] | Mapping[str, Any] | None = No
         for o in failed:
             msg = f"failed: {by_key[o.key].label()}: {o.error}"
             log.error(msg)
-            notices.print(f"[red]{escape(msg)}[/]", highlight=False, soft_wrap=True)  # cell keys in [..] are text, not markup
+            notices.print(
+                f"[red]{escape(msg)}[/]", highlight=False, soft_wrap=True
+            )  # cell keys in [..] are text, not markup
         df = results_frame(store, keys)
         if show:
             if plan.variants:
@@ -727,29 +907,66 @@ def add_commands(sub) -> None:
     """Register ``eegbench run`` on the top-level subparsers."""
     p = sub.add_parser("run", help="run a benchmark spec (TOML): plan, train, evaluate, store results")
     p.add_argument("spec", help="path to a benchmark spec, e.g. benchmarks/quick.toml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec key with a TOML value, e.g. --set train.epochs=5 --set seeds=[1,2]")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key with a TOML value, e.g. --set train.epochs=5 --set seeds=[1,2]",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the cells, their work and what is stored; run nothing")
-    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
-                   help="run a subset: stage, fold, seed, ratio, test_subject, protocol or key (repeatable)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run a subset: stage, fold, seed, ratio, test_subject, protocol or key (repeatable)",
+    )
     p.add_argument("--force", action="store_true", help="recompute cells already stored")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
-    p.add_argument("--results", metavar="DIR", help="results directory (default: spec [paths] results, EEGBENCH_RESULTS, ./results)")
-    p.add_argument("--cache", metavar="DIR", help="cache directory (default: spec [paths] cache, EEGBENCH_CACHE, user cache)")
+    p.add_argument(
+        "--results",
+        metavar="DIR",
+        help="results directory (default: spec [paths] results, EEGBENCH_RESULTS, ./results)",
+    )
+    p.add_argument(
+        "--cache", metavar="DIR", help="cache directory (default: spec [paths] cache, EEGBENCH_CACHE, user cache)"
+    )
     p.add_argument("--executor", metavar="NAME", help="executor component (local, submitit, ray; default: the spec's)")
     p.add_argument("--jobs", type=int, metavar="N", help="cells at once (executor parameter jobs)")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress or tables; a failed or deferred cell still gets one line on stderr")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="a progress line every epoch (default: a live display in a terminal, else a line per cell "
-                        f"start and end and one every ${PROGRESS_EVERY_ENV} seconds, default {PROGRESS_EVERY:g})")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress or tables; a failed or deferred cell still gets one line on stderr",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="a progress line every epoch (default: a live display in a terminal, else a line per cell "
+        f"start and end and one every ${PROGRESS_EVERY_ENV} seconds, default {PROGRESS_EVERY:g})",
+    )
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    df = run_spec(args.spec, args.overrides, results_dir=args.results, cache_dir=args.cache, device=args.device,
-                  force=args.force, dry_run=args.dry_run, only=args.only, executor=args.executor, jobs=args.jobs,
-                  quiet=args.quiet, progress=True, verbose=args.verbose)
+    df = run_spec(
+        args.spec,
+        args.overrides,
+        results_dir=args.results,
+        cache_dir=args.cache,
+        device=args.device,
+        force=args.force,
+        dry_run=args.dry_run,
+        only=args.only,
+        executor=args.executor,
+        jobs=args.jobs,
+        quiet=args.quiet,
+        progress=True,
+        verbose=args.verbose,
+    )
     # the exit-code contract (README "Exit codes"): a failure due to the user's input wins over a run-time one
     if df.attrs.get("failed_user_error"):
         return EXIT_USER_ERROR

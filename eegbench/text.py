@@ -3,9 +3,11 @@
 Below every command module (it imports nothing of eegbench), so both commands share it without importing
 each other.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def text_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:

@@ -1,4 +1,5 @@
 """The torch wrapper of the braindecode zoo (imported only when a model is built)."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -14,6 +14,7 @@ The classification head (``final_layer``) is replaced by identities, so the modu
 the head would have seen, flattened to ``[B, F]``; ``n_features`` is found by a dry forward. A model that
 cannot take the input fails at build time with one line naming the model and the constraint.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,7 +35,25 @@ N_OUTPUTS = 4
 CHECK_SHAPE = {"n_chans": 17, "n_times": 128, "sfreq": 100.0}
 #: the same shape as recorded in each component's ``fits`` (``eegbench list --fits 17x128``)
 CHECK_FITS = "17x128@100"
-CHECK_CHANNELS = ("P7", "P5", "P3", "P1", "Pz", "P2", "P4", "P6", "P8", "PO7", "PO3", "POz", "PO4", "PO8", "O1", "Oz", "O2")
+CHECK_CHANNELS = (
+    "P7",
+    "P5",
+    "P3",
+    "P1",
+    "Pz",
+    "P2",
+    "P4",
+    "P6",
+    "P8",
+    "PO7",
+    "PO3",
+    "POz",
+    "PO4",
+    "PO8",
+    "O1",
+    "Oz",
+    "O2",
+)
 
 #: short names for the models people reach for first
 ALIASES: dict[str, str] = {
@@ -138,8 +157,9 @@ def _first_line(exc: BaseException) -> str:
     return first_line(exc, 300) or type(exc).__name__
 
 
-def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, *, model: str,
-          **params: Any):
+def build(
+    n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, *, model: str, **params: Any
+):
     """Build ``braindecode:<model>`` as a feature extractor (the backbone factory contract)."""
     import torch
 
@@ -154,7 +174,9 @@ def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None,
             warnings.simplefilter("ignore", FutureWarning)  # not the user's to act on: keep run output clean
             from braindecode.models.util import models_dict
     except ImportError as exc:
-        raise EegbenchError(f"backbone {name}: braindecode is not importable ({exc}); pip install braindecode") from None
+        raise EegbenchError(
+            f"backbone {name}: braindecode is not importable ({exc}); pip install braindecode"
+        ) from None
     cls = models_dict.get(model)
     if cls is None:
         raise EegbenchError(f"backbone {name}: the installed braindecode has no model {model!r}")
@@ -216,8 +238,16 @@ def scan_installed() -> dict[str, Any]:
             reason = str(exc).split(": ", 1)[-1]
             if "download" in reason.lower():  # not a shape constraint: a file fetched on first use
                 reason = "needs a file braindecode downloads on first use (unavailable offline when this list was made)"
-            fits, notes = False, f"cannot take 17 ch x 128 samples @ 100 Hz (braindecode {braindecode.__version__}): {reason}"
-        models[name] = {"summary": summary, "fits": fits, "notes": notes, "signal": signal_of(row.get("Application", ""))}
+            fits, notes = (
+                False,
+                f"cannot take 17 ch x 128 samples @ 100 Hz (braindecode {braindecode.__version__}): {reason}",
+            )
+        models[name] = {
+            "summary": summary,
+            "fits": fits,
+            "notes": notes,
+            "signal": signal_of(row.get("Application", "")),
+        }
     return {"braindecode_version": importlib.metadata.version("braindecode"), "models": models}
 
 

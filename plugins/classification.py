@@ -19,10 +19,12 @@ the seed's runs without ``--separate_test``.
 
 Metrics ``class_top1`` / ``class_top5`` (chance k / n_classes); ties count against the trial.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from eegbench import hookimpl
 from eegbench.components import Component
@@ -39,8 +41,9 @@ def _check_int(key: str, value: Any, low: int) -> None:
 
 def _check_number(key: str, value: Any, positive: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 if positive else value >= 0):
-        raise EegbenchError(f"task 'classification': {key} must be a number {'> 0' if positive else '>= 0'}, "
-                            f"got {value!r}")
+        raise EegbenchError(
+            f"task 'classification': {key} must be a number {'> 0' if positive else '>= 0'}, got {value!r}"
+        )
 
 
 class ClassificationTask(Task):
@@ -51,23 +54,48 @@ class ClassificationTask(Task):
     needs_training_data = True
     needs_seen_concepts = True
 
-    def __init__(self, mode: str = "probe", epochs: int = 50, batch_size: int = 1024, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, finetune_epochs: int = 20, finetune_lr: float = 1e-4, patience: int = 5,
-                 topk: list[int] | tuple[int, ...] = (1, 5), seed: int = 0):
+    def __init__(
+        self,
+        mode: str = "probe",
+        epochs: int = 50,
+        batch_size: int = 1024,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        finetune_epochs: int = 20,
+        finetune_lr: float = 1e-4,
+        patience: int = 5,
+        topk: list[int] | tuple[int, ...] = (1, 5),
+        seed: int = 0,
+    ):
         if mode not in MODES:
-            raise EegbenchError(f"task 'classification': mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-        for key, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("seed", seed, 0),
-                                ("finetune_epochs", finetune_epochs, 1), ("patience", patience, 0)):
+            raise EegbenchError(
+                f"task 'classification': mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}"
+            )
+        for key, value, low in (
+            ("epochs", epochs, 1),
+            ("batch_size", batch_size, 1),
+            ("seed", seed, 0),
+            ("finetune_epochs", finetune_epochs, 1),
+            ("patience", patience, 0),
+        ):
             _check_int(key, value, low)
-        for key, value, positive in (("lr", lr, True), ("weight_decay", weight_decay, False),
-                                     ("finetune_lr", finetune_lr, True)):
+        for key, value, positive in (
+            ("lr", lr, True),
+            ("weight_decay", weight_decay, False),
+            ("finetune_lr", finetune_lr, True),
+        ):
             _check_number(key, value, positive)
         ks = sorted({int(k) for k in topk}) if not isinstance(topk, (str, bytes)) else []
         if not ks or ks[0] < 1:
             raise EegbenchError(f"task 'classification': topk must be positive integers, got {topk!r}")
         self.mode = mode
         self.needs_encoder = mode == "finetune"  # the engine then calls fit_encoder instead of fit
-        self.epochs, self.batch_size, self.lr, self.weight_decay = int(epochs), int(batch_size), float(lr), float(weight_decay)
+        self.epochs, self.batch_size, self.lr, self.weight_decay = (
+            int(epochs),
+            int(batch_size),
+            float(lr),
+            float(weight_decay),
+        )
         self.finetune_epochs, self.finetune_lr, self.patience = int(finetune_epochs), float(finetune_lr), int(patience)
         self.topk, self.seed = ks, int(seed)
         self.classes = None
@@ -81,16 +109,26 @@ class ClassificationTask(Task):
         index = {c: i for i, c in enumerate(classes.tolist())}
         unseen = [c for c in test_images.concepts if c not in index]
         if unseen:
-            raise EegbenchError(f"task 'classification': {len(unseen)} test image(s) show concepts never trained on "
-                                f"(e.g. {unseen[0]!r}); set [dataset] test_split = \"train-heldout\"")
+            raise EegbenchError(
+                f"task 'classification': {len(unseen)} test image(s) show concepts never trained on "
+                f'(e.g. {unseen[0]!r}); set [dataset] test_split = "train-heldout"'
+            )
         self.classes = classes
         self.class_of_train_image = class_of_train.astype(np.int64)
         self.class_of_test_image = np.array([index[c] for c in test_images.concepts], dtype=np.int64)
 
     # -- shared: mini-batch AdamW, the epoch selected on validation loss only ---------------------------------
-    def _train_selected(self, parts, groups, n: int, epochs: int, patience: int,
-                        batch_loss: Callable[[Any], Any], val_loss: Callable[[], float] | None,
-                        min_batch: int = 1) -> int:
+    def _train_selected(
+        self,
+        parts,
+        groups,
+        n: int,
+        epochs: int,
+        patience: int,
+        batch_loss: Callable[[Any], Any],
+        val_loss: Callable[[], float] | None,
+        min_batch: int = 1,
+    ) -> int:
         """Train ``parts`` (modules) for up to ``epochs``; keep the state of the lowest validation loss (stop after
         ``patience`` epochs without improvement; 0: never) or the last one without validation; return its epoch."""
         import torch
@@ -105,7 +143,7 @@ class ClassificationTask(Task):
                     part.train()
                 perm = torch.randperm(n, generator=gen)
                 for start in range(0, n, self.batch_size):
-                    rows = perm[start:start + self.batch_size]
+                    rows = perm[start : start + self.batch_size]
                     if len(rows) < min_batch:  # a lone trailing trial would break batch norm in train mode
                         continue
                     loss = batch_loss(rows)
@@ -166,12 +204,18 @@ class ClassificationTask(Task):
         if val_emb is not None and len(val_emb) > 0:
             xv = normalize(torch.as_tensor(val_emb, device=device).float(), dim=1)
             yv = self._labels(val_image_index, device)
-            val_loss = lambda: loss_fn(probe(xv), yv)  # noqa: E731
+            val_loss = lambda: loss_fn(probe(xv), yv)
         probe = self._new_head(x.shape[1], device)
         loss_fn = torch.nn.CrossEntropyLoss()
         self.selected_epoch = self._train_selected(
-            [probe], probe.parameters(), len(x), self.epochs, 0,
-            lambda rows: loss_fn(probe(x[rows.to(device)]), y[rows.to(device)]), val_loss)
+            [probe],
+            probe.parameters(),
+            len(x),
+            self.epochs,
+            0,
+            lambda rows: loss_fn(probe(x[rows.to(device)]), y[rows.to(device)]),
+            val_loss,
+        )
         self.probe = probe
 
     # -- finetune: a copy of the encoder and a linear head, trained together -------------------------------------
@@ -206,16 +250,27 @@ class ClassificationTask(Task):
                 total = 0.0
                 for start in range(0, len(val), self.batch_size):
                     sl = slice(start, start + self.batch_size)
-                    total += float(torch.nn.functional.cross_entropy(logits(val.x[sl], val.subject[sl]), yv[sl],
-                                                                     reduction="sum"))
+                    total += float(
+                        torch.nn.functional.cross_entropy(logits(val.x[sl], val.subject[sl]), yv[sl], reduction="sum")
+                    )
                 return total / len(val)
 
         groups = [{"params": list(tuned.parameters()), "lr": self.finetune_lr}, {"params": list(head.parameters())}]
-        cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        cuda = (
+            [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        )
         with torch.random.fork_rng(devices=cuda):  # dropout draws seeded by the task, the caller's RNG untouched
             torch.manual_seed(self.seed)
-            self.selected_epoch = self._train_selected([tuned, head], groups, len(train), self.finetune_epochs,
-                                                       self.patience, batch_loss, val_loss, min_batch=2)
+            self.selected_epoch = self._train_selected(
+                [tuned, head],
+                groups,
+                len(train),
+                self.finetune_epochs,
+                self.patience,
+                batch_loss,
+                val_loss,
+                min_batch=2,
+            )
         self.probe = head
         return tuned
 
@@ -226,7 +281,9 @@ class ClassificationTask(Task):
             raise EegbenchError("task 'classification': evaluate() before fit(); it needs needs_training_data")
         x = torch.nn.functional.normalize(torch.as_tensor(eeg_emb).float(), dim=1)
         device = x.device
-        true = torch.as_tensor(self.class_of_test_image, device=device)[torch.as_tensor(image_index, device=device).long()]
+        true = torch.as_tensor(self.class_of_test_image, device=device)[
+            torch.as_tensor(image_index, device=device).long()
+        ]
         subj = torch.as_tensor(subjects, device=device).long()
         with torch.no_grad():
             logits = self.probe.to(device)(x)
@@ -237,20 +294,42 @@ class ClassificationTask(Task):
         for s in torch.unique(subj).tolist():
             mask = subj == s
             r = rank[mask]
-            scores.append(TaskScore(
-                subject=int(s), n_way=n_classes,
-                extra={"n_trials": int(mask.sum().item()), epoch_key: int(self.selected_epoch)},
-                metrics={f"class_top{k}": float((r < k).float().mean().item()) for k in self.topk},
-                chance={f"class_top{k}": min(1.0, k / n_classes) for k in self.topk}))
+            scores.append(
+                TaskScore(
+                    subject=int(s),
+                    n_way=n_classes,
+                    extra={"n_trials": int(mask.sum().item()), epoch_key: int(self.selected_epoch)},
+                    metrics={f"class_top{k}": float((r < k).float().mean().item()) for k in self.topk},
+                    chance={f"class_top{k}": min(1.0, k / n_classes) for k in self.topk},
+                )
+            )
         return scores
 
 
-def build(mode: str = "probe", epochs: int = 50, batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 1e-4,
-          finetune_epochs: int = 20, finetune_lr: float = 1e-4, patience: int = 5,
-          topk: list[int] | tuple[int, ...] = (1, 5), seed: int = 0) -> ClassificationTask:
-    return ClassificationTask(mode=mode, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, patience=patience,
-                              topk=topk, seed=seed)
+def build(
+    mode: str = "probe",
+    epochs: int = 50,
+    batch_size: int = 1024,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    finetune_epochs: int = 20,
+    finetune_lr: float = 1e-4,
+    patience: int = 5,
+    topk: list[int] | tuple[int, ...] = (1, 5),
+    seed: int = 0,
+) -> ClassificationTask:
+    return ClassificationTask(
+        mode=mode,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        finetune_epochs=finetune_epochs,
+        finetune_lr=finetune_lr,
+        patience=patience,
+        topk=topk,
+        seed=seed,
+    )
 
 
 @hookimpl
@@ -260,8 +339,8 @@ def eegbench_tasks():
             kind="task",
             name="classification",
             summary="Classification of the training concepts (the seed's downstream classification): a linear probe "
-                    "on the trained EEG embeddings or the encoder finetuned with a linear head (mode); needs "
-                    "test_split = \"train-heldout\"",
+            "on the trained EEG embeddings or the encoder finetuned with a linear head (mode); needs "
+            'test_split = "train-heldout"',
             factory="eegbench_plugins.classification:build",
             citation="",
             notes="probe / finetune epoch selected on validation loss only; metrics class_top1 / class_top5",

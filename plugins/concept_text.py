@@ -10,6 +10,7 @@ seed's 768-d CLS token, a block's token), is refused in one line when the cell s
 Each trial's true concept is its image's concept (``image_index`` → the test image set's concepts); ties
 count against the trial, as in ``retrieval``. Chance is k / (number of test concepts).
 """
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,10 @@ class ConceptTextTask(Task):
         try:
             filled = prompt.format(concept="dog")
         except (KeyError, IndexError, ValueError) as exc:
-            raise EegbenchError(f"task 'concept-text': prompt = {prompt!r} is not a template with only {{concept}} "
-                                f"({type(exc).__name__}: {exc})") from None
+            raise EegbenchError(
+                f"task 'concept-text': prompt = {prompt!r} is not a template with only {{concept}} "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         if filled == prompt:
             raise EegbenchError(f"task 'concept-text': prompt = {prompt!r} has no {{concept}} placeholder")
         ks = sorted({int(k) for k in topk}) if not isinstance(topk, (str, bytes)) else []
@@ -56,13 +59,17 @@ class ConceptTextTask(Task):
 
         what = getattr(image_encoder, "fingerprint", type(image_encoder).__name__)
         if not callable(getattr(image_encoder, "encode_text", None)):
-            raise EegbenchError(f"task 'concept-text': image encoder {what!r} has no text tower (encode_text); use an "
-                                "open_clip encoder (clip-vit-b-32, open_clip:MODEL/TAG) with output = \"embedding\"")
+            raise EegbenchError(
+                f"task 'concept-text': image encoder {what!r} has no text tower (encode_text); use an "
+                'open_clip encoder (clip-vit-b-32, open_clip:MODEL/TAG) with output = "embedding"'
+            )
         output = getattr(image_encoder, "output", None)
         if output != "embedding":
-            raise EegbenchError(f"task 'concept-text': image encoder output = {output!r}: EEG embeddings trained on it do "
-                                "not share CLIP's text space; set [image_encoder.params] output = \"embedding\" (the "
-                                "joint image embedding)")
+            raise EegbenchError(
+                f"task 'concept-text': image encoder output = {output!r}: EEG embeddings trained on it do "
+                'not share CLIP\'s text space; set [image_encoder.params] output = "embedding" (the '
+                "joint image embedding)"
+            )
         concepts, concept_of_image = np.unique(np.asarray(test_images.concepts), return_inverse=True)
         prompts = [self.prompt.format(concept=concept_words(str(c))) for c in concepts]
         self.text_emb = np.asarray(image_encoder.encode_text(prompts, device=device), dtype=np.float32)
@@ -77,9 +84,13 @@ class ConceptTextTask(Task):
             raise EegbenchError("task 'concept-text': evaluate() before setup(); the engine calls setup at cell start")
         eeg = torch.as_tensor(eeg_emb).float()
         if self.text_emb.shape[1] != eeg.shape[1]:
-            raise EegbenchError(f"task 'concept-text': text embeddings are {self.text_emb.shape[1]}-d but EEG embeddings "
-                                f"{eeg.shape[1]}-d; the image encoder's image and text outputs differ in width")
-        true = torch.as_tensor(self.concept_of_image, device=eeg.device)[torch.as_tensor(image_index, device=eeg.device).long()]
+            raise EegbenchError(
+                f"task 'concept-text': text embeddings are {self.text_emb.shape[1]}-d but EEG embeddings "
+                f"{eeg.shape[1]}-d; the image encoder's image and text outputs differ in width"
+            )
+        true = torch.as_tensor(self.concept_of_image, device=eeg.device)[
+            torch.as_tensor(image_index, device=eeg.device).long()
+        ]
         subj = torch.as_tensor(subjects, device=eeg.device).long()
         sim = cosine_similarities(eeg, self.text_emb, center=self.center, gallery="concept text embeddings")
         rank = (sim >= sim.gather(1, true[:, None])).sum(dim=1) - 1
@@ -88,15 +99,21 @@ class ConceptTextTask(Task):
         for s in torch.unique(subj).tolist():
             mask = subj == s
             r = rank[mask]
-            scores.append(TaskScore(
-                subject=int(s), n_way=n_concepts, extra={"n_trials": int(mask.sum().item())},
-                metrics={f"text_top{k}": float((r < k).float().mean().item()) for k in self.topk},
-                chance={f"text_top{k}": min(1.0, k / n_concepts) for k in self.topk}))
+            scores.append(
+                TaskScore(
+                    subject=int(s),
+                    n_way=n_concepts,
+                    extra={"n_trials": int(mask.sum().item())},
+                    metrics={f"text_top{k}": float((r < k).float().mean().item()) for k in self.topk},
+                    chance={f"text_top{k}": min(1.0, k / n_concepts) for k in self.topk},
+                )
+            )
         return scores
 
 
-
-def build(prompt: str = DEFAULT_PROMPT, topk: list[int] | tuple[int, ...] = (1, 5), center: bool = False) -> ConceptTextTask:
+def build(
+    prompt: str = DEFAULT_PROMPT, topk: list[int] | tuple[int, ...] = (1, 5), center: bool = False
+) -> ConceptTextTask:
     return ConceptTextTask(prompt=prompt, topk=topk, center=center)
 
 
@@ -106,9 +123,9 @@ def eegbench_tasks():
         Component(
             kind="task",
             name="concept-text",
-            summary="Zero-shot EEG -> concept-name retrieval through the image encoder's CLIP text tower (output = \"embedding\")",
+            summary='Zero-shot EEG -> concept-name retrieval through the image encoder\'s CLIP text tower (output = "embedding")',
             factory="eegbench_plugins.concept_text:build",
             citation="",
-            notes="needs an encoder with encode_text and output = \"embedding\" (refused at cell start otherwise)",
+            notes='needs an encoder with encode_text and output = "embedding" (refused at cell start otherwise)',
         )
     ]

@@ -23,6 +23,7 @@ them, with and without the centring. ``soft-clip`` is the seed's ``SoftCLIPLoss`
 the seed uses its loss temperature for the targets too, eegbench's ``target_temperature`` (default 0.04, the
 seed's value) stays fixed when ``learn_temperature`` is on.
 """
+
 from __future__ import annotations
 
 from eegbench import Component, hookimpl
@@ -55,20 +56,43 @@ def eegbench_losses() -> list[Component]:
     ]
 
 
-def build_clip(*, temperature: float = 0.04, learn_temperature: bool = False, temperature_param: str = "log",
-               text_weight: float = 0.0, center: bool = False):
+def build_clip(
+    *,
+    temperature: float = 0.04,
+    learn_temperature: bool = False,
+    temperature_param: str = "log",
+    text_weight: float = 0.0,
+    center: bool = False,
+):
     """``clip`` factory (see the module docstring); its signature holds the defaults (the seed's values)."""
     from .losses_nn import ClipLoss
 
-    return ClipLoss(temperature=temperature, learn_temperature=learn_temperature, temperature_param=temperature_param,
-                    text_weight=text_weight, center=center)
+    return ClipLoss(
+        temperature=temperature,
+        learn_temperature=learn_temperature,
+        temperature_param=temperature_param,
+        text_weight=text_weight,
+        center=center,
+    )
 
 
-def build_soft_clip(*, temperature: float = 0.04, learn_temperature: bool = False, temperature_param: str = "log",
-                    text_weight: float = 0.0, center: bool = False, target_temperature: float = 0.04):
+def build_soft_clip(
+    *,
+    temperature: float = 0.04,
+    learn_temperature: bool = False,
+    temperature_param: str = "log",
+    text_weight: float = 0.0,
+    center: bool = False,
+    target_temperature: float = 0.04,
+):
     """``soft-clip`` factory."""
     from .losses_nn import SoftClipLoss
 
-    return SoftClipLoss(temperature=temperature, learn_temperature=learn_temperature,
-                        temperature_param=temperature_param, text_weight=text_weight, center=center,
-                        target_temperature=target_temperature)
+    return SoftClipLoss(
+        temperature=temperature,
+        learn_temperature=learn_temperature,
+        temperature_param=temperature_param,
+        text_weight=text_weight,
+        center=center,
+        target_temperature=target_temperature,
+    )

@@ -2,6 +2,7 @@
 
 See :mod:`eegbench_plugins.losses` for the contract and the temperature parameterisations.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,9 @@ def _finite_number(value) -> bool:
 
 class ClipLoss(nn.Module):
     # the defaults live in the factories' signatures (eegbench_plugins.losses.build_clip / build_soft_clip)
-    def __init__(self, *, temperature: float, learn_temperature: bool, temperature_param: str, text_weight: float,
-                 center: bool):
+    def __init__(
+        self, *, temperature: float, learn_temperature: bool, temperature_param: str, text_weight: float, center: bool
+    ):
         super().__init__()
         if not isinstance(center, bool):
             raise EegbenchError(f"loss clip: center must be true or false, got {center!r}")
@@ -93,13 +95,16 @@ class ClipLoss(nn.Module):
             loss = (1.0 - self.text_weight) * loss + self.text_weight * self._pair_loss(eeg_emb, text_emb)
         return loss
 
+
 class SoftClipLoss(ClipLoss):
     """Targets are a softmax over image-image similarities instead of the identity (one-hot)."""
 
     def __init__(self, *, target_temperature: float, **kwargs):
         super().__init__(**kwargs)
         if not (_finite_number(target_temperature) and target_temperature > 0):
-            raise EegbenchError(f"loss soft-clip: target_temperature must be a finite number > 0, got {target_temperature}")
+            raise EegbenchError(
+                f"loss soft-clip: target_temperature must be a finite number > 0, got {target_temperature}"
+            )
         self.target_temperature = float(target_temperature)
 
     def _pair_loss(self, eeg, other):
@@ -111,4 +116,3 @@ class SoftClipLoss(ClipLoss):
         l1 = -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
         l2 = -(targets * F.log_softmax(logits.t(), dim=-1)).sum(-1).mean()
         return 0.5 * (l1 + l2)
-

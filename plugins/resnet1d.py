@@ -23,9 +23,10 @@ reproduce ``L_i = ceil(L_prev / stride)``. Lengths that do not divide evenly are
 the right of the strided conv and ``ceil_mode`` pooling on the skip path; when they divide evenly the
 padding is the paper's symmetric ``(kernel - stride + 1) // 2``.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from eegbench import Component, hookimpl
 from eegbench.errors import EegbenchError
@@ -67,22 +68,49 @@ def eegbench_backbones() -> list[Component]:
     ]
 
 
-def build(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, *,
-          filters: Sequence[int] = SEED_FILTERS, lengths: str | Sequence[int] = "auto", kernel_size: int = 17,
-          dropout: float = 0.5):
+def build(
+    n_chans: int,
+    n_times: int,
+    sfreq: float | None = None,
+    chs_info=None,
+    subjects=None,
+    *,
+    filters: Sequence[int] = SEED_FILTERS,
+    lengths: str | Sequence[int] = "auto",
+    kernel_size: int = 17,
+    dropout: float = 0.5,
+):
     """``resnet1d`` factory (the backbone factory contract); its signature holds the defaults."""
     from .resnet1d_nn import ResNet1d
 
     return ResNet1d(int(n_chans), int(n_times), filters, lengths, int(kernel_size), float(dropout))
 
 
-def build_subject(n_chans: int, n_times: int, sfreq: float | None = None, chs_info=None, subjects=None, *,
-                  filters: Sequence[int] = SEED_FILTERS, lengths: str | Sequence[int] = "auto", kernel_size: int = 17,
-                  dropout: float = 0.5, subject_layer: str = "stem"):
+def build_subject(
+    n_chans: int,
+    n_times: int,
+    sfreq: float | None = None,
+    chs_info=None,
+    subjects=None,
+    *,
+    filters: Sequence[int] = SEED_FILTERS,
+    lengths: str | Sequence[int] = "auto",
+    kernel_size: int = 17,
+    dropout: float = 0.5,
+    subject_layer: str = "stem",
+):
     """``resnet1d-subject`` factory: ``subjects`` (the training subjects' numbers) is required."""
     if not subjects:
         raise EegbenchError("resnet1d-subject needs the training subjects' numbers (context argument subjects=[...])")
     from .resnet1d_nn import SubjectResNet1d
 
-    return SubjectResNet1d(int(n_chans), int(n_times), filters, lengths, int(kernel_size), float(dropout),
-                           [int(s) for s in subjects], subject_layer)
+    return SubjectResNet1d(
+        int(n_chans),
+        int(n_times),
+        filters,
+        lengths,
+        int(kernel_size),
+        float(dropout),
+        [int(s) for s in subjects],
+        subject_layer,
+    )

@@ -1,10 +1,11 @@
 """The ResNet-1D's sequence geometry: lengths per stage, strides and padding (pure Python, testable without
 torch). Below both :mod:`eegbench_plugins.resnet1d` (the registration) and :mod:`eegbench_plugins.resnet1d_nn`
 (the torch modules), so neither imports the other's module for it."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from eegbench.errors import EegbenchError
 
@@ -22,7 +23,7 @@ def stage_lengths(n_times: int, n_blocks: int, lengths: Sequence[int] | str = "a
         return out
     if isinstance(lengths, str) or len(lengths) != n_blocks:
         raise EegbenchError(
-            f"resnet1d: lengths must be \"auto\" or {n_blocks} integers (one per entry of filters), got {lengths!r}"
+            f'resnet1d: lengths must be "auto" or {n_blocks} integers (one per entry of filters), got {lengths!r}'
         )
     out = [int(v) for v in lengths]
     previous = n_times
@@ -31,7 +32,7 @@ def stage_lengths(n_times: int, n_blocks: int, lengths: Sequence[int] | str = "a
         if length < 1 or stride < 1 or math.ceil(previous / stride) != length:
             raise EegbenchError(
                 f"resnet1d: lengths[{i}] = {length} cannot be reached from length {previous} with an integer stride "
-                f"(use lengths = \"auto\" or lengths that divide, e.g. {previous}, {math.ceil(previous / 2)})"
+                f'(use lengths = "auto" or lengths that divide, e.g. {previous}, {math.ceil(previous / 2)})'
             )
         previous = length
     return out
@@ -49,5 +50,3 @@ def conv_padding(length_in: int, stride: int, kernel_size: int) -> tuple[int, in
     out = (length_in + 2 * pad - kernel_size) // stride + 1
     extra = max(0, (target - 1) * stride + kernel_size - (length_in + 2 * pad)) if out < target else 0
     return pad, pad + extra
-
-

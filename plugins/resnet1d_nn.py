@@ -2,10 +2,11 @@
 
 See :mod:`eegbench_plugins.resnet1d` for the architecture and the length rules.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ class PaddedConv1d(nn.Conv1d):
             x = F.pad(x, self.extra_pad)
         return super().forward(x)
 
+
 class ResBlock1d(nn.Module):
     def __init__(self, c_in: int, c_out: int, length_in: int, stride: int, kernel_size: int, dropout: float):
         super().__init__()
@@ -56,6 +58,7 @@ class ResBlock1d(nn.Module):
         y = x  # the un-normalised sum travels on the skip path (pre-activation order)
         x = self.dropout2(torch.relu(self.bn2(x)))
         return x, y
+
 
 class ResNet1d(nn.Module):
     """``[B, n_chans, n_times]`` -> ``[B, filters[-1] * lengths[-1]]``."""
@@ -100,6 +103,7 @@ class ResNet1d(nn.Module):
     def forward(self, x):
         return self.trunk(self.stem(x))
 
+
 class SubjectResNet1d(ResNet1d):
     """ResNet1d whose input layer is per subject; ``forward(x, subject)`` with int64 ``subject [B]``.
 
@@ -112,7 +116,9 @@ class SubjectResNet1d(ResNet1d):
     def __init__(self, n_chans, n_times, filters, lengths, kernel_size, dropout, subjects, subject_layer):
         super().__init__(n_chans, n_times, filters, lengths, kernel_size, dropout)
         if subject_layer not in ("stem", "channel-mix"):
-            raise EegbenchError(f"resnet1d-subject: subject_layer must be \"stem\" or \"channel-mix\", got {subject_layer!r}")
+            raise EegbenchError(
+                f'resnet1d-subject: subject_layer must be "stem" or "channel-mix", got {subject_layer!r}'
+            )
         self.subject_layer = subject_layer
         self.subject_weights = nn.ParameterDict()
         self.register_buffer("_slot", torch.full((1,), _NO_SLOT, dtype=torch.long), persistent=False)
@@ -185,4 +191,3 @@ class SubjectResNet1d(ResNet1d):
         )
         out = out.reshape(b, w.shape[1], -1)
         return self.trunk(self.bn1(out))  # no activation after the stem, as ResNet1d.stem
-

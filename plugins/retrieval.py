@@ -22,6 +22,7 @@ k = n_way every other image is a distractor, so ``top1_<n_way>way`` equals ``top
 the gallery is skipped (the gallery's size is only known when the cell runs); ``kway = []`` turns the
 k-way metrics off. Chance is 1/k (5/k for top-5).
 """
+
 from __future__ import annotations
 
 from eegbench import hookimpl
@@ -39,8 +40,14 @@ class RetrievalTask(Task):
 
     name = "retrieval"
 
-    def __init__(self, topk: list[int] | tuple[int, ...] = (1, 3, 5), center: bool = False,
-                 kway: list[int] | tuple[int, ...] = KWAY_DEFAULT, kway_draws: int = 100, kway_seed: int = 0):
+    def __init__(
+        self,
+        topk: list[int] | tuple[int, ...] = (1, 3, 5),
+        center: bool = False,
+        kway: list[int] | tuple[int, ...] = KWAY_DEFAULT,
+        kway_draws: int = 100,
+        kway_seed: int = 0,
+    ):
         from eegbench.errors import EegbenchError
 
         if not isinstance(center, bool):
@@ -54,8 +61,9 @@ class RetrievalTask(Task):
             raise EegbenchError(f"task 'retrieval': kway must be a list of integers >= 2, got {kway!r}")
         ways = sorted(set(kway))
         if ways and ways[0] < 2:
-            raise EegbenchError(f"task 'retrieval': kway must be integers >= 2 (a trial against k - 1 distractors), "
-                                f"got {list(kway)}")
+            raise EegbenchError(
+                f"task 'retrieval': kway must be integers >= 2 (a trial against k - 1 distractors), got {list(kway)}"
+            )
         self.kway = ways
         for key, value, low in (("kway_draws", kway_draws, 1), ("kway_seed", kway_seed, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low or value > 2**32 - 1:
@@ -83,10 +91,16 @@ class RetrievalTask(Task):
             for name, (hits, chance_k) in kway_hits.items():
                 metrics[name] = float(hits[mask].mean().item())
                 chance[name] = chance_k
-            scores.append(TaskScore(subject=int(s), metrics=metrics, chance=chance, n_way=n_way,
-                                    extra={"n_trials": int(mask.sum().item())}))
+            scores.append(
+                TaskScore(
+                    subject=int(s),
+                    metrics=metrics,
+                    chance=chance,
+                    n_way=n_way,
+                    extra={"n_trials": int(mask.sum().item())},
+                )
+            )
         return scores
-
 
 
 def cosine_similarities(eeg, gallery_emb, *, center: bool, gallery: str):
@@ -161,13 +175,20 @@ def _refuse_non_finite(values, what: str) -> None:
     if bool(bad.any()):
         from eegbench.errors import CellFailure
 
-        raise CellFailure(f"task 'retrieval': {what} are not finite in {int(bad.sum())} of {len(values)} rows "
-                          f"(first: row {int(bad.nonzero()[0, 0])}); refusing to score them (a diverged model or "
-                          "non-finite inputs)")
+        raise CellFailure(
+            f"task 'retrieval': {what} are not finite in {int(bad.sum())} of {len(values)} rows "
+            f"(first: row {int(bad.nonzero()[0, 0])}); refusing to score them (a diverged model or "
+            "non-finite inputs)"
+        )
 
 
-def build(topk: list[int] | tuple[int, ...] = (1, 3, 5), center: bool = False,
-          kway: list[int] | tuple[int, ...] = KWAY_DEFAULT, kway_draws: int = 100, kway_seed: int = 0) -> RetrievalTask:
+def build(
+    topk: list[int] | tuple[int, ...] = (1, 3, 5),
+    center: bool = False,
+    kway: list[int] | tuple[int, ...] = KWAY_DEFAULT,
+    kway_draws: int = 100,
+    kway_seed: int = 0,
+) -> RetrievalTask:
     return RetrievalTask(topk=topk, center=center, kway=kway, kway_draws=kway_draws, kway_seed=kway_seed)
 
 

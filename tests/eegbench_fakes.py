@@ -3,6 +3,7 @@ known image latents, an encoder serving those latents, a small MLP backbone, a C
 in-process executor. Registered through a test-only pluggy plugin object, so engine tests need neither
 the real dataset, nor the model zoo, nor the executors.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,10 +42,25 @@ class FakeDataset(Dataset):
     name = "fake-eeg"
     events: list = []
 
-    def __init__(self, n_subjects: int = 3, n_train: int = 64, n_test: int = 16, noise: float = 0.5, leak: bool = False,
-                 reps: int = 2, cache_root=None):
+    def __init__(
+        self,
+        n_subjects: int = 3,
+        n_train: int = 64,
+        n_test: int = 16,
+        noise: float = 0.5,
+        leak: bool = False,
+        reps: int = 2,
+        cache_root=None,
+    ):
         self.cache_root = cache_root  # the context argument the engine passes from --cache
-        self.n_subjects, self.n_train, self.n_test, self.noise, self.leak, self.reps = n_subjects, n_train, n_test, noise, leak, reps
+        self.n_subjects, self.n_train, self.n_test, self.noise, self.leak, self.reps = (
+            n_subjects,
+            n_train,
+            n_test,
+            noise,
+            leak,
+            reps,
+        )
 
     @property
     def subjects(self) -> list[int]:
@@ -57,7 +73,9 @@ class FakeDataset(Dataset):
             return ImageSet(name="fake/leak", ids=train.ids[:k], files=train.files[:k], concepts=train.concepts[:k])
         n = self.n_train if split == "train" else self.n_test
         prefix = "training_images" if split == "train" else "test_images"
-        concepts = tuple(f"{(i // 2) + 1:05d}_thing{i // 2}" if split == "train" else f"{i + 1:05d}_test{i}" for i in range(n))
+        concepts = tuple(
+            f"{(i // 2) + 1:05d}_thing{i // 2}" if split == "train" else f"{i + 1:05d}_test{i}" for i in range(n)
+        )
         ids = tuple(f"{prefix}/{c}/{i}.jpg" for i, c in enumerate(concepts))
         return ImageSet(name=f"fake/{split}", ids=ids, files=ids, concepts=concepts, root="")
 

@@ -6,13 +6,14 @@ writes them, with made-up scores instead of training: one row per (test subject,
 so a store of N cells holds 3 N rows. Variants of the spec (``train.lr``, and ``finetune.lr`` over the same
 pretraining) make many configurations in one comparison context, as a sweep does.
 """
+
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
 
 from eegbench.results.store import CellRecord, ResultStore
 
@@ -25,10 +26,24 @@ METRICS = ("top1", "top3", "top5")
 
 
 def _context() -> dict:
-    return dict(dataset="things-eeg-2-synthetic", synthetic=True, test_split="test", n_way=50,
-                train_averaging="all", test_averaging="all", window=None, channels=None, n_times=64,
-                sfreq=100.0, standardize=True, selection="best-val", val_fraction=0.2, val_by="image",
-                image_encoder="fp", image_encoder_random_init=False)
+    return dict(
+        dataset="things-eeg-2-synthetic",
+        synthetic=True,
+        test_split="test",
+        n_way=50,
+        train_averaging="all",
+        test_averaging="all",
+        window=None,
+        channels=None,
+        n_times=64,
+        sfreq=100.0,
+        standardize=True,
+        selection="best-val",
+        val_fraction=0.2,
+        val_by="image",
+        image_encoder="fp",
+        image_encoder_random_init=False,
+    )
 
 
 def _variant(i: int) -> dict:
@@ -59,16 +74,38 @@ def write_store(directory: str | Path, n_cells: int) -> int:
                 continue
             written.add(cell.key)
             lift = 0.2 * cell.training_ratio * (cell.stage == "finetune") + 0.003 * (i % 7) + 0.001 * cell.seed
-            scores = [TaskScore(subject=s, metrics={m: round(min(1.0, (0.3 + lift + 0.01 * s) * (1 + k)), 6)
-                                                     for k, m in enumerate(METRICS)},
-                                chance={m: (1 + 2 * k) / 50 for k, m in enumerate(METRICS)}, n_way=50)
-                      for s in cell.test_subjects]
-            result = SimpleNamespace(context=context, scores=scores, image_encoder_fingerprint="fp", epochs_run=1,
-                                     best_epoch=1, wall_seconds=1.0, samples_per_second=1.0, device="cpu",
-                                     head="linear")
-            records.append(CellRecord(cell_key=cell.key, rows=result_rows(cell, result), spec_name=cell.spec_name,
-                                      stage=cell.stage, fold=cell.fold, seed=cell.seed,
-                                      training_ratio=cell.training_ratio, config=dict(cell.config)))
+            scores = [
+                TaskScore(
+                    subject=s,
+                    metrics={m: round(min(1.0, (0.3 + lift + 0.01 * s) * (1 + k)), 6) for k, m in enumerate(METRICS)},
+                    chance={m: (1 + 2 * k) / 50 for k, m in enumerate(METRICS)},
+                    n_way=50,
+                )
+                for s in cell.test_subjects
+            ]
+            result = SimpleNamespace(
+                context=context,
+                scores=scores,
+                image_encoder_fingerprint="fp",
+                epochs_run=1,
+                best_epoch=1,
+                wall_seconds=1.0,
+                samples_per_second=1.0,
+                device="cpu",
+                head="linear",
+            )
+            records.append(
+                CellRecord(
+                    cell_key=cell.key,
+                    rows=result_rows(cell, result),
+                    spec_name=cell.spec_name,
+                    stage=cell.stage,
+                    fold=cell.fold,
+                    seed=cell.seed,
+                    training_ratio=cell.training_ratio,
+                    config=dict(cell.config),
+                )
+            )
         i += 1
     for record in records:
         store.write_cell(record)

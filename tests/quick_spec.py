@@ -1,4 +1,5 @@
 """The shipped quick spec and tiny overrides of it, shared by the tests that run real cells end to end."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,9 @@ from pathlib import Path
 QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
 
 #: a twin small enough that a cell trains in about a second
-TINY_TWIN = ("dataset.params={noise=4.0, subjects=4, train_concepts=12, images_per_concept=2, test_images=6, "
-             "test_repetitions=4}")
+TINY_TWIN = (
+    "dataset.params={noise=4.0, subjects=4, train_concepts=12, images_per_concept=2, test_images=6, test_repetitions=4}"
+)
 #: quick.toml's base recipe alone (its [backbone], without the [[variants]] it compares), with one seed
 SINGLE = "variants=[]"
 ONE_SEED = "seeds=[0]"

@@ -3,6 +3,7 @@ line down to the contracts, it imports no plugin, and no sibling modules import 
 
 The rule the contracts enforce: every import statement is a dependency, at module level or inside a
 function; imports under ``if TYPE_CHECKING:`` are not (they never run)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The braindecode zoo: every registered model by name, forward + backward at Things-EEG-2's shape."""
+
 from __future__ import annotations
 
 import subprocess
@@ -28,7 +29,7 @@ def test_static_list_equals_installed_braindecode():
     from braindecode.models.util import models_dict
 
     assert model_names() == sorted(models_dict)
-    assert sorted(n[len(PREFIX):] for n in BACKBONES) == model_names()
+    assert sorted(n[len(PREFIX) :] for n in BACKBONES) == model_names()
 
 
 def test_recorded_signal_is_braindecodes_application():
@@ -48,8 +49,10 @@ def test_recorded_signal_is_braindecodes_application():
 
 
 def test_listing_does_not_import_braindecode():
-    code = ("import sys, eegbench; names = [c.name for c in eegbench.list_components('backbone', 'braindecode:*')]; "
-            "assert len(names) > 40, names; print(','.join(m for m in ('braindecode', 'torch', 'mne') if m in sys.modules))")
+    code = (
+        "import sys, eegbench; names = [c.name for c in eegbench.list_components('backbone', 'braindecode:*')]; "
+        "assert len(names) > 40, names; print(','.join(m for m in ('braindecode', 'torch', 'mne') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
 
@@ -62,7 +65,7 @@ def test_aliases_point_at_models():
 
 @pytest.mark.parametrize("name", BACKBONES)
 def test_every_model_forward_backward_or_one_line_refusal(name):
-    cls_name = name[len(PREFIX):]
+    cls_name = name[len(PREFIX) :]
     fits = model_table()[cls_name]["fits"]
     torch.manual_seed(0)
     with warnings.catch_warnings():

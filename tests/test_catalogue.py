@@ -1,4 +1,5 @@
 """registry.toml is the zoo's catalogue: it must equal what the built-in plugins register."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,9 @@ def test_registry_toml_matches_plugins():
     disk_keys = {(e["kind"], e["name"]) for e in on_disk}
     reg_keys = {(e["kind"], e["name"]) for e in registered}
     assert disk_keys - reg_keys == set(), f"in registry.toml but not registered: {sorted(disk_keys - reg_keys)[:5]}"
-    assert reg_keys - disk_keys == set(), f"registered but missing from registry.toml: {sorted(reg_keys - disk_keys)[:5]}"
+    assert reg_keys - disk_keys == set(), (
+        f"registered but missing from registry.toml: {sorted(reg_keys - disk_keys)[:5]}"
+    )
     assert on_disk == registered, "registry.toml differs from the plugins: run python -m eegbench.catalogue --write"
 
 

@@ -1,6 +1,7 @@
 """Real components through whole cells on a tiny twin: subject-aware backbones under LOSO, --cache for
 prepared EEG, and cell keys that cover their inputs (a stored cell is reused only while what it read —
 the data's identity and every file a parameter names — is unchanged)."""
+
 from __future__ import annotations
 
 import os
@@ -8,13 +9,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from quick_spec import QUICK
+from quick_spec import TINY_ONE_FOLD as TINY
 
 from eegbench.execution.engine import load_encoder
 from eegbench.planning.plan import build_plan
 from eegbench.runner import run_spec
-
-from quick_spec import QUICK
-from quick_spec import TINY_ONE_FOLD as TINY
 
 
 @pytest.fixture
@@ -30,7 +30,9 @@ def test_subject_aware_backbone_under_loso_meets_its_unseen_subject(dirs):
     assert not df.attrs["failed"] and set(df["stage"]) == {"pretrain", "finetune"}
     for ckpt in (dirs / "r" / "checkpoints").glob("*.pt"):
         model, meta = load_encoder(ckpt)
-        assert not model.training and 4 in model.backbone.subjects  # eval mode; the held-out subject's layer is part of the checkpoint
+        assert (
+            not model.training and 4 in model.backbone.subjects
+        )  # eval mode; the held-out subject's layer is part of the checkpoint
         out = model(torch.zeros(2, meta["n_chans"], meta["n_times"]), torch.tensor([4, 4]))
         assert out.shape[0] == 2
 

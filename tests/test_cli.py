@@ -1,4 +1,5 @@
 """The command line: listing, info, one-line errors, and that listing stays light."""
+
 from __future__ import annotations
 
 import json
@@ -79,7 +80,8 @@ def test_list_fits_the_terminal_width_and_keeps_names_whole():
         assert any(line.endswith("…") for line in lines)  # long summaries shortened, not wrapped
         assert len(lines) == len(rows) + 2
         assert "braindecode:SignalJEPA_Contextual" not in out or all(
-            "braindecode:SignalJEPA_Contextual " in line for line in lines if "SignalJEPA_Contextual" in line)
+            "braindecode:SignalJEPA_Contextual " in line for line in lines if "SignalJEPA_Contextual" in line
+        )
 
 
 def test_list_folds_aliases_into_their_component(capsys):
@@ -175,16 +177,27 @@ def test_dry_run_plans_nothing_for_a_made_up_family_member(tmp_path, monkeypatch
     from quick_spec import QUICK
 
     monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
-    proc = run_cli("run", str(QUICK), "--dry-run", "--results", str(tmp_path / "res"),
-                   "--set", 'image_encoder.name="open_clip:ViT-B-99/foo"', "--set", "image_encoder.params={}")
+    proc = run_cli(
+        "run",
+        str(QUICK),
+        "--dry-run",
+        "--results",
+        str(tmp_path / "res"),
+        "--set",
+        'image_encoder.name="open_clip:ViT-B-99/foo"',
+        "--set",
+        "image_encoder.params={}",
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "did you mean 'ViT-B-32'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
 
 
 def test_plain_list_stays_light_even_with_a_pattern():
-    code = ("import sys; from eegbench.cli import main; rc = main(['list', 'image-encoder', '*']); "
-            "print('HEAVY=' + ','.join(m for m in ('torch', 'open_clip', 'timm') if m in sys.modules)); sys.exit(rc)")
+    code = (
+        "import sys; from eegbench.cli import main; rc = main(['list', 'image-encoder', '*']); "
+        "print('HEAVY=' + ','.join(m for m in ('torch', 'open_clip', 'timm') if m in sys.modules)); sys.exit(rc)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.rstrip().endswith("HEAVY="), proc.stdout[-300:] + proc.stderr
 
@@ -208,7 +221,10 @@ def test_every_option_of_every_command_has_help():
     missing = []
     for path, sub in _commands(build_parser()):
         for action in sub._actions:
-            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) or action.help == argparse.SUPPRESS:
+            if (
+                isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+                or action.help == argparse.SUPPRESS
+            ):
                 continue
             if not (action.help or "").strip():
                 missing.append(f"eegbench {' '.join(path)} {'/'.join(action.option_strings) or action.dest}")
@@ -232,8 +248,15 @@ def test_data_verify_lists_take_commas_and_spaces(spelling, tmp_path, monkeypatc
     from eegbench_plugins.things_eeg2 import download
 
     seen = {}
-    monkeypatch.setattr(download, "verify", lambda root, parts, subjects: seen.update(parts=parts, subjects=subjects) or [])
-    assert main(["data", "verify", "things-eeg-2", "--root", str(tmp_path), *spelling, "--parts", "preprocessed", "images"]) == 0
+    monkeypatch.setattr(
+        download, "verify", lambda root, parts, subjects: seen.update(parts=parts, subjects=subjects) or []
+    )
+    assert (
+        main(
+            ["data", "verify", "things-eeg-2", "--root", str(tmp_path), *spelling, "--parts", "preprocessed", "images"]
+        )
+        == 0
+    )
     assert seen == {"parts": ["preprocessed", "images"], "subjects": [1, 2]}
     assert main(["data", "verify", "things-eeg-2", "--root", str(tmp_path), "--parts", "raw,images"]) == 0
     assert seen["parts"] == ["raw", "images"] and seen["subjects"] is None

@@ -1,5 +1,6 @@
 """Two `eegbench run` processes on one results directory split the cells: each cell is trained exactly
 once (claimed atomically in the store), every cell ends done, and no result row is duplicated."""
+
 from __future__ import annotations
 
 import os
@@ -10,14 +11,18 @@ import sys
 from collections import Counter
 
 import pytest
-
 from quick_spec import QUICK, TINY, as_cli
 
 
 @pytest.mark.slow
 def test_two_concurrent_runs_compute_each_cell_once(tmp_path, monkeypatch):
-    env = {**os.environ, "EEGBENCH_DATA": str(tmp_path / "data"), "EEGBENCH_CACHE": str(tmp_path / "cache"),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "EEGBENCH_DATA": str(tmp_path / "data"),
+        "EEGBENCH_CACHE": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
     for k in ("EEGBENCH_DATA", "EEGBENCH_CACHE"):
         monkeypatch.setenv(k, env[k])
     # generate the twin once, so the two runs race on cells only
@@ -31,8 +36,9 @@ def test_two_concurrent_runs_compute_each_cell_once(tmp_path, monkeypatch):
 
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "eegbench.cli", "run", str(QUICK), *as_cli(TINY), "--results", str(results), "--quiet"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
 
@@ -51,15 +57,17 @@ def test_two_concurrent_runs_compute_each_cell_once(tmp_path, monkeypatch):
         assert len(statuses) == n_cells
         assert set(statuses.values()) == {"done"}
         n_rows = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-        dup = con.execute("SELECT COUNT(*) FROM (SELECT cell_key, metric, test_subject FROM results "
-                          "GROUP BY 1, 2, 3 HAVING COUNT(*) > 1)").fetchone()[0]
+        dup = con.execute(
+            "SELECT COUNT(*) FROM (SELECT cell_key, metric, test_subject FROM results "
+            "GROUP BY 1, 2, 3 HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
     assert n_rows == n_cells * 5 and dup == 0  # one test subject per cell x top1/top3/top5 + 2- and 4-way top1
 
 
 def test_live_foreign_running_cell_is_skipped_by_the_runner(tmp_path, monkeypatch):
     """A CellRunner never trains a cell another live process holds; a dead holder's cell it takes."""
-    from eegbench.runner import CellRunner
     from eegbench.results.store import ResultStore
+    from eegbench.runner import CellRunner
     from eegbench_plugins.executors.testing import FakeCell as _Fake
 
     class FakeCell(_Fake):
@@ -73,8 +81,11 @@ def test_live_foreign_running_cell_is_skipped_by_the_runner(tmp_path, monkeypatc
     with sqlite3.connect(results / "results.sqlite") as con:
         con.execute("UPDATE cells SET pid = ? WHERE cell_key = 'held'", (parent,))
     trained = []
-    monkeypatch.setattr(CellRunner, "_train", lambda self, cell: trained.append(cell.key) or (_ for _ in ()).throw(
-        RuntimeError("trained")))
+    monkeypatch.setattr(
+        CellRunner,
+        "_train",
+        lambda self, cell: trained.append(cell.key) or (_ for _ in ()).throw(RuntimeError("trained")),
+    )
     for force in (False, True):
         out = CellRunner(results, force=force)(FakeCell("held"))
         assert out.status == "skipped" and out.error.startswith("running elsewhere (") and f"pid {parent}" in out.error

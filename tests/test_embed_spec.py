@@ -1,4 +1,5 @@
 """`eegbench embed SPEC`: a spec's image sets embedded once with its image encoder, then cache hits."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,12 +27,17 @@ def test_embed_spec_computes_then_hits_the_cache(capsys):
     assert all("(cached)" in line for line in capsys.readouterr().out.splitlines())
 
 
-@pytest.mark.parametrize("args, message", [
-    (["embed"], "needs a SPEC, or both --dataset and --image-encoder"),
-    (["embed", QUICK, "--dataset", "things-eeg-2"], "either SPEC or --dataset"),
-    (["embed", "--dataset", "things-eeg-2", "--image-encoder", "embedding-file", "--set", "x=1"],
-     "'embedding-file' has no parameter 'x'"),  # without SPEC, --set is an image-encoder parameter
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["embed"], "needs a SPEC, or both --dataset and --image-encoder"),
+        (["embed", QUICK, "--dataset", "things-eeg-2"], "either SPEC or --dataset"),
+        (
+            ["embed", "--dataset", "things-eeg-2", "--image-encoder", "embedding-file", "--set", "x=1"],
+            "'embedding-file' has no parameter 'x'",
+        ),  # without SPEC, --set is an image-encoder parameter
+    ],
+)
 def test_embed_argument_errors_are_one_line(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -40,11 +46,13 @@ def test_embed_argument_errors_are_one_line(args, message, capsys):
 
 def test_embed_spec_embeds_every_variants_encoder_once(capsys):
     """Variants that share an encoder embed it once; a variant with another encoder gets its own lines."""
-    one = ["variants=[{name=\"a\", backbone={name=\"resnet1d\"}}, {name=\"b\", backbone={name=\"nice\"}}]"]
+    one = ['variants=[{name="a", backbone={name="resnet1d"}}, {name="b", backbone={name="nice"}}]']
     assert main(["embed", QUICK, "--set", TINY_TWIN, "--set", *one, "--quiet"]) == 0
     assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["train", "test"]
-    two = ["variants=[{name=\"a\"}, {name=\"b\", image_encoder={name=\"embedding-file\", "
-           "params={path=\"image_set/synthetic_latents.npz\", normalize=true}}}]"]
+    two = [
+        'variants=[{name="a"}, {name="b", image_encoder={name="embedding-file", '
+        'params={path="image_set/synthetic_latents.npz", normalize=true}}}]'
+    ]
     assert main(["embed", QUICK, "--set", TINY_TWIN, "--set", *two, "--quiet"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["embedding-file train", "embedding-file test"] * 2

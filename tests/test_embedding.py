@@ -1,4 +1,5 @@
 """Embedding cache with provenance, user embedding files, and `eegbench embed`."""
+
 from __future__ import annotations
 
 import types
@@ -8,8 +9,8 @@ import pytest
 
 import eegbench
 from eegbench import Component, hookimpl
-from eegbench.execution.embedding import embed_images, is_cached, load_embedding_file, cached_entry
 from eegbench.errors import DataError
+from eegbench.execution.embedding import cached_entry, embed_images, is_cached, load_embedding_file
 from eegbench.interfaces import ImageEncoder, ImageSet, stable_hash
 
 
@@ -24,8 +25,12 @@ class CountingEncoder(ImageEncoder):
 
     def encode(self, images, *, device="cpu", batch_size=64, progress=True):
         self.calls += 1
-        return np.stack([np.random.default_rng(abs(hash((i, self.preprocessing))) % 2**32).normal(size=self.dim)
-                         for i in images.ids]).astype(np.float32)
+        return np.stack(
+            [
+                np.random.default_rng(abs(hash((i, self.preprocessing))) % 2**32).normal(size=self.dim)
+                for i in images.ids
+            ]
+        ).astype(np.float32)
 
     def describe(self):
         return {**super().describe(), "preprocessing": self.preprocessing}
@@ -109,7 +114,9 @@ def test_user_file_checks_count_dim_order_and_normalisation(tmp_path):
 def test_embedding_file_encoder_through_the_cache(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
-    np.savez(root / "lat.npz", ids=np.array(["a", "b", "c"]), embeddings=np.arange(12, dtype=np.float32).reshape(3, 4) + 1)
+    np.savez(
+        root / "lat.npz", ids=np.array(["a", "b", "c"]), embeddings=np.arange(12, dtype=np.float32).reshape(3, 4) + 1
+    )
     images = ImageSet("set/test", ("a", "b", "c"), ("a", "b", "c"), ("a", "b", "c"), root=str(root))
     enc = eegbench.create("image-encoder", "embedding-file", path="lat.npz")  # relative to the image set root
     out = embed_images(enc, images, progress=False)
@@ -123,7 +130,9 @@ def test_cli_embed(tmp_path, monkeypatch, capsys):
     root = tmp_path / "data"
     root.mkdir()
     ids = ["test_images/a.jpg", "test_images/b.jpg", "training_images/c.jpg"]
-    np.savez(root / "lat.npz", ids=np.array(ids), embeddings=np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32))
+    np.savez(
+        root / "lat.npz", ids=np.array(ids), embeddings=np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    )
 
     class TinyDataset:
         def __init__(self, root=None):
@@ -134,21 +143,38 @@ def test_cli_embed(tmp_path, monkeypatch, capsys):
             return ImageSet(f"tiny/{split}", chosen, chosen, chosen, root=str(self.root))
 
     plugin = types.SimpleNamespace()
-    plugin.eegbench_datasets = hookimpl(lambda: [Component(kind="dataset", name="tiny-images", summary="t",
-                                                           factory=TinyDataset)])
+    plugin.eegbench_datasets = hookimpl(
+        lambda: [Component(kind="dataset", name="tiny-images", summary="t", factory=TinyDataset)]
+    )
     monkeypatch.setattr(registry, "_default", registry.Registry(plugins=[plugin]))
-    args = ["embed", "--dataset", "tiny-images", "--root", str(root), "--image-encoder", "embedding-file",
-            "--set", "path=lat.npz", "--split", "train,test", "--quiet", "--cache", str(tmp_path / "cache")]
+    args = [
+        "embed",
+        "--dataset",
+        "tiny-images",
+        "--root",
+        str(root),
+        "--image-encoder",
+        "embedding-file",
+        "--set",
+        "path=lat.npz",
+        "--split",
+        "train,test",
+        "--quiet",
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "train: 1 x 8 (computed)" in out and "test: 2 x 8 (computed)" in out
     assert str(tmp_path / "cache") in out
     # the deprecated spellings (--param, --cache-dir) still work, say so on stderr, and find the same cache
     old = [a for a in args if a not in ("--set", "--cache")]
-    old[old.index("path=lat.npz"):old.index("path=lat.npz")] = ["--param"]
-    old[old.index(str(tmp_path / "cache")):old.index(str(tmp_path / "cache"))] = ["--cache-dir"]
+    old[old.index("path=lat.npz") : old.index("path=lat.npz")] = ["--param"]
+    old[old.index(str(tmp_path / "cache")) : old.index(str(tmp_path / "cache"))] = ["--cache-dir"]
     assert main(old) == 0
     captured = capsys.readouterr()
     assert "test: 2 x 8 (cached)" in captured.out
-    assert "--param is deprecated; use --set" in captured.err and "--cache-dir is deprecated; use --cache" in captured.err
+    assert (
+        "--param is deprecated; use --set" in captured.err and "--cache-dir is deprecated; use --cache" in captured.err
+    )
     assert main(["embed", "--dataset", "tiny-images", "--image-encoder", "embedding-file", "--split", "val"]) == 2

@@ -1,18 +1,18 @@
 """The training engine: learns, is deterministic on CPU, never looks at the test set before training ends,
 refuses validation images that are test images, and writes checkpoints that rebuild the encoder."""
+
 from __future__ import annotations
 
 import math
 
+import eegbench_fakes as fakes
 import numpy as np
 import pytest
 import torch
 
-from eegbench.execution.engine import EpochSchedule, load_encoder, run_cell
 from eegbench.errors import EegbenchError
+from eegbench.execution.engine import EpochSchedule, load_encoder, run_cell
 from eegbench.planning.plan import build_plan
-
-import eegbench_fakes as fakes
 
 
 @pytest.fixture
@@ -63,10 +63,15 @@ def test_validation_overlapping_test_images_is_refused(env):
 
 
 def test_early_stopping_and_last_selection(env):
-    res = run_cell(_cell(**{"train.epochs": 40, "train.patience": 2, "train.lr": 0.5, "train.schedule": "constant"}),
-                   results_dir=env / "r", device="cpu")
+    res = run_cell(
+        _cell(**{"train.epochs": 40, "train.patience": 2, "train.lr": 0.5, "train.schedule": "constant"}),
+        results_dir=env / "r",
+        device="cpu",
+    )
     assert res.epochs_run < 40 and res.best_epoch <= res.epochs_run
-    last = run_cell(_cell(**{"validation.selection": "last", "validation.fraction": 0.0}), results_dir=env / "l", device="cpu")
+    last = run_cell(
+        _cell(**{"validation.selection": "last", "validation.fraction": 0.0}), results_dir=env / "l", device="cpu"
+    )
     assert last.best_epoch == last.epochs_run == 6 and last.context["val_fraction"] == 0.0
 
 
@@ -119,13 +124,24 @@ def test_schedule_warmup_then_cosine():
 
 
 def test_plateau_reduces_lr_on_validation(env):
-    res = run_cell(_cell(**{"train.epochs": 12, "train.schedule": "plateau", "train.plateau_patience": 0,
-                            "train.lr": 3.0, "train.warmup_epochs": 0}), results_dir=env / "r", device="cpu")
+    res = run_cell(
+        _cell(
+            **{
+                "train.epochs": 12,
+                "train.schedule": "plateau",
+                "train.plateau_patience": 0,
+                "train.lr": 3.0,
+                "train.warmup_epochs": 0,
+            }
+        ),
+        results_dir=env / "r",
+        device="cpu",
+    )
     lrs = [h["lr"] for h in res.history]
     assert lrs[0] == pytest.approx(3.0) and min(lrs) < 3.0
     vals = [h["val_loss"] for h in res.history]
     first_cut = next(i for i, lr in enumerate(lrs) if lr < 3.0)  # history records the lr each epoch used
-    assert vals[first_cut - 1] >= min(vals[:first_cut - 1])  # cut only after a non-improving epoch
+    assert vals[first_cut - 1] >= min(vals[: first_cut - 1])  # cut only after a non-improving epoch
 
 
 def test_retrieval_task_counts_ties_against_and_groups_subjects():
@@ -174,7 +190,10 @@ def test_backbone_with_its_projection_at_the_image_width_gets_no_head():
 def test_mismatched_width_or_no_projection_gets_the_linear_head():
     from eegbench.execution.engine import EEGEncoder
 
-    for backbone, image_dim in ((_ProjectingBackbone(6), fakes.DIM), (_ProjectingBackbone(fakes.DIM, False), fakes.DIM)):
+    for backbone, image_dim in (
+        (_ProjectingBackbone(6), fakes.DIM),
+        (_ProjectingBackbone(fakes.DIM, False), fakes.DIM),
+    ):
         model = EEGEncoder(backbone, image_dim)
         assert model.head_kind == "linear"
         assert isinstance(model.head, torch.nn.Linear)
@@ -189,8 +208,15 @@ def test_mismatched_width_or_no_projection_gets_the_linear_head():
 def test_resnet1d_whole_encoder_count_with_768d_target():
     from eegbench.execution.engine import build_encoder
 
-    model = build_encoder({"name": "resnet1d", "params": {}}, n_chans=17, n_times=128, sfreq=100.0, ch_names=None,
-                          image_dim=768, subjects=None)
+    model = build_encoder(
+        {"name": "resnet1d", "params": {}},
+        n_chans=17,
+        n_times=128,
+        sfreq=100.0,
+        ch_names=None,
+        image_dim=768,
+        subjects=None,
+    )
     assert model.head_kind == "linear"
     assert _n_params(model) == 10_857_952
 
@@ -252,8 +278,12 @@ def test_drop_last_keeps_or_drops_the_last_partial_batch(drop_last, per_epoch):
         backbone.n_features = 6
         model = EEGEncoder(backbone, 3)
         rng = np.random.default_rng(0)
-        data = to_device(rng.standard_normal((10, 2, 5)).astype(np.float32), np.arange(10), np.ones(10, np.int64),
-                         torch.device("cpu"))
+        data = to_device(
+            rng.standard_normal((10, 2, 5)).astype(np.float32),
+            np.arange(10),
+            np.ones(10, np.int64),
+            torch.device("cpu"),
+        )
         emb = torch.as_tensor(rng.standard_normal((10, 3)).astype(np.float32))
         cfg = TrainSpec(epochs=3, batch_size=4, drop_last=drop, amp="off").model_dump()
         return fit(model, create("loss", "clip"), data, None, emb, cfg, seed=1, selection="last")

@@ -5,6 +5,7 @@ Most tests use the picklable FakeRunner (eegbench_plugins.executors.testing): it
 function of the cell, so any executor must store exactly the rows of a sequential run. The acceptance
 tests at the end run the engine's real runner on the synthetic Things-EEG-2 twin.
 """
+
 from __future__ import annotations
 
 import os
@@ -137,10 +138,13 @@ def test_cycles_and_duplicates_are_refused_or_recorded(tmp_path):
         eegbench.create("executor", "local").run([c, c], FakeRunner(str(tmp_path)))
 
 
-@pytest.mark.parametrize("name, params", [
-    pytest.param("local", {"jobs": 2}, id="local-jobs2"),
-    pytest.param("submitit", {"cluster": "local"}, id="submitit-local"),
-])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        pytest.param("local", {"jobs": 2}, id="local-jobs2"),
+        pytest.param("submitit", {"cluster": "local"}, id="submitit-local"),
+    ],
+)
 def test_a_killed_worker_fails_its_cell_and_the_rest_go_on(name, params, tmp_path, sequential, monkeypatch):
     import submitit.core.core
 
@@ -184,15 +188,35 @@ def fake_slurm(tmp_path, monkeypatch):
 
 def test_slurm_job_script_carries_the_resources_and_the_apptainer_wrapper(fake_slurm, tmp_path):
     executor = eegbench.create(
-        "executor", "submitit", partition="gpu", account="lab", qos="normal", gpus_per_task=1, cpus_per_task=4,
-        mem_gb=40, timeout_min=90, array_parallelism=5, sbatch={"constraint": "a100"},
-        setup=["module load apptainer"], apptainer="/images/eegbench.sif", apptainer_args="--bind /scratch",
+        "executor",
+        "submitit",
+        partition="gpu",
+        account="lab",
+        qos="normal",
+        gpus_per_task=1,
+        cpus_per_task=4,
+        mem_gb=40,
+        timeout_min=90,
+        array_parallelism=5,
+        sbatch={"constraint": "a100"},
+        setup=["module load apptainer"],
+        apptainer="/images/eegbench.sif",
+        apptainer_args="--bind /scratch",
         log_folder=str(tmp_path / "logs" / "%j"),
     )
     slurm = executor.make_executor(tmp_path / "results")
     script = slurm._make_submission_file_text(slurm._submitit_command_str, "uid")
-    for line in ("--partition=gpu", "--account=lab", "--qos=normal", "--gpus-per-task=1", "--cpus-per-task=4",
-                 "--mem=40GB", "--time=90", "--constraint=a100", "module load apptainer"):
+    for line in (
+        "--partition=gpu",
+        "--account=lab",
+        "--qos=normal",
+        "--gpus-per-task=1",
+        "--cpus-per-task=4",
+        "--mem=40GB",
+        "--time=90",
+        "--constraint=a100",
+        "module load apptainer",
+    ):
         assert line in script
     assert "apptainer exec --nv --bind /scratch /images/eegbench.sif " in script
     assert str(tmp_path / "logs") in script
@@ -234,8 +258,12 @@ def test_submitit_slurm_path_end_to_end_with_a_fake_sbatch(tmp_path, monkeypatch
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    tools = {"sbatch": FAKE_SBATCH, "srun": FAKE_SRUN, "sacct": "#!/bin/sh\necho 'JobID|State|NodeList'\n",
-             "scancel": "#!/bin/sh\nexit 0\n"}
+    tools = {
+        "sbatch": FAKE_SBATCH,
+        "srun": FAKE_SRUN,
+        "sacct": "#!/bin/sh\necho 'JobID|State|NodeList'\n",
+        "scancel": "#!/bin/sh\nexit 0\n",
+    }
     for tool, text in tools.items():
         path = bin_dir / tool
         path.write_text(text.format(python=sys.executable))
@@ -243,8 +271,9 @@ def test_submitit_slurm_path_end_to_end_with_a_fake_sbatch(tmp_path, monkeypatch
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SLURM_DIR", str(tmp_path))
     results = tmp_path / "results"
-    executor = eegbench.create("executor", "submitit", partition="gpu", gpus_per_task=0, cells_per_job=2,
-                               array_parallelism=2, poll_seconds=0.2)
+    executor = eegbench.create(
+        "executor", "submitit", partition="gpu", gpus_per_task=0, cells_per_job=2, array_parallelism=2, poll_seconds=0.2
+    )
     outcomes = executor.run(CELLS, FakeRunner(str(results), fail_keys=frozenset({"pre-1-1"})))
     by_key = {o.key: o.status for o in outcomes}
     assert by_key["pre-1-1"] == by_key["fin-1-1"] == "failed"
@@ -268,8 +297,12 @@ def test_slurm_without_slurm_says_what_to_do(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------------
 # smoke-testing a cluster spec locally; what a job that left no results tells
 # --------------------------------------------------------------------------------------------------
-SLURM_ENV = {"setup": ["no-such-module-cmd load apptainer"], "apptainer": "missing.sif",
-             "apptainer_args": "--bind /nowhere", "python": "no-such-python"}
+SLURM_ENV = {
+    "setup": ["no-such-module-cmd load apptainer"],
+    "apptainer": "missing.sif",
+    "apptainer_args": "--bind /nowhere",
+    "python": "no-such-python",
+}
 
 
 @pytest.fixture
@@ -282,7 +315,7 @@ def quick_dead_jobs(monkeypatch):
 
 def logged_paths(error: str) -> list[Path]:
     line = next((ln for ln in error.splitlines() if ln.startswith("log: ")), "log: ")
-    return [Path(p) for p in line[len("log: "):].split(", ") if p]
+    return [Path(p) for p in line[len("log: ") :].split(", ") if p]
 
 
 @pytest.mark.parametrize("cluster", ["local", "debug"])
@@ -306,8 +339,14 @@ def test_local_clusters_skip_the_slurm_job_environment_unless_asked(cluster, tmp
 def test_a_failing_setup_line_is_the_recorded_cause_with_its_log(tmp_path, quick_dead_jobs):
     results = tmp_path / "r"
     pre, fin = CELLS[0], next(c for c in CELLS if CELLS[0].key in c.depends_on)
-    executor = eegbench.create("executor", "submitit", cluster="local", gpus_per_task=0, local_setup=True,
-                               setup=["echo preparing the node", "no-such-module-cmd load apptainer"])
+    executor = eegbench.create(
+        "executor",
+        "submitit",
+        cluster="local",
+        gpus_per_task=0,
+        local_setup=True,
+        setup=["echo preparing the node", "no-such-module-cmd load apptainer"],
+    )
     outcomes = {o.key: o for o in executor.run([pre, fin], FakeRunner(str(results)))}
     error = outcomes[pre.key].error
     first = error.splitlines()[0]
@@ -350,35 +389,44 @@ def test_job_error_picks_the_telling_line_of_a_slurm_stderr(tmp_path):
     executor = eegbench.create("executor", "submitit")
     job = _Job(tmp_path)
     exc = UncompletedJobError(f"No output/error stream produced ! Check: {job.paths.stdout}")
-    assert executor._job_error(job, exc).startswith("job 7 ended without results (state OUT_OF_MEMORY): it wrote no output")
+    assert executor._job_error(job, exc).startswith(
+        "job 7 ended without results (state OUT_OF_MEMORY): it wrote no output"
+    )
     assert "log:" not in executor._job_error(job, exc) and str(job.paths.stdout) not in executor._job_error(job, exc)
 
-    job.paths.stderr.write_text("submitit INFO (x) - Starting\nTraceback (most recent call last):\n"
-                                "  File \"x.py\", line 1\nRuntimeError: CUDA out of memory\n"
-                                "srun: error: node1: task 0: Exited with exit code 1\n")
+    job.paths.stderr.write_text(
+        "submitit INFO (x) - Starting\nTraceback (most recent call last):\n"
+        '  File "x.py", line 1\nRuntimeError: CUDA out of memory\n'
+        "srun: error: node1: task 0: Exited with exit code 1\n"
+    )
     error = executor._job_error(job, exc)
-    assert error.splitlines()[0] == "job 7 ended without results (state OUT_OF_MEMORY): RuntimeError: CUDA out of memory"
+    assert (
+        error.splitlines()[0] == "job 7 ended without results (state OUT_OF_MEMORY): RuntimeError: CUDA out of memory"
+    )
     assert error.splitlines()[-1] == f"log: {job.paths.stderr}"
 
 
-@pytest.mark.parametrize("name, params, field", [
-    ("local", {"jobs": 0}, "jobs"),
-    ("local", {"jobs": 1.5}, "jobs"),
-    ("local", {"jobs": True}, "jobs"),
-    ("submitit", {"gpus_per_task": -1}, "gpus_per_task"),
-    ("submitit", {"array_parallelism": 0}, "array_parallelism"),
-    ("submitit", {"cells_per_job": 0}, "cells_per_job"),
-    ("submitit", {"timeout_min": 0}, "timeout_min"),
-    ("submitit", {"cpus_per_task": 0}, "cpus_per_task"),
-    ("submitit", {"mem_gb": 0}, "mem_gb"),
-    ("submitit", {"poll_seconds": -1}, "poll_seconds"),
-    ("submitit", {"partition": 3}, "partition"),
-    ("submitit", {"setup": [1]}, "setup"),
-    ("submitit", {"local_setup": "yes"}, "local_setup"),
-    ("ray", {"cells_per_task": 0}, "cells_per_task"),
-    ("ray", {"num_gpus": -1}, "num_gpus"),
-    ("ray", {"gpus_per_cell": -0.5}, "gpus_per_cell"),
-])
+@pytest.mark.parametrize(
+    "name, params, field",
+    [
+        ("local", {"jobs": 0}, "jobs"),
+        ("local", {"jobs": 1.5}, "jobs"),
+        ("local", {"jobs": True}, "jobs"),
+        ("submitit", {"gpus_per_task": -1}, "gpus_per_task"),
+        ("submitit", {"array_parallelism": 0}, "array_parallelism"),
+        ("submitit", {"cells_per_job": 0}, "cells_per_job"),
+        ("submitit", {"timeout_min": 0}, "timeout_min"),
+        ("submitit", {"cpus_per_task": 0}, "cpus_per_task"),
+        ("submitit", {"mem_gb": 0}, "mem_gb"),
+        ("submitit", {"poll_seconds": -1}, "poll_seconds"),
+        ("submitit", {"partition": 3}, "partition"),
+        ("submitit", {"setup": [1]}, "setup"),
+        ("submitit", {"local_setup": "yes"}, "local_setup"),
+        ("ray", {"cells_per_task": 0}, "cells_per_task"),
+        ("ray", {"num_gpus": -1}, "num_gpus"),
+        ("ray", {"gpus_per_cell": -0.5}, "gpus_per_cell"),
+    ],
+)
 def test_bad_executor_parameters_are_one_line_naming_the_parameter(name, params, field):
     with pytest.raises(EegbenchError) as err:
         eegbench.create("executor", name, **params)
@@ -397,16 +445,33 @@ def test_dry_run_refuses_bad_executor_parameters(tmp_path, capsys):
     assert main(["run", str(slurm), "--dry-run", "--set", "executor.cells_per_job=0", "--results", str(tmp_path)]) != 0
     assert "cells_per_job" in capsys.readouterr().err
     # the documented smoke-test overrides plan fine
-    assert main(["run", str(slurm), "--dry-run", "--set", "executor.cluster=local", "--set", "seeds=[0]",
-                 "--only", "fold=sub-01", "--results", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(slurm),
+                "--dry-run",
+                "--set",
+                "executor.cluster=local",
+                "--set",
+                "seeds=[0]",
+                "--only",
+                "fold=sub-01",
+                "--results",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
 
 
 def test_ray_local_instance_gives_the_sequential_rows(tmp_path, sequential):
     ray = pytest.importorskip("ray")
     results = tmp_path / "r"
     executor = eegbench.create("executor", "ray", num_cpus=2, cells_per_task=2)
-    outcomes = executor.run(CELLS, FakeRunner(str(results), fail_keys=frozenset({"pre-2-1"}),
-                                              raise_keys=frozenset({"fin-1-0"})))
+    outcomes = executor.run(
+        CELLS, FakeRunner(str(results), fail_keys=frozenset({"pre-2-1"}), raise_keys=frozenset({"fin-1-0"}))
+    )
     assert not ray.is_initialized()  # the instance it started is shut down
     by_key = {o.key: o for o in outcomes}
     assert [o.key for o in outcomes] == [c.key for c in CELLS]
@@ -486,8 +551,13 @@ def engine_env(tmp_path_factory):
 def engine_spec(**changes):
     import eegbench_fakes as fakes
 
-    base = {"protocol.folds": [1, 2], "backbone.name": "boom-mlp", "train.epochs": 3,
-            "finetune": {"training_ratios": [0.5], "epochs": 2}, "executor": {"name": "local"}}
+    base = {
+        "protocol.folds": [1, 2],
+        "backbone.name": "boom-mlp",
+        "train.epochs": 3,
+        "finetune": {"training_ratios": [0.5], "epochs": 2},
+        "executor": {"name": "local"},
+    }
     return fakes.spec_dict(**{**base, **changes})
 
 
@@ -511,11 +581,16 @@ def engine_sequential(engine_env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("executor", [
-    pytest.param({"executor.params.jobs": 2}, id="local-jobs2"),
-    pytest.param({"executor": {"name": "submitit", "params": {"cluster": "local", "gpus_per_task": 0}}}, id="submitit-local"),
-    pytest.param({"executor": {"name": "ray", "params": {"num_cpus": 2}}}, id="ray-local"),
-])
+@pytest.mark.parametrize(
+    "executor",
+    [
+        pytest.param({"executor.params.jobs": 2}, id="local-jobs2"),
+        pytest.param(
+            {"executor": {"name": "submitit", "params": {"cluster": "local", "gpus_per_task": 0}}}, id="submitit-local"
+        ),
+        pytest.param({"executor": {"name": "ray", "params": {"num_cpus": 2}}}, id="ray-local"),
+    ],
+)
 def test_engine_spec_in_other_processes_stores_the_sequential_rows(engine_env, engine_sequential, executor):
     results = engine_env / f"run-{abs(hash(str(executor)))}"
     run_engine(results, **executor)
@@ -539,7 +614,9 @@ def test_engine_failed_cell_is_recorded_shown_and_retried_alone(engine_env, engi
     cells = {(c["stage"], c["fold"]): c for c in ResultStore(results).cells()}
     assert cells[("pretrain", "sub-02")]["status"] == "failed"
     assert "boom backbone refuses subject 1" in cells[("pretrain", "sub-02")]["error"]
-    assert cells[("finetune", "sub-02")]["status"] == "failed" and "dependency" in cells[("finetune", "sub-02")]["error"]
+    assert (
+        cells[("finetune", "sub-02")]["status"] == "failed" and "dependency" in cells[("finetune", "sub-02")]["error"]
+    )
     assert cells[("pretrain", "sub-01")]["status"] == cells[("finetune", "sub-01")]["status"] == "done"
     done_rows = {k: v for k, v in metric_rows(results).items()}
     assert done_rows.items() <= engine_sequential.items()
@@ -565,6 +642,7 @@ def test_executors_read_cells_and_runners_through_their_contracts(monkeypatch, t
     import inspect
 
     import eegbench_fakes as fakes
+
     from eegbench.planning.plan import build_plan
     from eegbench_plugins.executors import _core, local, rayexec, slurm
 
@@ -575,7 +653,8 @@ def test_executors_read_cells_and_runners_through_their_contracts(monkeypatch, t
     fakes.install(monkeypatch, tmp_path)
     cell = build_plan(fakes.spec_dict()).cells[0]
     assert _core.describe(cell) == f"{cell.label()} [{cell.key[:12]}]"
-    stand_in = FakeCell(key=cell.key, stage=cell.stage, fold=cell.fold, seed=cell.seed,
-                        training_ratio=cell.training_ratio)
+    stand_in = FakeCell(
+        key=cell.key, stage=cell.stage, fold=cell.fold, seed=cell.seed, training_ratio=cell.training_ratio
+    )
     assert _core.describe(stand_in) == _core.describe(cell)
     assert pack_key(cell) == pack_key(FakeCell(key="other", stage=cell.stage, config=dict(cell.config)))

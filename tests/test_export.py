@@ -1,5 +1,6 @@
 """The raw rows export (`eegbench export`, `eegbench leaderboard --format rows`): one line per (cell, test
 subject, metric) with its context, every value checked against the SQLite database."""
+
 from __future__ import annotations
 
 import csv
@@ -8,10 +9,10 @@ import sqlite3
 
 import numpy as np
 import pytest
+from test_leaderboard import CONFIGS, make_context, make_results
 
 from eegbench.cli import main
 from eegbench.results.export import ROW_COLUMNS, result_rows
-from test_leaderboard import CONFIGS, make_context, make_results
 
 
 def float32_scores(base, subject, seed, ratio, k):
@@ -21,8 +22,16 @@ def float32_scores(base, subject, seed, ratio, k):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     d = tmp_path_factory.mktemp("rows")
-    make_results(d, CONFIGS, subjects=(1, 2, 3), seeds=(0, 1), protocols=("intra", "loso"), ratios=(0.25, 1.0),
-                 context=make_context(n_way=50, sfreq=63.63636363636364), scorer=float32_scores)
+    make_results(
+        d,
+        CONFIGS,
+        subjects=(1, 2, 3),
+        seeds=(0, 1),
+        protocols=("intra", "loso"),
+        ratios=(0.25, 1.0),
+        context=make_context(n_way=50, sfreq=63.63636363636364),
+        scorer=float32_scores,
+    )
     return d
 
 
@@ -30,9 +39,13 @@ def test_rows_are_the_database_rows_with_context_and_configuration(results):
     frame = result_rows(results)
     assert tuple(frame.columns) == ROW_COLUMNS
     con = sqlite3.connect(results / "results.sqlite")
-    db = {(k, s, m): (v, c, stage, ratio, seed, fold, protocol, backbone) for k, s, m, v, c, stage, ratio, seed, fold,
-          protocol, backbone in con.execute("SELECT cell_key, test_subject, metric, value, chance, stage, "
-                                            "training_ratio, seed, fold, protocol, backbone FROM results")}
+    db = {
+        (k, s, m): (v, c, stage, ratio, seed, fold, protocol, backbone)
+        for k, s, m, v, c, stage, ratio, seed, fold, protocol, backbone in con.execute(
+            "SELECT cell_key, test_subject, metric, value, chance, stage, "
+            "training_ratio, seed, fold, protocol, backbone FROM results"
+        )
+    }
     con.close()
     # 2 configurations x (intra pretrain + loso pretrain + loso finetune at 2 ratios) x 3 subjects x 2 seeds x 2 metrics
     assert len(frame) == len(db) == 2 * 4 * 3 * 2 * 2
@@ -41,7 +54,13 @@ def test_rows_are_the_database_rows_with_context_and_configuration(results):
         assert r["value"] == pytest.approx(value, rel=5e-6) and r["chance"] == pytest.approx(chance)
         assert len(repr(r["value"])) <= 8  # 0.3799999952316284 in the database, 0.38 here
         assert (r["stage"], r["training_ratio"], r["seed"], r["fold"], r["protocol"], r["backbone"]) == (
-            stage, ratio, seed, fold, protocol, backbone)
+            stage,
+            ratio,
+            seed,
+            fold,
+            protocol,
+            backbone,
+        )
         assert r["n_way"] == 50 and r["test_averaging"] == "all" and r["spec"] == "quick"
         assert r["config"].startswith(backbone + " / ") and len(r["config_id"]) == 12
     # the configuration labels are the leaderboard's
@@ -52,7 +71,10 @@ def test_rows_are_the_database_rows_with_context_and_configuration(results):
     # ordered: pretrain before finetune, ratios ascending
     loso = frame[(frame["protocol"] == "loso") & (frame["config"] == frame["config"].iloc[0])]
     assert list(dict.fromkeys(zip(loso["stage"], loso["training_ratio"]))) == [
-        ("pretrain", 1.0), ("finetune", 0.25), ("finetune", 1.0)]
+        ("pretrain", 1.0),
+        ("finetune", 0.25),
+        ("finetune", 1.0),
+    ]
 
 
 def test_cli_export_and_leaderboard_rows_write_the_same_csv(results, tmp_path, capsys):

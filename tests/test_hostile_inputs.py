@@ -1,5 +1,6 @@
 """Hostile inputs: a broken run never stores a score, every bad input is one line, and the exit-code contract
 (README "Exit codes": 2 the user's input, 1 a cell failed at run time, 130 Ctrl-C) holds."""
+
 from __future__ import annotations
 
 import os
@@ -9,10 +10,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from quick_spec import QUICK, TINY_ONE_FOLD, as_cli
 
 from eegbench.cli import main
 from eegbench.errors import CellFailure, DataError, EegbenchError
-from quick_spec import QUICK, TINY_ONE_FOLD, as_cli
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +112,24 @@ def test_fit_names_the_non_finite_training_trial_and_the_diverged_epoch():
         def forward(self, x):
             return self.lin(x.flatten(1))
 
-    cfg = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "min_lr": 0.0, "weight_decay": 0.0, "optimizer": "adamw",
-           "betas": (0.9, 0.999), "eps": 1e-8, "warmup_epochs": 0, "schedule": "constant", "plateau_factor": 0.1,
-           "plateau_patience": 1, "patience": 0, "amp": "off", "grad_clip": 0.0, "compile": False}
+    cfg = {
+        "epochs": 3,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "min_lr": 0.0,
+        "weight_decay": 0.0,
+        "optimizer": "adamw",
+        "betas": (0.9, 0.999),
+        "eps": 1e-8,
+        "warmup_epochs": 0,
+        "schedule": "constant",
+        "plateau_factor": 0.1,
+        "plateau_patience": 1,
+        "patience": 0,
+        "amp": "off",
+        "grad_clip": 0.0,
+        "compile": False,
+    }
     x = torch.randn(16, 3, 5)
     x[11, 2, 4] = float("inf")
     split = DeviceSplit(x, torch.arange(16) % 4, torch.tensor([1] * 8 + [2] * 8))
@@ -128,32 +144,35 @@ def test_fit_names_the_non_finite_training_trial_and_the_diverged_epoch():
 # --------------------------------------------------------------------------------------------------
 # spec numbers: one line naming the key, exit 2, at plan time
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("override, named", [
-    ("train.lr=inf", "[train] lr"),
-    ("train.lr=nan", "[train] lr"),
-    ("train.lr=0", "[train] lr"),
-    ("finetune.lr=-1e-3", "[finetune] lr"),
-    ("train.weight_decay=-0.1", "[train] weight_decay"),
-    ("train.eps=inf", "[train] eps"),
-    ("train.betas=[0.9, nan]", "[train] betas"),
-    ("train.epochs=0", "[train] epochs"),
-    ("train.batch_size=0", "[train] batch_size"),
-    ("train.lr=true", "[train] lr"),
-    ("loss.params.temperature=inf", "[loss] params.temperature"),
-    ("loss.params.temperature=0", "[loss]"),
-    ("backbone.params.dropout=nan", "[backbone] params.dropout"),
-    ("seeds=[-1]", "seeds"),
-    ("seeds=[0, 0]", "seeds"),
-    ("seeds=[18446744073709551616]", "seeds"),
-    ("finetune.training_ratios=[0.5, 0.5]", "[finetune] training_ratios"),
-    ("finetune.training_ratios=[0]", "[finetune] training_ratios"),
-    ("finetune.training_ratios=[1.5]", "[finetune] training_ratios"),
-    ("validation.fraction=1.0", "[validation] fraction"),
-    ("validation.fraction=-inf", "[validation] fraction"),
-    ("dataset.window=[0.0, inf]", "[dataset] window"),
-    ("protocol.folds=[3, 3]", "[protocol] folds"),
-    ('train.text_prompt="a {thing}"', "[train] text_prompt"),
-])
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("train.lr=inf", "[train] lr"),
+        ("train.lr=nan", "[train] lr"),
+        ("train.lr=0", "[train] lr"),
+        ("finetune.lr=-1e-3", "[finetune] lr"),
+        ("train.weight_decay=-0.1", "[train] weight_decay"),
+        ("train.eps=inf", "[train] eps"),
+        ("train.betas=[0.9, nan]", "[train] betas"),
+        ("train.epochs=0", "[train] epochs"),
+        ("train.batch_size=0", "[train] batch_size"),
+        ("train.lr=true", "[train] lr"),
+        ("loss.params.temperature=inf", "[loss] params.temperature"),
+        ("loss.params.temperature=0", "[loss]"),
+        ("backbone.params.dropout=nan", "[backbone] params.dropout"),
+        ("seeds=[-1]", "seeds"),
+        ("seeds=[0, 0]", "seeds"),
+        ("seeds=[18446744073709551616]", "seeds"),
+        ("finetune.training_ratios=[0.5, 0.5]", "[finetune] training_ratios"),
+        ("finetune.training_ratios=[0]", "[finetune] training_ratios"),
+        ("finetune.training_ratios=[1.5]", "[finetune] training_ratios"),
+        ("validation.fraction=1.0", "[validation] fraction"),
+        ("validation.fraction=-inf", "[validation] fraction"),
+        ("dataset.window=[0.0, inf]", "[dataset] window"),
+        ("protocol.folds=[3, 3]", "[protocol] folds"),
+        ('train.text_prompt="a {thing}"', "[train] text_prompt"),
+    ],
+)
 def test_bad_spec_numbers_are_one_line_naming_the_key(override, named, capsys, tmp_path):
     rc = main(["run", str(QUICK), "--set", override, "--dry-run", "--results", str(tmp_path)])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
@@ -186,7 +205,7 @@ def _bad_npz(kind: str, path) -> None:
     elif kind == "bad-crc":
         data = bytearray(raw)
         at = raw.find(b"NUMPY") + 60
-        data[at:at + 16] = b"x" * 16
+        data[at : at + 16] = b"x" * 16
         path.write_bytes(bytes(data))
 
 
@@ -261,10 +280,27 @@ def test_finetune_refuses_a_checkpoint_of_another_recipe(twin, tmp_path, capsys)
     ckpt = results / "checkpoints" / f"{pre.key}.pt"
     # another architecture's checkpoint put where the finetune looks for its pretrain cell's
     other = {"name": "resnet1d", "params": {"filters": [8, 8], "kernel_size": 3}}
-    model = build_encoder(other, n_chans=17, n_times=64, sfreq=64.0, ch_names=[f"c{i}" for i in range(17)],
-                          image_dim=16, subjects=[1, 2, 3])
-    save_checkpoint(ckpt, model, cfg={"backbone": other}, cell_key="f" * 64, n_chans=17, n_times=64, sfreq=64.0,
-                    ch_names=[f"c{i}" for i in range(17)], image_dim=16, subjects=[1, 2, 3])
+    model = build_encoder(
+        other,
+        n_chans=17,
+        n_times=64,
+        sfreq=64.0,
+        ch_names=[f"c{i}" for i in range(17)],
+        image_dim=16,
+        subjects=[1, 2, 3],
+    )
+    save_checkpoint(
+        ckpt,
+        model,
+        cfg={"backbone": other},
+        cell_key="f" * 64,
+        n_chans=17,
+        n_times=64,
+        sfreq=64.0,
+        ch_names=[f"c{i}" for i in range(17)],
+        image_dim=16,
+        subjects=[1, 2, 3],
+    )
     rc, err, _ = _run(capsys, results, "--only", "stage=finetune")
     assert rc == 2
     line = next(ln for ln in err if ln.startswith("failed: finetune"))

@@ -1,4 +1,5 @@
 """Image encoders: open_clip equivalence with a local checkpoint, loud missing weights, embedding files, timm."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,9 @@ def vit(tmp_path_factory):
     model = open_clip.create_model("ViT-B-32", force_quick_gelu=True).eval()
     path = tmp_path_factory.mktemp("weights") / "vit_b_32_random.pt"
     torch.save(model.state_dict(), path)
-    preprocess = open_clip.image_transform(model.visual.image_size, is_train=False,
-                                           mean=open_clip.OPENAI_DATASET_MEAN, std=open_clip.OPENAI_DATASET_STD)
+    preprocess = open_clip.image_transform(
+        model.visual.image_size, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN, std=open_clip.OPENAI_DATASET_STD
+    )
     return model, path, preprocess
 
 
@@ -92,8 +94,11 @@ def test_cls_and_block_outputs_equal_direct_tokens(vit, images):
     block = eegbench.create("image-encoder", "clip-vit-b-32", weights=str(path), output="block:3")
     tokens3 = _hooked_tokens(model, batch, model.visual.transformer.resblocks[3])
     np.testing.assert_allclose(block.encode(images, progress=False), tokens3[:, 0].numpy(), rtol=1e-4, atol=1e-5)
-    fingerprints = {cls.fingerprint, block.fingerprint,
-                    eegbench.create("image-encoder", "clip-vit-b-32", weights=str(path)).fingerprint}
+    fingerprints = {
+        cls.fingerprint,
+        block.fingerprint,
+        eegbench.create("image-encoder", "clip-vit-b-32", weights=str(path)).fingerprint,
+    }
     assert len(fingerprints) == 3
     with pytest.raises(EegbenchError, match="out of range"):
         eegbench.create("image-encoder", "clip-vit-b-32", weights=str(path), output="block:12")
@@ -185,7 +190,9 @@ def test_embedding_file_serves_rows_by_id(images, tmp_path):
     # rewriting the file changes the fingerprint
     before = enc.fingerprint
     _write(root / "latents.npz", ids, emb + 1)
-    assert eegbench.create("image-encoder", "embedding-file", path="latents.npz").for_images(local).fingerprint != before
+    assert (
+        eegbench.create("image-encoder", "embedding-file", path="latents.npz").for_images(local).fingerprint != before
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """`eegbench run` killed mid-run (SIGKILL, as a lost node or Ctrl-\\ would) leaves a readable store; the
 rerun runs only the cells that were not finished."""
+
 from __future__ import annotations
 
 import os
@@ -14,9 +15,16 @@ import pytest
 
 QUICK = str(Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml")
 SMALL = [
-    "--set", "variants=[]", "--set", "seeds=[0]",
-    "--set", "dataset.params={noise=4.0, subjects=4, train_concepts=30, images_per_concept=2, test_images=10, test_repetitions=8}",
-    "--set", "train.epochs=4", "--set", "finetune.epochs=3",
+    "--set",
+    "variants=[]",
+    "--set",
+    "seeds=[0]",
+    "--set",
+    "dataset.params={noise=4.0, subjects=4, train_concepts=30, images_per_concept=2, test_images=10, test_repetitions=8}",
+    "--set",
+    "train.epochs=4",
+    "--set",
+    "finetune.epochs=3",
 ]
 
 

@@ -1,5 +1,6 @@
 """Leaderboards from results written through ResultStore (the engine's rows): summaries, ranking within a
 comparison context, paired statistics, merging directories, reported rows and one-line errors."""
+
 from __future__ import annotations
 
 import subprocess
@@ -25,22 +26,51 @@ RATIOS = (0.1, 0.5, 1.0)
 
 
 def make_context(**overrides):
-    ctx = dict(dataset="things-eeg-2", synthetic=False, test_split="test", n_way=200, train_averaging="all",
-               test_averaging="all", window=[0.0, 1.0], channels=["O1", "Oz", "O2", "Pz"], n_times=100, sfreq=100.0,
-               standardize=True, selection="best-val", val_fraction=0.1, val_by="image", image_encoder="fp-abc",
-               image_encoder_random_init=False)
+    ctx = dict(
+        dataset="things-eeg-2",
+        synthetic=False,
+        test_split="test",
+        n_way=200,
+        train_averaging="all",
+        test_averaging="all",
+        window=[0.0, 1.0],
+        channels=["O1", "Oz", "O2", "Pz"],
+        n_times=100,
+        sfreq=100.0,
+        standardize=True,
+        selection="best-val",
+        val_fraction=0.1,
+        val_by="image",
+        image_encoder="fp-abc",
+        image_encoder_random_init=False,
+    )
     ctx.update(overrides)
     return ctx
 
 
 def score(base: float, subject: int, seed: int, ratio: float, k: int) -> float:
     """A deterministic score with a subject effect, a smaller seed effect and a ratio effect."""
-    return round(min(1.0, base * k * (0.6 + 0.4 * ratio) * (1 + 0.1 * subject) + 0.011 * subject
-                     + 0.002 * seed * (subject % 2 + 1)), 6)
+    return round(
+        min(
+            1.0,
+            base * k * (0.6 + 0.4 * ratio) * (1 + 0.1 * subject) + 0.011 * subject + 0.002 * seed * (subject % 2 + 1),
+        ),
+        6,
+    )
 
 
-def make_results(directory, configs=CONFIGS, *, subjects=SUBJECTS, seeds=SEEDS, ratios=RATIOS, context=None,
-                 protocols=("intra", "loso"), spec="quick", scorer=score) -> list[dict]:
+def make_results(
+    directory,
+    configs=CONFIGS,
+    *,
+    subjects=SUBJECTS,
+    seeds=SEEDS,
+    ratios=RATIOS,
+    context=None,
+    protocols=("intra", "loso"),
+    spec="quick",
+    scorer=score,
+) -> list[dict]:
     """Write one cell per (config, protocol, stage, ratio, seed, fold) through ResultStore.write_cell; a loso
     finetune column per ratio. Returns the rows written (independent of the store, for checks)."""
     store = ResultStore(directory)
@@ -54,30 +84,69 @@ def make_results(directory, configs=CONFIGS, *, subjects=SUBJECTS, seeds=SEEDS, 
                 for ratio in stage_ratios:
                     for seed in seeds:
                         for s in subjects:
-                            key = stable_hash([spec, backbone, params, encoder, loss, protocol, stage, ratio, seed, s, ck])
+                            key = stable_hash(
+                                [spec, backbone, params, encoder, loss, protocol, stage, ratio, seed, s, ck]
+                            )
                             rows = []
                             for metric, k in (("top1", 1), ("top5", 5)):
-                                rows.append(dict(
-                                    spec_name=spec, spec_hash="h" + spec, dataset=ctx["dataset"], backbone=backbone,
-                                    backbone_params=params, image_encoder=encoder, image_encoder_params={},
-                                    image_encoder_fingerprint=ctx["image_encoder"], loss=loss,
-                                    loss_params={"temperature": 0.04}, task="retrieval", task_params={},
-                                    protocol=protocol, fold=f"sub-{s:02d}", test_subject=s,
-                                    train_subjects=[x for x in subjects if x != s] if protocol == "loso" else [s],
-                                    stage=stage, training_ratio=ratio, seed=seed, context=ctx, context_key=ck,
-                                    metric=metric, value=scorer(base, s, seed, ratio, k), chance=k / ctx["n_way"],
-                                    epochs_run=3, device="cpu",
-                                ))
-                            store.write_cell(CellRecord(cell_key=key, rows=rows, spec_name=spec, stage=stage,
-                                                        fold=f"sub-{s:02d}", seed=seed, training_ratio=ratio))
+                                rows.append(
+                                    dict(
+                                        spec_name=spec,
+                                        spec_hash="h" + spec,
+                                        dataset=ctx["dataset"],
+                                        backbone=backbone,
+                                        backbone_params=params,
+                                        image_encoder=encoder,
+                                        image_encoder_params={},
+                                        image_encoder_fingerprint=ctx["image_encoder"],
+                                        loss=loss,
+                                        loss_params={"temperature": 0.04},
+                                        task="retrieval",
+                                        task_params={},
+                                        protocol=protocol,
+                                        fold=f"sub-{s:02d}",
+                                        test_subject=s,
+                                        train_subjects=[x for x in subjects if x != s] if protocol == "loso" else [s],
+                                        stage=stage,
+                                        training_ratio=ratio,
+                                        seed=seed,
+                                        context=ctx,
+                                        context_key=ck,
+                                        metric=metric,
+                                        value=scorer(base, s, seed, ratio, k),
+                                        chance=k / ctx["n_way"],
+                                        epochs_run=3,
+                                        device="cpu",
+                                    )
+                                )
+                            store.write_cell(
+                                CellRecord(
+                                    cell_key=key,
+                                    rows=rows,
+                                    spec_name=spec,
+                                    stage=stage,
+                                    fold=f"sub-{s:02d}",
+                                    seed=seed,
+                                    training_ratio=ratio,
+                                )
+                            )
                             written += [dict(r, cell_key=key) for r in rows]
     return written
 
 
 def expected(written, backbone, protocol, stage, ratio, metric="top1", context_key=None):
-    vals = np.array([r["value"] for r in written if r["backbone"] == backbone and r["protocol"] == protocol
-                     and r["stage"] == stage and r["training_ratio"] == ratio and r["metric"] == metric
-                     and (context_key is None or r["context_key"] == context_key)])
+    vals = np.array(
+        [
+            r["value"]
+            for r in written
+            if r["backbone"] == backbone
+            and r["protocol"] == protocol
+            and r["stage"] == stage
+            and r["training_ratio"] == ratio
+            and r["metric"] == metric
+            and (context_key is None or r["context_key"] == context_key)
+        ]
+    )
     return vals
 
 
@@ -122,10 +191,22 @@ def test_best_rank_and_paired_statistics(results):
         assert other["rank"] == 2 and other["test"] == "permutation-exact" and other["n_pairs"] == len(SUBJECTS)
         # resnet1d beats EEGNet on every subject: the exact one-sided p is 2**-3
         assert other["p_value"] == pytest.approx(1 / 8)
-        a = np.array([expected(written, "resnet1d", best["protocol"], best["stage"], best["training_ratio"])
-                      .reshape(len(SUBJECTS), -1, order="F")[i].mean() for i in range(len(SUBJECTS))])
-        b = np.array([expected(written, "braindecode:EEGNetv4", best["protocol"], best["stage"], best["training_ratio"])
-                      .reshape(len(SUBJECTS), -1, order="F")[i].mean() for i in range(len(SUBJECTS))])
+        a = np.array(
+            [
+                expected(written, "resnet1d", best["protocol"], best["stage"], best["training_ratio"])
+                .reshape(len(SUBJECTS), -1, order="F")[i]
+                .mean()
+                for i in range(len(SUBJECTS))
+            ]
+        )
+        b = np.array(
+            [
+                expected(written, "braindecode:EEGNetv4", best["protocol"], best["stage"], best["training_ratio"])
+                .reshape(len(SUBJECTS), -1, order="F")[i]
+                .mean()
+                for i in range(len(SUBJECTS))
+            ]
+        )
         diff = a - b
         assert diff.std() > 0
         assert other["smd"] == pytest.approx(diff.mean() / diff.std(ddof=1))
@@ -161,8 +242,10 @@ def test_several_directories_merge_without_duplicate_cells(tmp_path):
 
 
 def test_component_parameters_tell_configurations_apart(tmp_path):
-    configs = (("resnet1d", "clip-vit-b-32", "clip", 0.12, {"depth": 4}),
-               ("resnet1d", "clip-vit-b-32", "clip", 0.10, {"depth": 8}))
+    configs = (
+        ("resnet1d", "clip-vit-b-32", "clip", 0.12, {"depth": 4}),
+        ("resnet1d", "clip-vit-b-32", "clip", 0.10, {"depth": 8}),
+    )
     make_results(tmp_path, configs, protocols=("intra",))
     t = leaderboard(tmp_path, reported=False)
     assert sorted(t["variant"]) == ["backbone.depth=4", "backbone.depth=8"]
@@ -214,8 +297,10 @@ def test_reported_rows_only_where_protocol_dataset_nway_and_stage_match(results,
     path.write_text(REPORTED)
     t = leaderboard(d, reported=path)
     rep = t[t["source"] == "reported"]
-    assert sorted(zip(rep["protocol"], rep["stage"], rep["mean"])) == [("intra", "pretrain", 0.139),
-                                                                          ("loso", "pretrain", 0.061)]
+    assert sorted(zip(rep["protocol"], rep["stage"], rep["mean"])) == [
+        ("intra", "pretrain", 0.139),
+        ("loso", "pretrain", 0.061),
+    ]
     assert not rep["best"].any() and (rep["training_ratio"] == 1.0).all()
     assert rep["config"].str.endswith("[reported]").all()
     # measured ranking is unaffected by the reported rows
@@ -264,7 +349,9 @@ def test_reported_file_validation(tmp_path, monkeypatch):
     with pytest.raises(EegbenchError, match="top1 = 6.1 must be a fraction"):
         load_reported(bad)
     missing = tmp_path / "missing.toml"
-    missing.write_text('[[reported]]\nmethod = "X"\ncitation = ""\ndataset = "d"\nprotocol = "loso"\nstage = "pretrain"\n')
+    missing.write_text(
+        '[[reported]]\nmethod = "X"\ncitation = ""\ndataset = "d"\nprotocol = "loso"\nstage = "pretrain"\n'
+    )
     with pytest.raises(EegbenchError, match="lacks n_way"):
         load_reported(missing)
     with pytest.raises(EegbenchError, match="does not exist"):
@@ -279,8 +366,13 @@ def run_cli(*args, env_extra=None):
     import os
 
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "eegbench.cli", "leaderboard", *args], capture_output=True,
-                          text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "eegbench.cli", "leaderboard", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_missing_or_empty_results_give_one_line(tmp_path):
@@ -315,8 +407,10 @@ def test_default_results_dir_comes_from_the_environment(results, monkeypatch, ca
 
 
 def test_modules_import_nothing_heavy():
-    code = ("import sys; import eegbench.results.leaderboard, eegbench.results.report, eegbench.results.plots, eegbench.results.stats; "
-            "heavy = [m for m in ('pandas', 'matplotlib', 'scipy', 'torch') if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys; import eegbench.results.leaderboard, eegbench.results.report, eegbench.results.plots, eegbench.results.stats; "
+        "heavy = [m for m in ('pandas', 'matplotlib', 'scipy', 'torch') if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -349,20 +443,49 @@ def write_plan(directory, overrides=None, *, stages=("pretrain", "finetune"), of
     context = make_context(dataset="things-eeg-2-synthetic", synthetic=True, n_way=50)
     written = []
     # quick.toml's own recipe (its [backbone], one seed), not the variants it compares
-    single = ({"variants": [], "seeds": [0], **overrides} if isinstance(overrides, dict)
-              else ["variants=[]", "seeds=[0]", *(overrides or [])])
+    single = (
+        {"variants": [], "seeds": [0], **overrides}
+        if isinstance(overrides, dict)
+        else ["variants=[]", "seeds=[0]", *(overrides or [])]
+    )
     for cell in build_plan(QUICK, single).cells:
         if cell.stage not in stages:
             continue
-        scores = [TaskScore(subject=s, metrics={"top1": round(0.3 + offset + 0.01 * s + 0.2 * cell.training_ratio
-                                                              * (cell.stage == "finetune"), 6)},
-                            chance={"top1": 0.02}, n_way=50) for s in cell.test_subjects]
-        result = SimpleNamespace(context=context, scores=scores, image_encoder_fingerprint="fp", epochs_run=1,
-                                 best_epoch=1, wall_seconds=1.0, samples_per_second=1.0, device="cpu", head="linear")
+        scores = [
+            TaskScore(
+                subject=s,
+                metrics={
+                    "top1": round(0.3 + offset + 0.01 * s + 0.2 * cell.training_ratio * (cell.stage == "finetune"), 6)
+                },
+                chance={"top1": 0.02},
+                n_way=50,
+            )
+            for s in cell.test_subjects
+        ]
+        result = SimpleNamespace(
+            context=context,
+            scores=scores,
+            image_encoder_fingerprint="fp",
+            epochs_run=1,
+            best_epoch=1,
+            wall_seconds=1.0,
+            samples_per_second=1.0,
+            device="cpu",
+            head="linear",
+        )
         rows = result_rows(cell, result) if with_rows else []
-        store.write_cell(CellRecord(cell_key=cell.key, rows=rows, spec_name=cell.spec_name, stage=cell.stage,
-                                    fold=cell.fold, seed=cell.seed, training_ratio=cell.training_ratio,
-                                    config=dict(cell.config)))
+        store.write_cell(
+            CellRecord(
+                cell_key=cell.key,
+                rows=rows,
+                spec_name=cell.spec_name,
+                stage=cell.stage,
+                fold=cell.fold,
+                seed=cell.seed,
+                training_ratio=cell.training_ratio,
+                config=dict(cell.config),
+            )
+        )
         written += rows
     return written
 
@@ -375,14 +498,16 @@ def measured(board, stage=None):
 def test_runs_differing_only_in_train_epochs_are_two_configurations(tmp_path, monkeypatch):
     monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
     d = tmp_path / "results"
-    write_plan(d)                                   # eegbench run benchmarks/quick.toml
+    write_plan(d)  # eegbench run benchmarks/quick.toml
     write_plan(d, {"train.epochs": 5}, offset=0.1)  # eegbench.run(..., overrides={"train.epochs": 5})
     board = build(d, reported=False)
     t = measured(board)
     assert board.table["context_key"].nunique() == 1  # one context: only the recipe tells them apart
     assert t["config_id"].nunique() == 2
-    assert sorted(set(t["config"])) == ["resnet1d / embedding-file / clip (train.epochs=10)",
-                                        "resnet1d / embedding-file / clip (train.epochs=5)"]
+    assert sorted(set(t["config"])) == [
+        "resnet1d / embedding-file / clip (train.epochs=10)",
+        "resnet1d / embedding-file / clip (train.epochs=5)",
+    ]
     # each configuration spans its pretrain and finetune columns, 2 test subjects x 1 seed in each
     for _, part in t.groupby(["protocol", "stage", "training_ratio"]):
         assert len(part) == 2 and (part["n"] == 2).all() and (part["n_subjects"] == 2).all()
@@ -449,8 +574,10 @@ def test_explicit_by_never_merges_different_recipes(tmp_path, monkeypatch):
     write_plan(d, {"loss.params.temperature": 0.1, "train.epochs": 5}, stages=("pretrain",), offset=0.1)
     t = measured(build(d, by="backbone", reported=False))
     assert len(t) == 2 and (t["n"] == 2).all()
-    assert sorted(t["config"]) == ["resnet1d (loss.temperature=0.07, train.epochs=10)",
-                                   "resnet1d (loss.temperature=0.1, train.epochs=5)"]
+    assert sorted(t["config"]) == [
+        "resnet1d (loss.temperature=0.07, train.epochs=10)",
+        "resnet1d (loss.temperature=0.1, train.epochs=5)",
+    ]
 
 
 def test_out_with_an_unknown_suffix_is_one_line(results, tmp_path, capsys):
@@ -470,10 +597,12 @@ def test_out_with_an_unknown_suffix_is_one_line(results, tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------
 def test_configurations_on_different_subjects_are_not_ranked_against_each_other(tmp_path):
     # the reviewer's case: A measured on subject 3 only, B (higher mean) on subject 4 only, one context
-    make_results(tmp_path, (("net-a", "clip-vit-b-32", "clip", 0.10, {}),), subjects=(3,), seeds=(0,),
-                 protocols=("intra",))
-    make_results(tmp_path, (("net-b", "clip-vit-b-32", "clip", 0.15, {}),), subjects=(4,), seeds=(0,),
-                 protocols=("intra",))
+    make_results(
+        tmp_path, (("net-a", "clip-vit-b-32", "clip", 0.10, {}),), subjects=(3,), seeds=(0,), protocols=("intra",)
+    )
+    make_results(
+        tmp_path, (("net-b", "clip-vit-b-32", "clip", 0.15, {}),), subjects=(4,), seeds=(0,), protocols=("intra",)
+    )
     t = leaderboard(tmp_path, reported=False)
     assert t["context_key"].nunique() == 1 and len(t) == 2
     assert not t["best"].any() and not t["ranked"].any() and (t["rank"] == 0).all()
@@ -500,8 +629,11 @@ def test_partial_coverage_is_flagged_while_complete_configurations_are_ranked(tm
 
 
 def test_missing_seeds_are_flagged_too(tmp_path):
-    make_results(tmp_path, (("net-a", "clip-vit-b-32", "clip", 0.10, {}), ("net-b", "clip-vit-b-32", "clip", 0.12, {})),
-                 protocols=("intra",))
+    make_results(
+        tmp_path,
+        (("net-a", "clip-vit-b-32", "clip", 0.10, {}), ("net-b", "clip-vit-b-32", "clip", 0.12, {})),
+        protocols=("intra",),
+    )
     make_results(tmp_path, (("net-c", "clip-vit-b-32", "clip", 0.30, {}),), seeds=(0,), protocols=("intra",))
     t = leaderboard(tmp_path, reported=False).set_index("backbone")
     assert t.loc["net-b", "best"] and not t.loc["net-c", "ranked"]

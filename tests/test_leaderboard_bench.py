@@ -7,15 +7,16 @@ interpreter's start. With benchmarks disabled (the default) only the 600-cell st
 as a correctness check; the 6,000-cell one runs with ``--benchmark-enable`` or ``EEGBENCH_BENCH_LARGE=1``.
 Run: ``pytest tests/test_leaderboard_bench.py --benchmark-enable -p no:randomly``.
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
+from leaderboard_stores import CELLS_PER_VARIANT, write_store
 
 from eegbench.results.leaderboard import build
 from eegbench.results.report import render
-from leaderboard_stores import CELLS_PER_VARIANT, write_store
 
 pytestmark = pytest.mark.benchmark
 LARGE_ENV = "EEGBENCH_BENCH_LARGE"
@@ -57,8 +58,11 @@ def test_leaderboard_cost(benchmark, stores, request, n_cells):
     # pretraining, whose row is then its own), each spanning the pretrain and two finetune columns
     assert len(board.rows) == n_cells
     measured = board.table[board.table["source"] == "measured"]
-    assert set(zip(measured["stage"], measured["training_ratio"])) == {("pretrain", 1.0), ("finetune", 0.25),
-                                                                       ("finetune", 1.0)}
+    assert set(zip(measured["stage"], measured["training_ratio"])) == {
+        ("pretrain", 1.0),
+        ("finetune", 0.25),
+        ("finetune", 1.0),
+    }
     assert int(measured["n_cells"].sum()) == n_cells
     assert measured["ranked"].any() and (measured["n_pairs"][measured["ranked"] & ~measured["best"]] == 4).all()
     assert text.count("\n") > len(set(measured["config_id"])) and n_cells // CELLS_PER_VARIANT >= 10

@@ -1,8 +1,10 @@
 """Leaderboards from already-loaded rows: the stores' cell configs travel explicitly, not in DataFrame.attrs."""
+
 from __future__ import annotations
 
-from eegbench.results.leaderboard import CellConfigs, build, load_results
 from test_leaderboard import measured, write_plan
+
+from eegbench.results.leaderboard import CellConfigs, build, load_results
 
 
 def test_rows_and_cell_configs_give_the_directories_board(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """clip / soft-clip: direct formulas on fixed inputs, symmetry, temperature handling, text term."""
+
 from __future__ import annotations
 
 import math
@@ -67,7 +68,7 @@ def test_clip_temperature_fixed_by_default_and_learns_when_asked():
 
 
 def test_clip_softplus_scale_matches_direct_formula():
-    """"softplus-scale" is UBP's logit scale softplus(raw), starting at the given temperature."""
+    """ "softplus-scale" is UBP's logit scale softplus(raw), starting at the given temperature."""
     eeg, img, _ = fixed_inputs()
     t0 = 0.01146  # the UBP recipe's start: 1/T = 87.26 (large enough that a naive log(expm1) would be lossy)
     loss = eegbench.create("loss", "clip", learn_temperature=True, temperature_param="softplus-scale", temperature=t0)
@@ -88,16 +89,22 @@ def test_clip_softplus_scale_matches_direct_formula():
     v = torch.nn.functional.normalize(img.double(), dim=-1)
     logits = s * e @ v.t()
     labels = torch.arange(len(logits))
-    ref = 0.5 * (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.t(), labels))
+    ref = 0.5 * (
+        torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.t(), labels)
+    )
     ref.backward()
     sig = 1.0 / (1.0 + math.exp(-1.5))
     assert loss.raw_temperature.grad.item() == pytest.approx(s.grad.item() * sig, rel=1e-4)
     # the softplus on T is a different parametrisation: same start, different raw and gradient
     on_t = eegbench.create("loss", "clip", learn_temperature=True, temperature_param="softplus", temperature=t0)
     assert on_t.temperature == pytest.approx(t0, rel=1e-5)
-    assert float(on_t.raw_temperature.detach()) != pytest.approx(float(
-        eegbench.create("loss", "clip", learn_temperature=True, temperature_param="softplus-scale",
-                        temperature=t0).raw_temperature.detach()))
+    assert float(on_t.raw_temperature.detach()) != pytest.approx(
+        float(
+            eegbench.create(
+                "loss", "clip", learn_temperature=True, temperature_param="softplus-scale", temperature=t0
+            ).raw_temperature.detach()
+        )
+    )
 
 
 def test_clip_unknown_temperature_param_is_refused():

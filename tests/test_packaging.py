@@ -1,4 +1,5 @@
 """Packaging: every plugin folder is shipped, every entry point imports, the README's commands are CI's."""
+
 from __future__ import annotations
 
 import importlib

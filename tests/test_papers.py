@@ -1,9 +1,9 @@
 """The field's decoders (nice, atm-s, ubp-mlp) and their reported numbers (plugins/papers/reported.toml)."""
+
 from __future__ import annotations
 
-import re
-
 import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -143,15 +143,30 @@ def test_listing_imports_no_torch_model_modules():
 # reported numbers (the reported-results format)
 # --------------------------------------------------------------------------------------------------
 REQUIRED = {
-    "method": str, "citation": str, "dataset": str, "protocol": str, "stage": str, "n_way": int, "top1": float,
-    "top5": float, "image_encoder": str, "input": str, "test_averaging": str, "selection": str, "notes": str,
+    "method": str,
+    "citation": str,
+    "dataset": str,
+    "protocol": str,
+    "stage": str,
+    "n_way": int,
+    "top1": float,
+    "top5": float,
+    "image_encoder": str,
+    "input": str,
+    "test_averaging": str,
+    "selection": str,
+    "notes": str,
 }
 #: the papers' tables (percent), as gathered in shared/things-eeg-2.md
 PAPER_TABLE = {
-    ("NICE", "intra"): (16.1, 43.6), ("NICE", "loso"): (6.2, 21.4),
-    ("NICE-GA", "intra"): (15.6, 42.8), ("NICE-GA", "loso"): (5.9, 21.6),
-    ("ATM-S", "intra"): (28.5, 60.4), ("ATM-S", "loso"): (11.8, 33.7),
-    ("UBP", "intra"): (50.9, 79.7), ("UBP", "loso"): (12.4, 33.4),
+    ("NICE", "intra"): (16.1, 43.6),
+    ("NICE", "loso"): (6.2, 21.4),
+    ("NICE-GA", "intra"): (15.6, 42.8),
+    ("NICE-GA", "loso"): (5.9, 21.6),
+    ("ATM-S", "intra"): (28.5, 60.4),
+    ("ATM-S", "loso"): (11.8, 33.7),
+    ("UBP", "intra"): (50.9, 79.7),
+    ("UBP", "loso"): (12.4, 33.4),
 }
 
 

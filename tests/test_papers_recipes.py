@@ -1,5 +1,6 @@
 """Paper recipes (benchmarks/papers/*_{intra,loso}.toml): they validate, dry-run, keep the papers' settings, run
 one epoch end to end on the synthetic twin preprocessed to 63 x 250, and fail in one line without data."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,7 +16,25 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ROOT / "benchmarks" / "papers"
 RECIPES = sorted(p for p in PAPERS.glob("*.toml") if p.name != "reported.toml")
 RECIPE_IDS = [p.stem for p in RECIPES]
-OCCIPITO_PARIETAL = ["P7", "P5", "P3", "P1", "Pz", "P2", "P4", "P6", "P8", "PO7", "PO3", "POz", "PO4", "PO8", "O1", "Oz", "O2"]
+OCCIPITO_PARIETAL = [
+    "P7",
+    "P5",
+    "P3",
+    "P1",
+    "Pz",
+    "P2",
+    "P4",
+    "P6",
+    "P8",
+    "PO7",
+    "PO3",
+    "POz",
+    "PO4",
+    "PO8",
+    "O1",
+    "Oz",
+    "O2",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +91,9 @@ def test_recipe_keeps_the_papers_settings(path):
         assert spec.image_encoder.name == "open_clip:RN50/openai"
         assert (t.epochs, t.batch_size, t.optimizer, t.weight_decay) == (50, 1024, "adamw", 1e-4)
         assert t.lr == (1e-4 if protocol == "intra" else 1e-5)
-        assert spec.loss.params["temperature_param"] == "softplus-scale" and spec.loss.params["learn_temperature"] is True
+        assert (
+            spec.loss.params["temperature_param"] == "softplus-scale" and spec.loss.params["learn_temperature"] is True
+        )
 
 
 def test_recipe_temperatures_are_the_papers_effective_ones():
@@ -89,9 +110,21 @@ def test_recipe_temperatures_are_the_papers_effective_ones():
 def test_recipe_without_data_fails_in_one_line(tmp_path):
     """The real release is absent here: the run stops before training with one line naming the files."""
     done = subprocess.run(
-        [sys.executable, "-m", "eegbench.cli", "run", str(PAPERS / "nice_intra.toml"), "--quiet",
-         "--results", str(tmp_path / "r"), "--cache", str(tmp_path / "c")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "eegbench.cli",
+            "run",
+            str(PAPERS / "nice_intra.toml"),
+            "--quiet",
+            "--results",
+            str(tmp_path / "r"),
+            "--cache",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode != 0
     err = done.stderr.strip()
@@ -121,10 +154,37 @@ def twin_250hz(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "EEGBENCH_CACHE": str(data / "cache")}
     cli = [sys.executable, "-m", "eegbench.cli"]
     steps = [
-        ["synth", "--root", str(root), "--subjects", "2", "--train-concepts", "8", "--images-per-concept", "2",
-         "--test-images", "8", "--test-repetitions", "4", "--raw"],
-        ["preprocess", "things-eeg-2", "--root", str(root), "--sfreq", "250", "--channels", "all",
-         "--tmin", "-0.2", "--tmax", "1.0", "--overwrite"],  # in place: replaces the twin's 17-ch files
+        [
+            "synth",
+            "--root",
+            str(root),
+            "--subjects",
+            "2",
+            "--train-concepts",
+            "8",
+            "--images-per-concept",
+            "2",
+            "--test-images",
+            "8",
+            "--test-repetitions",
+            "4",
+            "--raw",
+        ],
+        [
+            "preprocess",
+            "things-eeg-2",
+            "--root",
+            str(root),
+            "--sfreq",
+            "250",
+            "--channels",
+            "all",
+            "--tmin",
+            "-0.2",
+            "--tmax",
+            "1.0",
+            "--overwrite",
+        ],  # in place: replaces the twin's 17-ch files
     ]
     for step in steps:
         done = subprocess.run(cli + step, capture_output=True, text=True, env=env, timeout=300)
@@ -165,8 +225,14 @@ def test_recipe_runs_one_epoch_on_the_synthetic_twin_at_63x250(path, twin_250hz,
 
     monkeypatch.setenv("EEGBENCH_DATA", str(twin_250hz))
     method = path.stem.rsplit("_", 1)[0]
-    df = eegbench.run(str(path), overrides=synthetic_overrides(method, twin_250hz), results_dir=tmp_path / "r",
-                      cache_dir=tmp_path / "c", device="cpu", quiet=True)
+    df = eegbench.run(
+        str(path),
+        overrides=synthetic_overrides(method, twin_250hz),
+        results_dir=tmp_path / "r",
+        cache_dir=tmp_path / "c",
+        device="cpu",
+        quiet=True,
+    )
     assert not df.attrs.get("failed"), df.attrs
     top1 = df[df["metric"] == "top1"]
     assert len(top1) == 1 and 0.0 <= float(top1["value"].iloc[0]) <= 1.0

@@ -28,6 +28,7 @@ repository, commit, file and call, and the authors' → eegbench key mapping:
 
 A change that moves any of these models' outputs fails here.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,16 +54,20 @@ CASES = [
 def load_fixture(name: str):
     with np.load(FIXTURES / name, allow_pickle=False) as npz:
         meta = json.loads(str(npz["meta"]))
-        state = {key[len("param/"):]: npz[key].astype(np.float64) * 2.0 ** int(npz["exp/" + key[len("param/"):]])
-                 for key in npz.files if key.startswith("param/")}
+        state = {
+            key[len("param/") :]: npz[key].astype(np.float64) * 2.0 ** int(npz["exp/" + key[len("param/") :]])
+            for key in npz.files
+            if key.startswith("param/")
+        }
         arrays = {key: npz[key] for key in npz.files if not key.startswith(("param/", "exp/", "meta"))}
     return meta, state, arrays
 
 
 def build_with_fixture_weights(meta, state, params):
     torch.manual_seed(0)
-    model = eegbench.create("backbone", meta["backbone"], n_chans=meta["n_chans"], n_times=meta["n_times"],
-                            **{**meta["params"], **params})
+    model = eegbench.create(
+        "backbone", meta["backbone"], n_chans=meta["n_chans"], n_times=meta["n_times"], **{**meta["params"], **params}
+    )
     own = model.state_dict()
     assert set(state) == set(own), f"fixture keys differ from the model's: {set(state) ^ set(own)}"
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)).to(own[k].dtype) for k, v in state.items()}, strict=True)

@@ -6,6 +6,7 @@ eegbench's layout, the input and the output of the seed's code, run on CPU in fl
 outside this repository; its metadata names the reference repository, commit, files and the exact call
 (``tests/fixtures/README.md`` lists them). eegbench must reproduce every output to 1e-5.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,7 @@ def load_fixture(name: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
 
 
 def weights_of(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k[len("weights."):]: v for k, v in tensors.items() if k.startswith("weights.")}
+    return {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}
 
 
 def seed_encoder(dropout: float | None = None) -> tuple[EEGEncoder, dict[str, torch.Tensor]]:
@@ -80,8 +81,13 @@ def test_resnet1d_equals_seed_encoder_train_mode():
     torch.testing.assert_close(emb, t["output.train_embedding_dropout0"], **TOL)
 
 
-@pytest.mark.parametrize("layer,fixture", [("stem", "seed_resnet1d_subject_stem.safetensors"),
-                                           ("channel-mix", "seed_resnet1d_subject_channel_mix.safetensors")])
+@pytest.mark.parametrize(
+    "layer,fixture",
+    [
+        ("stem", "seed_resnet1d_subject_stem.safetensors"),
+        ("channel-mix", "seed_resnet1d_subject_channel_mix.safetensors"),
+    ],
+)
 def test_resnet1d_subject_reduces_to_seed_resnet1d(layer, fixture):
     """resnet1d-subject: each subject's rows equal the seed's ``ResNet1d`` with that subject's input layer.
 
@@ -95,8 +101,14 @@ def test_resnet1d_subject_reduces_to_seed_resnet1d(layer, fixture):
     meta, t = load_fixture(fixture)
     params = json.loads(meta["eegbench_params"])
     assert params["subject_layer"] == layer
-    net = eegbench.create("backbone", "resnet1d-subject", n_chans=int(meta["n_chans"]), n_times=int(meta["n_times"]),
-                          subjects=json.loads(meta["subjects"]), **params)
+    net = eegbench.create(
+        "backbone",
+        "resnet1d-subject",
+        n_chans=int(meta["n_chans"]),
+        n_times=int(meta["n_times"]),
+        subjects=json.loads(meta["subjects"]),
+        **params,
+    )
     net.load_state_dict(weights_of(t), strict=True)
     net.eval()
     with torch.no_grad():
@@ -104,8 +116,9 @@ def test_resnet1d_subject_reduces_to_seed_resnet1d(layer, fixture):
     torch.testing.assert_close(out, t["output.eval_features"], **TOL)
 
 
-@pytest.mark.parametrize("name,fixture", [("clip", "losses_clip.safetensors"),
-                                          ("soft-clip", "losses_soft_clip.safetensors")])
+@pytest.mark.parametrize(
+    "name,fixture", [("clip", "losses_clip.safetensors"), ("soft-clip", "losses_soft_clip.safetensors")]
+)
 @pytest.mark.parametrize("center", [True, False])
 def test_losses_equal_seed(name, fixture, center):
     """clip / soft-clip equal the seed's ``CLIPLoss`` / ``SoftCLIPLoss`` as its trainer calls them.

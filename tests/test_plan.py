@@ -1,14 +1,14 @@
 """Plans: cells = fold × seed × stage × ratio, stable keys, honest-protocol invariants, --only."""
+
 from __future__ import annotations
 
 import pickle
 
+import eegbench_fakes as fakes
 import pytest
 
 from eegbench.errors import SpecError
 from eegbench.planning.plan import build_plan
-
-import eegbench_fakes as fakes
 
 
 @pytest.fixture(autouse=True)
@@ -17,8 +17,11 @@ def env(monkeypatch, tmp_path):
 
 
 def test_loso_cells_and_finetune_dependencies():
-    plan = build_plan(fakes.spec_dict(**{"protocol.folds": "all", "seeds": [0, 1],
-                                         "finetune": {"training_ratios": [0.1, 1.0], "epochs": 2}}))
+    plan = build_plan(
+        fakes.spec_dict(
+            **{"protocol.folds": "all", "seeds": [0, 1], "finetune": {"training_ratios": [0.1, 1.0], "epochs": 2}}
+        )
+    )
     pre = [c for c in plan.cells if c.stage == "pretrain"]
     ft = [c for c in plan.cells if c.stage == "finetune"]
     assert len(pre) == 3 * 2 and len(ft) == 3 * 2 * 2
@@ -52,8 +55,11 @@ def test_budget_split_mode_and_drop_last_are_part_of_the_key():
     spec = fakes.spec_dict(finetune={"training_ratios": [0.25, 1.0], "epochs": 2})
     plan = build_plan(spec)
     pre, ft_quarter, ft_full = plan.cells
-    assert (pre.config["labelled_fraction"], ft_quarter.config["labelled_fraction"],
-            ft_full.config["labelled_fraction"]) == (1.0, 0.25, 1.0)
+    assert (
+        pre.config["labelled_fraction"],
+        ft_quarter.config["labelled_fraction"],
+        ft_full.config["labelled_fraction"],
+    ) == (1.0, 0.25, 1.0)
     old_layout = {k: v for k, v in ft_quarter.config.items() if k != "labelled_fraction"}
     assert ft_quarter.key == stable_hash(dict(ft_quarter.config)) != stable_hash(old_layout)
     keys = {c.key for c in plan.cells}
@@ -73,19 +79,31 @@ def test_intra_and_pooled():
     assert pooled.fold == "pooled" and pooled.train_subjects == (1, 2, 3) and pooled.test_subjects == (1, 2, 3)
 
 
-@pytest.mark.parametrize("changes, expected", [
-    ({"validation.split": "test"}, "would select checkpoints on the test images"),
-    ({"validation.fraction": 0.0}, "needs a validation split"),
-    ({"validation.fraction": 0.0, "validation.selection": "last", "train.schedule": "plateau"}, "schedule = \"plateau\" needs a validation split"),
-    ({"validation.fraction": 0.0, "validation.selection": "last", "train.patience": 3}, "patience = 3 needs a validation split"),
-    ({"protocol.folds": [7]}, "folds [7] are not among [dataset] subjects"),
-    ({"dataset.subjects": [1], "protocol.folds": [1]}, "needs at least 2 subjects"),
-    ({"protocol.name": "intra", "finetune": {"training_ratios": [0.5]}}, "[finetune] needs [protocol] name = \"loso\""),
-    ({"train.warmup_epochs": 9}, "warmup_epochs = 9 exceeds epochs = 6"),
-    ({"backbone.name": "fake-mpl"}, "[backbone] unknown backbone 'fake-mpl' — did you mean 'fake-mlp'?"),
-    ({"backbone.params.hiden": 3}, "[backbone] backbone 'fake-mlp' has no parameter 'hiden'"),
-    ({"executor.name": "nowhere"}, "[executor] unknown executor 'nowhere'"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"validation.split": "test"}, "would select checkpoints on the test images"),
+        ({"validation.fraction": 0.0}, "needs a validation split"),
+        (
+            {"validation.fraction": 0.0, "validation.selection": "last", "train.schedule": "plateau"},
+            'schedule = "plateau" needs a validation split',
+        ),
+        (
+            {"validation.fraction": 0.0, "validation.selection": "last", "train.patience": 3},
+            "patience = 3 needs a validation split",
+        ),
+        ({"protocol.folds": [7]}, "folds [7] are not among [dataset] subjects"),
+        ({"dataset.subjects": [1], "protocol.folds": [1]}, "needs at least 2 subjects"),
+        (
+            {"protocol.name": "intra", "finetune": {"training_ratios": [0.5]}},
+            '[finetune] needs [protocol] name = "loso"',
+        ),
+        ({"train.warmup_epochs": 9}, "warmup_epochs = 9 exceeds epochs = 6"),
+        ({"backbone.name": "fake-mpl"}, "[backbone] unknown backbone 'fake-mpl' — did you mean 'fake-mlp'?"),
+        ({"backbone.params.hiden": 3}, "[backbone] backbone 'fake-mlp' has no parameter 'hiden'"),
+        ({"executor.name": "nowhere"}, "[executor] unknown executor 'nowhere'"),
+    ],
+)
 def test_dishonest_or_unresolvable_specs_are_refused(changes, expected):
     with pytest.raises(SpecError) as info:
         build_plan(fakes.spec_dict(**changes))
@@ -95,7 +113,10 @@ def test_dishonest_or_unresolvable_specs_are_refused(changes, expected):
 def test_select_only_pulls_in_dependencies():
     plan = build_plan(fakes.spec_dict(**{"protocol.folds": "all", "finetune": {"training_ratios": [0.5, 1.0]}}))
     chosen = plan.select(["stage=finetune", "fold=2", "ratio=0.5"])
-    assert [(c.stage, c.fold, c.training_ratio) for c in chosen] == [("pretrain", "sub-02", 1.0), ("finetune", "sub-02", 0.5)]
+    assert [(c.stage, c.fold, c.training_ratio) for c in chosen] == [
+        ("pretrain", "sub-02", 1.0),
+        ("finetune", "sub-02", 0.5),
+    ]
     assert len(plan.select({"seed": 0})) == len(plan.cells)
     with pytest.raises(SpecError, match="did you mean 'stage'"):
         plan.select(["stag=pretrain"])

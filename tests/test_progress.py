@@ -1,16 +1,16 @@
 """Progress where nobody watches a terminal (pipes, logs, Slurm), a silent Python API, and pre-flight
 failures that leave no store behind."""
+
 from __future__ import annotations
 
 import re
 
+import eegbench_fakes as fakes
 import pytest
 
 from eegbench.cli import main
 from eegbench.errors import EegbenchError
 from eegbench.runner import run_spec
-
-import eegbench_fakes as fakes
 
 
 @pytest.fixture
@@ -33,13 +33,18 @@ def test_piped_cli_prints_a_line_per_cell_start_end_and_periodic_epoch_lines(env
     assert main(["run", _spec_file(env), "--results", str(env / "res"), "--device", "cpu"]) == 0
     captured = capsys.readouterr()  # neither stream is a terminal here: plain lines, no live display
     err = captured.err
-    labels = ["pretrain sub-02 seed=0", "pretrain sub-03 seed=0", "finetune sub-02 seed=0 ratio=1",
-              "finetune sub-03 seed=0 ratio=1"]
+    labels = [
+        "pretrain sub-02 seed=0",
+        "pretrain sub-03 seed=0",
+        "finetune sub-02 seed=0 ratio=1",
+        "finetune sub-03 seed=0 ratio=1",
+    ]
     for label in labels:
         assert re.search(rf"^\[\d+s\] start {re.escape(label)} \(\d+ epochs", err, re.M), err
         assert re.search(rf"^\[\d+s\] done {re.escape(label)} in \d+\.\ds$", err, re.M), err
-    epoch = re.findall(r"pretrain sub-02 seed=0: epoch (\d)/6 loss \d+\.\d{3} val \d+\.\d{3}, [\d,]+ samples/s, ETA \d+s",
-                       err)
+    epoch = re.findall(
+        r"pretrain sub-02 seed=0: epoch (\d)/6 loss \d+\.\d{3} val \d+\.\d{3}, [\d,]+ samples/s, ETA \d+s", err
+    )
     assert epoch and "6" not in epoch  # a running cell's epochs; its end is the done line
     assert "\x1b[" not in err and "━" not in err  # no terminal control codes in a log
     assert "results (retrieval accuracy in %" in captured.out
@@ -67,8 +72,11 @@ def test_python_api_is_silent_unless_asked(env, capsys):
 @pytest.mark.parametrize("broken", ["encoder", "data"])
 def test_failed_preflight_leaves_no_store_and_logs_the_error(env, monkeypatch, broken):
     def missing(*args, **kwargs):
-        raise EegbenchError("weights not found at /nowhere/ViT-B-32.pt (pass weights = PATH)"
-                            if broken == "encoder" else "subject 3 is missing under /nowhere (eegbench download)")
+        raise EegbenchError(
+            "weights not found at /nowhere/ViT-B-32.pt (pass weights = PATH)"
+            if broken == "encoder"
+            else "subject 3 is missing under /nowhere (eegbench download)"
+        )
 
     if broken == "encoder":
         monkeypatch.setattr(fakes.FakeEncoder, "__init__", missing)
@@ -79,4 +87,6 @@ def test_failed_preflight_leaves_no_store_and_logs_the_error(env, monkeypatch, b
         run_spec(fakes.spec_dict(), results_dir=res, device="cpu")
     assert not (res / "results.sqlite").exists()
     [log] = (res / "logs").glob("*.log")
-    assert re.search(r"ERROR .*pre-flight failed, nothing run: .*(weights not found|subject 3 is missing)", log.read_text())
+    assert re.search(
+        r"ERROR .*pre-flight failed, nothing run: .*(weights not found|subject 3 is missing)", log.read_text()
+    )

@@ -4,6 +4,7 @@ each learns, reruns skip, the leaderboard reads what the engine stored and ranks
 Slow (about 30 s on 2 cores): it generates the synthetic twin and trains the three variants with one seed (the
 README's run has two), as a user's first run does.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """A cell is one frozen, typed value: its recipe round-trips, its keys are stable, the engine checks contracts."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,12 @@ def test_recipe_keys_name_what_is_computed_not_where(cells):
     assert {c.recipe.pretrain_recipe_key for c in ft} == {pre[0].recipe.recipe_key}
     assert ft[0].recipe.recipe_key != pre[0].recipe.recipe_key
     # where the data lives is not the method; the engine's head is
-    moved = dataclasses.replace(pre[0].recipe, dataset=pre[0].recipe.dataset.__class__(
-        pre[0].recipe.dataset.name, {**pre[0].recipe.dataset.params, "root": "/elsewhere"}))
+    moved = dataclasses.replace(
+        pre[0].recipe,
+        dataset=pre[0].recipe.dataset.__class__(
+            pre[0].recipe.dataset.name, {**pre[0].recipe.dataset.params, "root": "/elsewhere"}
+        ),
+    )
     assert moved.recipe_key == pre[0].recipe.recipe_key
     assert pre[0].recipe.with_head("identity").recipe_key != pre[0].recipe.with_head("linear").recipe_key
     # a hash of plain JSON, the same in every process (no repr, no id)

@@ -1,4 +1,5 @@
 """The registry: entry points, lookup, close matches, clashes, families, lazy factories."""
+
 from __future__ import annotations
 
 import types
@@ -30,8 +31,7 @@ def _plugin(name: str, components: list[Component], family: dict | None = None) 
         def eegbench_resolve_family(kind, name):
             prefix, _, rest = name.partition(":")
             if kind == "backbone" and prefix == family["prefix"]:
-                return Component(kind="backbone", name=name, summary=f"family member {rest}",
-                                 factory=family["factory"])
+                return Component(kind="backbone", name=name, summary=f"family member {rest}", factory=family["factory"])
             return None
 
         ns.eegbench_resolve_family = eegbench_resolve_family
@@ -146,11 +146,14 @@ def test_family_members_are_labelled_with_their_package():
     assert found.kind == "image-encoder" and found.plugin == "eegbench"
 
 
-@pytest.mark.parametrize("value, message", [
-    ("abc", r"parameter 'width' must be an integer \(default 4\), got 'abc'"),
-    (2.5, "must be an integer"),
-    (True, "must be an integer"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("abc", r"parameter 'width' must be an integer \(default 4\), got 'abc'"),
+        (2.5, "must be an integer"),
+        (True, "must be an integer"),
+    ],
+)
 def test_parameter_values_must_have_their_defaults_kind(reg, value, message):
     with pytest.raises(EegbenchError, match=message):
         reg.get("backbone", "resnet1d").build({}, width=value)
@@ -158,6 +161,7 @@ def test_parameter_values_must_have_their_defaults_kind(reg, value, message):
 
 def test_numbers_booleans_lists_and_sentinels():
     """Unannotated parameters take their default's kind; text defaults (sentinels) accept anything."""
+
     def factory(*, rate=0.5, flag=False, sizes=(1, 2), mode="auto"):
         return {"rate": rate, "flag": flag, "sizes": sizes, "mode": mode}
 
@@ -174,18 +178,30 @@ def test_defaults_and_types_come_from_the_factory_signature():
     parameters, ``**kwargs`` opens the component, a partial's bound keywords become defaults."""
     import functools
 
-    def factory(n_chans, n_times, sfreq=None, chs_info=None, subjects=None, *, depth: int = 2,
-                lengths: str | list[int] = "auto", rate: float = 0.1, _tag: str = ""):
+    def factory(
+        n_chans,
+        n_times,
+        sfreq=None,
+        chs_info=None,
+        subjects=None,
+        *,
+        depth: int = 2,
+        lengths: str | list[int] = "auto",
+        rate: float = 0.1,
+        _tag: str = "",
+    ):
         return {"depth": depth, "lengths": lengths, "rate": rate, "tag": _tag}
 
     comp = Component(kind="backbone", name="sig", summary="", factory=factory)
     assert comp.defaults == {"depth": 2, "lengths": "auto", "rate": 0.1} and not comp.open_params
     assert comp.build({"n_chans": 3, "n_times": 4}, lengths=[8, 4], rate=1)["lengths"] == [8, 4]
-    for bad, message in (({"depth": "2"}, r"parameter 'depth' must be an integer \(default 2\), got '2'"),
-                         ({"lengths": 5}, r"parameter 'lengths' must be text or a list \(default 'auto'\), got 5"),
-                         ({"lengths": [8, "x"]}, r"parameter 'lengths' must be text or a list \(an integer at \[1\]\)"),
-                         ({"_tag": "x"}, "has no parameter '_tag'"),
-                         ({"n_chans": 3}, "has no parameter 'n_chans'")):
+    for bad, message in (
+        ({"depth": "2"}, r"parameter 'depth' must be an integer \(default 2\), got '2'"),
+        ({"lengths": 5}, r"parameter 'lengths' must be text or a list \(default 'auto'\), got 5"),
+        ({"lengths": [8, "x"]}, r"parameter 'lengths' must be text or a list \(an integer at \[1\]\)"),
+        ({"_tag": "x"}, "has no parameter '_tag'"),
+        ({"n_chans": 3}, "has no parameter 'n_chans'"),
+    ):
         with pytest.raises(EegbenchError, match=message):
             comp.resolve_params(bad)
     bound = Component(kind="backbone", name="fam:x", summary="", factory=functools.partial(factory, depth=5, _tag="t"))
@@ -245,7 +261,11 @@ def test_a_hook_wrapper_observes_and_changes_the_answers():
     assert names == ["net2", "other", "resnet1d", "wrapped-net"]  # net10 dropped, wrapped-net added
     # each component keeps the plugin that gave it, the wrapper's own addition included
     assert {c.name: c.plugin for c in reg.list_components("backbone")} == {
-        "net2": "p1", "resnet1d": "p1", "other": "p2", "wrapped-net": "watcher"}
+        "net2": "p1",
+        "resnet1d": "p1",
+        "other": "p2",
+        "wrapped-net": "watcher",
+    }
 
 
 def test_an_old_style_hookwrapper_sees_the_family_answer():
@@ -293,8 +313,9 @@ def test_firstresult_stops_at_the_first_answer():
 
 def test_tryfirst_decides_which_family_plugin_answers():
     calls: list[str] = []
-    reg = Registry(autoload=False, plugins=[_family_plugin("preferred", calls, tryfirst=True),
-                                            _family_plugin("late", calls)])
+    reg = Registry(
+        autoload=False, plugins=[_family_plugin("preferred", calls, tryfirst=True), _family_plugin("late", calls)]
+    )
     comp = reg.get("backbone", "fam:Thing")
     assert comp.summary == "from preferred" and comp.plugin == "preferred"
     assert calls[0] == "preferred" and "late" not in calls[:1]
@@ -327,7 +348,12 @@ def test_a_plugin_answering_none_does_not_shift_the_labels():
 
     silent.eegbench_backbones = eegbench_backbones
     second = [Component(kind="backbone", name="other", summary="o", factory=_factory)]
-    reg = Registry(autoload=False, plugins=[module(_plugin("p1", COMPS)), module(silent),
-                                            module(_plugin("p2", second))])
+    reg = Registry(
+        autoload=False, plugins=[module(_plugin("p1", COMPS)), module(silent), module(_plugin("p2", second))]
+    )
     assert {c.name: c.plugin for c in reg.list_components("backbone")} == {
-        "net2": "p1", "net10": "p1", "resnet1d": "p1", "other": "p2"}
+        "net2": "p1",
+        "net10": "p1",
+        "resnet1d": "p1",
+        "other": "p2",
+    }

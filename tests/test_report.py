@@ -1,5 +1,6 @@
 """Acceptance for `eegbench leaderboard`: every format from two configurations over 3 subjects; the
 Markdown, CSV and JSON numbers checked against the database; PNG plots; a self-contained HTML report."""
+
 from __future__ import annotations
 
 import csv
@@ -7,16 +8,16 @@ import io
 import json
 import re
 import sqlite3
-from html import unescape
 from collections import defaultdict
+from html import unescape
 
 import numpy as np
 import pytest
+from test_leaderboard import CONFIGS, REPORTED, make_context, make_results
 
 from eegbench.cli import main
 from eegbench.results.leaderboard import build
 from eegbench.results.report import render
-from test_leaderboard import CONFIGS, REPORTED, make_context, make_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -33,7 +34,8 @@ def database_truth(directory, metric="top1"):
     con = sqlite3.connect(directory / "results.sqlite")
     groups = defaultdict(list)
     for backbone, protocol, stage, ratio, value in con.execute(
-            "SELECT backbone, protocol, stage, training_ratio, value FROM results WHERE metric = ?", (metric,)):
+        "SELECT backbone, protocol, stage, training_ratio, value FROM results WHERE metric = ?", (metric,)
+    ):
         groups[(backbone, protocol, stage, float(ratio))].append(value)
     con.close()
     return {k: (float(np.mean(v)), float(np.std(v, ddof=1)), len(v)) for k, v in groups.items()}
@@ -57,8 +59,22 @@ def outputs(results, tmp_path_factory):
         args = ["leaderboard", str(results), "--reported", str(reported), "--out", str(files[fmt])]
         # the format is named explicitly once and inferred from the suffix otherwise
         assert main(args + (["--format", fmt] if fmt in ("md", "latex") else [])) == 0
-    assert main(["leaderboard", str(results), "--no-reported", "--format", "html", "--out", str(out / "plain.html"),
-                 "--plots", str(out / "plots")]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                str(results),
+                "--no-reported",
+                "--format",
+                "html",
+                "--out",
+                str(out / "plain.html"),
+                "--plots",
+                str(out / "plots"),
+            ]
+        )
+        == 0
+    )
     return out, files
 
 
@@ -78,7 +94,7 @@ def test_markdown_numbers_match_the_database(results, outputs):
     header = [c.strip() for c in lines[start].strip("|").split("|")]
     checked = 0
     best_cells = 0
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -127,8 +143,13 @@ def test_csv_and_json_numbers_match_the_database(results, outputs):
         mean, std, n = truth[(r["backbone"], r["protocol"], r["stage"], r["training_ratio"])]
         assert r["mean"] == pytest.approx(mean, rel=5e-6) and r["std"] == pytest.approx(std, rel=5e-6) and r["n"] == n
         assert r["sd_subjects"] >= 0 and r["sd_seeds"] >= 0
-    assert [c["label"] for c in ctx["columns"]] == ["intra · pretrain", "loso · pretrain", "loso · finetune 10 %",
-                                                    "loso · finetune 50 %", "loso · finetune 100 %"]
+    assert [c["label"] for c in ctx["columns"]] == [
+        "intra · pretrain",
+        "loso · pretrain",
+        "loso · finetune 10 %",
+        "loso · finetune 50 %",
+        "loso · finetune 100 %",
+    ]
 
 
 def test_plots_are_written_and_non_empty(outputs):
@@ -150,7 +171,9 @@ def test_every_plot_draws_the_chance_line(results, monkeypatch):
 
     calls = []
     original = plots._chance_line
-    monkeypatch.setattr(plots, "_chance_line", lambda ax, chance, **kw: (calls.append(chance), original(ax, chance, **kw)))
+    monkeypatch.setattr(
+        plots, "_chance_line", lambda ax, chance, **kw: (calls.append(chance), original(ax, chance, **kw))
+    )
     made = plots.make_plots(build(results, reported=False))
     # score plots: overview (one chance line per column panel: 5), intra and loso pretrain subjects, loso finetune
     # subjects, curve; plus the paired differences (a difference scale: no chance line)
@@ -225,9 +248,17 @@ def test_unranked_configurations_are_marked_in_every_format(tmp_path):
 # --------------------------------------------------------------------------------------------------
 HEX16 = re.compile(r"(?<![0-9a-f])[0-9a-f]{16}(?![0-9a-f])")
 CHANNELS = ["Pz", "P3", "P7", "O1", "Oz", "O2", "P4", "P8", "P1", "P2", "PO7", "PO3", "POz", "PO4", "PO8", "P5", "P6"]
-REAL_CONTEXT = dict(dataset="things-eeg-2-synthetic", synthetic=True, n_way=50, sfreq=63.63636363636364, n_times=64,
-                    channels=CHANNELS, window=[0.0, 1.0057], image_encoder="embedding-file:c4fb359369756420",
-                    val_fraction=0.2)
+REAL_CONTEXT = dict(
+    dataset="things-eeg-2-synthetic",
+    synthetic=True,
+    n_way=50,
+    sfreq=63.63636363636364,
+    n_times=64,
+    channels=CHANNELS,
+    window=[0.0, 1.0057],
+    image_encoder="embedding-file:c4fb359369756420",
+    val_fraction=0.2,
+)
 
 
 def significant_digits(number: str) -> int:
@@ -244,8 +275,15 @@ def float32_noise(base, subject, seed, ratio, k):
 def real_board(tmp_path_factory):
     d = tmp_path_factory.mktemp("real")
     configs = (("resnet1d", "embedding-file", "clip", 0.30, {}), ("nice", "embedding-file", "clip", 0.24, {}))
-    make_results(d, configs, subjects=(1, 2, 3, 4), protocols=("loso",), ratios=(0.25, 1.0),
-                 context=make_context(**REAL_CONTEXT), scorer=float32_noise)
+    make_results(
+        d,
+        configs,
+        subjects=(1, 2, 3, 4),
+        protocols=("loso",),
+        ratios=(0.25, 1.0),
+        context=make_context(**REAL_CONTEXT),
+        scorer=float32_noise,
+    )
     return d, build(d, reported=False)
 
 
@@ -290,11 +328,18 @@ def test_html_reads_summary_first_with_human_values_and_hashes_only_in_identity(
     positions = [page.index(s) for s in ('<dl class="summary">', "<h3>Ranking</h3>", "<img ", 'class="identity"')]
     assert positions == sorted(positions)
     text = unescape(page)
-    for expected in ("<dt>image encoder</dt><dd>embedding-file</dd>", "<dt>retrieval</dt><dd>50-way</dd>",
-                     "<dt>configurations</dt><dd>2</dd>", "<dt>test subjects</dt><dd>4 (1, 2, 3, 4)</dd>",
-                     "<dt>seeds</dt><dd>2 (0, 1)</dd>", "<dt>chance</dt><dd>2 %</dd>",
-                     "64 samples at 63.6 Hz", "window: 0 to 1.01 s", "<summary>17 (Pz, P3, P7, O1, …)</summary>",
-                     "validation: 20 % of the training data, split by image"):
+    for expected in (
+        "<dt>image encoder</dt><dd>embedding-file</dd>",
+        "<dt>retrieval</dt><dd>50-way</dd>",
+        "<dt>configurations</dt><dd>2</dd>",
+        "<dt>test subjects</dt><dd>4 (1, 2, 3, 4)</dd>",
+        "<dt>seeds</dt><dd>2 (0, 1)</dd>",
+        "<dt>chance</dt><dd>2 %</dd>",
+        "64 samples at 63.6 Hz",
+        "window: 0 to 1.01 s",
+        "<summary>17 (Pz, P3, P7, O1, …)</summary>",
+        "validation: 20 % of the training data, split by image",
+    ):
         assert expected in text, expected
     assert "63.636" not in page and "1.0057" not in page and "sfreq" not in page
     # percent with one decimal in every table cell with a score
@@ -315,9 +360,11 @@ def test_plots_share_the_score_axis_label_chance_and_name_no_hash(real_board, mo
     for fig, plot in zip(figures, made):
         assert plot.png.startswith(PNG_MAGIC) and not HEX16.search(plot.caption)
         widths.append(fig.get_size_inches()[0])
-        texts = [t.get_text() for t in fig.texts] + [t.get_text() for ax in fig.axes for t in
-                                                     (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts,
-                                                      *ax.get_yticklabels())]
+        texts = [t.get_text() for t in fig.texts] + [
+            t.get_text()
+            for ax in fig.axes
+            for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts, *ax.get_yticklabels())
+        ]
         assert not any(HEX16.search(t) for t in texts), texts
         if plot.name.endswith("_paired_differences.png"):
             assert len(fig.axes) == 3 and all(ax.get_xlim() == fig.axes[0].get_xlim() for ax in fig.axes)

@@ -7,6 +7,7 @@ The check runs inside the page: a small script placed before the report's own ma
 on `window` in the capture phase) and every `console.error` call, and after `load` writes what it saw,
 with each image's decoded size, into the DOM that `chromium --dump-dom` prints.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ import shutil
 import subprocess
 
 import pytest
+from test_leaderboard import make_results
 
 from eegbench.cli import main
-from test_leaderboard import make_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (bash .ci/chromium.sh installs it)")
@@ -52,11 +53,23 @@ def open_in_chromium(html_path, tmp_path) -> dict:
     probed = tmp_path / "probed.html"
     head = re.search(r"<head[^>]*>", page, flags=re.I)
     assert head, "the report has no <head>"
-    probed.write_text(page[:head.end()] + PROBE + page[head.end():], encoding="utf-8")
+    probed.write_text(page[: head.end()] + PROBE + page[head.end() :], encoding="utf-8")
     proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = re.search(r'<pre id="eegbench-browser-check">(.*?)</pre>', proc.stdout, flags=re.S)
     assert found, f"the probe never ran: {proc.stderr[-2000:]}"
@@ -79,7 +92,10 @@ def test_report_loads_every_image_without_errors_in_a_real_browser(tmp_path):
 def test_the_probe_sees_a_broken_image(tmp_path):
     """The check can fail: a page with an image that does not decode is reported."""
     page = tmp_path / "broken.html"
-    page.write_text("<!doctype html><html><head><title>t</title></head><body>"
-                    "<img alt='bad' src='data:image/png;base64,AAAA'></body></html>", encoding="utf-8")
+    page.write_text(
+        "<!doctype html><html><head><title>t</title></head><body>"
+        "<img alt='bad' src='data:image/png;base64,AAAA'></body></html>",
+        encoding="utf-8",
+    )
     seen = open_in_chromium(page, tmp_path)
     assert seen["errors"] and seen["images"][0]["width"] == 0

@@ -1,16 +1,17 @@
 """The Markdown and LaTeX tables as rendered before the renderers shared one walk over the table
 (``report._grid``): the same board renders to the same text, byte for byte. Regenerate a golden file only
 for an intended change of the rendering: ``EEGBENCH_WRITE_GOLDEN=1 pytest tests/test_report_golden.py``."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+from test_leaderboard import REPORTED, make_results
 
 from eegbench.results.leaderboard import build
 from eegbench.results.report import render
-from test_leaderboard import REPORTED, make_results
 
 GOLDEN = Path(__file__).parent / "fixtures" / "report"
 

@@ -1,4 +1,5 @@
 """resnet1d / resnet1d-subject: the seed's parameter counts, shapes for other lengths, per-subject layers."""
+
 from __future__ import annotations
 
 import pickle
@@ -59,8 +60,9 @@ def test_stage_lengths_rules():
 
 
 def test_explicit_params_change_the_model():
-    net = eegbench.create("backbone", "resnet1d", n_chans=4, n_times=64, filters=[8, 16], lengths=[64, 32],
-                          kernel_size=5, dropout=0.1)
+    net = eegbench.create(
+        "backbone", "resnet1d", n_chans=4, n_times=64, filters=[8, 16], lengths=[64, 32], kernel_size=5, dropout=0.1
+    )
     assert net.n_features == 16 * 32
     assert net.conv1.kernel_size == (5,)
     assert net.blocks[0].dropout1.p == pytest.approx(0.1)
@@ -72,8 +74,9 @@ def test_explicit_params_change_the_model():
 
 def test_subject_variant_matches_per_subject_convolution():
     torch.manual_seed(0)
-    net = eegbench.create("backbone", "resnet1d-subject", n_chans=6, n_times=32, subjects=[1, 4],
-                          filters=[8, 8, 12], lengths="auto").eval()
+    net = eegbench.create(
+        "backbone", "resnet1d-subject", n_chans=6, n_times=32, subjects=[1, 4], filters=[8, 8, 12], lengths="auto"
+    ).eval()
     assert net.takes_subject and net.subjects == [1, 4]
     x = torch.randn(4, 6, 32)
     subject = torch.tensor([4, 1, 1, 4])
@@ -92,8 +95,9 @@ def test_subject_variant_matches_per_subject_convolution():
 
 
 def test_subject_variant_add_subject_and_unknown_subject():
-    net = eegbench.create("backbone", "resnet1d-subject", n_chans=3, n_times=16, subjects=[1, 2],
-                          filters=[4, 4], lengths="auto").eval()
+    net = eegbench.create(
+        "backbone", "resnet1d-subject", n_chans=3, n_times=16, subjects=[1, 2], filters=[4, 4], lengths="auto"
+    ).eval()
     x = torch.randn(2, 3, 16)
     with pytest.raises(IndexError):
         net(x, torch.tensor([1, 7]))
@@ -113,8 +117,15 @@ def test_subject_variant_add_subject_and_unknown_subject():
 
 def test_subject_variant_channel_mix_starts_as_identity():
     torch.manual_seed(0)
-    net = eegbench.create("backbone", "resnet1d-subject", n_chans=3, n_times=16, subjects=[1, 2],
-                          filters=[4, 4], subject_layer="channel-mix").eval()
+    net = eegbench.create(
+        "backbone",
+        "resnet1d-subject",
+        n_chans=3,
+        n_times=16,
+        subjects=[1, 2],
+        filters=[4, 4],
+        subject_layer="channel-mix",
+    ).eval()
     x = torch.randn(2, 3, 16)
     torch.testing.assert_close(net(x, torch.tensor([1, 2])), net.trunk(net.stem(x)))
 

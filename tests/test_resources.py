@@ -1,4 +1,5 @@
 """Thread pools sized to the CPUs a process may really use: affinity mask, cgroup quota, local workers."""
+
 from __future__ import annotations
 
 import os
@@ -31,13 +32,16 @@ def test_affinity_mask_counts_not_the_machine(eight_cpus, tmp_path):
     assert resources.usable_cpus(_cgroup(tmp_path)) == 8  # no quota files: the mask alone
 
 
-@pytest.mark.parametrize("v2, v1, expected", [
-    ("max 100000\n", None, 8),          # cgroup v2 without a quota
-    ("250000 100000\n", None, 3),       # 2.5 CPUs of quota: rounded up
-    ("50000 100000\n", None, 1),        # half a CPU: at least one thread
-    (None, (200000, 100000), 2),        # cgroup v1 quota
-    (None, (-1, 100000), 8),            # cgroup v1 unlimited
-])
+@pytest.mark.parametrize(
+    "v2, v1, expected",
+    [
+        ("max 100000\n", None, 8),  # cgroup v2 without a quota
+        ("250000 100000\n", None, 3),  # 2.5 CPUs of quota: rounded up
+        ("50000 100000\n", None, 1),  # half a CPU: at least one thread
+        (None, (200000, 100000), 2),  # cgroup v1 quota
+        (None, (-1, 100000), 8),  # cgroup v1 unlimited
+    ],
+)
 def test_cgroup_quota_caps_the_mask(eight_cpus, tmp_path, v2, v1, expected):
     assert resources.usable_cpus(_cgroup(tmp_path, v2=v2, v1=v1)) == expected
 
@@ -49,10 +53,12 @@ def test_local_workers_share_the_usable_cpus(eight_cpus, tmp_path):
 
 def test_a_worker_share_reaches_torch_and_blas_in_a_fresh_process():
     """What a local executor's worker initializer sets is what torch and the BLAS libraries then use."""
-    code = ("import os, torch\n"
-            "from eegbench.execution.resources import limit_worker_threads, apply_thread_limit\n"
-            "limit_worker_threads(1)\n"
-            "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], apply_thread_limit())\n")
+    code = (
+        "import os, torch\n"
+        "from eegbench.execution.resources import limit_worker_threads, apply_thread_limit\n"
+        "limit_worker_threads(1)\n"
+        "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], apply_thread_limit())\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", resources.THREADS_ENV)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["1", "1", "1"]

@@ -1,4 +1,5 @@
 """The retrieval task: registered, top-k by image row, chance k/n_way, one score per subject."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,13 @@ from eegbench_plugins.retrieval import RetrievalTask
 
 def test_registered_with_defaults():
     comp = eegbench.get_component("task", "retrieval")
-    assert comp.defaults == {"topk": [1, 3, 5], "center": False, "kway": [2, 4, 10, 50, 100, 200], "kway_draws": 100,
-                             "kway_seed": 0}
+    assert comp.defaults == {
+        "topk": [1, 3, 5],
+        "center": False,
+        "kway": [2, 4, 10, 50, 100, 200],
+        "kway_draws": 100,
+        "kway_seed": 0,
+    }
     task = eegbench.create("task", "retrieval")
     assert task.topk == [1, 3, 5] and task.center is False
 
@@ -42,8 +48,13 @@ def test_perfect_and_shuffled_embeddings():
     assert (s1.subject, s2.subject) == (1, 2) and s1.metrics == {"top1": 1.0, "top3": 1.0, "top5": 1.0}
     assert s1.chance == {"top1": 0.02, "top3": 0.06, "top5": 0.1} and s1.n_way == 50 and s1.extra["n_trials"] == 50
     (k,) = RetrievalTask(kway=[2, 10, 50]).evaluate(eeg, img, idx, torch.ones(100, dtype=torch.long))
-    assert {m: v for m, v in k.metrics.items() if "way" in m} == {"top1_2way": 1.0, "top1_10way": 1.0, "top5_10way": 1.0,
-                                                                  "top1_50way": 1.0, "top5_50way": 1.0}
+    assert {m: v for m, v in k.metrics.items() if "way" in m} == {
+        "top1_2way": 1.0,
+        "top1_10way": 1.0,
+        "top5_10way": 1.0,
+        "top1_50way": 1.0,
+        "top5_50way": 1.0,
+    }
     wrong = img[(idx + 1) % 50]
     (s,) = RetrievalTask(topk=[1]).evaluate(wrong, img, idx, torch.ones(100, dtype=torch.long))
     assert s.metrics["top1"] == 0.0

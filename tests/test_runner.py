@@ -1,4 +1,5 @@
 """run_spec / CellRunner / `eegbench run`: results rows, skipping stored cells, resuming, one-line errors."""
+
 from __future__ import annotations
 
 import pickle
@@ -6,18 +7,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+import eegbench_fakes as fakes
 import pytest
 
 from eegbench.cli import main
 from eegbench.planning.plan import build_plan
-from eegbench.runner import CellOutcome, CellRunner, run_spec
 from eegbench.results.store import RESULT_COLUMNS, ResultStore
+from eegbench.runner import CellOutcome, CellRunner, run_spec
 
-import eegbench_fakes as fakes
-
-CONTEXT_KEYS = {"dataset", "synthetic", "test_split", "n_way", "train_averaging", "test_averaging", "window", "channels",
-                "n_times", "sfreq", "standardize", "selection", "val_fraction", "val_by", "image_encoder",
-                "image_encoder_random_init"}
+CONTEXT_KEYS = {
+    "dataset",
+    "synthetic",
+    "test_split",
+    "n_way",
+    "train_averaging",
+    "test_averaging",
+    "window",
+    "channels",
+    "n_times",
+    "sfreq",
+    "standardize",
+    "selection",
+    "val_fraction",
+    "val_by",
+    "image_encoder",
+    "image_encoder_random_init",
+}
 ROOT = Path(__file__).parents[1]
 
 
@@ -28,12 +43,16 @@ def env(monkeypatch, tmp_path):
 
 
 def _spec(**changes):
-    return fakes.spec_dict(**{"protocol.folds": [2, 3], "finetune": {"training_ratios": [0.5, 1.0], "epochs": 2}, **changes})
+    return fakes.spec_dict(
+        **{"protocol.folds": [2, 3], "finetune": {"training_ratios": [0.5, 1.0], "epochs": 2}, **changes}
+    )
 
 
 def test_run_writes_contract_rows_then_skips_everything(env):
     df = run_spec(_spec(), results_dir=env / "res", device="cpu", quiet=True)
-    assert len(df) == 6 * 7  # 2 folds x (pretrain + 2 ratios) x top1/3/5 + k-way top1 at 2, 4, 10 and top5 at 10 (n_way 16)
+    assert (
+        len(df) == 6 * 7
+    )  # 2 folds x (pretrain + 2 ratios) x top1/3/5 + k-way top1 at 2, 4, 10 and top5 at 10 (n_way 16)
     assert set(df.columns) >= set(RESULT_COLUMNS)
     row = df[(df.stage == "finetune") & (df.metric == "top1")].iloc[0]
     assert set(row.context) == CONTEXT_KEYS and row.context["selection"] == "best-val" and row.context["n_way"] == 16
@@ -121,13 +140,18 @@ def test_cli_run_prints_table_and_user_errors_are_one_line(env, capsys):
 
     spec_path = env / "bench.toml"
     spec_path.write_bytes(tomli_w.dumps(fakes.spec_dict()).encode())
-    assert main(["run", str(spec_path), "--results", str(env / "res"), "--device", "cpu", "--set", "train.epochs=2"]) == 0
+    assert (
+        main(["run", str(spec_path), "--results", str(env / "res"), "--device", "cpu", "--set", "train.epochs=2"]) == 0
+    )
     out = capsys.readouterr().out
     assert "top1" in out and "sub-03" in out
     for args, message in [
         (["--set", "train.epoch=3"], "[train] unknown key 'epoch' — did you mean 'epochs'?"),
         (["--set", "train.epochs=-1"], "[train] epochs: input should be greater than or equal to 1"),
-        (["--set", "finetune.training_ratios=[1.5]"], "[finetune] training_ratios: input should be less than or equal to 1"),
+        (
+            ["--set", "finetune.training_ratios=[1.5]"],
+            "[finetune] training_ratios: input should be less than or equal to 1",
+        ),
         (["--set", 'backbone.name="resnet1"'], "[backbone] unknown backbone 'resnet1'"),
         (["--only", "fold=9"], "matches no cell"),
     ]:
@@ -149,10 +173,23 @@ def test_seed_recipe_settings():
     assert spec.dataset.name == "things-eeg-2" and spec.dataset.n_times == 128 and spec.dataset.train_averaging == "all"
     assert spec.backbone.name == "resnet1d" and spec.image_encoder.name == "clip-vit-b-32"
     assert spec.image_encoder.params.get("output") == "cls"
-    assert spec.loss.name == "clip" and spec.loss.params["temperature"] == 0.04 and spec.loss.params["learn_temperature"] is False
+    assert (
+        spec.loss.name == "clip"
+        and spec.loss.params["temperature"] == 0.04
+        and spec.loss.params["learn_temperature"] is False
+    )
     t = spec.train
-    assert (t.epochs, t.batch_size, t.lr, t.weight_decay, t.warmup_epochs, t.schedule, t.plateau_factor, t.plateau_patience,
-            t.optimizer) == (300, 512, 0.005, 0.1, 20, "plateau", 0.1, 25, "adamw")
+    assert (
+        t.epochs,
+        t.batch_size,
+        t.lr,
+        t.weight_decay,
+        t.warmup_epochs,
+        t.schedule,
+        t.plateau_factor,
+        t.plateau_patience,
+        t.optimizer,
+    ) == (300, 512, 0.005, 0.1, 20, "plateau", 0.1, 25, "adamw")
     assert spec.seeds == [42, 43, 44] and spec.validation.fraction == 0.2 and spec.validation.by == "trial"
     assert t.drop_last is True  # the seed's training DataLoader drops the last partial batch
     assert spec.protocol.name == "loso" and spec.dataset.subjects == list(range(1, 11))
@@ -165,12 +202,17 @@ def test_dry_run_shows_the_finetune_budget_per_ratio_without_the_data(env, capsy
     """`eegbench run benchmarks/things_finetune.toml --dry-run` with no release on disk: per ratio, the held-out
     subject's training + validation images sum to ratio x 16,540 (the release's declared size)."""
     monkeypatch.setenv("EEGBENCH_DATA", str(env / "nodata"))
-    assert main(["run", str(ROOT / "benchmarks" / "things_finetune.toml"), "--dry-run", "--results", str(env / "res")]) == 0
+    assert (
+        main(["run", str(ROOT / "benchmarks" / "things_finetune.toml"), "--dry-run", "--results", str(env / "res")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert not (env / "nodata").exists()  # nothing downloaded or generated
     for ratio, train, val in ((0.05, 662, 165), (0.1, 1323, 331), (0.25, 3308, 827), (1, 13232, 3308)):
-        assert (f"finetune ratio {ratio:g}: {train + val:,} of the held-out subject's 16,540 training images labelled = "
-                f"{train:,} training + {val:,} validation") in out
+        assert (
+            f"finetune ratio {ratio:g}: {train + val:,} of the held-out subject's 16,540 training images labelled = "
+            f"{train:,} training + {val:,} validation"
+        ) in out
         assert train + val == round(ratio * 16540)
     df = run_spec(ROOT / "benchmarks" / "things_finetune.toml", results_dir=env / "res", dry_run=True, quiet=True)
     ft = df[df.stage == "finetune"]
@@ -183,8 +225,14 @@ def test_dry_run_of_the_synthetic_twin_counts_without_generating_it(env, capsys)
     assert main(["run", str(ROOT / "benchmarks" / "quick.toml"), "--dry-run", "--results", str(env / "res")]) == 0
     out = capsys.readouterr().out
     # quick.toml's twin declares 100 concepts x 4 images; it finetunes at 0.25 and 1.0 with 20 % validation
-    assert "finetune ratio 0.25: 100 of the held-out subject's 400 training images labelled = 80 training + 20 validation" in out
-    assert "finetune ratio 1: 400 of the held-out subject's 400 training images labelled = 320 training + 80 validation" in out
+    assert (
+        "finetune ratio 0.25: 100 of the held-out subject's 400 training images labelled = 80 training + 20 validation"
+        in out
+    )
+    assert (
+        "finetune ratio 1: 400 of the held-out subject's 400 training images labelled = 320 training + 80 validation"
+        in out
+    )
     assert not any((env / "eegbench_data").rglob("*.npy"))
 
 
@@ -196,10 +244,23 @@ def test_result_rows_record_the_labelled_fraction(env):
 
 
 def test_real_release_absent_fails_in_one_line_before_training(env):
-    proc = subprocess.run([sys.executable, "-m", "eegbench.cli", "run", str(ROOT / "benchmarks" / "things_loso.toml"),
-                           "--results", str(env / "res"), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "EEGBENCH_DATA": str(env / "nodata")})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eegbench.cli",
+            "run",
+            str(ROOT / "benchmarks" / "things_loso.toml"),
+            "--results",
+            str(env / "res"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "EEGBENCH_DATA": str(env / "nodata")},
+    )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "download" in lines[0], proc.stderr
@@ -214,7 +275,9 @@ def test_dry_run_work_counts_trials_times_repetitions(env, monkeypatch, capsys):
     # the fake dataset keeps 2 repetitions per image apart unless averaged; 64 images, 25% validation, 2 subjects
     monkeypatch.setattr(fakes.FakeDataset, "repetitions", lambda self, split: self.reps, raising=False)
     for averaging, per_image in (("all", 1), ("none", 2), (2, 2)):
-        df = run_spec(_spec(**{"dataset.train_averaging": averaging}), results_dir=env / "res", dry_run=True, quiet=True)
+        df = run_spec(
+            _spec(**{"dataset.train_averaging": averaging}), results_dir=env / "res", dry_run=True, quiet=True
+        )
         pre = df[df.stage == "pretrain"].iloc[0]
         assert pre.samples == int(64 * per_image * 0.75 * 2) and pre.counted == "trials"
         assert pre.work == pre.samples * 6
@@ -232,7 +295,9 @@ def test_dry_run_work_counts_trials_times_repetitions(env, monkeypatch, capsys):
 def test_things_eeg2_tells_repetitions_only_when_known_without_loading(tmp_path):
     from eegbench_plugins.things_eeg2 import loader
 
-    twin = loader.build_synthetic(root=tmp_path / "twin", cache_root=tmp_path / "cache", train_repetitions=2, test_repetitions=8)
+    twin = loader.build_synthetic(
+        root=tmp_path / "twin", cache_root=tmp_path / "cache", train_repetitions=2, test_repetitions=8
+    )
     assert twin.repetitions("train") == 2 and twin.repetitions("test") == 8
     assert not (tmp_path / "twin").exists() or not any((tmp_path / "twin").rglob("*.npy"))  # nothing generated
     real = loader.build(root=tmp_path / "real", cache_root=tmp_path / "cache")
@@ -251,8 +316,18 @@ def test_run_summary_is_in_percent_pretrain_first_without_ratio_then_ratios_asce
     for stage, ratio, value in (("finetune", 1.0, 0.70), ("pretrain", 1.0, 0.42), ("finetune", 0.25, 0.55)):
         for seed in (0, 1):
             for metric, v in (("top1", value), ("top5", value + 0.2)):
-                rows.append(dict(stage=stage, training_ratio=ratio, fold="sub-04", test_subject=4, metric=metric,
-                                 value=v + 0.01 * seed, chance=0.02, seed=seed))
+                rows.append(
+                    dict(
+                        stage=stage,
+                        training_ratio=ratio,
+                        fold="sub-04",
+                        test_subject=4,
+                        metric=metric,
+                        value=v + 0.01 * seed,
+                        chance=0.02,
+                        seed=seed,
+                    )
+                )
     out = io.StringIO()
     _print_summary(pd.DataFrame(rows), Console(file=out, width=200, color_system=None))
     lines = [line for line in out.getvalue().splitlines() if "sub-04" in line]

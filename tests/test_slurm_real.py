@@ -6,6 +6,7 @@ Needs a running Slurm (``sbatch``, ``sinfo`` and a node up); ``.ci/run`` starts 
 About a minute on 2 cores: two runs of four cells each (two pretrain cells, then their finetune cells:
 two job arrays of two tasks, one after the other), plus Slurm's scheduling.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,13 +17,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from quick_spec import QUICK, TINY_ONE_FOLD, as_cli
 
 import eegbench
 from eegbench.errors import EegbenchError
 from eegbench.results.store import ResultStore
 from eegbench_plugins.executors import slurm as slurm_executor
 from eegbench_plugins.executors.testing import FakeRunner, fake_plan
-from quick_spec import QUICK, TINY_ONE_FOLD, as_cli
 
 #: what this one-node, GPU-less cluster needs; everything else is the executor's default
 SLURM_PARAMS = 'partition="debug", cpus_per_task=1, mem_gb=1, timeout_min=10, poll_seconds=1'
@@ -51,8 +52,9 @@ def env(tmp_path_factory):
     thread everywhere, so the local process and the Slurm jobs compute alike."""
     root = tmp_path_factory.mktemp("slurm")
     threads = {v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    return root, dict(os.environ, EEGBENCH_DATA=str(root / "data"), EEGBENCH_CACHE=str(root / "cache"),
-                      HF_HUB_OFFLINE="1", **threads)
+    return root, dict(
+        os.environ, EEGBENCH_DATA=str(root / "data"), EEGBENCH_CACHE=str(root / "cache"), HF_HUB_OFFLINE="1", **threads
+    )
 
 
 #: one fold, two seeds: two pretrain cells (one job array of two tasks), then their two finetune cells
@@ -61,12 +63,28 @@ CELLS = [*TINY_ONE_FOLD, "seeds=[0, 1]"]
 
 def run(env: dict[str, str], results: Path, *overrides: str) -> subprocess.CompletedProcess:
     # sbatch exports this environment to the jobs (--export=ALL, Slurm's default)
-    return subprocess.run([sys.executable, "-m", "eegbench.cli", "run", str(QUICK), *as_cli([*CELLS, *overrides]),
-                           "--results", str(results)], capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eegbench.cli",
+            "run",
+            str(QUICK),
+            *as_cli([*CELLS, *overrides]),
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 def metric_rows(results: Path) -> dict[tuple, float]:
-    return {(r["cell_key"], r["metric"], r["test_subject"]): r["value"] for r in ResultStore(results, read_only=True).rows()}
+    return {
+        (r["cell_key"], r["metric"], r["test_subject"]): r["value"] for r in ResultStore(results, read_only=True).rows()
+    }
 
 
 def test_a_real_job_array_stores_the_local_executors_rows(env):
@@ -76,13 +94,18 @@ def test_a_real_job_array_stores_the_local_executors_rows(env):
     expected = metric_rows(root / "local")
     assert len({k for k, _, _ in expected}) == 4 and len(expected) >= 12  # 2 seeds x (pretrain, finetune)
 
-    on_slurm = run(environ, root / "slurm", f'executor={{name="submitit", params={{cluster="slurm", gpus_per_task=0, '
-                                            f'cells_per_job=1, {SLURM_PARAMS}}}}}')
+    on_slurm = run(
+        environ,
+        root / "slurm",
+        f'executor={{name="submitit", params={{cluster="slurm", gpus_per_task=0, cells_per_job=1, {SLURM_PARAMS}}}}}',
+    )
     assert on_slurm.returncode == 0, on_slurm.stderr
     assert metric_rows(root / "slurm") == expected  # the same cells, metrics and values, bit for bit
     # Slurm ran them: array task ids (<job>_<task>) were submitted, and Slurm ran them to completion
-    arrays = [ids.split(", ") for ids in re.findall(r"submitted \d+ job\(s\) for \d+ cell\(s\): ([\d_, ]+?) \(",
-                                                    on_slurm.stderr)]
+    arrays = [
+        ids.split(", ")
+        for ids in re.findall(r"submitted \d+ job\(s\) for \d+ cell\(s\): ([\d_, ]+?) \(", on_slurm.stderr)
+    ]
     # the two pretrain cells are one array of two tasks (later arrays may hold one cell: a plain job id)
     assert arrays and [re.sub(r"^\d+", "", j) for j in arrays[0]] == ["_0", "_1"], on_slurm.stderr
     first = arrays[0][0]
@@ -107,9 +130,18 @@ def test_gpus_on_a_cluster_without_gpus_is_one_line_naming_gpus_per_task(env):
 def test_sbatchs_own_gres_refusal_is_one_line_naming_gpus_per_task(tmp_path, monkeypatch):
     # where sinfo cannot tell (None), the request reaches the real sbatch, which refuses the gres
     monkeypatch.setattr(slurm_executor, "partition_has_gpus", lambda partition="": None)
-    executor = eegbench.create("executor", "submitit", cluster="slurm", gpus_per_task=1, partition="debug",
-                               cpus_per_task=1, mem_gb=1, timeout_min=5, poll_seconds=1,
-                               log_folder=str(tmp_path / "logs" / "%j"))
+    executor = eegbench.create(
+        "executor",
+        "submitit",
+        cluster="slurm",
+        gpus_per_task=1,
+        partition="debug",
+        cpus_per_task=1,
+        mem_gb=1,
+        timeout_min=5,
+        poll_seconds=1,
+        log_folder=str(tmp_path / "logs" / "%j"),
+    )
     with pytest.raises(EegbenchError) as info:
         executor.run(fake_plan(n_folds=1, seeds=(0,)), FakeRunner(str(tmp_path / "results")))
     message = str(info.value)

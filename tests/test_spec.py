@@ -1,12 +1,12 @@
 """Spec validation: unknown keys with suggestions, allowed values, ranges, overrides as TOML values."""
+
 from __future__ import annotations
 
+import eegbench_fakes as fakes
 import pytest
 
 from eegbench.errors import SpecError
 from eegbench.planning.spec import TRAIN_FIELDS, load_spec, parse_value
-
-import eegbench_fakes as fakes
 
 
 def _err(**changes) -> str:
@@ -25,20 +25,29 @@ def test_defaults_fill_in_and_finetune_inherits_train():
     assert spec.as_dict()["finetune"]["training_ratios"] == [0.25, 1.0]
 
 
-@pytest.mark.parametrize("changes, expected", [
-    ({"train.epoch": 5}, "[train] unknown key 'epoch' — did you mean 'epochs'?"),
-    ({"dataset.chanels": ["O1"]}, "[dataset] unknown key 'chanels' — did you mean 'channels'?"),
-    ({"seed": [1]}, "unknown key 'seed' — did you mean 'seeds'?"),
-    ({"train.epochs": -3}, "[train] epochs: input should be greater than or equal to 1"),
-    ({"finetune": {"training_ratios": [0.5, 1.5]}}, "[finetune] training_ratios: input should be less than or equal to 1"),
-    ({"train.schedule": "cosin"}, "[train] schedule: 'cosin' is not allowed — did you mean 'cosine'? (allowed: 'cosine', 'plateau', 'constant')"),
-    ({"protocol.name": "loocv"}, "(allowed: 'intra', 'loso', 'pooled')"),
-    ({"dataset.train_averaging": "al"}, "did you mean 'all'?"),
-    ({"dataset.window": [0.5, 0.1]}, "[dataset] window: window start must be before its end"),
-    ({"validation.selection": "best-test"}, "(allowed: 'best-val', 'last')"),
-    ({"seeds": [1, 1]}, "seeds repeat"),
-    ({"train.betas": [0.9]}, "[train] betas: too few values"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"train.epoch": 5}, "[train] unknown key 'epoch' — did you mean 'epochs'?"),
+        ({"dataset.chanels": ["O1"]}, "[dataset] unknown key 'chanels' — did you mean 'channels'?"),
+        ({"seed": [1]}, "unknown key 'seed' — did you mean 'seeds'?"),
+        ({"train.epochs": -3}, "[train] epochs: input should be greater than or equal to 1"),
+        (
+            {"finetune": {"training_ratios": [0.5, 1.5]}},
+            "[finetune] training_ratios: input should be less than or equal to 1",
+        ),
+        (
+            {"train.schedule": "cosin"},
+            "[train] schedule: 'cosin' is not allowed — did you mean 'cosine'? (allowed: 'cosine', 'plateau', 'constant')",
+        ),
+        ({"protocol.name": "loocv"}, "(allowed: 'intra', 'loso', 'pooled')"),
+        ({"dataset.train_averaging": "al"}, "did you mean 'all'?"),
+        ({"dataset.window": [0.5, 0.1]}, "[dataset] window: window start must be before its end"),
+        ({"validation.selection": "best-test"}, "(allowed: 'best-val', 'last')"),
+        ({"seeds": [1, 1]}, "seeds repeat"),
+        ({"train.betas": [0.9]}, "[train] betas: too few values"),
+    ],
+)
 def test_errors_name_table_key_and_choices(changes, expected):
     msg = _err(**changes)
     assert expected in msg, msg
@@ -47,8 +56,10 @@ def test_errors_name_table_key_and_choices(changes, expected):
 
 def test_file_errors_name_the_file(tmp_path):
     path = tmp_path / "bench.toml"
-    path.write_text('name = "b"\nseeds = [1]\n[dataset]\nname = "d"\n[backbone]\nname = "b"\n[image_encoder]\nname = "e"\n'
-                    '[train]\nepochs = 3\nlearning_rate = 0.1\n')
+    path.write_text(
+        'name = "b"\nseeds = [1]\n[dataset]\nname = "d"\n[backbone]\nname = "b"\n[image_encoder]\nname = "e"\n'
+        "[train]\nepochs = 3\nlearning_rate = 0.1\n"
+    )
     with pytest.raises(SpecError, match=r"bench.toml: \[train\] unknown key 'learning_rate'"):
         load_spec(path)
     path.write_text("name = [\n")
@@ -59,8 +70,16 @@ def test_file_errors_name_the_file(tmp_path):
 
 
 def test_overrides_are_toml_values(tmp_path):
-    spec = load_spec(fakes.spec_dict(), ["train.epochs=2", "seeds=[4, 5]", 'dataset.params.noise=0.1',
-                                         "dataset.train_averaging=none", "train.compile=true"])
+    spec = load_spec(
+        fakes.spec_dict(),
+        [
+            "train.epochs=2",
+            "seeds=[4, 5]",
+            "dataset.params.noise=0.1",
+            "dataset.train_averaging=none",
+            "train.compile=true",
+        ],
+    )
     assert spec.train.epochs == 2 and spec.seeds == [4, 5] and spec.dataset.params == {"noise": 0.1}
     assert spec.dataset.train_averaging == "none" and spec.train.compile is True
     assert load_spec(fakes.spec_dict(), {"train.lr": 0.5}).train.lr == 0.5
@@ -72,12 +91,22 @@ def test_overrides_are_toml_values(tmp_path):
 
 
 def test_paper_recipes_are_expressible():
-    spec = load_spec(fakes.spec_dict(**{
-        "dataset.test_averaging": "all", "dataset.window": [0.0, 1.0],
-        "dataset.n_times": 250, "train.optimizer": "adam", "train.betas": [0.5, 0.999], "train.weight_decay": 0.0,
-        "train.schedule": "constant", "train.text_prompt": "This picture is {concept}",
-        "loss.params": {"text_weight": 0.01}, "dataset.train_averaging": 4,
-    }))
+    spec = load_spec(
+        fakes.spec_dict(
+            **{
+                "dataset.test_averaging": "all",
+                "dataset.window": [0.0, 1.0],
+                "dataset.n_times": 250,
+                "train.optimizer": "adam",
+                "train.betas": [0.5, 0.999],
+                "train.weight_decay": 0.0,
+                "train.schedule": "constant",
+                "train.text_prompt": "This picture is {concept}",
+                "loss.params": {"text_weight": 0.01},
+                "dataset.train_averaging": 4,
+            }
+        )
+    )
     assert spec.train.betas == (0.5, 0.999) and spec.dataset.train_averaging == 4 and spec.dataset.window == (0.0, 1.0)
     assert load_spec(fakes.spec_dict(**{"dataset.train_averaging": "none"})).dataset.train_averaging == "none"
 
@@ -88,8 +117,22 @@ def test_every_train_key_is_documented():
     doc = (Path(__file__).parents[1] / "docs" / "specs.md").read_text()
     for key in TRAIN_FIELDS:
         assert f"`{key}`" in doc, key
-    for flag in ("--subject_id", "--test_subject", "--subj_training_ratio", "-b", "--lr", "--warmup", "--temperature",
-                 "--separate_test", "--epoch", "--seed", "--eeg_enc", "--img_enc", "--loss", "--downstream"):
+    for flag in (
+        "--subject_id",
+        "--test_subject",
+        "--subj_training_ratio",
+        "-b",
+        "--lr",
+        "--warmup",
+        "--temperature",
+        "--separate_test",
+        "--epoch",
+        "--seed",
+        "--eeg_enc",
+        "--img_enc",
+        "--loss",
+        "--downstream",
+    ):
         assert f"`{flag}`" in doc, flag
 
 

@@ -1,4 +1,5 @@
 """Spec keys that reach component context and executors: dataset root, inline executor params, --jobs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,8 @@ import pytest
 
 from eegbench.errors import EegbenchError
 from eegbench.planning.plan import build_plan
-from eegbench.runner import run_spec
 from eegbench.planning.spec import load_spec
+from eegbench.runner import run_spec
 
 QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
 
@@ -62,12 +63,29 @@ def test_failed_cell_lines_keep_their_bracketed_keys(tmp_path, monkeypatch, caps
     monkeypatch.setenv("EEGBENCH_CACHE", str(tmp_path / "cache"))
     from quick_spec import TINY_TWIN as tiny
 
-    rc = main(["run", str(QUICK), "--set", "variants=[]", "--set", tiny, "--set", 'backbone={name="braindecode:AttnSleep"}',
-               "--only", "fold=sub-03", "--results", str(tmp_path / "r")])
+    rc = main(
+        [
+            "run",
+            str(QUICK),
+            "--set",
+            "variants=[]",
+            "--set",
+            tiny,
+            "--set",
+            'backbone={name="braindecode:AttnSleep"}',
+            "--only",
+            "fold=sub-03",
+            "--results",
+            str(tmp_path / "r"),
+        ]
+    )
     assert rc == 2  # a backbone that cannot take the data's shape is the user's input (exit-code contract)
     out = capsys.readouterr().out
-    pretrain = next(c for c in build_plan(QUICK, ["variants=[]", tiny, 'backbone={name="braindecode:AttnSleep"}']).cells
-                    if c.stage == "pretrain" and c.fold == "sub-03")
+    pretrain = next(
+        c
+        for c in build_plan(QUICK, ["variants=[]", tiny, 'backbone={name="braindecode:AttnSleep"}']).cells
+        if c.stage == "pretrain" and c.fold == "sub-03"
+    )
     assert f"[{pretrain.key[:12]}]" in out.replace("\n", "")
 
 

@@ -5,6 +5,7 @@ random documents; values cover every TOML type (strings, integers of any size, f
 booleans, dates and times, arrays, tables). Planning builds the executor, loss and task, so a value that
 only fails inside a component must fail here too, in one line. Nothing trains, no data is generated.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,39 +14,93 @@ import tomllib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from quick_spec import QUICK
 
 from eegbench.errors import EegbenchError
 from eegbench.planning.plan import build_plan
-from quick_spec import QUICK
 
 BASE = tomllib.loads(QUICK.read_text())
 
 #: every dotted key of the quick spec, plus documented keys it leaves at their defaults
-KNOWN_KEYS = sorted({
-    *(f"{table}.{key}" if isinstance(value, dict) else table
-      for table, value in BASE.items() for key in (value if isinstance(value, dict) else [None])),
-    *(f"{t}.params.{k}" for t in ("dataset", "backbone", "loss", "image_encoder") for k in BASE.get(t, {}).get("params", {})),
-    "train.min_lr", "train.eps", "train.betas", "train.grad_clip", "train.patience", "train.plateau_factor",
-    "train.plateau_patience", "train.amp", "train.optimizer", "train.text_prompt", "train.compile",
-    "dataset.window", "dataset.channels", "dataset.subjects", "protocol.folds", "validation.by",
-    "validation.split", "loss.params.learn_temperature", "loss.params.text_weight", "loss.params.temperature_param",
-    "task.name", "task.params.topk", "executor.jobs", "paths.results", "finetune.training_ratios",
-})
+KNOWN_KEYS = sorted(
+    {
+        *(
+            f"{table}.{key}" if isinstance(value, dict) else table
+            for table, value in BASE.items()
+            for key in (value if isinstance(value, dict) else [None])
+        ),
+        *(
+            f"{t}.params.{k}"
+            for t in ("dataset", "backbone", "loss", "image_encoder")
+            for k in BASE.get(t, {}).get("params", {})
+        ),
+        "train.min_lr",
+        "train.eps",
+        "train.betas",
+        "train.grad_clip",
+        "train.patience",
+        "train.plateau_factor",
+        "train.plateau_patience",
+        "train.amp",
+        "train.optimizer",
+        "train.text_prompt",
+        "train.compile",
+        "dataset.window",
+        "dataset.channels",
+        "dataset.subjects",
+        "protocol.folds",
+        "validation.by",
+        "validation.split",
+        "loss.params.learn_temperature",
+        "loss.params.text_weight",
+        "loss.params.temperature_param",
+        "task.name",
+        "task.params.topk",
+        "executor.jobs",
+        "paths.results",
+        "finetune.training_ratios",
+    }
+)
 
 scalars = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0, 1, -1, 0.0, 1e10, 1e-320, 2**63, "all", "none", "auto", "", "{concept}", "{x}", "resnet1d",
-                     "loso", "pooled", "intra", "last", "best-val", "train", "test"]),
+    st.sampled_from(
+        [
+            0,
+            1,
+            -1,
+            0.0,
+            1e10,
+            1e-320,
+            2**63,
+            "all",
+            "none",
+            "auto",
+            "",
+            "{concept}",
+            "{x}",
+            "resnet1d",
+            "loso",
+            "pooled",
+            "intra",
+            "last",
+            "best-val",
+            "train",
+            "test",
+        ]
+    ),
     st.text(max_size=12),
     st.booleans(),
     st.dates(),
     st.datetimes(),
     st.times(),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                      max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8,
+)
 
 
 def _set(doc: dict, dotted: str, value) -> None:
@@ -73,8 +128,12 @@ def _delete(doc: dict, dotted: str) -> None:
 def mutated_specs(draw) -> dict:
     doc = copy.deepcopy(BASE)
     for _ in range(draw(st.integers(1, 3))):
-        key = draw(st.one_of(st.sampled_from(KNOWN_KEYS),
-                             st.builds(lambda t, k: f"{t}.{k}", st.sampled_from(sorted(BASE)), st.text(min_size=1, max_size=6))))
+        key = draw(
+            st.one_of(
+                st.sampled_from(KNOWN_KEYS),
+                st.builds(lambda t, k: f"{t}.{k}", st.sampled_from(sorted(BASE)), st.text(min_size=1, max_size=6)),
+            )
+        )
         if draw(st.integers(0, 4)) == 0:
             _delete(doc, key)
         else:

@@ -1,13 +1,14 @@
 """eegbench.execution.splits: validation by whole images/concepts/(subject, image) pairs, the labelled budget (ratio first,
 validation inside it), seeded training subsets, standardisation."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from eegbench.errors import EegbenchError
-from eegbench.interfaces import EEGData, EEGInfo, ImageSet
 from eegbench.execution.splits import Standardizer, budget_counts, labelled_split, training_subset, validation_split
+from eegbench.interfaces import EEGData, EEGInfo, ImageSet
 
 
 def make_data(n_images=40, reps=3, subjects=(1, 2), per_concept=4, seed=0):
@@ -18,7 +19,10 @@ def make_data(n_images=40, reps=3, subjects=(1, 2), per_concept=4, seed=0):
     info = EEGInfo(("A", "B", "C"), 100.0, 0.0, 0.09)
     idx = np.tile(np.repeat(np.arange(n_images), reps), len(subjects))
     sub = np.repeat(np.array(subjects), n_images * reps)
-    eeg = (rng.standard_normal((len(idx), 3, 10)) * np.array([1.0, 5.0, 0.1])[:, None] + np.array([0.0, 3.0, -2.0])[:, None])
+    eeg = (
+        rng.standard_normal((len(idx), 3, 10)) * np.array([1.0, 5.0, 0.1])[:, None]
+        + np.array([0.0, 3.0, -2.0])[:, None]
+    )
     return EEGData(eeg.astype(np.float32), idx.astype(np.int64), sub.astype(np.int64), images, info)
 
 

@@ -1,4 +1,5 @@
 """Paired statistics (eegbench.results.stats): exact permutation test, Wilcoxon branch, effect size."""
+
 from __future__ import annotations
 
 import math
@@ -21,14 +22,15 @@ def test_exact_p_matches_scipy_permutation_test():
     rng = np.random.default_rng(3)
     for n in (3, 5, 9):
         d = rng.normal(0.02, 0.05, n)
-        ref = sps.permutation_test((d,), np.sum, permutation_type="samples", alternative="greater",
-                                   n_resamples=2 ** n + 1).pvalue
+        ref = sps.permutation_test(
+            (d,), np.sum, permutation_type="samples", alternative="greater", n_resamples=2**n + 1
+        ).pvalue
         assert exact_sign_flip_p(d) == pytest.approx(ref, abs=1e-12)
 
 
 def test_exact_p_batches_cover_every_pattern():
     # 16 pairs -> 65536 patterns, two of scipy's batches; the all-positive pattern is the only one as large
-    assert exact_sign_flip_p(np.linspace(0.01, 0.2, 16)) == pytest.approx(2.0 ** -16)
+    assert exact_sign_flip_p(np.linspace(0.01, 0.2, 16)) == pytest.approx(2.0**-16)
 
 
 #: p-values of the hand-written exact sign-flip test eegbench used before scipy.stats.permutation_test
@@ -42,8 +44,27 @@ PREVIOUS_P = [
     ([0.1, 0.2, -0.3, 0.5], 0.3125),  # float tie: -0.1 - 0.2 + 0.3 == 0 only up to rounding
     ([-0.02, -0.05, 0.01, -0.03, 0.04, -0.01], 0.8125),
     ([0.01, 0.019, 0.0018, -0.0167, -0.0036, -0.0197, 0.0118, 0.0502, -0.0048], 0.259765625),
-    ([0.0057, 0.0322, 0.0295, -0.0052, -0.001, -0.0055, 0.0164, 0.0039, 0.0199, -0.0319, 0.0363, 0.0031, 0.0186,
-      0.0023, -0.0026, 0.0143], 0.033966064453125),
+    (
+        [
+            0.0057,
+            0.0322,
+            0.0295,
+            -0.0052,
+            -0.001,
+            -0.0055,
+            0.0164,
+            0.0039,
+            0.0199,
+            -0.0319,
+            0.0363,
+            0.0031,
+            0.0186,
+            0.0023,
+            -0.0026,
+            0.0143,
+        ],
+        0.033966064453125,
+    ),
 ]
 
 
@@ -90,5 +111,5 @@ def test_degenerate_inputs():
 def test_exact_p_is_a_valid_one_sided_p(diffs):
     n = len(diffs)
     p, q = exact_sign_flip_p(diffs), exact_sign_flip_p([-x for x in diffs])
-    assert 2.0 ** -n - 1e-12 <= p <= 1.0
+    assert 2.0**-n - 1e-12 <= p <= 1.0
     assert p + q >= 1.0 - 1e-9  # the two tails overlap at least at the observed pattern

@@ -1,8 +1,10 @@
 """``eegbench status SPEC|RESULTS``: done / running / failed / pending from the results store."""
+
 from __future__ import annotations
 
 import json
 
+import eegbench_fakes as fakes
 import pytest
 
 import eegbench
@@ -10,8 +12,6 @@ from eegbench.cli import main
 from eegbench.results.status import counts, results_status, spec_status
 from eegbench.results.store import ResultStore
 from eegbench_plugins.executors.testing import FakeRunner, fake_plan
-
-import eegbench_fakes as fakes
 
 
 @pytest.fixture
@@ -156,9 +156,11 @@ def test_old_database_gains_the_heartbeat_column(tmp_path):
     out = tmp_path / "old"
     out.mkdir()
     with sqlite3.connect(out / "results.sqlite") as con:  # the schema before heartbeats
-        con.execute("CREATE TABLE cells (cell_key TEXT PRIMARY KEY, spec_name TEXT, stage TEXT, fold TEXT, seed INTEGER, "
-                    "training_ratio REAL, status TEXT NOT NULL, error TEXT, host TEXT, pid INTEGER, started_at REAL, "
-                    "finished_at REAL, checkpoint TEXT, config TEXT)")
+        con.execute(
+            "CREATE TABLE cells (cell_key TEXT PRIMARY KEY, spec_name TEXT, stage TEXT, fold TEXT, seed INTEGER, "
+            "training_ratio REAL, status TEXT NOT NULL, error TEXT, host TEXT, pid INTEGER, started_at REAL, "
+            "finished_at REAL, checkpoint TEXT, config TEXT)"
+        )
         con.execute("INSERT INTO cells (cell_key, status) VALUES ('k', 'done')")
     store = ResultStore(out)
     assert store.cell_status() == {"k": "done"}

@@ -2,6 +2,7 @@
 directory and never write; another program's ``results.sqlite`` is refused by every command, in one
 line, before anything is written; stores of older eegbench versions are still recognised.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,12 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from quick_spec import QUICK, TINY_ONE_FOLD, as_cli
+from test_leaderboard import make_results
 
 from eegbench.cli import main
 from eegbench.errors import EegbenchError
 from eegbench.results.store import APPLICATION_ID, DB_NAME, CellRecord, ResultStore
-from quick_spec import QUICK, TINY_ONE_FOLD, as_cli
-from test_leaderboard import make_results
 
 
 def digest(directory: Path) -> dict[str, str]:

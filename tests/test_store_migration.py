@@ -3,6 +3,7 @@
 The fixtures (tests/fixtures/store_v1, see its README) were written by the previous version's runner path;
 ``expected.json`` is that version's leaderboard over them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,10 @@ def stores(tmp_path):
 
 
 def tables(full, lone):
-    return {name: build(dirs, reported=False).table[COLS].to_dict("records")
-            for name, dirs in (("full", [full]), ("lone", [lone]), ("both", [full, lone]))}
+    return {
+        name: build(dirs, reported=False).table[COLS].to_dict("records")
+        for name, dirs in (("full", [full]), ("lone", [lone]), ("both", [full, lone]))
+    }
 
 
 def columns(path, table):
@@ -53,8 +56,10 @@ def test_an_old_store_ranks_as_before_read_only_and_after_migration(stores):
         assert con.execute("SELECT count(*) FROM results WHERE recipe_key IS NULL").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM cells WHERE recipe_key IS NULL AND status = 'done'").fetchone()[0] == 0
         # every finetune row names the pretrain recipe its pretrain cell's rows carry
-        orphans = con.execute("SELECT count(*) FROM results f WHERE f.stage = 'finetune' AND NOT EXISTS (SELECT 1 "
-                              "FROM results p WHERE p.stage = 'pretrain' AND p.recipe_key = f.pretrain_recipe_key)")
+        orphans = con.execute(
+            "SELECT count(*) FROM results f WHERE f.stage = 'finetune' AND NOT EXISTS (SELECT 1 "
+            "FROM results p WHERE p.stage = 'pretrain' AND p.recipe_key = f.pretrain_recipe_key)"
+        )
         assert orphans.fetchone()[0] == 0
     with sqlite3.connect(lone / "results.sqlite") as con:  # pretrain settings unknown here: left to the merge
         assert con.execute("SELECT count(*) FROM results WHERE recipe_key IS NOT NULL").fetchone()[0] == 0
@@ -66,9 +71,9 @@ def test_an_old_store_ranks_as_before_read_only_and_after_migration(stores):
 def test_new_cells_of_an_unchanged_recipe_keep_the_old_keys(stores, tmp_path, monkeypatch):
     """Cells planned today hash to the keys the old version stored (skip-if-stored still skips), and their
     recipes to the recipe keys the migration gave the old rows."""
-    from eegbench.interfaces import stable_hash
     from dataclasses import replace
 
+    from eegbench.interfaces import stable_hash
     from eegbench.planning.plan import build_plan
     from eegbench.planning.recipe import ComponentRef
 
@@ -76,14 +81,21 @@ def test_new_cells_of_an_unchanged_recipe_keep_the_old_keys(stores, tmp_path, mo
     ResultStore(full)
     monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
     with sqlite3.connect(full / "results.sqlite") as con:
-        stored = {k: (json.loads(cfg), rk, prk) for k, cfg, rk, prk in
-                  con.execute("SELECT cell_key, config, recipe_key, pretrain_recipe_key FROM cells")}
+        stored = {
+            k: (json.loads(cfg), rk, prk)
+            for k, cfg, rk, prk in con.execute("SELECT cell_key, config, recipe_key, pretrain_recipe_key FROM cells")
+        }
     cells = build_plan(FIXTURES / "quick.toml").cells  # the spec the stores were written from
     old_of: dict[str, str] = {}  # today's cell key -> the key the old version stored for the same cell
     for cell in cells:  # pretrain cells first (the plan's order), so a finetune finds its pretrain's old key
         for key, (cfg, _, _) in stored.items():
             if (cfg["stage"], cfg["fold"], cfg["seed"], cfg["training_ratio"], cfg["train"]) != (
-                    cell.stage, cell.fold, cell.seed, cell.training_ratio, cell.config["train"]):
+                cell.stage,
+                cell.fold,
+                cell.seed,
+                cell.training_ratio,
+                cell.config["train"],
+            ):
                 continue
             if cell.stage == "pretrain" or cfg["pretrain"]["key"] == old_of.get(cell.pretrain_key):
                 old_of[cell.key] = key

@@ -1,19 +1,26 @@
 """Tasks beyond 200-way top-k (issue 17): k-way retrieval curves, the seed's seen-concept test split
 (``test_split = "train-heldout"``), classification with a linear probe and EEG -> concept-text retrieval."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from quick_spec import ONE_SEED, QUICK, SINGLE, TINY_TWIN
 
-import eegbench
 from eegbench.errors import EegbenchError
 from eegbench_plugins.retrieval import RetrievalTask, kway_hit_rates
 
-from quick_spec import ONE_SEED, QUICK, SINGLE, TINY_TWIN
-
 #: quick.toml's recipe on the tiny twin, one intra fold, a couple of epochs
-INTRA = [SINGLE, ONE_SEED, TINY_TWIN, "train.epochs=2", "finetune.training_ratios=[]", 'protocol.name="intra"', "protocol.folds=[2]"]
+INTRA = [
+    SINGLE,
+    ONE_SEED,
+    TINY_TWIN,
+    "train.epochs=2",
+    "finetune.training_ratios=[]",
+    'protocol.name="intra"',
+    "protocol.folds=[2]",
+]
 
 
 @pytest.fixture
@@ -78,7 +85,9 @@ def test_kway_on_the_twin_with_its_oracle_latents(twin_env):
     and its k = n_way point is the cell's top-1."""
     from eegbench.runner import run_spec
 
-    df = run_spec(QUICK, [*INTRA, 'task={name="retrieval", params={kway=[2, 4, 6]}}'], results_dir=twin_env / "res", quiet=True)
+    df = run_spec(
+        QUICK, [*INTRA, 'task={name="retrieval", params={kway=[2, 4, 6]}}'], results_dir=twin_env / "res", quiet=True
+    )
     assert not df.attrs["failed"]
     value = df.set_index("metric")["value"]
     assert df["context"].iloc[0]["n_way"] == 6
@@ -89,8 +98,10 @@ def test_kway_on_the_twin_with_its_oracle_latents(twin_env):
 def test_reported_file_accepts_kway_metrics(tmp_path):
     from eegbench.results.leaderboard import load_reported
 
-    entry = ('[[reported]]\nmethod = "X"\ncitation = "c"\ndataset = "things-eeg-2"\nprotocol = "intra"\n'
-             'stage = "pretrain"\nn_way = 200\n')
+    entry = (
+        '[[reported]]\nmethod = "X"\ncitation = "c"\ndataset = "things-eeg-2"\nprotocol = "intra"\n'
+        'stage = "pretrain"\nn_way = 200\n'
+    )
     path = tmp_path / "reported.toml"
     path.write_text(entry + "top1_2way = 0.9\ntop5_10way = 0.95\n")
     (row,) = load_reported(path)
@@ -102,8 +113,8 @@ def test_reported_file_accepts_kway_metrics(tmp_path):
 
 # --- the seen-concept split (test_split = "train-heldout") -----------------------------------------------------
 def _twin(twin_env):
-    from eegbench.planning.plan import build_plan
     from eegbench.execution.engine import build_dataset
+    from eegbench.planning.plan import build_plan
 
     cell = build_plan(QUICK, [*INTRA, 'dataset.test_split="train-heldout"', "dataset.heldout_fraction=0.3"]).cells[0]
     return cell, build_dataset(cell.config)
@@ -126,7 +137,7 @@ def test_heldout_split_shares_no_image_with_training_or_validation(twin_env):
     concepts = np.asarray(train_all.images.concepts)
     assert set(concepts[held]) == set(concepts)  # every concept tested, and each keeps training images
     train, val = labelled_split(without_images(train_all, held), 1.0, 0.2, 0, by="image")
-    ids = lambda data: {data.images.ids[i] for i in np.unique(data.image_index)}  # noqa: E731
+    ids = lambda data: {data.images.ids[i] for i in np.unique(data.image_index)}
     test_set = image_subset(train_all.images, held, "train-heldout")
     test = only_images(load_subjects(dataset, [2], "train", prep_options(prep, "test", 0)), held, test_set)
     assert ids(train) and ids(val) and not (ids(train) | ids(val)) & set(test_set.ids)
@@ -164,10 +175,22 @@ def test_a_classification_finetune_stage_stores_rows_beside_retrieval(twin_env, 
     from eegbench.cli import main
     from eegbench.runner import run_spec
 
-    df = run_spec(QUICK, [SINGLE, ONE_SEED, TINY_TWIN, "train.epochs=2", "finetune.epochs=1", "finetune.training_ratios=[1.0]",
-                          "protocol.folds=[4]", 'dataset.test_split="train-heldout"',
-                          'finetune.task={name="classification", params={epochs=20}}'],
-                  results_dir=twin_env / "res", quiet=True)
+    df = run_spec(
+        QUICK,
+        [
+            SINGLE,
+            ONE_SEED,
+            TINY_TWIN,
+            "train.epochs=2",
+            "finetune.epochs=1",
+            "finetune.training_ratios=[1.0]",
+            "protocol.folds=[4]",
+            'dataset.test_split="train-heldout"',
+            'finetune.task={name="classification", params={epochs=20}}',
+        ],
+        results_dir=twin_env / "res",
+        quiet=True,
+    )
     assert not df.attrs["failed"]
     by_stage = df.groupby("stage")["metric"].apply(set)
     assert {"class_top1", "class_top5"} == by_stage["finetune"] and "top1" in by_stage["pretrain"]
@@ -175,7 +198,9 @@ def test_a_classification_finetune_stage_stores_rows_beside_retrieval(twin_env, 
     assert cls["task"] == "classification" and cls["chance"] == pytest.approx(1 / 12)
     assert 0.0 <= cls["value"] <= 1.0 and cls["context"]["test_split"] == "train-heldout"
     for metric in ("class_top1", "top1"):
-        assert main(["leaderboard", str(twin_env / "res"), "--metric", metric, "--format", "json", "--no-reported"]) == 0
+        assert (
+            main(["leaderboard", str(twin_env / "res"), "--metric", metric, "--format", "json", "--no-reported"]) == 0
+        )
         board = json.loads(capsys.readouterr().out)
         stages = {r["stage"] for c in board["contexts"] for r in c["rows"]}
         assert stages == ({"finetune"} if metric == "class_top1" else {"pretrain"})
@@ -192,17 +217,29 @@ def test_probe_learns_separable_concepts_and_selects_on_validation():
     rows = np.arange(40).repeat(3)
     emb = torch.as_tensor(centres[rows // 4] + rng.standard_normal((len(rows), 16)), dtype=torch.float32)
     held = np.arange(0, 40, 4)
-    test_set = ImageSet("train-heldout", tuple(images.ids[i] for i in held), tuple(images.files[i] for i in held),
-                        tuple(concepts[i] for i in held))
+    test_set = ImageSet(
+        "train-heldout",
+        tuple(images.ids[i] for i in held),
+        tuple(images.files[i] for i in held),
+        tuple(concepts[i] for i in held),
+    )
     task = ClassificationTask(epochs=60, lr=0.05)
     task.setup(train_images=images, test_images=test_set, image_encoder=None)
     train = ~np.isin(rows, held)
     task.fit(emb[train], torch.as_tensor(rows[train]), emb[train][:20], torch.as_tensor(rows[train][:20]))
     test_rows = np.isin(rows, held)
     position = {r: i for i, r in enumerate(held)}
-    (score,) = task.evaluate(emb[test_rows], None, torch.tensor([position[r] for r in rows[test_rows]]),
-                             torch.ones(int(test_rows.sum()), dtype=torch.long))
-    assert score.metrics["class_top1"] > 0.8 and score.chance["class_top1"] == 0.1 and 1 <= score.extra["probe_epoch"] <= 60
+    (score,) = task.evaluate(
+        emb[test_rows],
+        None,
+        torch.tensor([position[r] for r in rows[test_rows]]),
+        torch.ones(int(test_rows.sum()), dtype=torch.long),
+    )
+    assert (
+        score.metrics["class_top1"] > 0.8
+        and score.chance["class_top1"] == 0.1
+        and 1 <= score.extra["probe_epoch"] <= 60
+    )
 
 
 class _ToyEncoder(torch.nn.Module):
@@ -226,12 +263,19 @@ def _finetune_problem(seed: int = 0):
     concepts = tuple(f"{c:05d}_c{c}" for c in range(10) for _ in range(4))
     images = ImageSet("train", tuple(map(str, range(40))), tuple(map(str, range(40))), concepts)
     held = np.arange(0, 40, 4)
-    test_set = ImageSet("train-heldout", tuple(images.ids[i] for i in held), tuple(images.files[i] for i in held),
-                        tuple(concepts[i] for i in held))
+    test_set = ImageSet(
+        "train-heldout",
+        tuple(images.ids[i] for i in held),
+        tuple(images.files[i] for i in held),
+        tuple(concepts[i] for i in held),
+    )
     rows = np.arange(40).repeat(3)
     eeg = rng.standard_normal((10, 4, 8))[rows // 4] * 2 + rng.standard_normal((len(rows), 4, 8))
-    split = lambda m: DeviceSplit(torch.as_tensor(eeg[m], dtype=torch.float32),  # noqa: E731
-                                  torch.as_tensor(rows[m]), torch.ones(int(m.sum()), dtype=torch.long))
+    split = lambda m: DeviceSplit(
+        torch.as_tensor(eeg[m], dtype=torch.float32),
+        torch.as_tensor(rows[m]),
+        torch.ones(int(m.sum()), dtype=torch.long),
+    )
     labelled = ~np.isin(rows, held)
     val_mask = labelled & (np.arange(len(rows)) % 3 == 0)
     test = split(np.isin(rows, held))
@@ -241,8 +285,7 @@ def _finetune_problem(seed: int = 0):
 
 
 def test_finetune_mode_trains_a_copy_with_its_head_and_selects_on_validation():
-    from eegbench.execution.engine import embed_eeg
-    from eegbench.execution.engine import DeviceSplit
+    from eegbench.execution.engine import DeviceSplit, embed_eeg
     from eegbench_plugins.classification import ClassificationTask
 
     images, test_set, train, val, test, test_index = _finetune_problem()
@@ -264,8 +307,9 @@ def test_finetune_mode_trains_a_copy_with_its_head_and_selects_on_validation():
     assert 1 <= score.extra["finetune_epoch"] <= 40 and "probe_epoch" not in score.extra
     # selection reads validation only: the same run with the validation labels scrambled keeps another epoch, and
     # stops early (patience) once its loss stops falling; without validation the last epoch is kept
-    scrambled = DeviceSplit(val.x, val.image_index[torch.randperm(len(val), generator=torch.Generator().manual_seed(1))],
-                            val.subject)
+    scrambled = DeviceSplit(
+        val.x, val.image_index[torch.randperm(len(val), generator=torch.Generator().manual_seed(1))], val.subject
+    )
     bad, _, _ = run(scrambled, finetune_epochs=40, patience=2)
     assert bad.selected_epoch < task.selected_epoch
     none, _, _ = run(None, finetune_epochs=7)
@@ -280,9 +324,13 @@ def test_probe_and_finetune_modes_are_different_recipes(twin_env):
     from eegbench.planning.plan import build_plan
 
     base = [*INTRA, 'dataset.test_split="train-heldout"']
-    keys = {mode: {c.recipe.recipe_key for c in build_plan(QUICK, [*base, f'task={{name="classification", '
-                                                                          f'params={{mode="{mode}"}}}}']).cells}
-            for mode in ("probe", "finetune")}
+    keys = {
+        mode: {
+            c.recipe.recipe_key
+            for c in build_plan(QUICK, [*base, f'task={{name="classification", params={{mode="{mode}"}}}}']).cells
+        }
+        for mode in ("probe", "finetune")
+    }
     assert keys["probe"] and keys["finetune"] and keys["probe"].isdisjoint(keys["finetune"])
     with pytest.raises(EegbenchError, match="mode"):
         build_plan(QUICK, [*base, 'task={name="classification", params={mode="linear"}}'])
@@ -296,14 +344,23 @@ def test_a_classification_finetune_mode_run_stores_rows_above_chance(twin_env):
     from eegbench.runner import run_spec
 
     # the tiny twin has one training image per concept here: too few trials to learn concepts from
-    twin = ("dataset.params={noise=1.0, subjects=4, train_concepts=12, images_per_concept=6, test_images=6, "
-            "test_repetitions=4}")
+    twin = (
+        "dataset.params={noise=1.0, subjects=4, train_concepts=12, images_per_concept=6, test_images=6, "
+        "test_repetitions=4}"
+    )
     base = [*INTRA, twin, "train.epochs=4", 'dataset.test_split="train-heldout"', "dataset.heldout_fraction=0.3"]
     rows = {}
     for mode in ("probe", "finetune"):
-        df = run_spec(QUICK, [*base, f'task={{name="classification", params={{mode="{mode}", epochs=30, '
-                                     f'finetune_epochs=30, batch_size=16, lr=0.01, finetune_lr=0.001}}}}'],
-                      results_dir=twin_env / "res", quiet=True)
+        df = run_spec(
+            QUICK,
+            [
+                *base,
+                f'task={{name="classification", params={{mode="{mode}", epochs=30, '
+                f"finetune_epochs=30, batch_size=16, lr=0.01, finetune_lr=0.001}}}}",
+            ],
+            results_dir=twin_env / "res",
+            quiet=True,
+        )
         assert not df.attrs["failed"]
         rows[mode] = df[df.metric == "class_top1"].iloc[0]
     ft = rows["finetune"]
@@ -317,15 +374,16 @@ def test_a_classification_finetune_mode_run_stores_rows_above_chance(twin_env):
 
 # --- EEG -> concept text ---------------------------------------------------------------------------------------
 def test_concept_text_refuses_an_encoder_without_a_text_tower(twin_env):
-    from eegbench.runner import run_spec
-
     import sqlite3
+
+    from eegbench.runner import run_spec
 
     df = run_spec(QUICK, [*INTRA, 'task={name="concept-text"}'], results_dir=twin_env / "res", quiet=True)
     assert len(df.attrs["failed"]) == 1 and len(df) == 0
     with sqlite3.connect(twin_env / "res" / "results.sqlite") as con:
         ((status, error, epochs),) = con.execute(
-            "SELECT status, error, (SELECT count(*) FROM results) FROM cells").fetchall()
+            "SELECT status, error, (SELECT count(*) FROM results) FROM cells"
+        ).fetchall()
     assert status == "failed" and "has no text tower (encode_text)" in error and "\n" not in error and epochs == 0
 
 
@@ -340,7 +398,9 @@ class _TextTower:
 
     def encode_text(self, prompts, *, device=None):
         self.prompts += list(prompts)
-        return np.stack([np.random.default_rng(sum(map(ord, p))).standard_normal(8) for p in prompts]).astype(np.float32)
+        return np.stack([np.random.default_rng(sum(map(ord, p))).standard_normal(8) for p in prompts]).astype(
+            np.float32
+        )
 
 
 def test_concept_text_ranks_concepts_by_their_prompt_embeddings():
@@ -359,7 +419,7 @@ def test_concept_text_ranks_concepts_by_their_prompt_embeddings():
     assert s.metrics == {"text_top1": 1.0, "text_top2": 1.0} and s.n_way == 3 and s.chance["text_top1"] == 1 / 3
     (s,) = task.evaluate(text[[1, 2, 0, 0]], None, idx, torch.zeros(4, dtype=torch.long))
     assert s.metrics["text_top1"] == 0.0
-    with pytest.raises(EegbenchError, match='output = \'cls\'.*output = "embedding"'):
+    with pytest.raises(EegbenchError, match="output = 'cls'.*output = \"embedding\""):
         ConceptTextTask().setup(train_images=test_set, test_images=test_set, image_encoder=_TextTower("cls"))
     with pytest.raises(EegbenchError, match="no {concept} placeholder"):
         ConceptTextTask(prompt="a photo")
@@ -371,8 +431,11 @@ def test_concept_text_runs_through_an_open_clip_text_tower(twin_env):
     test concepts and the rows are stored with concept-text metrics."""
     from eegbench.runner import run_spec
 
-    df = run_spec(QUICK, [*INTRA, 'task={name="concept-text"}',
-                          'image_encoder={name="clip-vit-b-32", params={weights="none"}}'],
-                  results_dir=twin_env / "res", quiet=True)
+    df = run_spec(
+        QUICK,
+        [*INTRA, 'task={name="concept-text"}', 'image_encoder={name="clip-vit-b-32", params={weights="none"}}'],
+        results_dir=twin_env / "res",
+        quiet=True,
+    )
     assert not df.attrs["failed"] and set(df.metric) == {"text_top1", "text_top5"}
     assert df.set_index("metric")["chance"]["text_top1"] == pytest.approx(1 / 6)

@@ -4,6 +4,7 @@ With benchmarks disabled (the default) these run once on a small array as correc
 ``--benchmark-enable`` they use one subject of the real training shape (16540 x 4 x 17 x 100 float64).
 Run: ``pytest tests/test_things_bench.py --benchmark-enable -p no:randomly``.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -25,19 +26,29 @@ OPTS = PrepOptions(averaging="all", n_times=128)
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory, request):
-    enabled = not request.config.getoption("benchmark_disable", False) or request.config.getoption("benchmark_enable", False)
+    enabled = not request.config.getoption("benchmark_disable", False) or request.config.getoption(
+        "benchmark_enable", False
+    )
     shape = REAL if enabled else SMALL
     root = tmp_path_factory.mktemp("bench") / "release"
     n = shape[0]
     concepts = [f"{i // 10 + 1:05d}_c{i // 10}" for i in range(n)]
-    save_pickled_dict(layout.metadata_file(root), {
-        "train_img_files": [f"c{i // 10}_{i % 10:02d}b.jpg" for i in range(n)], "train_img_concepts": concepts,
-        "train_img_concepts_THINGS": concepts, "test_img_files": ["t.jpg"], "test_img_concepts": ["00001_t"],
-        "test_img_concepts_THINGS": ["00001_t"],
-    })
+    save_pickled_dict(
+        layout.metadata_file(root),
+        {
+            "train_img_files": [f"c{i // 10}_{i % 10:02d}b.jpg" for i in range(n)],
+            "train_img_concepts": concepts,
+            "train_img_concepts_THINGS": concepts,
+            "test_img_files": ["t.jpg"],
+            "test_img_concepts": ["00001_t"],
+            "test_img_concepts_THINGS": ["00001_t"],
+        },
+    )
     data = np.random.default_rng(0).standard_normal(shape)
-    save_pickled_dict(layout.preprocessed_file(root, 1, "train"),
-                      {"preprocessed_eeg_data": data, "ch_names": list(layout.OCCIPITO_PARIETAL), "times": np.arange(-20, 80) * 0.01})
+    save_pickled_dict(
+        layout.preprocessed_file(root, 1, "train"),
+        {"preprocessed_eeg_data": data, "ch_names": list(layout.OCCIPITO_PARIETAL), "times": np.arange(-20, 80) * 0.01},
+    )
     return root, shape
 
 

@@ -1,4 +1,5 @@
 """Download and verify against a local HTTP server serving OSF-API-shaped listings (no internet)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -137,13 +138,25 @@ def server(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     for s in (1, 2):
         # the release's sub-XX.zip: a sub-XX folder with both files
-        srv.files[f"sub-{s:02d}.zip"] = _zip({
-            f"sub-{s:02d}/preprocessed_eeg_training.npy": _npy_bytes(tmp_path, {"preprocessed_eeg_data": rng.standard_normal((4, 4, 17, 10))}),
-            f"sub-{s:02d}/preprocessed_eeg_test.npy": _npy_bytes(tmp_path, {"preprocessed_eeg_data": rng.standard_normal((2, 80, 17, 10))}),
-        })
+        srv.files[f"sub-{s:02d}.zip"] = _zip(
+            {
+                f"sub-{s:02d}/preprocessed_eeg_training.npy": _npy_bytes(
+                    tmp_path, {"preprocessed_eeg_data": rng.standard_normal((4, 4, 17, 10))}
+                ),
+                f"sub-{s:02d}/preprocessed_eeg_test.npy": _npy_bytes(
+                    tmp_path, {"preprocessed_eeg_data": rng.standard_normal((2, 80, 17, 10))}
+                ),
+            }
+        )
     srv.nodes["anp5v"] = ["sub-01.zip", "sub-02.zip"]
-    meta = {"train_img_files": ["a_01b.jpg"], "train_img_concepts": ["00001_a"], "train_img_concepts_THINGS": ["00001_a"],
-            "test_img_files": ["b_01s.jpg"], "test_img_concepts": ["00001_b"], "test_img_concepts_THINGS": ["00002_b"]}
+    meta = {
+        "train_img_files": ["a_01b.jpg"],
+        "train_img_concepts": ["00001_a"],
+        "train_img_concepts_THINGS": ["00001_a"],
+        "test_img_files": ["b_01s.jpg"],
+        "test_img_concepts": ["00001_b"],
+        "test_img_concepts_THINGS": ["00002_b"],
+    }
     srv.files["image_metadata.npy"] = _npy_bytes(tmp_path, meta)
     srv.files["training_images.zip"] = _zip({"training_images/00001_a/a_01b.jpg": b"\xff\xd8jpeg\xff\xd9"})
     srv.files["test_images.zip"] = _zip({"test_images/00001_b/b_01s.jpg": b"\xff\xd8jpeg\xff\xd9"})
@@ -155,9 +168,13 @@ def server(tmp_path, monkeypatch):
 def test_full_download_then_second_run_downloads_nothing(tmp_path, server):
     root = tmp_path / "data"
     report = dl.download(root, ["preprocessed", "images"], [1, 2], progress=False, retries=0)
-    assert sorted(report["downloaded"]) == sorted(["sub-01.zip", "sub-02.zip", "image_metadata.npy", "training_images.zip", "test_images.zip"])
+    assert sorted(report["downloaded"]) == sorted(
+        ["sub-01.zip", "sub-02.zip", "image_metadata.npy", "training_images.zip", "test_images.zip"]
+    )
     for s in (1, 2):
-        assert layout.preprocessed_file(root, s, "train").is_file() and layout.preprocessed_file(root, s, "test").is_file()
+        assert (
+            layout.preprocessed_file(root, s, "train").is_file() and layout.preprocessed_file(root, s, "test").is_file()
+        )
     assert (root / "image_set/training_images/00001_a/a_01b.jpg").is_file()
     assert (root / "image_set/test_images/00001_b/b_01s.jpg").is_file()
     assert not list((root / dl.DOWNLOADS).glob("*.zip")) and not list((root / dl.DOWNLOADS).glob("*.part"))
@@ -225,12 +242,22 @@ def test_offline_is_one_message_with_manual_steps(tmp_path, monkeypatch):
 
 def test_raw_falls_back_to_the_figshare_mirror(tmp_path, server, monkeypatch):
     raw = _npy_bytes(tmp_path, {"raw_eeg_data": np.zeros((64, 10)), "sfreq": 1000})
-    server.files["sub-01.zip"] = _zip({f"sub-01/ses-{k:02d}/raw_eeg_{sp}.npy": raw for k in range(1, 5) for sp in ("training", "test")})
+    server.files["sub-01.zip"] = _zip(
+        {f"sub-01/ses-{k:02d}/raw_eeg_{sp}.npy": raw for k in range(1, 5) for sp in ("training", "test")}
+    )
     md5 = hashlib.md5(server.files["sub-01.zip"]).hexdigest()
-    figshare = {"files": [{"name": "sub-01.zip", "download_url": f"{server.url}/files/sub-01.zip", "computed_md5": md5, "size": 1}]}
+    figshare = {
+        "files": [
+            {"name": "sub-01.zip", "download_url": f"{server.url}/files/sub-01.zip", "computed_md5": md5, "size": 1}
+        ]
+    }
     # the OSF raw node is not listed (404): the mirror serves
     original = dl._get_json
-    monkeypatch.setattr(dl, "_get_json", lambda url, timeout, retries=0: figshare if "/figshare/" in url else original(url, timeout, retries))
+    monkeypatch.setattr(
+        dl,
+        "_get_json",
+        lambda url, timeout, retries=0: figshare if "/figshare/" in url else original(url, timeout, retries),
+    )
     server.nodes.pop("crxs4", None)
     monkeypatch.setitem(server.nodes, "crxs4", [])
     monkeypatch.setattr(dl, "list_osf", lambda node, timeout=30, retries=3: (_ for _ in ()).throw(ValueError("down")))
@@ -243,7 +270,9 @@ def test_verify_cli_reports_missing_and_corrupt_with_fixes(tmp_path, server, cap
     dl.download(root, ["preprocessed"], [1], progress=False, retries=0)
     path = layout.preprocessed_file(root, 1, "test")
     path.write_bytes(path.read_bytes()[:-50])  # truncated
-    code = main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1", "2", "--parts", "preprocessed"])
+    code = main(
+        ["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1", "2", "--parts", "preprocessed"]
+    )
     out = capsys.readouterr().out
     assert code == 1
     lines = out.splitlines()
@@ -251,8 +280,13 @@ def test_verify_cli_reports_missing_and_corrupt_with_fixes(tmp_path, server, cap
     assert any(l.startswith("corrupt") and "sub-01" in l and "--subjects 1" in l for l in lines)
     assert any(l.startswith("missing") and "sub-02" in l and "--parts preprocessed --subjects 2" in l for l in lines)
     # the fixing command fixes it
-    assert main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "1", "2"]) == 0
-    assert main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1", "2", "--parts", "preprocessed"]) == 0
+    assert (
+        main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "1", "2"]) == 0
+    )
+    assert (
+        main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1", "2", "--parts", "preprocessed"])
+        == 0
+    )
 
 
 def test_subjects_outside_the_release_are_one_line_errors(tmp_path, capsys):
@@ -299,12 +333,17 @@ def test_verify_reports_a_pickle_that_would_run_code_as_unsafe_without_running_i
 def test_verify_a_twin_checks_its_own_subjects_with_twin_advice(tmp_path, capsys):
     from eegbench_plugins.things_eeg2.synth import SynthParams, write_twin
 
-    root = write_twin(tmp_path / "twin", SynthParams(subjects=2, train_concepts=3, images_per_concept=2, test_images=3,
-                                                     test_repetitions=4))
+    root = write_twin(
+        tmp_path / "twin",
+        SynthParams(subjects=2, train_concepts=3, images_per_concept=2, test_images=3, test_repetitions=4),
+    )
     assert main(["data", "verify", "things-eeg-2", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "sub-02" in out and "sub-03" not in out and "0 missing" in out
-    assert main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "3", "--parts", "preprocessed,raw"]) == 1
+    assert (
+        main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "3", "--parts", "preprocessed,raw"])
+        == 1
+    )
     out = capsys.readouterr().out
     assert "download" not in out and "dataset.params.subjects=3" in out and "synthetic twin (subjects 1-2" in out
     assert main(["data", "verify", "things-eeg-2", "--root", str(root), "--subjects", "1", "--parts", "raw"]) == 1
@@ -336,10 +375,26 @@ def test_a_file_without_a_published_hash_needs_the_flag_and_its_hash_is_recorded
     root = tmp_path / "data"
     code = main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "1"])
     err = capsys.readouterr().err
-    assert code == 2 and "publishes no hash" in err and "--allow-unverified" in err and len(err.strip().splitlines()) == 1
+    assert (
+        code == 2 and "publishes no hash" in err and "--allow-unverified" in err and len(err.strip().splitlines()) == 1
+    )
     assert server.downloads() == [] and not layout.preprocessed_file(root, 1, "train").exists()
-    assert main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "1",
-                 "--allow-unverified"]) == 0
+    assert (
+        main(
+            [
+                "download",
+                "things-eeg-2",
+                "--root",
+                str(root),
+                "--parts",
+                "preprocessed",
+                "--subjects",
+                "1",
+                "--allow-unverified",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     digest = hashlib.sha256(server.files["sub-01.zip"]).hexdigest()
     assert "warning: sub-01.zip: no published hash" in err and digest in err
@@ -371,8 +426,12 @@ def test_a_pickle_that_would_run_code_is_refused_before_it_is_placed(tmp_path, s
         server.files["image_metadata.npy"] = _evil_npy()
         part, subjects, placed = "images", None, layout.metadata_file(root)
     else:
-        server.files["sub-01.zip"] = _zip({"sub-01/preprocessed_eeg_training.npy": _evil_npy(),
-                                          "sub-01/preprocessed_eeg_test.npy": _npy_bytes(tmp_path, {"x": np.zeros(2)})})
+        server.files["sub-01.zip"] = _zip(
+            {
+                "sub-01/preprocessed_eeg_training.npy": _evil_npy(),
+                "sub-01/preprocessed_eeg_test.npy": _npy_bytes(tmp_path, {"x": np.zeros(2)}),
+            }
+        )
         part, subjects, placed = "preprocessed", [1], layout.preprocessed_file(root, 1, "train")
     from eegbench_plugins.things_eeg2.safe_pickle import UnsafePickleError
 
@@ -380,7 +439,11 @@ def test_a_pickle_that_would_run_code_is_refused_before_it_is_placed(tmp_path, s
         dl.download(root, [part], subjects, progress=False, retries=0)
     msg = str(err.value)
     assert "\n" not in msg and "os" in msg and "refused" in msg
-    assert ("image_metadata.npy" in msg) if where == "metadata" else ("sub-01.zip:sub-01/preprocessed_eeg_training.npy" in msg)
+    assert (
+        ("image_metadata.npy" in msg)
+        if where == "metadata"
+        else ("sub-01.zip:sub-01/preprocessed_eeg_training.npy" in msg)
+    )
     assert not placed.exists() and not (tmp_path / "PWNED").exists()
     assert not layout.preprocessed_file(root, 1, "test").exists()  # nothing of a refused archive is placed
     assert [p for p in (root / dl.DOWNLOADS).rglob("*") if p.is_file()] == []
@@ -399,7 +462,13 @@ def test_server_errors_are_retried_then_one_line(tmp_path, server, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     err = err.strip().splitlines()[-1]  # after the progress line, the error in one line
-    assert err.startswith("eegbench: error: ") and "sub-02.zip" in err and f"{server.url}/files/sub-02.zip" in err and "4 attempt" in err and "again later" in err
+    assert (
+        err.startswith("eegbench: error: ")
+        and "sub-02.zip" in err
+        and f"{server.url}/files/sub-02.zip" in err
+        and "4 attempt" in err
+        and "again later" in err
+    )
     assert server.downloads().count("/files/sub-02.zip") == 4  # 1 + the default 3 retries
 
 

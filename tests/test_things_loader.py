@@ -1,4 +1,5 @@
 """The Things-EEG-2 Dataset: shapes, averaging modes, preparation, caching, and the release layout."""
+
 from __future__ import annotations
 
 import os
@@ -143,7 +144,9 @@ def _write_release_folder(root, n_train_concepts=3, per_concept=10, n_test=4):
     meta = {
         "train_img_files": np.array([f"{c[6:]}_{j + 1:02d}b.jpg" for c in train_concepts for j in range(per_concept)]),
         "train_img_concepts": np.array([c for c in train_concepts for _ in range(per_concept)]),
-        "train_img_concepts_THINGS": np.array([f"{3 * i + 1:05d}_{c[6:]}" for i, c in enumerate(train_concepts) for _ in range(per_concept)]),
+        "train_img_concepts_THINGS": np.array(
+            [f"{3 * i + 1:05d}_{c[6:]}" for i, c in enumerate(train_concepts) for _ in range(per_concept)]
+        ),
         "test_img_files": np.array([f"{c[6:]}_06s.jpg" for c in test_concepts]),
         "test_img_concepts": np.array(test_concepts),
         "test_img_concepts_THINGS": np.array([f"{i + 7:05d}_{c[6:]}" for i, c in enumerate(test_concepts)]),
@@ -156,8 +159,14 @@ def _write_release_folder(root, n_train_concepts=3, per_concept=10, n_test=4):
     for s in (1, 3):
         folder = root / "eeg_dataset" / "preprocessed_data" / f"sub-{s:02d}"
         folder.mkdir(parents=True)
-        for split, shape in (("training", (n_train_concepts * per_concept, 4, 17, 100)), ("test", (n_test, 80, 17, 100))):
-            np.save(folder / f"preprocessed_eeg_{split}.npy", {"preprocessed_eeg_data": rng.standard_normal(shape), "ch_names": ch, "times": times})
+        for split, shape in (
+            ("training", (n_train_concepts * per_concept, 4, 17, 100)),
+            ("test", (n_test, 80, 17, 100)),
+        ):
+            np.save(
+                folder / f"preprocessed_eeg_{split}.npy",
+                {"preprocessed_eeg_data": rng.standard_normal(shape), "ch_names": ch, "times": times},
+            )
     return meta
 
 
@@ -223,8 +232,12 @@ def test_window_outside_the_epoch_is_an_error_naming_the_range(twin):
 def test_window_order_error_names_the_value_once():
     from eegbench.planning.spec import SpecError, load_spec
 
-    raw = {"name": "b", "dataset": {"name": "d", "window": [0.5, 0.1]}, "backbone": {"name": "b"},
-           "image_encoder": {"name": "e"}}
+    raw = {
+        "name": "b",
+        "dataset": {"name": "d", "window": [0.5, 0.1]},
+        "backbone": {"name": "b"},
+        "image_encoder": {"name": "e"},
+    }
     with pytest.raises(SpecError) as info:
         load_spec(raw)
     assert str(info.value).count("[0.5, 0.1]") == 1, str(info.value)
@@ -367,7 +380,9 @@ def test_bad_eeg_values_are_refused_at_preparation_in_one_line(twin, bad):
         data[3, 1, 5, 40] = np.nan if bad == "nan" else -np.inf
         data[4, 0, 0, 0] = np.nan  # a later one: the first is named
     else:
-        data = {"int8": lambda d: d.astype(np.int8), "complex": lambda d: d + 1j * d, "str": lambda d: d.astype(str)}[bad](data)
+        data = {"int8": lambda d: d.astype(np.int8), "complex": lambda d: d + 1j * d, "str": lambda d: d.astype(str)}[
+            bad
+        ](data)
     record["preprocessed_eeg_data"] = data
     save_pickled_dict(path, record)
     with pytest.raises(DataError) as err:

@@ -1,4 +1,5 @@
 """Raw → preprocessed with MNE on tiny synthetic raw sessions: shape, order, evoked response, MVNN."""
+
 from __future__ import annotations
 
 import json
@@ -13,14 +14,15 @@ from eegbench_plugins.things_eeg2 import layout
 from eegbench_plugins.things_eeg2.loader import ThingsEEG2
 from eegbench_plugins.things_eeg2.preprocess import PreprocessOptions, preprocess
 from eegbench_plugins.things_eeg2.safe_pickle import load_pickled_npy
-from eegbench_plugins.things_eeg2.synth import Model, SynthParams, write_twin
-from eegbench_plugins.things_eeg2.synth import clean_responses, session_conditions
+from eegbench_plugins.things_eeg2.synth import Model, SynthParams, clean_responses, session_conditions, write_twin
 
 P = SynthParams(subjects=1, train_concepts=8, images_per_concept=2, test_images=6, test_repetitions=16, noise=1.0)
 
 
 # noise-dominated raw (no overlap structure from neighbouring trials' responses) to check whitening
-P_NOISY = SynthParams(subjects=1, train_concepts=40, images_per_concept=2, test_images=6, test_repetitions=16, noise=10.0)
+P_NOISY = SynthParams(
+    subjects=1, train_concepts=40, images_per_concept=2, test_images=6, test_repetitions=16, noise=10.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,11 @@ def test_preprocess_shapes_order_and_evoked_response(raw_root, tmp_path):
     assert sidecar["options"]["mvnn"] == "none"
     # and the loader reads what preprocess wrote, with --out as the root (its image_set links to the source's)
     assert layout.metadata_file(out).read_bytes() == layout.metadata_file(raw_root).read_bytes()
-    assert ThingsEEG2(out, cache_root=tmp_path / "c").load(1, "test", PrepOptions(n_times=128)).eeg.shape == (6, 17, 128)
+    assert ThingsEEG2(out, cache_root=tmp_path / "c").load(1, "test", PrepOptions(n_times=128)).eeg.shape == (
+        6,
+        17,
+        128,
+    )
 
 
 def test_mvnn_whitens_the_noise(noisy_root, tmp_path):
@@ -91,10 +97,14 @@ def test_mvnn_whitens_the_noise(noisy_root, tmp_path):
 
 def test_all_channels_and_errors(raw_root, tmp_path):
     out = tmp_path / "all"
-    preprocess(raw_root, PreprocessOptions(channels="all", mvnn="epochs", mvnn_fit="train+test", sfreq=50), out_root=out)
+    preprocess(
+        raw_root, PreprocessOptions(channels="all", mvnn="epochs", mvnn_fit="train+test", sfreq=50), out_root=out
+    )
     tr = load_pickled_npy(layout.preprocessed_file(out, 1, "train"))
     assert tr["preprocessed_eeg_data"].shape == (16, 4, 63, 50)
-    assert json.loads((layout.preprocessed_file(out, 1, "train").parent / "preprocessing.json").read_text())["test_statistics_in_mvnn"]
+    assert json.loads((layout.preprocessed_file(out, 1, "train").parent / "preprocessing.json").read_text())[
+        "test_statistics_in_mvnn"
+    ]
     with pytest.raises(DataError, match="no raw sessions"):
         preprocess(tmp_path / "nothing")
     with pytest.raises(DataError, match="mvnn"):
@@ -114,19 +124,29 @@ def test_existing_preprocessed_files_are_not_overwritten_without_the_flag(raw_ro
     out = tmp_path / "out"
     assert main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn", "none"]) == 0
     assert main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn", "none"]) == 2
-    assert main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn", "none",
-                 "--overwrite"]) == 0
+    assert (
+        main(
+            ["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn", "none", "--overwrite"]
+        )
+        == 0
+    )
     folder = layout.preprocessed_file(out, 1, "train").parent
     assert sorted(p.name for p in folder.iterdir()) == [
-        "preprocessed_eeg_test.npy", "preprocessed_eeg_training.npy", "preprocessing.json"]
+        "preprocessed_eeg_test.npy",
+        "preprocessed_eeg_training.npy",
+        "preprocessing.json",
+    ]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"sfreq": -5}, "sfreq -5"),
-    ({"sfreq": 0}, "positive"),
-    ({"sfreq": float("nan")}, "positive"),
-    ({"tmin": 0.5, "tmax": 0.1}, "before its end"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sfreq": -5}, "sfreq -5"),
+        ({"sfreq": 0}, "positive"),
+        ({"sfreq": float("nan")}, "positive"),
+        ({"tmin": 0.5, "tmax": 0.1}, "before its end"),
+    ],
+)
 def test_bad_preprocess_options_are_one_line(kwargs, match):
     with pytest.raises(DataError, match=match) as info:
         PreprocessOptions(**kwargs)
@@ -134,7 +154,9 @@ def test_bad_preprocess_options_are_one_line(kwargs, match):
 
 
 def test_sfreq_above_the_raw_rate_is_refused(raw_root, tmp_path, capsys):
-    code = main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(tmp_path / "o"), "--sfreq", "2000"])
+    code = main(
+        ["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(tmp_path / "o"), "--sfreq", "2000"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "2000" in err and "1000 Hz" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
@@ -175,9 +197,15 @@ def _authors_sigma(epochs, codes, mode, shrinkage):
     return np.mean(sigma_cond, axis=0)
 
 
-@pytest.mark.parametrize("mode, fit, shrinkage", [
-    ("epochs", "train", "auto"), ("time", "train", "auto"), ("epochs", "train+test", "auto"), ("time", "train+test", 0.3),
-])
+@pytest.mark.parametrize(
+    "mode, fit, shrinkage",
+    [
+        ("epochs", "train", "auto"),
+        ("time", "train", "auto"),
+        ("epochs", "train+test", "auto"),
+        ("time", "train+test", 0.3),
+    ],
+)
 def test_mvnn_whitening_equals_scikit_learn_ledoit_wolf(raw_root, mode, fit, shrinkage):
     from scipy.linalg import fractional_matrix_power
 
@@ -189,7 +217,9 @@ def test_mvnn_whitening_equals_scikit_learn_ledoit_wolf(raw_root, mode, fit, shr
     sigma = np.mean([_authors_sigma(*parts[s], mode, shrinkage) for s in fitted], axis=0)
     expected = fractional_matrix_power(sigma, -0.5)
     assert np.isrealobj(expected) or np.abs(expected.imag).max() < 1e-12
-    np.testing.assert_allclose(whitening_matrix(parts, opts), expected.real, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        whitening_matrix(parts, opts), expected.real, rtol=1e-9, atol=1e-12 * np.abs(expected).max()
+    )
     if shrinkage == "auto":  # Ledoit-Wolf is not a fixed shrinkage: the old 0.1 gives another matrix
         other = whitening_matrix(parts, PreprocessOptions(mvnn=mode, mvnn_fit=fit, mvnn_shrinkage=0.1))
         assert not np.allclose(other, expected.real, rtol=1e-3)
@@ -202,11 +232,15 @@ def test_preprocess_cli_whitens_with_the_ledoit_wolf_matrix(raw_root, tmp_path, 
     from eegbench_plugins.things_eeg2.preprocess import epoch_session
 
     out = tmp_path / "lw"
-    assert main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn-shrinkage", "auto"]) == 0
+    assert (
+        main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(out), "--mvnn-shrinkage", "auto"])
+        == 0
+    )
     capsys.readouterr()
     opts = PreprocessOptions()
-    (train, train_codes, _, _), (test, test_codes, _, _) = (epoch_session(layout.raw_file(raw_root, 1, 1, s), opts)
-                                                          for s in ("train", "test"))
+    (train, train_codes, _, _), (test, test_codes, _, _) = (
+        epoch_session(layout.raw_file(raw_root, 1, 1, s), opts) for s in ("train", "test")
+    )
     w = fractional_matrix_power(_authors_sigma(train, train_codes, "epochs", "auto"), -0.5).real
     whitened = np.einsum("cd,ndt->nct", w, test)[np.argsort(test_codes, kind="stable")]
     per_session = P.test_repetitions // layout.N_SESSIONS
@@ -216,7 +250,18 @@ def test_preprocess_cli_whitens_with_the_ledoit_wolf_matrix(raw_root, tmp_path, 
     assert sidecar["mvnn_shrinkage"] == "ledoit-wolf" and sidecar["options"]["mvnn_fit"] == "train"
     # a bad value is one line at the command line
     with pytest.raises(SystemExit) as exit_info:
-        main(["preprocess", "things-eeg-2", "--root", str(raw_root), "--out", str(tmp_path / "x"), "--mvnn-shrinkage", "2"])
+        main(
+            [
+                "preprocess",
+                "things-eeg-2",
+                "--root",
+                str(raw_root),
+                "--out",
+                str(tmp_path / "x"),
+                "--mvnn-shrinkage",
+                "2",
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--mvnn-shrinkage" in err and "[0, 1]" in err and len(err.strip().splitlines()) == 1

@@ -1,4 +1,5 @@
 """The restricted unpickler: release-style pickled dicts load; a pickle that would run a command is refused."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The synthetic twin: the release's exact layout, deterministic, with a planted (but not trivial) relation."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,12 @@ def test_layout_matches_the_release(twin):
     root, p = twin
     meta = load_pickled_npy(layout.metadata_file(root))
     assert set(meta) == {
-        "train_img_files", "train_img_concepts", "train_img_concepts_THINGS",
-        "test_img_files", "test_img_concepts", "test_img_concepts_THINGS",
+        "train_img_files",
+        "train_img_concepts",
+        "train_img_concepts_THINGS",
+        "test_img_files",
+        "test_img_concepts",
+        "test_img_concepts_THINGS",
     }
     n_train = p.train_concepts * p.images_per_concept
     assert len(meta["train_img_files"]) == n_train and len(meta["test_img_files"]) == p.test_images
@@ -78,7 +83,9 @@ def test_deterministic_by_seed(tmp_path, twin):
 
 def _ridge_top1(x_train, y_train, x_test, y_test, lam=1e4):
     xm, ym = x_train.mean(0), y_train.mean(0)
-    w = np.linalg.solve((x_train - xm).T @ (x_train - xm) + lam * np.eye(x_train.shape[1]), (x_train - xm).T @ (y_train - ym))
+    w = np.linalg.solve(
+        (x_train - xm).T @ (x_train - xm) + lam * np.eye(x_train.shape[1]), (x_train - xm).T @ (y_train - ym)
+    )
     pred = (x_test - xm) @ w + ym
     pred /= np.linalg.norm(pred, axis=1, keepdims=True)
     return float(np.mean((pred @ y_test.T).argmax(1) == np.arange(len(y_test))))
@@ -109,8 +116,21 @@ def test_planted_relation_is_decodable_and_subject_specific(twin):
 
 def test_cli_synth_and_refuses_a_foreign_folder(tmp_path, capsys):
     root = tmp_path / "cli"
-    args = ["synth", "--root", str(root), "--subjects", "1", "--train-concepts", "5", "--test-images", "4",
-            "--test-repetitions", "4", "--seed", "3"]
+    args = [
+        "synth",
+        "--root",
+        str(root),
+        "--subjects",
+        "1",
+        "--train-concepts",
+        "5",
+        "--test-images",
+        "4",
+        "--test-repetitions",
+        "4",
+        "--seed",
+        "3",
+    ]
     assert main(args) == 0
     assert layout.preprocessed_file(root, 1, "train").is_file()
     assert "synthetic twin" in capsys.readouterr().out
@@ -132,8 +152,21 @@ def test_bad_params_are_one_line_errors():
 
 def test_cli_synth_refuses_to_replace_a_twin_with_other_parameters(tmp_path, capsys):
     root = tmp_path / "cli"
-    args = ["synth", "--root", str(root), "--subjects", "1", "--train-concepts", "5", "--test-images", "4",
-            "--test-repetitions", "4", "--seed", "3"]
+    args = [
+        "synth",
+        "--root",
+        str(root),
+        "--subjects",
+        "1",
+        "--train-concepts",
+        "5",
+        "--test-images",
+        "4",
+        "--test-repetitions",
+        "4",
+        "--seed",
+        "3",
+    ]
     assert main(args) == 0
     record = layout.synth_params_file(root).read_text()
     capsys.readouterr()
@@ -178,8 +211,16 @@ def test_two_first_uses_at_once_generate_one_twin(tmp_path):
     base.mkdir()
     root = base / "twin"
     env = {**os.environ, "EEGBENCH_CACHE": str(tmp_path / "cache")}
-    procs = [subprocess.Popen([sys.executable, str(script), str(root), str(i)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for i in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(root), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in (1, 2)
+    ]
     for _ in range(12_000):  # both racers loaded and waiting at the start line (a bound, not a timing check)
         if all((base / f"ready-{i}").exists() for i in (1, 2)):
             break
@@ -208,7 +249,9 @@ def test_cli_synth_defaults_to_where_the_dataset_generates_the_twin(tmp_path, mo
     small = dict(subjects=1, train_concepts=5, test_images=4, test_repetitions=4, seed=3)
     assert main(["synth", *[a for k, v in small.items() for a in (f"--{k.replace('_', '-')}", str(v))]]) == 0
     dataset = eegbench.create("dataset", "things-eeg-2-synthetic", **small)
-    expected = tmp_path / "data" / "things-eeg-2-synthetic" / SynthParams.from_dict({**SYNTH_DEFAULTS, **small}).content_hash()
+    expected = (
+        tmp_path / "data" / "things-eeg-2-synthetic" / SynthParams.from_dict({**SYNTH_DEFAULTS, **small}).content_hash()
+    )
     assert Path(dataset.root) == expected
     assert f"at {expected}" in capsys.readouterr().out
     assert layout.preprocessed_file(expected, 1, "train").is_file()

@@ -1,4 +1,5 @@
 """A third-party backbone package is found through its entry point only, with its package name."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,22 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "eegbench-tinyne
 def site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(EXAMPLE)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return target

@@ -18,6 +18,7 @@ What is compared, per round (one epoch, fresh model with the same seed):
 The ``input pipeline`` pair times only the delivery of the epoch's batches (no model), which is the part the
 fast path removes; the full-step pair shows how much of that survives when a CPU model step dominates.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,9 +38,24 @@ N_TRIALS, N_CHANS, RAW_TIMES, N_TIMES, DIM, N_IMAGES = 4000, 17, 100, 128, 768, 
 BATCH = 512  # the spec's default train.batch_size
 # the real resnet1d, narrower so that a CPU round takes seconds (the seed's 64..320 filters: ~20x slower per step)
 BACKBONE = {"name": "resnet1d", "params": {"filters": [8, 16, 16, 32, 32]}}
-CFG = {"epochs": 1, "batch_size": BATCH, "lr": 1e-3, "min_lr": 1e-3, "weight_decay": 0.1, "optimizer": "adamw",
-       "betas": (0.9, 0.999), "eps": 1e-8, "warmup_epochs": 0, "schedule": "constant", "plateau_factor": 0.1,
-       "plateau_patience": 10, "patience": 0, "amp": "off", "grad_clip": 0.0, "compile": False}
+CFG = {
+    "epochs": 1,
+    "batch_size": BATCH,
+    "lr": 1e-3,
+    "min_lr": 1e-3,
+    "weight_decay": 0.1,
+    "optimizer": "adamw",
+    "betas": (0.9, 0.999),
+    "eps": 1e-8,
+    "warmup_epochs": 0,
+    "schedule": "constant",
+    "plateau_factor": 0.1,
+    "plateau_patience": 10,
+    "patience": 0,
+    "amp": "off",
+    "grad_clip": 0.0,
+    "compile": False,
+}
 SAMPLES_PER_EPOCH = (N_TRIALS // BATCH) * BATCH
 DEVICE = torch.device("cpu")
 RATES: dict[str, float] = {}  # samples/s by path, so the seed-style test can report the ratio
@@ -58,8 +74,13 @@ def _toy(n_trials: int = N_TRIALS, seed: int = 0) -> dict[str, np.ndarray]:
     mix = rng.standard_normal((DIM, N_CHANS * RAW_TIMES)).astype(np.float32) / math.sqrt(DIM)
     raw = (emb[image_index] @ mix).reshape(n_trials, N_CHANS, RAW_TIMES)
     raw = raw + 0.5 * rng.standard_normal(raw.shape).astype(np.float32)
-    return {"raw": raw, "prepared": _interp_to(raw, N_TIMES), "emb": emb, "image_index": image_index,
-            "subject": np.ones(n_trials, dtype=np.int64)}
+    return {
+        "raw": raw,
+        "prepared": _interp_to(raw, N_TIMES),
+        "emb": emb,
+        "image_index": image_index,
+        "subject": np.ones(n_trials, dtype=np.int64),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +90,9 @@ def toy():
 
 def _model() -> tuple[EEGEncoder, torch.nn.Module]:
     torch.manual_seed(0)
-    model = build_encoder(BACKBONE, n_chans=N_CHANS, n_times=N_TIMES, sfreq=128.0, ch_names=None, image_dim=DIM,
-                          subjects=None)
+    model = build_encoder(
+        BACKBONE, n_chans=N_CHANS, n_times=N_TIMES, sfreq=128.0, ch_names=None, image_dim=DIM, subjects=None
+    )
     return model, create("loss", "clip")
 
 
@@ -90,13 +112,21 @@ class SeedStyleTrials(torch.utils.data.Dataset):
 
 def _seed_loader(data, batch_size: int = BATCH, seed: int = 0) -> torch.utils.data.DataLoader:
     ds = SeedStyleTrials(data["raw"], data["image_index"], data["emb"])
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0,
-                                       generator=torch.Generator().manual_seed(seed))
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=0,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def _seed_epochs(model, loss_fn, loader, epochs: int = 1, lr: float = CFG["lr"]) -> list[float]:
     """The seed's loop: the same AdamW step as ``fit``; the running loss is read on the host every step."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=CFG["betas"], eps=CFG["eps"], weight_decay=CFG["weight_decay"])
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=lr, betas=CFG["betas"], eps=CFG["eps"], weight_decay=CFG["weight_decay"]
+    )
     means = []
     for _ in range(epochs):
         model.train()
@@ -167,12 +197,14 @@ def test_eegbench_input_pipeline(benchmark, toy):
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
         total = torch.zeros(())
         for start in range(0, SAMPLES_PER_EPOCH, BATCH):
-            rows = perm[start:start + BATCH]
+            rows = perm[start : start + BATCH]
             total += train.x[rows].sum() + emb[train.image_index[rows]].sum()
         return total, perm[:SAMPLES_PER_EPOCH].numpy()
 
     total, rows = benchmark(one_epoch)
-    expected = toy["prepared"][rows].astype(np.float64).sum() + toy["emb"][toy["image_index"][rows]].astype(np.float64).sum()
+    expected = (
+        toy["prepared"][rows].astype(np.float64).sum() + toy["emb"][toy["image_index"][rows]].astype(np.float64).sum()
+    )
     assert abs(float(total) - expected) <= 1e-4 * np.abs(toy["prepared"]).sum()
     _report(benchmark, "eegbench input pipeline", SAMPLES_PER_EPOCH)
 
@@ -223,8 +255,16 @@ def test_fit_reads_the_host_once_per_epoch_and_the_seed_loop_once_per_step(monke
     counts = _count_host_reads(monkeypatch, ("eegbench", "eegbench_plugins"))
     model, loss_fn = _model()
     train = to_device(data["prepared"], data["image_index"], data["subject"], DEVICE)
-    fit(model, loss_fn, train, None, torch.as_tensor(data["emb"]), {**CFG, "epochs": epochs, "batch_size": batch},
-        seed=0, selection="last")
+    fit(
+        model,
+        loss_fn,
+        train,
+        None,
+        torch.as_tensor(data["emb"]),
+        {**CFG, "epochs": epochs, "batch_size": batch},
+        seed=0,
+        selection="last",
+    )
     assert sum(counts.values()) <= 2 * epochs, counts  # fit's train loss: one .item() per epoch
     assert counts["item"] >= 1, counts  # the counter does see eegbench's reads
 
@@ -240,8 +280,10 @@ def test_both_loops_learn_the_toy_relation():
     cfg = {**CFG, "epochs": epochs, "batch_size": batch, "lr": 3e-3, "min_lr": 3e-3}
     model, loss_fn = _model()
     train = to_device(data["prepared"], data["image_index"], data["subject"], DEVICE)
-    fast = [h["train_loss"] for h in fit(model, loss_fn, train, None, torch.as_tensor(data["emb"]), cfg, seed=0,
-                                         selection="last").history]
+    fast = [
+        h["train_loss"]
+        for h in fit(model, loss_fn, train, None, torch.as_tensor(data["emb"]), cfg, seed=0, selection="last").history
+    ]
     model, loss_fn = _model()
     seed = _seed_epochs(model, loss_fn, _seed_loader(data, batch_size=batch), epochs=epochs, lr=3e-3)
     chance = math.log(batch)  # InfoNCE of an untrained encoder

@@ -1,17 +1,17 @@
 """``[[variants]]``: several configurations of one spec expanded into one plan (spec loading and planning)."""
+
 from __future__ import annotations
 
 import json
 
+import eegbench_fakes as fakes
 import pytest
 
 from eegbench.cli import main
 from eegbench.errors import SpecError
 from eegbench.planning.plan import build_plan
-from eegbench.runner import run_spec
 from eegbench.planning.spec import expand_variants, load_spec
-
-import eegbench_fakes as fakes
+from eegbench.runner import run_spec
 
 VARIANTS = [
     {"name": "mlp32"},  # the base's [backbone]
@@ -62,14 +62,17 @@ def test_set_overrides_reach_every_variant_and_only_selects_one(env):
     assert set(one.variants.values()) == {"only"} and len(one.cells) == 4
 
 
-@pytest.mark.parametrize("variants, message", [
-    ([{"backbone": {"name": "fake-mlp"}}], "needs a name"),
-    ([{"name": "a"}, {"name": "a"}], "variant names repeat: a"),
-    ([{"name": "a", "dataset": {"name": "fake-eeg"}}], "'dataset' cannot vary"),
-    ([{"name": "a", "trian": {"lr": 1.0}}], "did you mean 'train'"),
-    ([{"name": "a", "train": {"lr": -1.0}}], r"\[\[variants\]\] 'a': \[train\] lr"),
-    ([{"name": "a", "backbone": {"name": "fake-mlpp"}}], r"\[\[variants\]\] 'a': \[backbone\].*fake-mlpp"),
-])
+@pytest.mark.parametrize(
+    "variants, message",
+    [
+        ([{"backbone": {"name": "fake-mlp"}}], "needs a name"),
+        ([{"name": "a"}, {"name": "a"}], "variant names repeat: a"),
+        ([{"name": "a", "dataset": {"name": "fake-eeg"}}], "'dataset' cannot vary"),
+        ([{"name": "a", "trian": {"lr": 1.0}}], "did you mean 'train'"),
+        ([{"name": "a", "train": {"lr": -1.0}}], r"\[\[variants\]\] 'a': \[train\] lr"),
+        ([{"name": "a", "backbone": {"name": "fake-mlpp"}}], r"\[\[variants\]\] 'a': \[backbone\].*fake-mlpp"),
+    ],
+)
 def test_bad_variants_are_one_line_naming_the_variant(env, variants, message):
     with pytest.raises(SpecError, match=message):
         build_plan(_spec(variants=variants))

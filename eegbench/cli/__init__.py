@@ -5,18 +5,20 @@ Core commands live here or in the core module that owns them (``run``, ``embed``
 User errors (:class:`~eegbench.errors.EegbenchError`) print one line and exit 2; no traceback. Exit codes
 (README, "Exit codes"): 0 done, 1 a cell failed at run time, 2 the user's input, 3 an internal error, 130 Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
-from eegbench.version import __version__
 from eegbench.components import KINDS
 from eegbench.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, EegbenchError
+from eegbench.version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,16 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser(
-        "list", help="list registered components",
+        "list",
+        help="list registered components",
         description="List the zoo: one row per component, its short aliases folded in. A pattern whose head "
         "names a family ('open_clip*', 'timm:vit*') lists that family's members from the library itself.",
     )
     p.add_argument("kind", nargs="?", help="dataset, backbone, image-encoder, loss, task or executor (default: all)")
-    p.add_argument("pattern", nargs="?", help="fnmatch pattern on names and aliases, e.g. 'braindecode:*' or 'open_clip:ViT-B*'")
-    p.add_argument("--fits", metavar="CxT[@HZ]", help="only backbones recorded as building at this input, e.g. 17x128 or 17x128@100")
-    p.add_argument("--all", action="store_true", dest="all_signals", help="also list backbones for other signals (braindecode's sEMG models)")
+    p.add_argument(
+        "pattern", nargs="?", help="fnmatch pattern on names and aliases, e.g. 'braindecode:*' or 'open_clip:ViT-B*'"
+    )
+    p.add_argument(
+        "--fits",
+        metavar="CxT[@HZ]",
+        help="only backbones recorded as building at this input, e.g. 17x128 or 17x128@100",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        dest="all_signals",
+        help="also list backbones for other signals (braindecode's sEMG models)",
+    )
     p.add_argument("--wide", action="store_true", help="every column (plugin, citation), summaries not shortened")
-    p.add_argument("--json", action="store_true", help="machine-readable output (every component, aliases as their own records)")
+    p.add_argument(
+        "--json", action="store_true", help="machine-readable output (every component, aliases as their own records)"
+    )
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="show a component's metadata, defaults and citation")
@@ -99,8 +115,9 @@ def fits_shape(comp, shape: tuple[int, int, float | None]) -> bool:
     return False
 
 
-def list_rows(reg, kind: str | None, pattern: str | None, *, fits: str | None = None,
-              all_signals: bool = False) -> tuple[list[tuple[Any, list[str]]], int]:
+def list_rows(
+    reg, kind: str | None, pattern: str | None, *, fits: str | None = None, all_signals: bool = False
+) -> tuple[list[tuple[Any, list[str]]], int]:
     """``([(component, its aliases)], hidden)``: one entry per canonical component, natural order.
 
     A pattern matches a component's name or any alias; family members come from ``eegbench_list_family``
@@ -121,7 +138,7 @@ def list_rows(reg, kind: str | None, pattern: str | None, *, fits: str | None = 
         else:
             canonical.append(c)
     if pattern:
-        match = lambda n: fnmatch.fnmatchcase(n.lower(), pattern.lower())  # noqa: E731
+        match = lambda n: fnmatch.fnmatchcase(n.lower(), pattern.lower())
         canonical = [c for c in canonical if match(c.name) or any(match(a) for a in aliases.get((c.kind, c.name), ()))]
         seen = {(c.kind, c.name) for c in canonical}
         for k in [kind] if kind else KINDS:
@@ -138,8 +155,9 @@ def list_rows(reg, kind: str | None, pattern: str | None, *, fits: str | None = 
     return [(c, sorted(aliases.get((c.kind, c.name), []))) for c in canonical], hidden
 
 
-def render_list(rows: list[tuple[Any, list[str]]], *, terminal: bool, width: int = 100, wide: bool = False,
-                show_kind: bool = True) -> str:
+def render_list(
+    rows: list[tuple[Any, list[str]]], *, terminal: bool, width: int = 100, wide: bool = False, show_kind: bool = True
+) -> str:
     """The ``eegbench list`` table: fitted to ``width`` in a terminal; plain, unshortened columns otherwise
     (piped, or ``--wide``)."""
     backbones = any(c.kind == "backbone" for c, _ in rows)
@@ -175,8 +193,8 @@ def render_list(rows: list[tuple[Any, list[str]]], *, terminal: bool, width: int
         headers, table, widths = headers[:-1], [r[:-1] for r in table], widths[:-1]
     else:
         widths[-1] = min(widths[-1], room)
-    clip = lambda text, w: text if len(text) <= w else text[: w - 1] + "…"  # noqa: E731
-    line = lambda r: "  ".join(clip(c, w).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    clip = lambda text, w: text if len(text) <= w else text[: w - 1] + "…"
+    line = lambda r: "  ".join(clip(c, w).ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([line(headers), "─" * min(width, sum(widths) + 2 * (len(widths) - 1))] + [line(r) for r in table])
 
 
@@ -188,7 +206,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         comps = reg.list_components(kind, args.pattern)
         if args.pattern:
-            comps += [m for k in ([kind] if kind else KINDS) for a in reg.pm.hook.eegbench_list_family(kind=k, pattern=args.pattern) for m in a]
+            comps += [
+                m
+                for k in ([kind] if kind else KINDS)
+                for a in reg.pm.hook.eegbench_list_family(kind=k, pattern=args.pattern)
+                for m in a
+            ]
         print(json.dumps([c.as_dict() for c in comps], indent=2, default=str))
         return 0
     rows, hidden = list_rows(reg, kind, args.pattern, fits=args.fits, all_signals=args.all_signals)
@@ -201,8 +224,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     terminal = sys.stdout.isatty()
     import shutil
 
-    print(render_list(rows, terminal=terminal, width=shutil.get_terminal_size().columns, wide=args.wide,
-                      show_kind=kind is None))
+    print(
+        render_list(
+            rows, terminal=terminal, width=shutil.get_terminal_size().columns, wide=args.wide, show_kind=kind is None
+        )
+    )
     if hidden:
         print(f"({hidden} backbone(s) for other signals than EEG not shown; --all lists them)", file=sys.stderr)
     return 0
@@ -240,7 +266,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         if c.signal:
             print(f"  signal  : {c.signal}")
         if c.fits is not None:
-            print(f"  builds at: {', '.join(c.fits) or 'none recorded (see notes)'}  (channels x samples @ Hz, recorded)")
+            print(
+                f"  builds at: {', '.join(c.fits) or 'none recorded (see notes)'}  (channels x samples @ Hz, recorded)"
+            )
         if c.notes:
             print(f"  notes   : {c.notes}")
         print("  defaults:" + ("" if c.defaults else " (none)"))
@@ -277,4 +305,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-

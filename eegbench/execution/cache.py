@@ -6,6 +6,7 @@ An entry is a folder ``<cache>/<namespace>/<key>/`` holding arrays (``.npy``, me
 none, a crash leaves no half entry, and two processes computing the same entry both succeed (the loser's
 copy is discarded).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -53,14 +55,18 @@ class Cache:
         path = self.root / self.key(fields)
         return CacheEntry(path) if (path / META).is_file() else None
 
-    def put(self, fields: Mapping[str, Any], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> CacheEntry:
+    def put(
+        self, fields: Mapping[str, Any], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None
+    ) -> CacheEntry:
         key = self.key(fields)
         final = self.root / key
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{key}.{uuid.uuid4().hex[:8]}.", dir=self.root))
         except OSError as exc:
-            raise EegbenchError(f"cannot write to cache directory {self.root}: {exc} (set EEGBENCH_CACHE to a writable folder)") from exc
+            raise EegbenchError(
+                f"cannot write to cache directory {self.root}: {exc} (set EEGBENCH_CACHE to a writable folder)"
+            ) from exc
         try:
             for name, arr in arrays.items():
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)

@@ -12,19 +12,21 @@ which serves rows by image id and checks count, ids, dimension, finiteness and (
 CLI: ``eegbench embed --dataset NAME [--root DIR] --image-encoder NAME [--param key=value ...]
 [--split train,test] [--device DEV] [--batch-size N] [--cache-dir DIR]``.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from eegbench.execution.cache import Cache, CacheEntry
 from eegbench.errors import DataError, EegbenchError
+from eegbench.execution.cache import Cache, CacheEntry
 from eegbench.interfaces import to_jsonable
 
 NAMESPACE = "embeddings"
@@ -57,11 +59,20 @@ def is_cached(encoder: Any, images: Any, cache_root: str | os.PathLike | None = 
 
 def _entry_matches(entry: CacheEntry, encoder: Any, images: Any) -> bool:
     meta = entry.meta
-    return list(meta.get("ids", [])) == list(images.ids) and int(meta.get("dim", -1)) == int(_bound(encoder, images).dim)
+    return list(meta.get("ids", [])) == list(images.ids) and int(meta.get("dim", -1)) == int(
+        _bound(encoder, images).dim
+    )
 
 
-def embed_images(encoder: Any, images: Any, *, cache_root: str | os.PathLike | None = None, device: str = "cpu",
-                 batch_size: int = 64, progress: bool = True) -> np.ndarray:
+def embed_images(
+    encoder: Any,
+    images: Any,
+    *,
+    cache_root: str | os.PathLike | None = None,
+    device: str = "cpu",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> np.ndarray:
     """float32 ``[len(images), dim]`` embeddings of ``images`` (row i = ``images.ids[i]``), cached.
 
     Args:
@@ -97,8 +108,9 @@ def embed_images(encoder: Any, images: Any, *, cache_root: str | os.PathLike | N
 # --------------------------------------------------------------------------------------------------
 # validation of embedding matrices and user files
 # --------------------------------------------------------------------------------------------------
-def validate_embeddings(emb: np.ndarray, images: Any, *, dim: int | None = None, normalized: bool | None = None,
-                        where: str = "embeddings") -> np.ndarray:
+def validate_embeddings(
+    emb: np.ndarray, images: Any, *, dim: int | None = None, normalized: bool | None = None, where: str = "embeddings"
+) -> np.ndarray:
     """Check an embedding matrix against an image set; return it as contiguous float32.
 
     Checks: 2-D; one row per image; width ``dim`` when given; every value finite; no all-zero row (a
@@ -129,7 +141,7 @@ def validate_embeddings(emb: np.ndarray, images: Any, *, dim: int | None = None,
             i = int(np.flatnonzero(off)[0])
             raise DataError(
                 f"{where}: declared L2-normalised but {int(off.sum())} rows are not unit norm "
-                f"(row {i} has norm {norms[i]:.4g}); set normalized = \"any\" or fix the file"
+                f'(row {i} has norm {norms[i]:.4g}); set normalized = "any" or fix the file'
             )
     return emb
 
@@ -147,7 +159,9 @@ def _read_npz_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
     except OSError as exc:
         raise DataError(f"{where} cannot be read ({exc.strerror or exc}); check its permissions") from None
     if magic.startswith(b"\x93NUMPY"):
-        raise DataError(f"{where} is a single .npy array, not a .npz archive of arrays {', '.join(map(repr, keys))}; {redo}")
+        raise DataError(
+            f"{where} is a single .npy array, not a .npz archive of arrays {', '.join(map(repr, keys))}; {redo}"
+        )
     if not magic.startswith(b"PK"):
         what = "empty" if not magic else "not a zip archive"
         raise DataError(f"{where} is {what}, so not a .npz; {redo}")
@@ -165,14 +179,18 @@ def _read_npz_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
         raise
     except ValueError as exc:
         if "pickle" in str(exc):  # object arrays need pickle, which could run code: refuse
-            raise DataError(f"{where} holds object arrays that cannot be read without pickle; store ids as strings "
-                            "(numpy.str_) and embeddings as floats") from None
+            raise DataError(
+                f"{where} holds object arrays that cannot be read without pickle; store ids as strings "
+                "(numpy.str_) and embeddings as floats"
+            ) from None
         raise DataError(f"{where} is not a valid .npz ({exc}); {redo}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as exc:
         raise DataError(f"{where} is truncated or corrupt ({type(exc).__name__}: {exc}); {redo}") from None
 
 
-def read_embedding_file(path: str | os.PathLike, *, ids_key: str = "ids", embeddings_key: str = "embeddings") -> tuple[np.ndarray, np.ndarray]:
+def read_embedding_file(
+    path: str | os.PathLike, *, ids_key: str = "ids", embeddings_key: str = "embeddings"
+) -> tuple[np.ndarray, np.ndarray]:
     """(ids, embeddings) from a ``.npz`` (arrays ``ids`` and ``embeddings``) or ``.safetensors`` file plus ids.
 
     ``.npz`` files are read without pickle; ``ids`` must be a unicode/bytes array.
@@ -186,7 +204,9 @@ def read_embedding_file(path: str | os.PathLike, *, ids_key: str = "ids", embedd
     if ids.dtype.kind == "S":
         ids = ids.astype(str)
     if ids.ndim != 1 or ids.dtype.kind != "U":
-        raise DataError(f"embedding file {str(path)!r}: {ids_key!r} must be a 1-D array of strings, got {ids.dtype} {ids.shape}")
+        raise DataError(
+            f"embedding file {str(path)!r}: {ids_key!r} must be a 1-D array of strings, got {ids.dtype} {ids.shape}"
+        )
     if emb.ndim != 2 or len(emb) != len(ids):
         raise DataError(
             f"embedding file {str(path)!r}: {embeddings_key!r} has shape {emb.shape} for {len(ids)} ids (need [n_ids, dim])"
@@ -194,9 +214,15 @@ def read_embedding_file(path: str | os.PathLike, *, ids_key: str = "ids", embedd
     return ids, emb
 
 
-def load_embedding_file(path: str | os.PathLike, images: Any, *, dim: int | None = None,
-                        normalized: bool | None = None, ids_key: str = "ids",
-                        embeddings_key: str = "embeddings") -> np.ndarray:
+def load_embedding_file(
+    path: str | os.PathLike,
+    images: Any,
+    *,
+    dim: int | None = None,
+    normalized: bool | None = None,
+    ids_key: str = "ids",
+    embeddings_key: str = "embeddings",
+) -> np.ndarray:
     """Rows of a user-provided embedding file in ``images``' order, validated.
 
     The file may hold more images than the set (e.g. train and test together); every image of the set must
@@ -225,20 +251,39 @@ def load_embedding_file(path: str | os.PathLike, images: Any, *, dim: int | None
 def add_commands(sub) -> None:
     """Register ``eegbench embed`` on the top-level subparsers."""
     p = sub.add_parser("embed", help="compute (and cache) image embeddings of a dataset's image sets")
-    p.add_argument("spec", nargs="?", help="a benchmark spec: embed its dataset's images with its image encoder (each variant's, once)")
-    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                   help="with SPEC: override a spec value, as for `eegbench run`; without: an image-encoder "
-                        "parameter (repeatable; values parsed as TOML, else kept as text)")
+    p.add_argument(
+        "spec",
+        nargs="?",
+        help="a benchmark spec: embed its dataset's images with its image encoder (each variant's, once)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="with SPEC: override a spec value, as for `eegbench run`; without: an image-encoder "
+        "parameter (repeatable; values parsed as TOML, else kept as text)",
+    )
     p.add_argument("--dataset", help="dataset name (eegbench list dataset), without SPEC")
     p.add_argument("--root", default=None, help="dataset root folder (default: the dataset's own)")
-    p.add_argument("--image-encoder", dest="image_encoder", help="image-encoder name (eegbench list image-encoder), or a family form such as open_clip:MODEL/TAG")
+    p.add_argument(
+        "--image-encoder",
+        dest="image_encoder",
+        help="image-encoder name (eegbench list image-encoder), or a family form such as open_clip:MODEL/TAG",
+    )
     # deprecated spelling of an image-encoder parameter (before `--set` was the one override flag); hidden
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
     p.add_argument("--split", default="train,test", help="comma-separated splits (default train,test)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--batch-size", type=int, default=64, dest="batch_size", help="images per forward pass (default 64)")
-    p.add_argument("--cache", metavar="DIR", default=None, dest="cache_dir",
-                   help="cache directory (default: $EEGBENCH_CACHE or the user cache dir), as for `eegbench run`")
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        default=None,
+        dest="cache_dir",
+        help="cache directory (default: $EEGBENCH_CACHE or the user cache dir), as for `eegbench run`",
+    )
     # deprecated spelling of --cache (the flag `run` uses); hidden
     p.add_argument("--cache-dir", default=None, dest="cache_dir_deprecated", help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -266,8 +311,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
         print("eegbench: --cache-dir is deprecated; use --cache", file=sys.stderr)
         args.cache_dir = args.cache_dir or args.cache_dir_deprecated
     if args.param:
-        print("eegbench: --param is deprecated; use --set (without a SPEC it sets an image-encoder parameter)",
-              file=sys.stderr)
+        print(
+            "eegbench: --param is deprecated; use --set (without a SPEC it sets an image-encoder parameter)",
+            file=sys.stderr,
+        )
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
     for s in splits:
         if s not in ("train", "test"):
@@ -286,16 +333,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
         wanted: dict[str, tuple[str, dict[str, Any]]] = {}
         for _, one in expand_variants(spec):
             params = {**one.image_encoder.params, **parse_params(args.param)}
-            wanted.setdefault(json.dumps([one.image_encoder.name, params], sort_keys=True, default=str),
-                              (one.image_encoder.name, params))
+            wanted.setdefault(
+                json.dumps([one.image_encoder.name, params], sort_keys=True, default=str),
+                (one.image_encoder.name, params),
+            )
         encoders = [(name, create("image-encoder", name, **params)) for name, params in wanted.values()]
     else:
         if not (args.dataset and args.image_encoder):
             raise EegbenchError("eegbench embed needs a SPEC, or both --dataset and --image-encoder")
         dataset_kw = {"root": args.root} if args.root else {}
         dataset = create("dataset", args.dataset, **dataset_kw)
-        encoders = [(args.image_encoder,
-                     create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param])))]
+        encoders = [
+            (
+                args.image_encoder,
+                create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param])),
+            )
+        ]
     if callable(getattr(dataset, "ensure_available", None)):  # the twin is generated, a missing release named
         dataset.ensure_available()
     from eegbench.execution.resources import resolve_device
@@ -306,8 +359,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
         for split in splits:
             images = dataset.image_set(split)
             hit = is_cached(encoder, images, args.cache_dir)
-            emb = embed_images(encoder, images, cache_root=args.cache_dir, device=device, batch_size=args.batch_size,
-                               progress=not args.quiet)
+            emb = embed_images(
+                encoder,
+                images,
+                cache_root=args.cache_dir,
+                device=device,
+                batch_size=args.batch_size,
+                progress=not args.quiet,
+            )
             entry = cached_entry(encoder, images, args.cache_dir)
             status = "cached" if hit else "computed"
             print(f"{lead}{split}: {emb.shape[0]} x {emb.shape[1]} ({status}) {entry.path if entry else ''}".rstrip())

@@ -10,6 +10,7 @@ Honesty: model selection, early stopping and plateau schedules read the validati
 from the *training* split; the test split's EEG is loaded only after training has finished, and the task
 evaluates it once, on the selected weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,21 +19,34 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from eegbench.errors import CellFailure, DataError, EegbenchError, load_failure, one_line
+from eegbench.execution.resources import apply_thread_limit, resolve_device
+from eegbench.interfaces import (
+    EEGBackbone,
+    EEGData,
+    GrowsSubjects,
+    ImageEncoder,
+    ImageSetBound,
+    OwnProjection,
+    PrepOptions,
+    SubjectAware,
+    TaskScore,
+    TextAligned,
+    TextEncoder,
+    stable_hash,
+)
+from eegbench.planning.recipe import Cell, ComponentRef, Preparation, Training
 from eegbench.registry import create
 from eegbench.version import __version__
-from eegbench.errors import CellFailure, DataError, EegbenchError, load_failure, one_line
-from eegbench.interfaces import (EEGBackbone, EEGData, GrowsSubjects, ImageEncoder, ImageSetBound, OwnProjection, PrepOptions,
-                         SubjectAware, TaskScore, TextAligned, TextEncoder, stable_hash)
-from eegbench.planning.recipe import Cell, ComponentRef, Preparation, Training
-from eegbench.execution.resources import apply_thread_limit, resolve_device  # noqa: F401  (resolve_device: re-exported)
 
 log = logging.getLogger("eegbench.execution.engine")
 
@@ -81,18 +95,24 @@ class EEGEncoder(nn.Module):
     def __init__(self, backbone: nn.Module, image_dim: int, head: str = "auto"):
         super().__init__()
         if not isinstance(backbone, EEGBackbone):
-            raise EegbenchError(f"backbone {type(backbone).__name__} breaks the EEGBackbone contract "
-                                "(eegbench.interfaces): it has no attribute n_features (the width of its output)")
+            raise EegbenchError(
+                f"backbone {type(backbone).__name__} breaks the EEGBackbone contract "
+                "(eegbench.interfaces): it has no attribute n_features (the width of its output)"
+            )
         n_features = backbone.n_features
         if not isinstance(n_features, int) or isinstance(n_features, bool) or n_features < 1:
-            raise EegbenchError(f"backbone {type(backbone).__name__} has n_features = {n_features!r}; the EEGBackbone "
-                                "contract needs a positive int (the width of its output)")
+            raise EegbenchError(
+                f"backbone {type(backbone).__name__} has n_features = {n_features!r}; the EEGBackbone "
+                "contract needs a positive int (the width of its output)"
+            )
         kind = head_kind_for(backbone, image_dim) if head == "auto" else head
         if kind not in HEAD_KINDS:
-            raise EegbenchError(f"EEG encoder head {head!r} unknown: use \"auto\", {', '.join(map(repr, HEAD_KINDS))}")
+            raise EegbenchError(f'EEG encoder head {head!r} unknown: use "auto", {", ".join(map(repr, HEAD_KINDS))}')
         if kind == "identity" and n_features != int(image_dim):
-            raise EegbenchError(f"EEG encoder head 'identity' needs the backbone's n_features ({n_features}) to equal "
-                                f"the image-embedding dimension ({image_dim}); use head 'linear'")
+            raise EegbenchError(
+                f"EEG encoder head 'identity' needs the backbone's n_features ({n_features}) to equal "
+                f"the image-embedding dimension ({image_dim}); use head 'linear'"
+            )
         self.backbone = backbone
         self.head_kind = kind
         self.head = nn.Linear(n_features, image_dim) if kind == "linear" else nn.Identity()
@@ -103,14 +123,30 @@ class EEGEncoder(nn.Module):
         return self.head(feats)
 
 
-def build_encoder(backbone: ComponentRef | Mapping[str, Any], *, n_chans: int, n_times: int, sfreq: float | None,
-                  ch_names: list[str] | None, image_dim: int, subjects: list[int] | None,
-                  head: str = "auto") -> EEGEncoder:
+def build_encoder(
+    backbone: ComponentRef | Mapping[str, Any],
+    *,
+    n_chans: int,
+    n_times: int,
+    sfreq: float | None,
+    ch_names: list[str] | None,
+    image_dim: int,
+    subjects: list[int] | None,
+    head: str = "auto",
+) -> EEGEncoder:
     """Build the backbone by name (with its resolved params) and add the engine's head (see :class:`EEGEncoder`)."""
     chs_info = [{"ch_name": c} for c in ch_names] if ch_names else None
     ref = backbone if isinstance(backbone, ComponentRef) else ComponentRef.from_dict(backbone)
-    net = create("backbone", ref.name, n_chans=n_chans, n_times=n_times, sfreq=sfreq, chs_info=chs_info,
-                 subjects=list(subjects) if subjects else None, **ref.kwargs())
+    net = create(
+        "backbone",
+        ref.name,
+        n_chans=n_chans,
+        n_times=n_times,
+        sfreq=sfreq,
+        chs_info=chs_info,
+        subjects=list(subjects) if subjects else None,
+        **ref.kwargs(),
+    )
     return EEGEncoder(net, image_dim, head=head)
 
 
@@ -178,14 +214,20 @@ class EpochSchedule:
         self.scheduler: lr_scheduler.LRScheduler
         if cfg.schedule == "cosine":
             cosine = lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs - warm), eta_min=min_lr)
-            self.scheduler = cosine if warm == 0 else lr_scheduler.SequentialLR(
-                opt, [lr_scheduler.LambdaLR(opt, warmup_factor), cosine], milestones=[warm])
+            self.scheduler = (
+                cosine
+                if warm == 0
+                else lr_scheduler.SequentialLR(
+                    opt, [lr_scheduler.LambdaLR(opt, warmup_factor), cosine], milestones=[warm]
+                )
+            )
         else:
             self.scheduler = lr_scheduler.LambdaLR(opt, warmup_factor)
         if cfg.schedule == "plateau":
             # eps=0: every cut is applied, down to min_lr (relative threshold 1e-4, as torch's default)
-            self.plateau = lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.plateau_factor,
-                                                          patience=cfg.plateau_patience, min_lr=min_lr, eps=0.0)
+            self.plateau = lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=min_lr, eps=0.0
+            )
         self.opt = opt
 
     @property
@@ -219,9 +261,19 @@ def _batches(n: int, batch_size: int, drop_last: bool) -> list[tuple[int, int]]:
     return [(i, min(i + batch_size, stop)) for i in range(0, stop, batch_size)]
 
 
-def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSplit | None, image_emb: torch.Tensor,
-        cfg: Training | Mapping[str, Any], *, seed: int, selection: str = "best-val", text_emb: torch.Tensor | None = None,
-        progress: ProgressFn | None = None) -> FitResult:
+def fit(
+    model: EEGEncoder,
+    loss_fn: nn.Module,
+    train: DeviceSplit,
+    val: DeviceSplit | None,
+    image_emb: torch.Tensor,
+    cfg: Training | Mapping[str, Any],
+    *,
+    seed: int,
+    selection: str = "best-val",
+    text_emb: torch.Tensor | None = None,
+    progress: ProgressFn | None = None,
+) -> FitResult:
     """Train ``model`` on ``train`` (rows of ``image_emb`` are targets); select on ``val`` only.
 
     ``cfg``: the stage's :class:`~eegbench.planning.recipe.Training` (epochs, batch_size, lr, ...). Returns the selected
@@ -255,7 +307,9 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
         with autocast:
             out = net(split.x[rows], split.subject[rows])
         txt = text_emb[img_rows] if with_text else None
-        return loss_fn(out.float(), image_emb[img_rows], txt) if with_text else loss_fn(out.float(), image_emb[img_rows])
+        return (
+            loss_fn(out.float(), image_emb[img_rows], txt) if with_text else loss_fn(out.float(), image_emb[img_rows])
+        )
 
     # a non-finite input would make every loss nan and (once ranked) a perfect score: refuse it as data
     check_finite_split(train, "training")
@@ -298,7 +352,9 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
                 raise diverged(epoch + 1, "the optimiser's update overflowed float32", lr_used, cfg) from None
             total += loss.detach()
         train_loss = float((total / len(batches)).item())  # the one host sync of the epoch
-        val_loss = validation_loss(net, loss_fn, val, image_emb, bs, autocast, text_emb) if val is not None else math.nan
+        val_loss = (
+            validation_loss(net, loss_fn, val, image_emb, bs, autocast, text_emb) if val is not None else math.nan
+        )
         epochs_run = epoch + 1
         for what, value in (("training", train_loss), ("validation", val_loss if val is not None else 0.0)):
             if not math.isfinite(value):
@@ -311,11 +367,22 @@ def fit(model: EEGEncoder, loss_fn: nn.Module, train: DeviceSplit, val: DeviceSp
         else:
             bad_epochs += 1
         schedule.end_epoch(epoch, val_loss if val is not None else None)
-        record = {"epoch": epochs_run, "epochs": int(cfg.epochs), "train_loss": train_loss, "val_loss": val_loss, "lr": lr_used}
+        record = {
+            "epoch": epochs_run,
+            "epochs": int(cfg.epochs),
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": lr_used,
+        }
         history.append(record)
         if progress is not None:  # with the work done so far, for a samples/s and ETA display
-            progress({**record, "samples_seen": sum(stop - start for start, stop in batches) * epochs_run,
-                      "seconds": time.perf_counter() - t0})
+            progress(
+                {
+                    **record,
+                    "samples_seen": sum(stop - start for start, stop in batches) * epochs_run,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
         log.debug("epoch %d/%d train %.4f val %.4f lr %.2e", epochs_run, cfg.epochs, train_loss, val_loss, lr_used)
         if cfg.patience > 0 and val is not None and bad_epochs >= cfg.patience:
             break
@@ -332,14 +399,16 @@ def check_finite(values: torch.Tensor, what: str) -> None:
     finite = torch.isfinite(values.reshape(len(values), -1)).all(dim=1) if values.ndim else torch.isfinite(values)
     if not bool(finite.all()):
         row = int((~finite).nonzero()[0, 0]) if values.ndim else 0
-        raise DataError(f"{what} hold a non-finite value (first in row {row}); the data or embedding file behind "
-                        "them holds inf/nan: check it (eegbench data verify) or regenerate it")
+        raise DataError(
+            f"{what} hold a non-finite value (first in row {row}); the data or embedding file behind "
+            "them holds inf/nan: check it (eegbench data verify) or regenerate it"
+        )
 
 
 def check_finite_eeg(data: EEGData, what: str, chunk: int = 4096) -> None:
     """Refuse inf/nan in prepared EEG (host arrays, in chunks of trials), naming the subject and its trial."""
     for start in range(0, len(data), chunk):
-        block = np.asarray(data.eeg[start:start + chunk])
+        block = np.asarray(data.eeg[start : start + chunk])
         if not np.issubdtype(block.dtype, np.floating) and not np.issubdtype(block.dtype, np.integer):
             raise DataError(f"{what} EEG has dtype {block.dtype}; expected real floating-point values")
         finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
@@ -347,9 +416,11 @@ def check_finite_eeg(data: EEGData, what: str, chunk: int = 4096) -> None:
             row = start + int(np.flatnonzero(~finite)[0])
             subject = int(data.subject[row])
             trial = int(np.count_nonzero(data.subject[:row] == subject))
-            raise DataError(f"{what} EEG of subject {subject} holds a non-finite value (its trial {trial}): the "
-                            "prepared data has inf/nan; check the dataset's files (eegbench data verify) and "
-                            "prepare them again")
+            raise DataError(
+                f"{what} EEG of subject {subject} holds a non-finite value (its trial {trial}): the "
+                "prepared data has inf/nan; check the dataset's files (eegbench data verify) and "
+                "prepare them again"
+            )
 
 
 def check_finite_split(split: DeviceSplit, what: str) -> None:
@@ -358,9 +429,11 @@ def check_finite_split(split: DeviceSplit, what: str) -> None:
     if not bool(finite.all()):
         trial = int((~finite).nonzero()[0, 0])
         subject = int(split.subject[trial])
-        raise DataError(f"{what} EEG holds a non-finite value (subject {subject}, trial {trial} of the split, "
-                        f"{int((~finite).sum())} bad trial(s)): the prepared data has inf/nan; check the dataset's "
-                        "files (eegbench data verify) and prepare them again")
+        raise DataError(
+            f"{what} EEG holds a non-finite value (subject {subject}, trial {trial} of the split, "
+            f"{int((~finite).sum())} bad trial(s)): the prepared data has inf/nan; check the dataset's "
+            "files (eegbench data verify) and prepare them again"
+        )
 
 
 def diverged(epoch: int, what: str, lr: float, cfg: Training) -> CellFailure:
@@ -369,9 +442,8 @@ def diverged(epoch: int, what: str, lr: float, cfg: Training) -> CellFailure:
     if cfg.grad_clip <= 0:
         hint += " or set grad_clip"
     if cfg.amp == "fp16":
-        hint += "; fp16 can overflow: try amp = \"bf16\""
-    return CellFailure(f"training diverged at epoch {epoch}: {what} (inputs are finite; {hint}); "
-                       "nothing was scored")
+        hint += '; fp16 can overflow: try amp = "bf16"'
+    return CellFailure(f"training diverged at epoch {epoch}: {what} (inputs are finite; {hint}); nothing was scored")
 
 
 @torch.no_grad()
@@ -397,7 +469,9 @@ def validation_loss(net, loss_fn, val: DeviceSplit, image_emb, batch_size, autoc
 def embed_eeg(model: EEGEncoder, split: DeviceSplit, batch_size: int = 1024) -> torch.Tensor:
     """EEG embeddings ``[n, image_dim]`` (float32) in eval mode."""
     model.eval()
-    outs = [model(split.x[s:e], split.subject[s:e]).float() for s, e in _batches(len(split), batch_size, drop_last=False)]
+    outs = [
+        model(split.x[s:e], split.subject[s:e]).float() for s, e in _batches(len(split), batch_size, drop_last=False)
+    ]
     return torch.cat(outs)
 
 
@@ -471,8 +545,10 @@ def text_embeddings(encoder, images, template: str, cache_root) -> np.ndarray:
     from eegbench.execution.cache import Cache
 
     if not isinstance(encoder, TextEncoder):
-        raise EegbenchError(f"the loss needs text embeddings but image encoder {encoder.fingerprint!r} has no encode_text "
-                            "(the TextEncoder contract of eegbench.interfaces)")
+        raise EegbenchError(
+            f"the loss needs text embeddings but image encoder {encoder.fingerprint!r} has no encode_text "
+            "(the TextEncoder contract of eegbench.interfaces)"
+        )
     prompts = [template.format(concept=_concept_word(c)) for c in images.concepts]
     cache = Cache("text-embeddings", cache_root)
     fields = {"encoder": encoder.fingerprint, "prompts": stable_hash(prompts)}
@@ -491,11 +567,25 @@ def grow_subject(model: EEGEncoder, subject: int) -> None:
         backbone.add_subject(subject)
 
 
-def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-             device: str = "auto", progress: ProgressFn | None = None, show_embedding_progress: bool = False) -> CellResult:
+def run_cell(
+    cell: Cell,
+    *,
+    results_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    show_embedding_progress: bool = False,
+) -> CellResult:
     """Run one planned cell end to end and return its scores (does not touch the results store)."""
     from eegbench.execution.embedding import embed_images
-    from eegbench.execution.splits import Standardizer, heldout_image_rows, image_subset, labelled_split, only_images, without_images
+    from eegbench.execution.splits import (
+        Standardizer,
+        heldout_image_rows,
+        image_subset,
+        labelled_split,
+        only_images,
+        without_images,
+    )
 
     t_start = time.perf_counter()
     apply_thread_limit()  # this process's share of the CPUs it may use (affinity, cgroup quota, local workers)
@@ -517,8 +607,9 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
     train, val = labelled_split(train_all, where.training_ratio, vcfg.fraction, seed, by=vcfg.by)
     if len(train) == 0:
         raise EegbenchError(f"cell {cell.label()}: no training trials left after the validation split and ratio")
-    test_images = (dataset.image_set("test") if heldout is None
-                   else image_subset(train_all.images, heldout, "train-heldout"))
+    test_images = (
+        dataset.image_set("test") if heldout is None else image_subset(train_all.images, heldout, "train-heldout")
+    )
     check_disjoint(val, test_images, train_all.images)
     standardizer = Standardizer.fit(train) if prep.standardize else None
     norm = standardizer.apply if standardizer is not None else (lambda a: np.asarray(a, dtype=np.float32))
@@ -526,14 +617,21 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
     encoder = create("image-encoder", recipe.image_encoder.name, **recipe.image_encoder.kwargs())
     if isinstance(encoder, ImageSetBound):  # encoders whose identity depends on the image set (an embedding file)
         encoder = encoder.for_images(train_all.images)
-    train_emb = embed_images(encoder, train_all.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
+    train_emb = embed_images(
+        encoder, train_all.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress
+    )
     image_dim = int(train_emb.shape[1])
     emb_t = torch.as_tensor(np.array(train_emb, dtype=np.float32)).to(dev)  # a copy: cache entries are read-only maps
 
     # the task prepares from the image sets and encoder now (a text tower, concept names), before anything trains
     task = create("task", recipe.stage_task.name, **recipe.stage_task.kwargs())
-    task.setup(train_images=train_all.images, test_images=test_images, image_encoder=encoder, cache_root=cache_dir,
-               device=str(dev))
+    task.setup(
+        train_images=train_all.images,
+        test_images=test_images,
+        image_encoder=encoder,
+        cache_root=cache_dir,
+        device=str(dev),
+    )
     loss_fn = create("loss", recipe.loss.name, **recipe.loss.kwargs()).to(dev)
     text_t = None
     if needs_text(loss_fn):
@@ -544,12 +642,22 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
     torch.manual_seed(seed)
     if where.stage == "finetune":
         assert cell.pretrain_key is not None  # a finetune cell always names its pretrain cell (Cell checks it)
-        model, _ = load_encoder(Path(results_dir) / "checkpoints" / f"{cell.pretrain_key}.pt", device="cpu",
-                                expect_cell_key=cell.pretrain_key)
+        model, _ = load_encoder(
+            Path(results_dir) / "checkpoints" / f"{cell.pretrain_key}.pt",
+            device="cpu",
+            expect_cell_key=cell.pretrain_key,
+        )
         grow_subject(model, int(where.test_subject))  # type: ignore[arg-type]
     else:
-        model = build_encoder(recipe.backbone, n_chans=n_chans, n_times=n_times, sfreq=info.sfreq,
-                              ch_names=list(info.ch_names), image_dim=image_dim, subjects=list(where.train_subjects))
+        model = build_encoder(
+            recipe.backbone,
+            n_chans=n_chans,
+            n_times=n_times,
+            sfreq=info.sfreq,
+            ch_names=list(info.ch_names),
+            image_dim=image_dim,
+            subjects=list(where.train_subjects),
+        )
     model = model.to(dev)
 
     train_d = to_device(norm(train.eeg), train.image_index, train.subject, dev)
@@ -559,15 +667,29 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
         val = val.select(np.random.default_rng(seed).permutation(len(val)))
     val_d = to_device(norm(val.eeg), val.image_index, val.subject, dev) if val is not None and len(val) else None
     del train_all
-    result = fit(model, loss_fn, train_d, val_d, emb_t, tcfg, seed=seed, selection=vcfg.selection,
-                 text_emb=text_t, progress=progress)
+    result = fit(
+        model,
+        loss_fn,
+        train_d,
+        val_d,
+        emb_t,
+        tcfg,
+        seed=seed,
+        selection=vcfg.selection,
+        text_emb=text_t,
+        progress=progress,
+    )
     model.load_state_dict(result.state)
     task_model = model  # the encoder the task's test embeddings come from: the selected one or the task's tuned copy
     if task.needs_encoder:  # the task finetunes its own copy (with its head); the checkpoint keeps the selected one
         task_model = task.fit_encoder(model, train_d, val_d)
     elif task.needs_training_data:  # a probe on the selected encoder's training/validation embeddings
-        task.fit(embed_eeg(model, train_d), train_d.image_index,
-                 embed_eeg(model, val_d) if val_d is not None else None, val_d.image_index if val_d is not None else None)
+        task.fit(
+            embed_eeg(model, train_d),
+            train_d.image_index,
+            embed_eeg(model, val_d) if val_d is not None else None,
+            val_d.image_index if val_d is not None else None,
+        )
     del train_d, val_d, emb_t
 
     # --- the test split: loaded and evaluated once, after training --------------------------------------------
@@ -578,25 +700,38 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
         grow_subject(task_model, int(s))  # a no-op when it is the model itself
     if heldout is None:
         test = load_subjects(dataset, where.test_subjects, "test", prep_options(prep, "test", seed))
-        test_emb = embed_images(encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress)
+        test_emb = embed_images(
+            encoder, test.images, cache_root=cache_dir, device=str(dev), progress=show_embedding_progress
+        )
     else:  # the held-out training images' trials of the test subjects, prepared as test trials
-        test = only_images(load_subjects(dataset, where.test_subjects, "train", prep_options(prep, "test", seed)),
-                           heldout, test_images)
+        test = only_images(
+            load_subjects(dataset, where.test_subjects, "train", prep_options(prep, "test", seed)), heldout, test_images
+        )
         test_emb = np.asarray(train_emb)[heldout]
     check_finite_eeg(test, "test")
     test_d = to_device(norm(test.eeg), test.image_index, test.subject, dev)
     eeg_emb = embed_eeg(task_model, test_d)
-    scores = task.evaluate(eeg_emb, torch.as_tensor(np.array(test_emb, dtype=np.float32), device=dev),
-                           test_d.image_index, test_d.subject)
+    scores = task.evaluate(
+        eeg_emb, torch.as_tensor(np.array(test_emb, dtype=np.float32), device=dev), test_d.image_index, test_d.subject
+    )
 
     # the subjects the backbone is built with: a finetuned subject-aware model has the pretrain ones plus its own
     built_for = list(where.pretrain_train_subjects if where.stage == "finetune" else where.train_subjects)
     if model.takes_subject and isinstance(model.backbone, GrowsSubjects):
         built_for = [int(s) for s in model.backbone.subjects]  # trained ones plus any added for testing
-    ckpt = save_checkpoint(Path(results_dir) / "checkpoints" / f"{cell.key}.pt", model, cfg=cell.config,
-                           cell_key=cell.key, n_chans=n_chans, n_times=n_times, sfreq=info.sfreq,
-                           ch_names=list(info.ch_names), image_dim=image_dim, subjects=built_for,
-                           standardizer=standardizer)
+    ckpt = save_checkpoint(
+        Path(results_dir) / "checkpoints" / f"{cell.key}.pt",
+        model,
+        cfg=cell.config,
+        cell_key=cell.key,
+        n_chans=n_chans,
+        n_times=n_times,
+        sfreq=info.sfreq,
+        ch_names=list(info.ch_names),
+        image_dim=image_dim,
+        subjects=built_for,
+        standardizer=standardizer,
+    )
     describe = dataset.describe() or {}
     context = {
         "dataset": recipe.dataset.name,
@@ -619,11 +754,16 @@ def run_cell(cell: Cell, *, results_dir: str | os.PathLike, cache_dir: str | os.
     if heldout is not None:  # which held-out images: rows of another fraction or seed are another test set
         context.update(heldout_fraction=float(prep.heldout_fraction), heldout_seed=int(prep.heldout_seed))
     return CellResult(
-        scores=list(scores), context=context, epochs_run=result.epochs_run, best_epoch=result.best_epoch,
+        scores=list(scores),
+        context=context,
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
         wall_seconds=time.perf_counter() - t_start,
         samples_per_second=result.samples_seen / result.train_seconds if result.train_seconds > 0 else 0.0,
         device=str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
-        checkpoint=str(ckpt), image_encoder_fingerprint=encoder.fingerprint, history=result.history,
+        checkpoint=str(ckpt),
+        image_encoder_fingerprint=encoder.fingerprint,
+        history=result.history,
         head=model.head_kind,
     )
 
@@ -643,8 +783,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], cell_key: str, n_chans: int, n_times: int,
-                    sfreq: float | None, ch_names: list[str], image_dim: int, subjects: list[int], standardizer=None) -> Path:
+def save_checkpoint(
+    path: Path,
+    model: EEGEncoder,
+    *,
+    cfg: Mapping[str, Any],
+    cell_key: str,
+    n_chans: int,
+    n_times: int,
+    sfreq: float | None,
+    ch_names: list[str],
+    image_dim: int,
+    subjects: list[int],
+    standardizer=None,
+) -> Path:
     """Write the encoder's weights with what rebuilds it (loadable with ``weights_only=True``), atomically.
 
     The payload records the head kind (``"head"``) so :func:`load_encoder` rebuilds the same model.
@@ -656,8 +808,12 @@ def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], ce
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "backbone": json.dumps(cfg.get("backbone"), sort_keys=True),
         "config": json.dumps(cfg, sort_keys=True, default=str),
-        "n_chans": int(n_chans), "n_times": int(n_times), "sfreq": float(sfreq) if sfreq else 0.0,
-        "ch_names": list(ch_names), "image_dim": int(image_dim), "subjects": [int(s) for s in subjects],
+        "n_chans": int(n_chans),
+        "n_times": int(n_times),
+        "sfreq": float(sfreq) if sfreq else 0.0,
+        "ch_names": list(ch_names),
+        "image_dim": int(image_dim),
+        "subjects": [int(s) for s in subjects],
         "head": str(model.head_kind),
         "standardizer": _plain(standardizer.as_dict()) if standardizer is not None else {},
         "versions": {"eegbench": str(__version__), "torch": str(torch.__version__)},
@@ -668,8 +824,9 @@ def save_checkpoint(path: Path, model: EEGEncoder, *, cfg: Mapping[str, Any], ce
     return path
 
 
-def load_encoder(path: str | os.PathLike, device: str = "cpu",
-                 expect_cell_key: str | None = None) -> tuple[EEGEncoder, dict[str, Any]]:
+def load_encoder(
+    path: str | os.PathLike, device: str = "cpu", expect_cell_key: str | None = None
+) -> tuple[EEGEncoder, dict[str, Any]]:
     """Rebuild a trained EEG encoder from a checkpoint (``torch.load(weights_only=True)``).
 
     Returns ``(model, meta)`` with the model in eval mode; ``meta`` has ``config`` (the cell's resolved config), ``ch_names``,
@@ -685,38 +842,54 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu",
         raise DataError(f"checkpoint {str(path)!r} not found (run its pretrain cell first)")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every unreadable or unsafe file is one line naming it
+    except Exception as exc:
         raise DataError(f"checkpoint {str(path)!r} is {load_failure(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(f"checkpoint {str(path)!r} is not an eegbench encoder checkpoint (format "
-                        f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
+        raise DataError(
+            f"checkpoint {str(path)!r} is not an eegbench encoder checkpoint (format "
+            f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})"
+        )
     if expect_cell_key is not None and payload.get("cell_key") != expect_cell_key:
         try:
             theirs = json.loads(payload["backbone"]).get("name", "?")
-        except Exception:  # noqa: BLE001 - only for the message
+        except Exception:
             theirs = "?"
-        raise DataError(f"checkpoint {str(path)!r} was written by cell {str(payload.get('cell_key'))[:12]} (backbone "
-                        f"{theirs!r}), not by this finetune's pretrain cell {expect_cell_key[:12]}: another recipe's "
-                        f"weights; remove it and run the pretrain cell again (--only key={expect_cell_key[:12]})")
+        raise DataError(
+            f"checkpoint {str(path)!r} was written by cell {str(payload.get('cell_key'))[:12]} (backbone "
+            f"{theirs!r}), not by this finetune's pretrain cell {expect_cell_key[:12]}: another recipe's "
+            f"weights; remove it and run the pretrain cell again (--only key={expect_cell_key[:12]})"
+        )
     try:
         backbone = json.loads(payload["backbone"])
         # checkpoints written before the head kind was stored always had the Linear head
         head = str(payload.get("head", "linear"))
-        model = build_encoder(backbone, n_chans=payload["n_chans"], n_times=payload["n_times"],
-                              sfreq=payload["sfreq"] or None, ch_names=payload["ch_names"],
-                              image_dim=payload["image_dim"], subjects=payload["subjects"], head=head)
+        model = build_encoder(
+            backbone,
+            n_chans=payload["n_chans"],
+            n_times=payload["n_times"],
+            sfreq=payload["sfreq"] or None,
+            ch_names=payload["ch_names"],
+            image_dim=payload["image_dim"],
+            subjects=payload["subjects"],
+            head=head,
+        )
         model.load_state_dict(payload["state_dict"])
-        meta = {k: payload[k] for k in ("cell_key", "n_chans", "n_times", "sfreq", "ch_names", "image_dim", "subjects",
-                                        "versions")}
+        meta = {
+            k: payload[k]
+            for k in ("cell_key", "n_chans", "n_times", "sfreq", "ch_names", "image_dim", "subjects", "versions")
+        }
         meta["head"] = head
         meta["config"] = json.loads(payload["config"])
-        meta["standardizer"] = {k: (v.numpy() if isinstance(v, torch.Tensor) else v)
-                                for k, v in payload["standardizer"].items()}
+        meta["standardizer"] = {
+            k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["standardizer"].items()
+        }
     except EegbenchError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:  # a damaged or hand-edited payload
-        raise DataError(f"checkpoint {str(path)!r} does not rebuild its encoder ({one_line(exc, 200)}); "
-                        "run its cell again with --force") from None
+        raise DataError(
+            f"checkpoint {str(path)!r} does not rebuild its encoder ({one_line(exc, 200)}); "
+            "run its cell again with --force"
+        ) from None
     model.eval()  # ready to embed: dropout off, BatchNorm on its running statistics
     model.to(device)
     return model, meta

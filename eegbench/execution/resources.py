@@ -9,6 +9,7 @@ parallel cells and shared nodes do not oversubscribe the cores.
 Light on purpose: imports nothing heavy; torch is touched only when it is already imported (and by
 :func:`resolve_device`, which needs it).
 """
+
 from __future__ import annotations
 
 import math
@@ -85,7 +86,7 @@ def apply_thread_limit() -> int:
     return threads
 
 
-def resolve_device(device: str = "auto") -> "torch.device":
+def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` → CUDA when available, else CPU; asking for CUDA without one is a one-line error."""
     import torch
 

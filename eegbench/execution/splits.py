@@ -6,6 +6,7 @@ so no image is seen in both training and validation, or (``by="trial"``, the see
 draws are seeded. A cell's labelled budget (:func:`labelled_split`) is drawn first and validation inside it,
 so a cell at training ratio r touches r of each subject's training images, never more.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +16,6 @@ import numpy as np
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import EEGData, ImageSet
-
 
 #: the validation split modes (``[validation] by``)
 VALIDATION_BY = ("image", "concept", "trial")
@@ -38,7 +38,7 @@ def subset_size(n: int, ratio: float) -> int:
 def _draw(items: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """A seeded subset of ``items`` of size :func:`draw_size`."""
     n = len(items)
-    return items[rng.permutation(n)[:draw_size(n, fraction)]]
+    return items[rng.permutation(n)[: draw_size(n, fraction)]]
 
 
 def validation_split(data: EEGData, fraction: float, seed: int, by: str = "image") -> tuple[EEGData, EEGData]:
@@ -97,7 +97,9 @@ def training_subset(data: EEGData, ratio: float, seed: int) -> EEGData:
     return data.select(keep)
 
 
-def labelled_split(data: EEGData, ratio: float, fraction: float, seed: int, by: str = "image") -> tuple[EEGData, EEGData | None]:
+def labelled_split(
+    data: EEGData, ratio: float, fraction: float, seed: int, by: str = "image"
+) -> tuple[EEGData, EEGData | None]:
     """A cell's labelled budget and its split: ``(train, val)`` with ``val`` None when ``fraction`` is 0.
 
     First the seeded ``ratio`` of each subject's images (:func:`training_subset`), then validation drawn
@@ -137,7 +139,7 @@ class Standardizer:
     std: np.ndarray  # float32 [C]
 
     @classmethod
-    def fit(cls, data: EEGData, eps: float = 1e-8) -> "Standardizer":
+    def fit(cls, data: EEGData, eps: float = 1e-8) -> Standardizer:
         """Statistics over trials and times of ``data`` (pass the training part only)."""
         eeg = data.eeg
         if len(eeg) == 0:
@@ -159,7 +161,7 @@ class Standardizer:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Standardizer":
+    def from_dict(cls, values: dict[str, Any]) -> Standardizer:
         return cls(np.asarray(values["mean"], dtype=np.float32), np.asarray(values["std"], dtype=np.float32))
 
 
@@ -187,8 +189,13 @@ def heldout_image_rows(images: ImageSet, fraction: float, seed: int) -> np.ndarr
 
 def image_subset(images: ImageSet, rows: np.ndarray, name: str) -> ImageSet:
     """The images at ``rows`` (in that order) as their own set; ids, files and concepts unchanged."""
-    return ImageSet(name=name, ids=tuple(images.ids[i] for i in rows), files=tuple(images.files[i] for i in rows),
-                    concepts=tuple(images.concepts[i] for i in rows), root=images.root)
+    return ImageSet(
+        name=name,
+        ids=tuple(images.ids[i] for i in rows),
+        files=tuple(images.files[i] for i in rows),
+        concepts=tuple(images.concepts[i] for i in rows),
+        root=images.root,
+    )
 
 
 def without_images(data: EEGData, rows: np.ndarray) -> EEGData:

@@ -6,11 +6,13 @@ seed, stage, ratio, subjects); its ``key`` is the stable hash of both, so a cell
 computes, not by the spec file it came from. Building a plan resolves every component name and parameter through the registry and checks the
 honest-protocol invariants, so a bad spec fails here, in one line, before anything trains.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from eegbench.errors import EegbenchError, SpecError
 from eegbench.planning.recipe import STAGES, Cell, ComponentRef, Placement, Preparation, Recipe, Training, Validation
@@ -39,12 +41,20 @@ class Plan:
             names = list(dict.fromkeys(self.variants.values()))
             close = difflib.get_close_matches(variant, names, n=1)
             hint = f" — did you mean {close[0]!r}?" if close else ""
-            raise SpecError(f"--only variant={variant}: no such variant in {self.spec.name!r}{hint} "
-                            f"(variants: {', '.join(names) or 'none; the spec has no [[variants]]'})")
-        chosen = [c for c in self.cells if all(_matches(c, k, v) for k, v in filters.items())
-                  and (variant is None or self.variants.get(c.key) == variant)]
+            raise SpecError(
+                f"--only variant={variant}: no such variant in {self.spec.name!r}{hint} "
+                f"(variants: {', '.join(names) or 'none; the spec has no [[variants]]'})"
+            )
+        chosen = [
+            c
+            for c in self.cells
+            if all(_matches(c, k, v) for k, v in filters.items())
+            and (variant is None or self.variants.get(c.key) == variant)
+        ]
         if not chosen:
-            raise SpecError(f"--only {' '.join(f'{k}={v}' for k, v in filters.items())} matches no cell of {self.spec.name!r}")
+            raise SpecError(
+                f"--only {' '.join(f'{k}={v}' for k, v in filters.items())} matches no cell of {self.spec.name!r}"
+            )
         by_key = {c.key: c for c in self.cells}
         keys = {c.key for c in chosen}
         for c in chosen:
@@ -65,8 +75,10 @@ def _parse_only(only: Iterable[str] | Mapping[str, Any] | None) -> dict[str, str
         for o in only:
             key, sep, value = str(o).partition("=")
             if not sep or not key.strip() or not value.strip():
-                raise SpecError(f"--only {o!r} must look like KEY=VALUE, e.g. --only fold=sub-03 (fields: "
-                                f"{', '.join(sorted(_ONLY_KEYS))})")
+                raise SpecError(
+                    f"--only {o!r} must look like KEY=VALUE, e.g. --only fold=sub-03 (fields: "
+                    f"{', '.join(sorted(_ONLY_KEYS))})"
+                )
             items.append((key, value))
     out = {}
     for k, v in items:
@@ -96,9 +108,8 @@ def _matches(cell: Cell, key: str, value: str) -> bool:
 
 
 def _resolve_component(kind: str, ref: Any, source: str, table: str) -> dict[str, Any]:
-    from eegbench.registry import get_registry
-
     from eegbench.components import CONTEXT_ARGS
+    from eegbench.registry import get_registry
 
     try:
         comp = get_registry().get(kind, ref.name)
@@ -126,7 +137,9 @@ def _bad_param_value(value: Any, key: str = "") -> tuple[str, Any, str] | None:
         return key, value, "must be a finite number"
     if value is not None and not isinstance(value, (str, int, float, bool, list, tuple, Mapping)):
         return key, value, f"a {type(value).__name__} is not a parameter value (quote it to pass text)"
-    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    items = (
+        value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    )
     for k, v in items:
         found = _bad_param_value(v, f"{key}.{k}" if key else str(k))
         if found is not None:
@@ -143,8 +156,10 @@ def _build_checked(kind: str, component: Mapping[str, Any], source: str, table: 
     except EegbenchError as exc:
         raise SpecError(f"{source}: [{table}] {exc}") from None
     except (ValueError, TypeError, OverflowError, ZeroDivisionError, ArithmeticError) as exc:
-        raise SpecError(f"{source}: [{table}] {component['name']!r} refuses its parameters "
-                        f"{dict(component['params'])}: {type(exc).__name__}: {exc}") from None
+        raise SpecError(
+            f"{source}: [{table}] {component['name']!r} refuses its parameters "
+            f"{dict(component['params'])}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def input_identity(components: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,7 +182,7 @@ def input_identity(components: Mapping[str, Any]) -> dict[str, Any]:
             roots.append(Path(dataset.root))
     except EegbenchError:
         raise
-    except Exception:  # noqa: BLE001 - a dataset that cannot describe itself yet is identified by its params
+    except Exception:
         data = ""
     files: dict[str, Any] = {}
     for kind in ("image_encoder", "backbone"):
@@ -197,9 +212,11 @@ def dataset_subjects(spec: Spec) -> list[int]:
         ds = create("dataset", spec.dataset.name, **spec.dataset.params)
         subjects = sorted(int(s) for s in ds.subjects)
     except Exception as exc:
-        raise SpecError(f"{spec.source}: [dataset] subjects = \"all\" needs the dataset's subject list: {exc}") from None
+        raise SpecError(f'{spec.source}: [dataset] subjects = "all" needs the dataset\'s subject list: {exc}') from None
     if not subjects:
-        raise SpecError(f"{spec.source}: [dataset] {spec.dataset.name!r} has no subjects; list them in [dataset] subjects")
+        raise SpecError(
+            f"{spec.source}: [dataset] {spec.dataset.name!r} has no subjects; list them in [dataset] subjects"
+        )
     return subjects
 
 
@@ -217,33 +234,43 @@ def check_invariants(spec: Spec, subjects: Sequence[int], folds: Sequence[int]) 
     if v.split != "train":
         raise SpecError(
             f"{src}: [validation] split = {v.split!r} would select checkpoints on the test images; "
-            "validation must be drawn from training images (split = \"train\")"
+            'validation must be drawn from training images (split = "train")'
         )
     stages = [("train", spec.train)] + ([("finetune", spec.finetune_train())] if spec.finetune else [])
     for table, tr in stages:
-        needs = [what for what, on in (("selection = \"best-val\"", v.selection == "best-val"),
-                                       (f"[{table}] schedule = \"plateau\"", tr.schedule == "plateau"),
-                                       (f"[{table}] patience = {tr.patience}", tr.patience > 0)) if on]
+        needs = [
+            what
+            for what, on in (
+                ('selection = "best-val"', v.selection == "best-val"),
+                (f'[{table}] schedule = "plateau"', tr.schedule == "plateau"),
+                (f"[{table}] patience = {tr.patience}", tr.patience > 0),
+            )
+            if on
+        ]
         if needs and v.fraction <= 0:
             raise SpecError(
                 f"{src}: [validation] fraction = 0 but {needs[0]} needs a validation split "
-                "(set [validation] fraction > 0, or selection = \"last\" without plateau/early stopping)"
+                '(set [validation] fraction > 0, or selection = "last" without plateau/early stopping)'
             )
         try:  # the prompt of text-aligned losses; a bad placeholder would fail inside every cell
             tr.text_prompt.format(concept="dog")
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
-            raise SpecError(f"{src}: [{table}] text_prompt = {tr.text_prompt!r}: not a template with only "
-                            f"{{concept}} ({type(exc).__name__}: {exc}); write braces as {{{{ }}}}") from None
+            raise SpecError(
+                f"{src}: [{table}] text_prompt = {tr.text_prompt!r}: not a template with only "
+                f"{{concept}} ({type(exc).__name__}: {exc}); write braces as {{{{ }}}}"
+            ) from None
         if tr.warmup_epochs > tr.epochs:
             raise SpecError(f"{src}: [{table}] warmup_epochs = {tr.warmup_epochs} exceeds epochs = {tr.epochs}")
     missing = sorted(set(folds) - set(subjects))
     if missing:
         raise SpecError(f"{src}: [protocol] folds {missing} are not among [dataset] subjects {list(subjects)}")
     if spec.protocol.name == "loso" and len(subjects) < 2:
-        raise SpecError(f"{src}: [protocol] name = \"loso\" needs at least 2 subjects, got {list(subjects)}")
+        raise SpecError(f'{src}: [protocol] name = "loso" needs at least 2 subjects, got {list(subjects)}')
     if spec.finetune is not None and spec.protocol.name != "loso":
-        raise SpecError(f"{src}: [finetune] needs [protocol] name = \"loso\" (it adapts a fold's model to its held-out "
-                        "subject); drop the stage with --set finetune.training_ratios=[]")
+        raise SpecError(
+            f'{src}: [finetune] needs [protocol] name = "loso" (it adapts a fold\'s model to its held-out '
+            "subject); drop the stage with --set finetune.training_ratios=[]"
+        )
 
 
 def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
@@ -259,18 +286,26 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
         "loss": _resolve_component("loss", spec.loss, src, "loss"),
         "task": _resolve_component("task", spec.task, src, "task"),
     }
-    ft_task = (_resolve_component("task", spec.finetune.task, src, "finetune.task")
-               if spec.finetune is not None and spec.finetune.task is not None else None)
+    ft_task = (
+        _resolve_component("task", spec.finetune.task, src, "finetune.task")
+        if spec.finetune is not None and spec.finetune.task is not None
+        else None
+    )
     executor = _resolve_component("executor", spec.executor, src, "executor")
     # cheap to build: bad executor, loss or task settings fail at plan time (--dry-run), before training
     _build_checked("executor", executor, src, "executor")
     for kind, key in (("loss", "loss"), ("task", "task")):
         _build_checked(kind, components[key], src, key)
     for table, task_ref in (("task", components["task"]), ("finetune.task", ft_task)):
-        if task_ref is not None and spec.dataset.test_split != "train-heldout" and getattr(
-                _build_checked("task", task_ref, src, table), "needs_seen_concepts", False):
-            raise SpecError(f"{src}: [{table}] {task_ref['name']!r} scores test trials against the training concepts: "
-                            "it needs [dataset] test_split = \"train-heldout\" (held-out images of seen concepts)")
+        if (
+            task_ref is not None
+            and spec.dataset.test_split != "train-heldout"
+            and getattr(_build_checked("task", task_ref, src, table), "needs_seen_concepts", False)
+        ):
+            raise SpecError(
+                f"{src}: [{table}] {task_ref['name']!r} scores test trials against the training concepts: "
+                'it needs [dataset] test_split = "train-heldout" (held-out images of seen concepts)'
+            )
     subjects = dataset_subjects(spec)
     folds = subjects if spec.protocol.folds == "all" else list(spec.protocol.folds)
     check_invariants(spec, subjects, folds)
@@ -294,9 +329,15 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
         validation=Validation.from_dict(spec.validation.model_dump(mode="json")),
         train=Training.from_dict(spec.train.model_dump(mode="json")),
     )
-    finetune_recipe = (replace(pretrain_recipe, finetune=Training.from_dict(spec.finetune_train().model_dump(mode="json")),
-                               finetune_task=ComponentRef(ft_task["name"], ft_task["params"]) if ft_task else None)
-                       if spec.finetune else None)
+    finetune_recipe = (
+        replace(
+            pretrain_recipe,
+            finetune=Training.from_dict(spec.finetune_train().model_dump(mode="json")),
+            finetune_task=ComponentRef(ft_task["name"], ft_task["params"]) if ft_task else None,
+        )
+        if spec.finetune
+        else None
+    )
     inputs = input_identity(components)
     spec_hash = spec.hash()
 
@@ -310,20 +351,43 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     cells: list[Cell] = []
     for fold, test_subject, train_subjects, test_subjects in layout:
         for seed in spec.seeds:
-            where = {"protocol": spec.protocol.name, "fold": fold, "test_subject": test_subject,
-                     "test_subjects": test_subjects, "seed": seed}
-            pre = Cell(pretrain_recipe, Placement(**where, stage="pretrain", train_subjects=train_subjects),
-                       spec_name=spec.name, inputs=inputs, spec_hash=spec_hash)
+            where = {
+                "protocol": spec.protocol.name,
+                "fold": fold,
+                "test_subject": test_subject,
+                "test_subjects": test_subjects,
+                "seed": seed,
+            }
+            pre = Cell(
+                pretrain_recipe,
+                Placement(**where, stage="pretrain", train_subjects=train_subjects),
+                spec_name=spec.name,
+                inputs=inputs,
+                spec_hash=spec_hash,
+            )
             cells.append(pre)
             if finetune_recipe is None:
                 continue
             # training_ratio: the share of the held-out subject's labelled (training-split) images the cell
             # touches, training and validation together (the engine draws validation inside that budget)
             for ratio in spec.finetune.training_ratios:  # type: ignore[union-attr]
-                placement = Placement(**where, stage="finetune", train_subjects=(test_subject,),  # type: ignore[arg-type]
-                                      training_ratio=float(ratio), pretrain_train_subjects=train_subjects)
-                cells.append(Cell(finetune_recipe, placement, spec_name=spec.name, inputs=inputs,
-                                  pretrain_key=pre.key, spec_hash=spec_hash))
+                placement = Placement(
+                    **where,
+                    stage="finetune",
+                    train_subjects=(test_subject,),  # type: ignore[arg-type]
+                    training_ratio=float(ratio),
+                    pretrain_train_subjects=train_subjects,
+                )
+                cells.append(
+                    Cell(
+                        finetune_recipe,
+                        placement,
+                        spec_name=spec.name,
+                        inputs=inputs,
+                        pretrain_key=pre.key,
+                        spec_hash=spec_hash,
+                    )
+                )
     return Plan(spec=spec, cells=cells)
 
 
@@ -340,7 +404,9 @@ def _variants_plan(spec: Spec) -> Plan:
         except SpecError as exc:  # name the variant whose tables are refused
             text = str(exc)
             head = f"{spec.source}: "
-            raise SpecError(head + f"[[variants]] {name!r}: " + (text[len(head):] if text.startswith(head) else text)) from None
+            raise SpecError(
+                head + f"[[variants]] {name!r}: " + (text[len(head) :] if text.startswith(head) else text)
+            ) from None
         for cell in planned.cells:
             if cell.key not in names:
                 names[cell.key] = name

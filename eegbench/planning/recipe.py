@@ -16,17 +16,24 @@ the runner writes its keys into the results store, the leaderboard groups on tho
 
 This module imports no torch and no registry: a cell is a plain value.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from eegbench.interfaces import canonical_json, stable_hash
 
 #: the component slots of a recipe, in order, and the registry kind of each
-COMPONENT_KINDS: Mapping[str, str] = {"dataset": "dataset", "backbone": "backbone", "image_encoder": "image-encoder",
-                                      "loss": "loss", "task": "task"}
+COMPONENT_KINDS: Mapping[str, str] = {
+    "dataset": "dataset",
+    "backbone": "backbone",
+    "image_encoder": "image-encoder",
+    "loss": "loss",
+    "task": "task",
+}
 STAGES = ("pretrain", "finetune")
 #: the key under which a finetune recipe keeps the finetune stage's training settings (leaderboard labels show
 #: them as ``finetune.lr`` ...)
@@ -87,14 +94,14 @@ class ComponentRef:
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": self.kwargs()}
 
-    def without(self, names: tuple[str, ...]) -> "ComponentRef":
+    def without(self, names: tuple[str, ...]) -> ComponentRef:
         """This component without the parameters ``names`` (context arguments such as a dataset's ``root``)."""
         if not any(n in self.params for n in names):
             return self
         return ComponentRef(self.name, {k: v for k, v in self.params.items() if k not in names})
 
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> "ComponentRef":
+    def from_dict(cls, value: Mapping[str, Any]) -> ComponentRef:
         return cls(str(value["name"]), value.get("params") or {})
 
 
@@ -115,22 +122,32 @@ class Preparation:
     heldout_seed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"channels": list(self.channels) if self.channels is not None else None,
-               "window": list(self.window) if self.window is not None else None,
-               "n_times": self.n_times, "train_averaging": self.train_averaging,
-               "test_averaging": self.test_averaging, "standardize": self.standardize, "test_split": self.test_split}
+        out = {
+            "channels": list(self.channels) if self.channels is not None else None,
+            "window": list(self.window) if self.window is not None else None,
+            "n_times": self.n_times,
+            "train_averaging": self.train_averaging,
+            "test_averaging": self.test_averaging,
+            "standardize": self.standardize,
+            "test_split": self.test_split,
+        }
         if self.test_split == "train-heldout":  # only then: the keys of every other spec's cells stay as they were
             out.update(heldout_fraction=self.heldout_fraction, heldout_seed=self.heldout_seed)
         return out
 
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> "Preparation":
-        return cls(channels=tuple(value["channels"]) if value.get("channels") is not None else None,
-                   window=tuple(value["window"]) if value.get("window") is not None else None,  # type: ignore[arg-type]
-                   n_times=value.get("n_times"), train_averaging=value.get("train_averaging", "all"),
-                   test_averaging=value.get("test_averaging", "all"), standardize=value.get("standardize", True),
-                   test_split=value.get("test_split", "test"), heldout_fraction=value.get("heldout_fraction"),
-                   heldout_seed=value.get("heldout_seed"))
+    def from_dict(cls, value: Mapping[str, Any]) -> Preparation:
+        return cls(
+            channels=tuple(value["channels"]) if value.get("channels") is not None else None,
+            window=tuple(value["window"]) if value.get("window") is not None else None,  # type: ignore[arg-type]
+            n_times=value.get("n_times"),
+            train_averaging=value.get("train_averaging", "all"),
+            test_averaging=value.get("test_averaging", "all"),
+            standardize=value.get("standardize", True),
+            test_split=value.get("test_split", "test"),
+            heldout_fraction=value.get("heldout_fraction"),
+            heldout_seed=value.get("heldout_seed"),
+        )
 
 
 @dataclass(frozen=True)
@@ -146,7 +163,7 @@ class Validation:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> "Validation":
+    def from_dict(cls, value: Mapping[str, Any]) -> Validation:
         return cls(**{f.name: value[f.name] for f in dataclasses.fields(cls) if f.name in value})
 
 
@@ -180,7 +197,7 @@ class Training:
         return out
 
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> "Training":
+    def from_dict(cls, value: Mapping[str, Any]) -> Training:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
@@ -233,13 +250,13 @@ class Recipe:
         """The task this recipe's cell evaluates (the finetune stage's own on a finetune cell that names one)."""
         return self.finetune_task if self.finetune is not None and self.finetune_task is not None else self.task
 
-    def pretrain(self) -> "Recipe":
+    def pretrain(self) -> Recipe:
         """The recipe a finetune recipe builds on (itself for a pretrain recipe)."""
         if self.finetune is None:
             return self
         return dataclasses.replace(self, finetune=None, finetune_task=None)
 
-    def with_head(self, head: str) -> "Recipe":
+    def with_head(self, head: str) -> Recipe:
         return dataclasses.replace(self, head=head)
 
     def as_dict(self) -> dict[str, Any]:
@@ -248,10 +265,15 @@ class Recipe:
         not the method), preparation, validation, training, head, and ``finetune`` on a finetune recipe."""
         from eegbench.components import CONTEXT_ARGS
 
-        out: dict[str, Any] = {slot: c.without(CONTEXT_ARGS.get(COMPONENT_KINDS[slot], ())).as_dict()
-                               for slot, c in self.components()}
-        out.update(prep=self.preparation.as_dict(), validation=self.validation.as_dict(), train=self.train.as_dict(),
-                   head=self.head)
+        out: dict[str, Any] = {
+            slot: c.without(CONTEXT_ARGS.get(COMPONENT_KINDS[slot], ())).as_dict() for slot, c in self.components()
+        }
+        out.update(
+            prep=self.preparation.as_dict(),
+            validation=self.validation.as_dict(),
+            train=self.train.as_dict(),
+            head=self.head,
+        )
         if self.finetune is not None:
             out[FINETUNE_KEY] = self.finetune.as_dict()
             if self.finetune_task is not None:
@@ -375,11 +397,21 @@ class Cell:
         training, and on a finetune cell ``pretrain`` = its pretrain cell's key and training subjects."""
         r, p = self.recipe, self.placement
         out: dict[str, Any] = {slot: c.as_dict() for slot, c in r.components()}
-        out.update(prep=r.preparation.as_dict(), validation=r.validation.as_dict(), inputs=thaw(self.inputs),
-                   protocol=p.protocol, fold=p.fold, test_subject=p.test_subject, test_subjects=list(p.test_subjects),
-                   seed=p.seed, stage=p.stage, train_subjects=list(p.train_subjects),
-                   training_ratio=float(p.training_ratio), labelled_fraction=p.labelled_fraction,
-                   train=r.stage_training.as_dict())
+        out.update(
+            prep=r.preparation.as_dict(),
+            validation=r.validation.as_dict(),
+            inputs=thaw(self.inputs),
+            protocol=p.protocol,
+            fold=p.fold,
+            test_subject=p.test_subject,
+            test_subjects=list(p.test_subjects),
+            seed=p.seed,
+            stage=p.stage,
+            train_subjects=list(p.train_subjects),
+            training_ratio=float(p.training_ratio),
+            labelled_fraction=p.labelled_fraction,
+            train=r.stage_training.as_dict(),
+        )
         if p.stage == "finetune":
             out["pretrain"] = {"key": self.pretrain_key, "train_subjects": list(p.pretrain_train_subjects)}
             out["task"] = r.stage_task.as_dict()
@@ -391,8 +423,22 @@ class Cell:
 # --------------------------------------------------------------------------------------------------
 #: keys of a stored cell config that place it (fold, subjects, seed, stage, ratio, the link to its pretrain cell)
 #: or say which files it read (differs per machine): not part of the recipe
-PER_CELL_KEYS = frozenset({"fold", "test_subject", "test_subjects", "train_subjects", "seed", "stage",
-                           "training_ratio", "labelled_fraction", "protocol", "pretrain", "key", "inputs"})
+PER_CELL_KEYS = frozenset(
+    {
+        "fold",
+        "test_subject",
+        "test_subjects",
+        "train_subjects",
+        "seed",
+        "stage",
+        "training_ratio",
+        "labelled_fraction",
+        "protocol",
+        "pretrain",
+        "key",
+        "inputs",
+    }
+)
 
 
 def stripped_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -440,9 +486,14 @@ class StoredRecipes:
         import hashlib
 
         if not isinstance(cfg, dict) or not cfg:
-            recipe = {col: {"name": None if _isnull(row.get(col)) else row.get(col),
-                            "params": row.get(col + "_params") if isinstance(row.get(col + "_params"), dict) else {}}
-                      for col in COMPONENT_KINDS if col in row}
+            recipe = {
+                col: {
+                    "name": None if _isnull(row.get(col)) else row.get(col),
+                    "params": row.get(col + "_params") if isinstance(row.get(col + "_params"), dict) else {},
+                }
+                for col in COMPONENT_KINDS
+                if col in row
+            }
             rid = stable_hash(recipe)
             return recipe, rid, rid
         own, own_text = self._strip(cfg)

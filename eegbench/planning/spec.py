@@ -5,14 +5,16 @@ one line naming the file, the table and the key, with a "did you mean" for unkno
 values for closed choices. ``--set key=value`` overrides are parsed as TOML values (``seeds=[1,2]``,
 ``train.epochs=5``, ``dataset.params.root="/data"``).
 """
+
 from __future__ import annotations
 
 import copy
 import difflib
 import os
 import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -66,9 +68,9 @@ class ComponentSpec(_Strict):
 class DatasetSpec(ComponentSpec):
     """The dataset and how its EEG is prepared (every preparation key is part of the comparison context)."""
 
-    subjects: Union[Literal["all"], list[PositiveInt]] = "all"
-    channels: Union[Literal["all"], list[str]] = "all"
-    window: Union[Literal["all"], tuple[Number(), Number()]] = "all"
+    subjects: Literal["all"] | list[PositiveInt] = "all"
+    channels: Literal["all"] | list[str] = "all"
+    window: Literal["all"] | tuple[Number(), Number()] = "all"
     n_times: NonNegInt = 0
     train_averaging: Averaging = "all"
     test_averaging: Averaging = "all"
@@ -90,7 +92,7 @@ class DatasetSpec(ComponentSpec):
     @classmethod
     def _unique_subjects(cls, v: Any, info: Any) -> Any:
         if v != "all" and (not v or len(set(v)) != len(v)):
-            raise ValueError(f"{info.field_name} must be a non-empty list without repeats, or \"all\"")
+            raise ValueError(f'{info.field_name} must be a non-empty list without repeats, or "all"')
         return v
 
 
@@ -98,13 +100,13 @@ class ProtocolSpec(_Strict):
     """How subjects become folds."""
 
     name: Literal["intra", "loso", "pooled"] = "loso"
-    folds: Union[Literal["all"], list[PositiveInt]] = "all"
+    folds: Literal["all"] | list[PositiveInt] = "all"
 
     @field_validator("folds")
     @classmethod
     def _unique_folds(cls, v: Any) -> Any:
         if v != "all" and not v:
-            raise ValueError("folds must be a non-empty list of subjects, or \"all\"")
+            raise ValueError('folds must be a non-empty list of subjects, or "all"')
         return _no_repeats(v)
 
 
@@ -197,7 +199,7 @@ class Spec(_Strict):
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[valid-type]
-    finetune: Optional[FinetuneSpec] = None  # type: ignore[valid-type]
+    finetune: FinetuneSpec | None = None  # type: ignore[valid-type]
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     paths: PathsSpec = Field(default_factory=PathsSpec)
     #: ``[[variants]]``: configurations compared in one plan, each a ``name`` plus overrides of the tables
@@ -220,7 +222,7 @@ class Spec(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _no_ratios_no_finetune(self) -> "Spec":
+    def _no_ratios_no_finetune(self) -> Spec:
         if self.finetune is not None and not self.finetune.training_ratios:
             self.finetune = None
         return self
@@ -239,8 +241,10 @@ class Spec(_Strict):
             if unknown:
                 close = difflib.get_close_matches(unknown[0], VARIANT_KEYS, n=1)
                 hint = f" — did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"variant {name!r}: {unknown[0]!r} cannot vary{hint} (a variant sets "
-                                 f"{', '.join(VARIANT_KEYS)}; the rest is shared)")
+                raise ValueError(
+                    f"variant {name!r}: {unknown[0]!r} cannot vary{hint} (a variant sets "
+                    f"{', '.join(VARIANT_KEYS)}; the rest is shared)"
+                )
             names.append(name)
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -287,7 +291,7 @@ def _merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
-def expand_variants(spec: "Spec") -> list[tuple[str, "Spec"]]:
+def expand_variants(spec: Spec) -> list[tuple[str, Spec]]:
     """``[(variant name, its complete spec)]``: the spec's ``[[variants]]`` applied to its other tables.
 
     A variant's component table with a ``name`` (``backbone = {name = "eegnet"}``) replaces the base's; any
@@ -332,7 +336,9 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any] | None, source: str = "") -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any] | None, source: str = ""
+) -> dict[str, Any]:
     """Return a copy of ``data`` with dotted-key overrides set (``["train.epochs=5"]`` or ``{"train.epochs": 5}``)."""
     out = copy.deepcopy(data)
     if not overrides:
@@ -354,13 +360,16 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str] | Mapping[str
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise SpecError(f"{source}: --set {key}: {'.'.join(parts[:i + 1])} is a value, not a table")
+                raise SpecError(f"{source}: --set {key}: {'.'.join(parts[: i + 1])} is a value, not a table")
             node = child
         node[parts[-1]] = value
     return out
 
 
-def load_spec(path_or_dict: str | os.PathLike | Mapping[str, Any] | Spec, overrides: Iterable[str] | Mapping[str, Any] | None = None) -> Spec:
+def load_spec(
+    path_or_dict: str | os.PathLike | Mapping[str, Any] | Spec,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+) -> Spec:
     """Read and validate a spec (a TOML path, a parsed dict or a Spec) with optional overrides.
 
     Raises :class:`~eegbench.errors.SpecError` with one line naming file, table and key.
@@ -423,7 +432,14 @@ def format_error(exc: ValidationError, source: str) -> str:
         others = [e for e in errors if e["type"] != "literal_error" and e["loc"][:2] == err["loc"][:2]]
         if others:
             err = others[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith(("literal[", "list[", "tuple[", "function-")) or p in ("int", "str", "float", "bool"))))
+    loc = tuple(
+        p
+        for p in err["loc"]
+        if not (
+            isinstance(p, str)
+            and (p.startswith(("literal[", "list[", "tuple[", "function-")) or p in ("int", "str", "float", "bool"))
+        )
+    )
     keys = [p for p in loc if isinstance(p, str)]
     table = ".".join(keys[:-1])
     key = keys[-1] if keys else ""
@@ -435,12 +451,18 @@ def format_error(exc: ValidationError, source: str) -> str:
         allowed = [a for a in allowed if a != "source"]
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f" — did you mean {close[0]!r}?" if close else ""
-        return f"{source}: " + (f"[{table}] " if table else "") + f"unknown key {key!r}{hint} (keys: {', '.join(allowed)})"
+        return (
+            f"{source}: " + (f"[{table}] " if table else "") + f"unknown key {key!r}{hint} (keys: {', '.join(allowed)})"
+        )
     if etype == "missing":
         if isinstance(err["loc"][-1], int):
             return f"{where}: too few values"
         return f"{where}: missing (required)"
-    literal_errors = [e for e in errors if e["type"] == "literal_error" and tuple(e["loc"][: len(keys)]) == tuple(err["loc"][: len(keys)])]
+    literal_errors = [
+        e
+        for e in errors
+        if e["type"] == "literal_error" and tuple(e["loc"][: len(keys)]) == tuple(err["loc"][: len(keys)])
+    ]
     if etype == "literal_error" or (literal_errors and isinstance(err.get("input"), str)):
         expected = (literal_errors or [err])[0].get("ctx", {}).get("expected", "")
         choices = [c.strip().strip("'\"") for c in expected.replace(" or ", ",").split(",") if c.strip()]
@@ -453,5 +475,5 @@ def format_error(exc: ValidationError, source: str) -> str:
         return f"{where}: {value!r} is not allowed{hint} (allowed: {', '.join(repr(c) for c in choices)}{extra})"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     return f"{where}: {msg[0].lower() + msg[1:] if msg else msg} (got {err.get('input')!r})"

@@ -5,6 +5,7 @@ cells order, respecting ``cell.depends_on``. Each executor's class is its factor
 signature gives the parameters and their defaults. Listing imports nothing heavy: the executor modules import
 submitit and ray only when an executor runs.
 """
+
 from __future__ import annotations
 
 from eegbench import hookimpl
@@ -27,7 +28,7 @@ def eegbench_executors():
             factory="eegbench_plugins.executors.slurm:SubmititExecutor",
             citation="submitit (Meta AI Research), https://github.com/facebookincubator/submitit",
             notes="cluster = 'local' runs the same jobs as local subprocesses (no Slurm), 'debug' in this process; "
-                  "both skip setup, apptainer and python (this interpreter runs the jobs) unless local_setup = true.",
+            "both skip setup, apptainer and python (this interpreter runs the jobs) unless local_setup = true.",
         ),
         Component(
             kind="executor",
@@ -36,6 +37,6 @@ def eegbench_executors():
             factory="eegbench_plugins.executors.rayexec:RayExecutor",
             citation="Moritz et al. 2018, Ray: A Distributed Framework for Emerging AI Applications, OSDI",
             notes="needs the optional extra: pip install 'eegbench[ray]'. address = '' starts a local instance, "
-                  "'auto' joins the cluster this node belongs to, 'ray://host:10001' a remote one.",
+            "'auto' joins the cluster this node belongs to, 'ray://host:10001' a remote one.",
         ),
     ]

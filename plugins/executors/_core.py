@@ -11,12 +11,14 @@ in the store with a message naming the dependency, so ``eegbench status`` shows 
 
 Light on purpose: imports nothing heavy (the plugin list imports this package's ``__init__`` only).
 """
+
 from __future__ import annotations
 
 import os
 import time
 import traceback
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import CellLike, CellOutcome, CellRunner
@@ -48,8 +50,15 @@ def record_failed(store: Any, cell: CellLike, message: str) -> bool:
     done is left as it is (as ``mark_failed`` leaves it). A cell running in another live process is left
     to it (it records its own outcome): returns False then, else True.
     """
-    holder = store.claim(cell.key, spec_name=cell.spec_name or "", stage=cell.stage or "", fold=cell.fold or "",
-                         seed=cell.seed, training_ratio=cell.training_ratio, config=dict(cell.config or {}))
+    holder = store.claim(
+        cell.key,
+        spec_name=cell.spec_name or "",
+        stage=cell.stage or "",
+        fold=cell.fold or "",
+        seed=cell.seed,
+        training_ratio=cell.training_ratio,
+        config=dict(cell.config or {}),
+    )
     if holder is not None and holder["status"] == "running":
         return False
     store.mark_failed(cell.key, message)
@@ -75,11 +84,11 @@ def run_cell(runner: CellRunner, cell: CellLike) -> CellOutcome:
     start = time.perf_counter()
     try:
         return runner(cell)
-    except Exception as exc:  # noqa: BLE001 - any failure of one cell is that cell's result
+    except Exception as exc:
         message = error_text(exc)
         try:
             record_failed(store_of(runner), cell, message)
-        except Exception as store_exc:  # noqa: BLE001 - report both rather than lose the first
+        except Exception as store_exc:
             message += f"; and recording it failed: {store_exc}"
         return outcome(cell.key, "failed", message, time.perf_counter() - start)
 
@@ -109,7 +118,7 @@ def packs(cells: Sequence[CellLike], per_job: int) -> list[list[CellLike]]:
         groups.setdefault(pack_key(cell), []).append(cell)
     out: list[list[Any]] = []
     for group in groups.values():
-        out += [group[i:i + per_job] for i in range(0, len(group), per_job)]
+        out += [group[i : i + per_job] for i in range(0, len(group), per_job)]
     return out
 
 
@@ -228,15 +237,25 @@ class Scheduler:
             missing = [d for d in cell.depends_on if d not in self.by_key and d not in self._external_done]
             if missing:
                 d = missing[0]
-                self._fail(cell, f"dependency {d} is not among the cells to run and is "
-                                 f"{self._external_status.get(d, 'not run')} in the results store; run it first")
+                self._fail(
+                    cell,
+                    f"dependency {d} is not among the cells to run and is "
+                    f"{self._external_status.get(d, 'not run')} in the results store; run it first",
+                )
             else:
-                self._fail(cell, "dependency cycle among cells " + ", ".join(sorted(
-                    str(k)[:12] for k in cell.depends_on)))
+                self._fail(
+                    cell, "dependency cycle among cells " + ", ".join(sorted(str(k)[:12] for k in cell.depends_on))
+                )
 
-    def run_packs(self, per_pack: int, submit: Callable[[list[list[CellLike]]], list[Any]],
-                  wait: Callable[[list[Any]], list[Any]], collect: Callable[[Any], Iterable[CellOutcome]],
-                  failure: Callable[[Any, BaseException], str], running: dict[Any, list[CellLike]] | None = None) -> None:
+    def run_packs(
+        self,
+        per_pack: int,
+        submit: Callable[[list[list[CellLike]]], list[Any]],
+        wait: Callable[[list[Any]], list[Any]],
+        collect: Callable[[Any], Iterable[CellOutcome]],
+        failure: Callable[[Any, BaseException], str],
+        running: dict[Any, list[CellLike]] | None = None,
+    ) -> None:
         """The loop of an executor that runs packs of cells elsewhere (Slurm jobs, Ray tasks): ready cells in
         packs of ``per_pack`` (:func:`packs`) go to ``submit`` (one handle per pack); ``wait`` returns the
         handles that finished (it may block or sleep; empty is fine); ``collect`` yields a finished handle's
@@ -255,7 +274,7 @@ class Scheduler:
                 try:
                     for result in collect(handle):
                         self.finish(result)
-                except Exception as exc:  # noqa: BLE001 - a dead worker or killed job fails its own cells only
+                except Exception as exc:
                     self.fail_started(pack, failure(handle, exc))
 
     def outcomes(self) -> list[CellOutcome]:

@@ -1,15 +1,16 @@
 """The ``local`` executor: cells in this process (``jobs = 1``) or in worker processes (``jobs > 1``)."""
+
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from eegbench.errors import EegbenchError
-from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
-
 from eegbench.execution.resources import limit_worker_threads, threads_per_worker
+from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
 
 from ._core import Scheduler, error_text, run_cell
 
@@ -64,12 +65,14 @@ class LocalExecutor(Executor):
                         # killed it, so every cell in flight is recorded failed; the rest go on
                         broken = True
                         sched.fail_started([cell], f"worker process died while running this cell: {exc}")
-                    except Exception as exc:  # noqa: BLE001 - e.g. an outcome that did not unpickle
+                    except Exception as exc:
                         sched.fail_started([cell], error_text(exc))
                 if broken:
                     sched.fail_started(running.values(), "worker process pool broke while running this cell")
                     running.clear()
                     pool.shutdown(wait=False, cancel_futures=True)
-                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_worker_threads, initargs=(threads,))
+                    pool = ProcessPoolExecutor(
+                        workers, mp_context=ctx, initializer=limit_worker_threads, initargs=(threads,)
+                    )
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

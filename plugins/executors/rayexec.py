@@ -6,9 +6,11 @@ down when the run ends. Cells are submitted as soon as their dependencies are do
 where their resources are free. Tasks are not retried by Ray (``max_retries = 0``): the results store
 decides what a rerun does.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
@@ -26,18 +28,30 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, *, address: str = "", num_cpus: int = 0, num_gpus: int = 0, cpus_per_cell: float = 1.0,
-                 gpus_per_cell: float = 0.0, cells_per_task: int = 1):
+    def __init__(
+        self,
+        *,
+        address: str = "",
+        num_cpus: int = 0,
+        num_gpus: int = 0,
+        cpus_per_cell: float = 1.0,
+        gpus_per_cell: float = 0.0,
+        cells_per_task: int = 1,
+    ):
         if isinstance(cells_per_task, bool) or not isinstance(cells_per_task, int) or cells_per_task < 1:
             raise EegbenchError(f"executor ray: cells_per_task must be a whole number >= 1, got {cells_per_task!r}")
         for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise EegbenchError(f"executor ray: {name} must be a whole number >= 0 (0 = all of the machine), got {value!r}")
+                raise EegbenchError(
+                    f"executor ray: {name} must be a whole number >= 0 (0 = all of the machine), got {value!r}"
+                )
         for name, value in (("cpus_per_cell", cpus_per_cell), ("gpus_per_cell", gpus_per_cell)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise EegbenchError(f"executor ray: {name} must be a number >= 0, got {value!r}")
         if not isinstance(address, str):
-            raise EegbenchError(f"executor ray: address must be a string (\"\", \"auto\" or \"ray://host:port\"), got {address!r}")
+            raise EegbenchError(
+                f'executor ray: address must be a string ("", "auto" or "ray://host:port"), got {address!r}'
+            )
         self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
         self.cpus_per_cell, self.gpus_per_cell = float(cpus_per_cell), float(gpus_per_cell)
         self.cells_per_task = cells_per_task
@@ -71,8 +85,13 @@ class RayExecutor(Executor):
         try:
             task = ray.remote(num_cpus=self.cpus_per_cell, num_gpus=self.gpus_per_cell, max_retries=0)(run_pack)
             runner_ref = ray.put(runner)  # shipped once, not once per task
-            sched.run_packs(self.cells_per_task, submit=lambda chunks: [task.remote(runner_ref, c) for c in chunks],
-                            wait=lambda refs: ray.wait(refs, num_returns=1)[0], collect=ray.get, failure=_task_error)
+            sched.run_packs(
+                self.cells_per_task,
+                submit=lambda chunks: [task.remote(runner_ref, c) for c in chunks],
+                wait=lambda refs: ray.wait(refs, num_returns=1)[0],
+                collect=ray.get,
+                failure=_task_error,
+            )
         finally:
             if started:
                 ray.shutdown()

@@ -28,6 +28,7 @@ unset): a partition without GPU gres is refused in one line naming ``gpus_per_ta
 run on CPUs). An ``sbatch`` refusal (a gres it does not know, a partition or memory the cluster lacks)
 is one line with sbatch's own message, not a traceback.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,9 +37,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
@@ -71,27 +73,57 @@ class SubmititExecutor(Executor):
 
     name = "submitit"
 
-    def __init__(self, *, cluster: str = "slurm", partition: str = "", account: str = "", qos: str = "",
-                 gpus_per_task: int = 1, cpus_per_task: int = 8, mem_gb: float = 32, timeout_min: int = 240,
-                 array_parallelism: int = 32, cells_per_job: int = 1, sbatch: Mapping[str, Any] = MappingProxyType({}),
-                 setup: Sequence[str] = (), apptainer: str = "", apptainer_args: str = "", python: str = "",
-                 log_folder: str = "", job_name: str = "eegbench", poll_seconds: float = 0.0,
-                 local_setup: bool = False):
+    def __init__(
+        self,
+        *,
+        cluster: str = "slurm",
+        partition: str = "",
+        account: str = "",
+        qos: str = "",
+        gpus_per_task: int = 1,
+        cpus_per_task: int = 8,
+        mem_gb: float = 32,
+        timeout_min: int = 240,
+        array_parallelism: int = 32,
+        cells_per_job: int = 1,
+        sbatch: Mapping[str, Any] = MappingProxyType({}),
+        setup: Sequence[str] = (),
+        apptainer: str = "",
+        apptainer_args: str = "",
+        python: str = "",
+        log_folder: str = "",
+        job_name: str = "eegbench",
+        poll_seconds: float = 0.0,
+        local_setup: bool = False,
+    ):
         if cluster not in CLUSTERS:
             raise EegbenchError(f"executor submitit: cluster must be one of {', '.join(CLUSTERS)}, got {cluster!r}")
-        for name, value, low in (("cells_per_job", cells_per_job, 1), ("array_parallelism", array_parallelism, 1),
-                                 ("timeout_min", timeout_min, 1), ("cpus_per_task", cpus_per_task, 1),
-                                 ("gpus_per_task", gpus_per_task, 0)):
+        for name, value, low in (
+            ("cells_per_job", cells_per_job, 1),
+            ("array_parallelism", array_parallelism, 1),
+            ("timeout_min", timeout_min, 1),
+            ("cpus_per_task", cpus_per_task, 1),
+            ("gpus_per_task", gpus_per_task, 0),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise EegbenchError(f"executor submitit: {name} must be a whole number >= {low}, got {value!r}")
         for name, value, zero_ok in (("mem_gb", mem_gb, False), ("poll_seconds", poll_seconds, True)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not (value or zero_ok):
-                raise EegbenchError(f"executor submitit: {name} must be a number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
-        for name, value in (("partition", partition), ("account", account), ("qos", qos), ("apptainer", apptainer),
-                            ("apptainer_args", apptainer_args), ("python", python), ("log_folder", log_folder),
-                            ("job_name", job_name)):
+                raise EegbenchError(
+                    f"executor submitit: {name} must be a number {'>= 0' if zero_ok else '> 0'}, got {value!r}"
+                )
+        for name, value in (
+            ("partition", partition),
+            ("account", account),
+            ("qos", qos),
+            ("apptainer", apptainer),
+            ("apptainer_args", apptainer_args),
+            ("python", python),
+            ("log_folder", log_folder),
+            ("job_name", job_name),
+        ):
             if not isinstance(value, str):
-                raise EegbenchError(f"executor submitit: {name} must be a string (\"\" = unset), got {value!r}")
+                raise EegbenchError(f'executor submitit: {name} must be a string ("" = unset), got {value!r}')
         if not isinstance(local_setup, bool):
             raise EegbenchError(f"executor submitit: local_setup must be true or false, got {local_setup!r}")
         if sbatch is not None and not isinstance(sbatch, Mapping):
@@ -147,8 +179,10 @@ class SubmititExecutor(Executor):
         folder = self.folder(results_dir)
         skipped = self.skipped_environment()
         if skipped:
-            _log(f"cluster = {self.cluster!r}: not applying {', '.join(skipped)} (the Slurm job environment); jobs run "
-                 f"this interpreter{'' if self.cluster == 'debug' else ' (set local_setup = true to apply them)'}")
+            _log(
+                f"cluster = {self.cluster!r}: not applying {', '.join(skipped)} (the Slurm job environment); jobs run "
+                f"this interpreter{'' if self.cluster == 'debug' else ' (set local_setup = true to apply them)'}"
+            )
         if self.cluster == "debug":
             return submitit.DebugExecutor(folder)
         if self.cluster == "local":
@@ -157,19 +191,26 @@ class SubmititExecutor(Executor):
             if self.job_environment and self.setup:
                 # the setup shell's output would only flash on the console: keep it where _job_error looks
                 log_dir = self._setup_logs = _id_free(folder)
-                setup = [f"mkdir -p {shlex.quote(str(log_dir))}",
-                         f"exec >>{shlex.quote(str(log_dir))}/setup-\"$$\".err 2>&1", *self.setup]
+                setup = [
+                    f"mkdir -p {shlex.quote(str(log_dir))}",
+                    f'exec >>{shlex.quote(str(log_dir))}/setup-"$$".err 2>&1',
+                    *self.setup,
+                ]
             ex.update_parameters(timeout_min=self.timeout_min, setup=setup)
             return ex
         if shutil.which("srun") is None or shutil.which("sbatch") is None:
-            raise EegbenchError("executor submitit: cluster = \"slurm\" needs Slurm's sbatch and srun on PATH (run on a "
-                                "login node, or set executor.cluster=local to run the jobs as local processes)")
+            raise EegbenchError(
+                'executor submitit: cluster = "slurm" needs Slurm\'s sbatch and srun on PATH (run on a '
+                "login node, or set executor.cluster=local to run the jobs as local processes)"
+            )
         if self.gpus_per_task and partition_has_gpus(self.partition) is False:
             where = f"partition {self.partition!r}" if self.partition else "the default partition"
-            raise EegbenchError(f"executor submitit: gpus_per_task = {self.gpus_per_task} but Slurm reports no GPUs on "
-                                f"{where} (`sinfo -o %G` lists no gpu gres); set gpus_per_task = 0 under "
-                                "[executor.params] (--set executor.gpus_per_task=0) to run on CPUs, or choose a "
-                                "partition with GPUs")
+            raise EegbenchError(
+                f"executor submitit: gpus_per_task = {self.gpus_per_task} but Slurm reports no GPUs on "
+                f"{where} (`sinfo -o %G` lists no gpu gres); set gpus_per_task = 0 under "
+                "[executor.params] (--set executor.gpus_per_task=0) to run on CPUs, or choose a "
+                "partition with GPUs"
+            )
         ex = submitit.SlurmExecutor(folder, python=self.python_command())
         params: dict[str, Any] = {
             "job_name": self.job_name,
@@ -196,13 +237,20 @@ class SubmititExecutor(Executor):
         ex = self.make_executor(runner.results_dir)
         running: dict[Any, list[Any]] = {}
         try:
-            sched.run_packs(self.cells_per_job, submit=lambda chunks: self._submit(ex, runner, chunks),
-                            wait=self._finished, collect=lambda job: job.result(), failure=self._job_error,
-                            running=running)
+            sched.run_packs(
+                self.cells_per_job,
+                submit=lambda chunks: self._submit(ex, runner, chunks),
+                wait=self._finished,
+                collect=lambda job: job.result(),
+                failure=self._job_error,
+                running=running,
+            )
         except KeyboardInterrupt:
             if self.cluster == "slurm" and running:
-                _log(f"interrupted: {len(running)} job(s) keep running on Slurm and write to the results store; "
-                     "`eegbench status` follows them, rerunning submits only cells not done")
+                _log(
+                    f"interrupted: {len(running)} job(s) keep running on Slurm and write to the results store; "
+                    "`eegbench status` follows them, rerunning submits only cells not done"
+                )
             raise
         return sched.outcomes()
 
@@ -228,13 +276,17 @@ class SubmititExecutor(Executor):
         """One line for an ``sbatch`` refusal: sbatch's own error line, and what to set where it is known."""
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         said = next((ln for ln in reversed(lines) if "error:" in ln), lines[-1] if lines else "no message")
-        said = said[said.index("sbatch: error:"):] if "sbatch: error:" in said else said
+        said = said[said.index("sbatch: error:") :] if "sbatch: error:" in said else said
         if "gres" in said.lower() or "generic resource" in said.lower():
-            return (f"executor submitit: Slurm refused gpus_per_task = {self.gpus_per_task} ({said}); this cluster has "
-                    "no such GPUs: set gpus_per_task = 0 under [executor.params] (--set executor.gpus_per_task=0) to "
-                    "run on CPUs, or choose a partition with GPUs")
-        return (f"executor submitit: Slurm refused the job ({said}); check partition, account, qos, mem_gb, "
-                "cpus_per_task and sbatch under [executor.params]")
+            return (
+                f"executor submitit: Slurm refused gpus_per_task = {self.gpus_per_task} ({said}); this cluster has "
+                "no such GPUs: set gpus_per_task = 0 under [executor.params] (--set executor.gpus_per_task=0) to "
+                "run on CPUs, or choose a partition with GPUs"
+            )
+        return (
+            f"executor submitit: Slurm refused the job ({said}); check partition, account, qos, mem_gb, "
+            "cpus_per_task and sbatch under [executor.params]"
+        )
 
     def _job_error(self, job: Any, exc: BaseException) -> str:
         """Why a job left no results, first line first: the last telling line of what it wrote (its
@@ -249,7 +301,7 @@ class SubmititExecutor(Executor):
         if self.cluster == "slurm":  # TIMEOUT, OUT_OF_MEMORY, ...; a local job's state is its controller's
             try:
                 state = str(job.state)
-            except Exception:  # noqa: BLE001 - the state is a courtesy
+            except Exception:
                 pass
         telling = [ln for ln in tail if not _NOISE.match(ln)]
         if telling:
@@ -258,8 +310,9 @@ class SubmititExecutor(Executor):
             cause = "no error message in its logs (killed? out of memory or past its time limit?)"
         elif getattr(exc, "__module__", "").startswith("submitit") and type(exc).__name__ == "UncompletedJobError":
             # submitit's own message names log files that may not exist: say what is known instead
-            cause = "it wrote no output" + (" (is the job's python or setup valid on this machine?)" if
-                                            self.cluster == "local" else "")
+            cause = "it wrote no output" + (
+                " (is the job's python or setup valid on this machine?)" if self.cluster == "local" else ""
+            )
         else:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             cause = f"{type(exc).__name__}: {lines[-1] if lines else ''}"
@@ -314,7 +367,7 @@ def _job_logs(job: Any, setup_logs: Path | None) -> list[Path]:
         if setup_logs is not None:
             out.append(setup_logs / f"setup-{job.job_id}.err")
         out.append(Path(job.paths.stdout))
-    except Exception:  # noqa: BLE001 - a job without paths has no logs to show
+    except Exception:
         pass
     return out
 

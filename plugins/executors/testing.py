@@ -6,6 +6,7 @@ cell's rows to the store itself (``mark_running`` then ``write_cell`` or ``mark_
 must store exactly the rows of a sequential run. It lives in the package (not in tests/) so worker
 processes, Slurm jobs and Ray tasks can import it by name.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,8 +74,14 @@ class FakeRunner:
         if cell.key in self.crash_keys:
             store.mark_running(cell.key, stage=cell.stage, fold=cell.fold, seed=cell.seed)
             os._exit(3)
-        store.mark_running(cell.key, spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold, seed=cell.seed,
-                           training_ratio=cell.training_ratio)
+        store.mark_running(
+            cell.key,
+            spec_name=cell.spec_name,
+            stage=cell.stage,
+            fold=cell.fold,
+            seed=cell.seed,
+            training_ratio=cell.training_ratio,
+        )
         try:
             status = store.cell_status(cell.depends_on)
             not_done = [d for d in cell.depends_on if status.get(d) != "done"]
@@ -85,14 +92,31 @@ class FakeRunner:
             if self.sleep:
                 time.sleep(self.sleep)
             row = {
-                "spec_name": cell.spec_name, "protocol": cell.protocol, "fold": cell.fold, "stage": cell.stage,
-                "test_subject": cell.test_subject, "train_subjects": list(cell.train_subjects), "seed": cell.seed,
-                "training_ratio": cell.training_ratio, "metric": "top1", "value": fake_metric(cell),
-                "chance": 0.005, "device": f"pid-{os.getpid()}",
+                "spec_name": cell.spec_name,
+                "protocol": cell.protocol,
+                "fold": cell.fold,
+                "stage": cell.stage,
+                "test_subject": cell.test_subject,
+                "train_subjects": list(cell.train_subjects),
+                "seed": cell.seed,
+                "training_ratio": cell.training_ratio,
+                "metric": "top1",
+                "value": fake_metric(cell),
+                "chance": 0.005,
+                "device": f"pid-{os.getpid()}",
             }
-            store.write_cell(CellRecord(cell.key, [row], spec_name=cell.spec_name, stage=cell.stage, fold=cell.fold,
-                                        seed=cell.seed, training_ratio=cell.training_ratio))
-        except Exception as exc:  # noqa: BLE001 - the runner records its own failures (the CellRunner contract)
+            store.write_cell(
+                CellRecord(
+                    cell.key,
+                    [row],
+                    spec_name=cell.spec_name,
+                    stage=cell.stage,
+                    fold=cell.fold,
+                    seed=cell.seed,
+                    training_ratio=cell.training_ratio,
+                )
+            )
+        except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             store.mark_failed(cell.key, message)
             return outcome(cell.key, "failed", message, time.perf_counter() - start)
@@ -104,10 +128,20 @@ def fake_plan(n_folds: int = 2, seeds: tuple[int, ...] = (0,), finetune: bool = 
     cells = []
     for fold in range(1, n_folds + 1):
         for seed in seeds:
-            pre = FakeCell(key=f"pre-{fold}-{seed}", stage="pretrain", fold=f"sub-{fold:02d}", seed=seed,
-                           test_subject=fold)
+            pre = FakeCell(
+                key=f"pre-{fold}-{seed}", stage="pretrain", fold=f"sub-{fold:02d}", seed=seed, test_subject=fold
+            )
             cells.append(pre)
             if finetune:
-                cells.append(FakeCell(key=f"fin-{fold}-{seed}", stage="finetune", fold=f"sub-{fold:02d}", seed=seed,
-                                      training_ratio=0.5, depends_on=(pre.key,), test_subject=fold))
+                cells.append(
+                    FakeCell(
+                        key=f"fin-{fold}-{seed}",
+                        stage="finetune",
+                        fold=f"sub-{fold:02d}",
+                        seed=seed,
+                        training_ratio=0.5,
+                        depends_on=(pre.key,),
+                        test_subject=fold,
+                    )
+                )
     return cells

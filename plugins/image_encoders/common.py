@@ -3,19 +3,21 @@
 Imports only the standard library at module level; torch / PIL are imported inside the functions that
 need them.
 """
+
 from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from eegbench.paths import file_digest
 from eegbench.errors import DataError, EegbenchError, WeightsError
+from eegbench.paths import file_digest
 
 #: ``weights`` values meaning "explicit random initialisation".
 RANDOM_INIT_WORDS = ("none", "random")
@@ -36,8 +38,19 @@ def is_offline() -> bool:
 
 def looks_like_path(value: str) -> bool:
     """A ``weights`` value naming a file rather than a tag."""
-    return os.sep in value or "/" in value or value.startswith((".", "~")) or Path(value).suffix in (
-        ".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz",
+    return (
+        os.sep in value
+        or "/" in value
+        or value.startswith((".", "~"))
+        or Path(value).suffix
+        in (
+            ".pt",
+            ".pth",
+            ".bin",
+            ".safetensors",
+            ".ckpt",
+            ".npz",
+        )
     )
 
 
@@ -59,7 +72,9 @@ def weights_problem(where: str, path: Any, weights: str, model: str, exc: BaseEx
     what = load_failure(exc)
     if path is None:
         return f"{where}: cannot build {model} with weights {weights!r}: the file is {what}"
-    if what.startswith("not loadable") and any(w in str(exc) for w in ("size mismatch", "Missing key", "Unexpected key")):
+    if what.startswith("not loadable") and any(
+        w in str(exc) for w in ("size mismatch", "Missing key", "Unexpected key")
+    ):
         what = f"not weights of {model} ({first_line(exc, 200)}); give weights for this model"
     return f"{where}: weights file {str(path)!r} is {what}"
 
@@ -95,15 +110,21 @@ def default_workers() -> int:
     return max(1, min(8, process_threads()))
 
 
-def iter_image_batches(paths: Sequence[Path], transform: Callable[[Any], Any], batch_size: int,
-                       workers: int | None = None, prefetch: int = 2) -> Iterator[Any]:
+def iter_image_batches(
+    paths: Sequence[Path],
+    transform: Callable[[Any], Any],
+    batch_size: int,
+    workers: int | None = None,
+    prefetch: int = 2,
+) -> Iterator[Any]:
     """Yield ``torch`` batches ``[b, 3, H, W]`` in order, decoding + preprocessing in a thread pool.
 
     Up to ``prefetch`` batches are decoded ahead while the encoder runs on the current one, so JPEG
     decoding stays off the encoder's critical path; memory is bounded by ``prefetch + 1`` batches.
     """
-    import torch
     from concurrent.futures import ThreadPoolExecutor
+
+    import torch
 
     if batch_size < 1:
         raise EegbenchError(f"batch_size must be >= 1, got {batch_size}")
@@ -189,7 +210,9 @@ def choose_weights(weights: str, where: str) -> WeightsChoice:
     return WeightsChoice(False)
 
 
-def build_frozen(create: Callable[[], Any], *, random_init: bool, where: str, path: Any, weights: str, model: str) -> Any:
+def build_frozen(
+    create: Callable[[], Any], *, random_init: bool, where: str, path: Any, weights: str, model: str
+) -> Any:
     """``create()`` under the seeded random init when asked; weights that would not load are one line
     naming the file (a :class:`~eegbench.errors.WeightsError`)."""
     try:
@@ -197,12 +220,20 @@ def build_frozen(create: Callable[[], Any], *, random_init: bool, where: str, pa
             return create()
     except EegbenchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - unreadable, unsafe or mismatched weights: one line naming the file
+    except Exception as exc:
         raise WeightsError(weights_problem(where, path, weights, model, exc)) from None
 
 
-def encode_images(images: Any, preprocess: Callable[[Any], Any], embed: Callable[[Any], Any], dim: int, *,
-                  device: str, batch_size: int, progress: bool) -> np.ndarray:
+def encode_images(
+    images: Any,
+    preprocess: Callable[[Any], Any],
+    embed: Callable[[Any], Any],
+    dim: int,
+    *,
+    device: str,
+    batch_size: int,
+    progress: bool,
+) -> np.ndarray:
     """Embed every image of ``images`` (decoded in parallel, ``preprocess`` then ``embed`` on ``device``)
     into float32 ``[n, dim]``."""
     import torch
@@ -211,9 +242,11 @@ def encode_images(images: Any, preprocess: Callable[[Any], Any], embed: Callable
     paths = image_paths(images)
     out = np.empty((len(paths), dim), dtype=np.float32)
     row = 0
-    with torch.inference_mode(), autocast_context(device), tqdm(
-        total=len(paths), disable=not progress, desc=f"embedding {images.name}", unit="img"
-    ) as bar:
+    with (
+        torch.inference_mode(),
+        autocast_context(device),
+        tqdm(total=len(paths), disable=not progress, desc=f"embedding {images.name}", unit="img") as bar,
+    ):
         for batch in iter_image_batches(paths, preprocess, batch_size):
             emb = embed(batch.to(device, non_blocking=True))
             out[row : row + len(emb)] = emb.cpu().numpy()

@@ -7,6 +7,7 @@ id and validated by :func:`eegbench.execution.embedding.load_embedding_file` (co
 
 fingerprint = sha256 of the file + the file's ids (through the sha) + the normalisation settings.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,21 +15,32 @@ from typing import Any
 
 import numpy as np
 
-from eegbench.paths import file_digest
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import ImageEncoder, stable_hash
-
+from eegbench.paths import file_digest
 
 NORMALIZED_WORDS = {"any": None, "l2": True, "none": False}
 
 
 class EmbeddingFileEncoder(ImageEncoder):
-    def __init__(self, path: str, *, normalized: str = "any", normalize: bool = False, ids_key: str = "ids",
-                 embeddings_key: str = "embeddings", name: str = "embedding-file"):
+    def __init__(
+        self,
+        path: str,
+        *,
+        normalized: str = "any",
+        normalize: bool = False,
+        ids_key: str = "ids",
+        embeddings_key: str = "embeddings",
+        name: str = "embedding-file",
+    ):
         if not path:
-            raise EegbenchError('image encoder embedding-file needs path = "file.npz" (relative paths resolve against the image set root)')
+            raise EegbenchError(
+                'image encoder embedding-file needs path = "file.npz" (relative paths resolve against the image set root)'
+            )
         if normalized not in NORMALIZED_WORDS:
-            raise EegbenchError(f'image encoder embedding-file: normalized must be "any", "l2" or "none", got {normalized!r}')
+            raise EegbenchError(
+                f'image encoder embedding-file: normalized must be "any", "l2" or "none", got {normalized!r}'
+            )
         self.path = str(path)
         self.normalized = normalized
         self.normalize = bool(normalize)
@@ -40,12 +52,18 @@ class EmbeddingFileEncoder(ImageEncoder):
         self._sha: str | None = None
 
     # -- binding -------------------------------------------------------------------------------------------
-    def for_images(self, images: Any) -> "EmbeddingFileEncoder":
+    def for_images(self, images: Any) -> EmbeddingFileEncoder:
         """This encoder with ``path`` resolved against ``images.root`` (itself when the path is absolute)."""
         if self._file is not None:
             return self
-        bound = EmbeddingFileEncoder(self.path, normalized=self.normalized, normalize=self.normalize,
-                                     ids_key=self.ids_key, embeddings_key=self.embeddings_key, name=self.name)
+        bound = EmbeddingFileEncoder(
+            self.path,
+            normalized=self.normalized,
+            normalize=self.normalize,
+            ids_key=self.ids_key,
+            embeddings_key=self.embeddings_key,
+            name=self.name,
+        )
         root = Path(images.root) if images.root else Path.cwd()
         bound._file = (root / self.path).resolve()
         return bound
@@ -76,21 +94,35 @@ class EmbeddingFileEncoder(ImageEncoder):
     def fingerprint(self) -> str:  # type: ignore[override]
         if self._sha is None:
             self._sha = file_digest(self._require_file())
-        fields = {"sha256": self._sha, "normalized": self.normalized, "normalize": self.normalize,
-                  "keys": [self.ids_key, self.embeddings_key]}
+        fields = {
+            "sha256": self._sha,
+            "normalized": self.normalized,
+            "normalize": self.normalize,
+            "keys": [self.ids_key, self.embeddings_key],
+        }
         return f"embedding-file:{stable_hash(fields)}"
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "name": self.name, "path": str(self._file or self.path),
-                "sha256": self._sha or file_digest(self._require_file()), "normalized": self.normalized,
-                "normalize": self.normalize}
+        return {
+            **super().describe(),
+            "name": self.name,
+            "path": str(self._file or self.path),
+            "sha256": self._sha or file_digest(self._require_file()),
+            "normalized": self.normalized,
+            "normalize": self.normalize,
+        }
 
     def encode(self, images, *, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
         from eegbench.execution.embedding import load_embedding_file
 
         enc = self.for_images(images)
-        emb = load_embedding_file(enc._require_file(), images, normalized=NORMALIZED_WORDS[self.normalized],
-                                  ids_key=self.ids_key, embeddings_key=self.embeddings_key)
+        emb = load_embedding_file(
+            enc._require_file(),
+            images,
+            normalized=NORMALIZED_WORDS[self.normalized],
+            ids_key=self.ids_key,
+            embeddings_key=self.embeddings_key,
+        )
         if self.normalize:
             emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
         return emb.astype(np.float32, copy=False)

@@ -16,6 +16,7 @@ negative counts from the end). ``normalize = true`` L2-normalises rows.
 ``fingerprint`` = model + weights identity (sha256 of the weights file, or "random-init") + quick_gelu +
 preprocessing (the eval transform's repr) + output + normalize.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from eegbench.paths import file_digest
 from eegbench.errors import EegbenchError, WeightsError
 from eegbench.interfaces import ImageEncoder, stable_hash
+from eegbench.paths import file_digest
 
 from .common import (
     autocast_context,
@@ -76,7 +77,9 @@ def resolve_tag_file(model: str, tag: str, cache_dir: str, where: str) -> Path:
     missing = " or ".join(candidates) or "(no source)"
     how = 'download it and set weights = "path/to/file", or weights = "none" for an explicit random init'
     if is_offline():
-        raise WeightsError(f"{where}: weights {tag!r} for {model} are not cached and the network is off; missing {missing}: {how}")
+        raise WeightsError(
+            f"{where}: weights {tag!r} for {model} are not cached and the network is off; missing {missing}: {how}"
+        )
     try:
         target = ocp.download_pretrained(cfg, cache_dir=cache_dir or None)
     except Exception as exc:
@@ -91,8 +94,18 @@ def resolve_tag_file(model: str, tag: str, cache_dir: str, where: str) -> Path:
 class OpenClipEncoder(ImageEncoder):
     """A frozen open_clip model in eval mode. See the module docstring for weights and outputs."""
 
-    def __init__(self, model: str, weights: str, *, output: str = "embedding", quick_gelu: Any = "auto",
-                 normalize: bool = False, cache_dir: str = "", default_tag: str = "", name: str = ""):
+    def __init__(
+        self,
+        model: str,
+        weights: str,
+        *,
+        output: str = "embedding",
+        quick_gelu: Any = "auto",
+        normalize: bool = False,
+        cache_dir: str = "",
+        default_tag: str = "",
+        name: str = "",
+    ):
         import open_clip
 
         self.name = name or f"open_clip:{model}/{weights}"
@@ -117,23 +130,37 @@ class OpenClipEncoder(ImageEncoder):
             quick_gelu = bool(pcfg.get("quick_gelu", False))
         self.quick_gelu = bool(quick_gelu)
         preprocess_kw = {}
-        for key, kw in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"),
-                        ("resize_mode", "image_resize_mode")):
+        for key, kw in (
+            ("mean", "image_mean"),
+            ("std", "image_std"),
+            ("interpolation", "image_interpolation"),
+            ("resize_mode", "image_resize_mode"),
+        ):
             if key in pcfg:
                 preprocess_kw[kw] = pcfg[key]
         model_obj, _, preprocess = build_frozen(
             lambda: open_clip.create_model_and_transforms(
-                model, pretrained=str(path) if path is not None else None, force_quick_gelu=self.quick_gelu,
-                cache_dir=cache_dir or None, weights_only=True, **preprocess_kw,
+                model,
+                pretrained=str(path) if path is not None else None,
+                force_quick_gelu=self.quick_gelu,
+                cache_dir=cache_dir or None,
+                weights_only=True,
+                **preprocess_kw,
             ),
-            random_init=self.random_init, where=where, path=path, weights=weights, model=model,
+            random_init=self.random_init,
+            where=where,
+            path=path,
+            weights=weights,
+            model=model,
         )
         self.model = model_obj.eval().requires_grad_(False)
         self.preprocess = preprocess
         self.weights = weights
         self.weights_identity = identity
         visual = self.model.visual
-        if self.output != "embedding" and not (hasattr(visual, "forward_intermediates") and hasattr(visual, "transformer")):
+        if self.output != "embedding" and not (
+            hasattr(visual, "forward_intermediates") and hasattr(visual, "transformer")
+        ):
             raise EegbenchError(f'{where}: output = {output!r} needs a ViT image tower; use output = "embedding"')
         if self.output == "embedding":
             self.dim = int(getattr(visual, "output_dim", 0) or self._probe_dim())
@@ -141,7 +168,9 @@ class OpenClipEncoder(ImageEncoder):
             depth = len(visual.transformer.resblocks)
             index = depth - 1 if self.output == "cls" else self.block
             if not -depth <= index < depth:
-                raise EegbenchError(f"{where}: output block:{self.block} is out of range (the model has {depth} blocks)")
+                raise EegbenchError(
+                    f"{where}: output block:{self.block} is out of range (the model has {depth} blocks)"
+                )
             self.block_index = index % depth
             self.dim = int(visual.transformer.width)
         self.fingerprint = self._fingerprint()
@@ -196,7 +225,11 @@ class OpenClipEncoder(ImageEncoder):
             out = self.model.encode_image(x)
         else:
             feats = self.model.visual.forward_intermediates(
-                x, indices=[self.block_index], stop_early=True, intermediates_only=True, output_fmt="NLC",
+                x,
+                indices=[self.block_index],
+                stop_early=True,
+                intermediates_only=True,
+                output_fmt="NLC",
                 output_extra_tokens=True,
             )
             out = feats["image_intermediates_prefix"][0][:, 0]
@@ -207,8 +240,15 @@ class OpenClipEncoder(ImageEncoder):
 
     def encode(self, images, *, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
         self._to(device)
-        return encode_images(images, self.preprocess, self.encode_tensor, self.dim, device=device,
-                             batch_size=batch_size, progress=progress)
+        return encode_images(
+            images,
+            self.preprocess,
+            self.encode_tensor,
+            self.dim,
+            device=device,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
     def encode_text(self, prompts: list[str], *, device: str | None = None, batch_size: int = 256) -> np.ndarray:
         """CLIP text embeddings (joint space, float32 ``[len(prompts), d]``; L2-normalised if ``normalize``)."""

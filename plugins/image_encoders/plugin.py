@@ -3,6 +3,7 @@
 Listing imports nothing heavy: open_clip, timm and torch load inside the factories, whose signatures hold
 each encoder's parameters and defaults (the families bind the name's model and weights with ``functools.partial``).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -15,7 +16,9 @@ from eegbench import Component, hookimpl
 from eegbench.errors import EegbenchError, UnknownComponentError
 
 CLIP_CITATION = "Radford et al. (2021), Learning Transferable Visual Models From Natural Language Supervision, ICML"
-OPEN_CLIP_CITATION = "Cherti et al. (2023), Reproducible scaling laws for contrastive language-image learning, CVPR (open_clip)"
+OPEN_CLIP_CITATION = (
+    "Cherti et al. (2023), Reproducible scaling laws for contrastive language-image learning, CVPR (open_clip)"
+)
 TIMM_CITATION = "Wightman (2019), PyTorch Image Models (timm)"
 
 
@@ -38,7 +41,7 @@ def eegbench_image_encoders() -> list[Component]:
             name="embedding-file",
             summary="Embeddings read from a .npz (ids + embeddings), served by image id and validated",
             factory="eegbench_plugins.image_encoders.plugin:build_embedding_file",
-            notes="relative paths resolve against the image set's root; normalized = \"l2\" checks unit-norm rows",
+            notes='relative paths resolve against the image set\'s root; normalized = "l2" checks unit-norm rows',
         ),
     ]
 
@@ -102,7 +105,9 @@ def _unknown(name: str, what: str, word: str, candidates: list[str], listing: st
         hint = " — did you mean " + " or ".join(repr(c) for c in close) + "?"
     else:  # nothing close: name a few so the line still says what exists
         hint = f" ({', '.join(candidates[:4])}{', ...' if len(candidates) > 4 else ''})" if candidates else ""
-    return UnknownComponentError(f"unknown image-encoder {name!r}: {what}{hint} (eegbench list image-encoder {listing!r})")
+    return UnknownComponentError(
+        f"unknown image-encoder {name!r}: {what}{hint} (eegbench list image-encoder {listing!r})"
+    )
 
 
 def check_open_clip_member(name: str, model: str, tag: str) -> None:
@@ -152,38 +157,75 @@ def _timm_component(name: str, model: str) -> Component:
     )
 
 
-def build_clip_vit_b_32(*, weights: str = "openai", output: str = "embedding", quick_gelu: Any = "auto",
-                        normalize: bool = False, cache_dir: str = ""):
+def build_clip_vit_b_32(
+    *,
+    weights: str = "openai",
+    output: str = "embedding",
+    quick_gelu: Any = "auto",
+    normalize: bool = False,
+    cache_dir: str = "",
+):
     """``clip-vit-b-32`` factory. A weights *file* is taken to be OpenAI's (QuickGELU, OpenAI preprocessing)."""
     from .openclip import OpenClipEncoder
 
-    return OpenClipEncoder("ViT-B-32", weights, output=output, quick_gelu=quick_gelu, normalize=normalize,
-                           cache_dir=cache_dir, default_tag="openai", name="clip-vit-b-32")
+    return OpenClipEncoder(
+        "ViT-B-32",
+        weights,
+        output=output,
+        quick_gelu=quick_gelu,
+        normalize=normalize,
+        cache_dir=cache_dir,
+        default_tag="openai",
+        name="clip-vit-b-32",
+    )
 
 
-def build_open_clip_family(*, model: str, weights: str, output: str = "embedding", quick_gelu: Any = "auto",
-                           normalize: bool = False, cache_dir: str = "", _default_tag: str = ""):
+def build_open_clip_family(
+    *,
+    model: str,
+    weights: str,
+    output: str = "embedding",
+    quick_gelu: Any = "auto",
+    normalize: bool = False,
+    cache_dir: str = "",
+    _default_tag: str = "",
+):
     """``open_clip:<model>/<tag>`` factory; the family binds ``model``, ``weights`` and ``_default_tag`` (the
     name's tag, not a user parameter: it tells how to read a weights file) from the name."""
     from .openclip import OpenClipEncoder
 
-    return OpenClipEncoder(model, weights, output=output, quick_gelu=quick_gelu, normalize=normalize,
-                           cache_dir=cache_dir, default_tag=_default_tag,
-                           name=f"open_clip:{model}/{_default_tag or weights}")
+    return OpenClipEncoder(
+        model,
+        weights,
+        output=output,
+        quick_gelu=quick_gelu,
+        normalize=normalize,
+        cache_dir=cache_dir,
+        default_tag=_default_tag,
+        name=f"open_clip:{model}/{_default_tag or weights}",
+    )
 
 
-def build_timm_family(*, model: str, weights: str = "default", output: str = "embedding", normalize: bool = False,
-                      cache_dir: str = ""):
+def build_timm_family(
+    *, model: str, weights: str = "default", output: str = "embedding", normalize: bool = False, cache_dir: str = ""
+):
     from .timm_encoder import TimmEncoder
 
     return TimmEncoder(model, weights=weights, output=output, normalize=normalize, cache_dir=cache_dir)
 
 
-def build_embedding_file(*, path: str = "", normalized: str = "any", normalize: bool = False, ids_key: str = "ids",
-                         embeddings_key: str = "embeddings"):
+def build_embedding_file(
+    *,
+    path: str = "",
+    normalized: str = "any",
+    normalize: bool = False,
+    ids_key: str = "ids",
+    embeddings_key: str = "embeddings",
+):
     from .embedding_file import EmbeddingFileEncoder
 
     if not isinstance(path, str):
         raise EegbenchError(f"image encoder embedding-file: path must be a string, got {path!r}")
-    return EmbeddingFileEncoder(path, normalized=normalized, normalize=normalize, ids_key=ids_key,
-                                embeddings_key=embeddings_key)
+    return EmbeddingFileEncoder(
+        path, normalized=normalized, normalize=normalize, ids_key=ids_key, embeddings_key=embeddings_key
+    )

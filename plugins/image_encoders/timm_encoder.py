@@ -5,6 +5,7 @@ online; offline and not cached → one line naming the hub file), a tag (``"in1k
 file path (timm's ``pretrained_cfg_overlay = {"file": path}``), or ``"none"`` (explicit random init).
 Preprocessing is timm's own eval transform for the model's pretrained config. ``output = "embedding"`` only.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from eegbench.paths import file_digest
 from eegbench.errors import EegbenchError, WeightsError
 from eegbench.interfaces import ImageEncoder, stable_hash
+from eegbench.paths import file_digest
 
 from .common import (
     build_frozen,
@@ -39,8 +40,16 @@ def _hub_file(cfg: dict, cache_dir: str) -> Path | None:
 
 
 class TimmEncoder(ImageEncoder):
-    def __init__(self, model: str, *, weights: str = "default", output: str = "embedding", normalize: bool = False,
-                 cache_dir: str = "", name: str = ""):
+    def __init__(
+        self,
+        model: str,
+        *,
+        weights: str = "default",
+        output: str = "embedding",
+        normalize: bool = False,
+        cache_dir: str = "",
+        name: str = "",
+    ):
         import timm
         from timm.data import create_transform, resolve_data_config
 
@@ -64,7 +73,9 @@ class TimmEncoder(ImageEncoder):
             if not timm.is_model_pretrained(full.split(".")[0]) or (
                 "." in full and full not in timm.list_pretrained(full)
             ):
-                raise WeightsError(f'{where}: timm has no pretrained weights {full!r} (a file path, or weights = "none")')
+                raise WeightsError(
+                    f'{where}: timm has no pretrained weights {full!r} (a file path, or weights = "none")'
+                )
             from timm.models import get_pretrained_cfg
 
             cfg = get_pretrained_cfg(full)
@@ -73,13 +84,19 @@ class TimmEncoder(ImageEncoder):
             if path is None and is_offline():
                 raise WeightsError(
                     f"{where}: weights for {full} are not cached and the network is off; missing "
-                    f"hf://{cfg.get('hf_hub_id', '?')}: download it and set weights = \"path/to/file\", or weights = \"none\""
+                    f'hf://{cfg.get("hf_hub_id", "?")}: download it and set weights = "path/to/file", or weights = "none"'
                 )
             identity = f"sha256:{file_digest(path)}" if path else f"timm:{full}"
             if path is not None:
                 kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-        net = build_frozen(lambda: timm.create_model(full, pretrained=pretrained, cache_dir=cache_dir or None, **kwargs),
-                           random_init=self.random_init, where=where, path=path, weights=weights, model=full)
+        net = build_frozen(
+            lambda: timm.create_model(full, pretrained=pretrained, cache_dir=cache_dir or None, **kwargs),
+            random_init=self.random_init,
+            where=where,
+            path=path,
+            weights=weights,
+            model=full,
+        )
         self.model = net.eval().requires_grad_(False)
         self.model_name = full
         self.weights, self.weights_identity = weights, identity
@@ -87,16 +104,35 @@ class TimmEncoder(ImageEncoder):
         data_cfg = resolve_data_config({}, model=self.model)
         self.preprocess = create_transform(**data_cfg, is_training=False)
         self.dim = int(self.model.num_features)
-        self.fingerprint = "timm:" + full + ":" + stable_hash({
-            "library": "timm", "model": full, "weights": identity, "preprocess": repr(self.preprocess),
-            "output": "embedding", "normalize": self.normalize,
-        })
+        self.fingerprint = (
+            "timm:"
+            + full
+            + ":"
+            + stable_hash(
+                {
+                    "library": "timm",
+                    "model": full,
+                    "weights": identity,
+                    "preprocess": repr(self.preprocess),
+                    "output": "embedding",
+                    "normalize": self.normalize,
+                }
+            )
+        )
         self._device = "cpu"
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "name": self.name, "library": "timm", "model": self.model_name,
-                "weights": self.weights, "weights_identity": self.weights_identity, "output": "embedding",
-                "normalize": self.normalize, "preprocess": repr(self.preprocess)}
+        return {
+            **super().describe(),
+            "name": self.name,
+            "library": "timm",
+            "model": self.model_name,
+            "weights": self.weights,
+            "weights_identity": self.weights_identity,
+            "output": "embedding",
+            "normalize": self.normalize,
+            "preprocess": repr(self.preprocess),
+        }
 
     def _embed(self, batch):
         import torch
@@ -108,5 +144,6 @@ class TimmEncoder(ImageEncoder):
         if device != self._device:
             self.model.to(device)
             self._device = device
-        return encode_images(images, self.preprocess, self._embed, self.dim, device=device, batch_size=batch_size,
-                             progress=progress)
+        return encode_images(
+            images, self.preprocess, self._embed, self.dim, device=device, batch_size=batch_size, progress=progress
+        )

@@ -9,6 +9,7 @@ import nothing heavy: the model modules (torch) load inside the factories.
 Paper recipes live in ``benchmarks/papers/``; the papers' own numbers in ``reported.toml`` next to this module (package data; the leaderboard's default
 reported rows, through the ``eegbench_reported_results`` hook).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -81,32 +82,88 @@ def eegbench_backbones() -> list[Component]:
 # --------------------------------------------------------------------------------------------------
 # factories (the backbone contract): torch and the model modules load only when a model is built
 # --------------------------------------------------------------------------------------------------
-def build_nice(n_chans: int, n_times: int, sfreq: float | None = None, chs_info: Any = None, subjects: Any = None, *,
-               n_filters: int = 40, temporal_kernel: int = 25, pool: int = 51, pool_stride: int = 5,
-               emb_size: int = 40, conv_dropout: float = 0.5, proj_dim: int = 768, proj_dropout: float = 0.5,
-               init: str = "normal"):
+def build_nice(
+    n_chans: int,
+    n_times: int,
+    sfreq: float | None = None,
+    chs_info: Any = None,
+    subjects: Any = None,
+    *,
+    n_filters: int = 40,
+    temporal_kernel: int = 25,
+    pool: int = 51,
+    pool_stride: int = 5,
+    emb_size: int = 40,
+    conv_dropout: float = 0.5,
+    proj_dim: int = 768,
+    proj_dropout: float = 0.5,
+    init: str = "normal",
+):
     """``nice`` (see :class:`eegbench_plugins.papers.nice.NICE`)."""
     from .nice import NICE
 
-    return NICE(n_chans, n_times, n_filters=n_filters, temporal_kernel=temporal_kernel, pool=pool,
-                pool_stride=pool_stride, emb_size=emb_size, conv_dropout=conv_dropout, proj_dim=proj_dim,
-                proj_dropout=proj_dropout, init=init)
+    return NICE(
+        n_chans,
+        n_times,
+        n_filters=n_filters,
+        temporal_kernel=temporal_kernel,
+        pool=pool,
+        pool_stride=pool_stride,
+        emb_size=emb_size,
+        conv_dropout=conv_dropout,
+        proj_dim=proj_dim,
+        proj_dropout=proj_dropout,
+        init=init,
+    )
 
 
-def build_atm_s(n_chans: int, n_times: int, sfreq: float | None = None, chs_info: Any = None, subjects: Any = None, *,
-                d_model: int = 250, n_heads: int = 4, d_ff: int = 256, n_layers: int = 1, attn_dropout: float = 0.25,
-                token: bool = True, tokens: str = "channels", conv_dropout: float = 0.5, proj_dim: int = 1024,
-                proj_dropout: float = 0.5):
+def build_atm_s(
+    n_chans: int,
+    n_times: int,
+    sfreq: float | None = None,
+    chs_info: Any = None,
+    subjects: Any = None,
+    *,
+    d_model: int = 250,
+    n_heads: int = 4,
+    d_ff: int = 256,
+    n_layers: int = 1,
+    attn_dropout: float = 0.25,
+    token: bool = True,
+    tokens: str = "channels",
+    conv_dropout: float = 0.5,
+    proj_dim: int = 1024,
+    proj_dropout: float = 0.5,
+):
     """``atm-s`` (see :class:`eegbench_plugins.papers.atm.ATMS`)."""
     from .atm import ATMS
 
-    return ATMS(n_chans, n_times, d_model=d_model, n_heads=n_heads, d_ff=d_ff, n_layers=n_layers,
-                attn_dropout=attn_dropout, token=token, tokens=tokens, conv_dropout=conv_dropout,
-                proj_dim=proj_dim, proj_dropout=proj_dropout)
+    return ATMS(
+        n_chans,
+        n_times,
+        d_model=d_model,
+        n_heads=n_heads,
+        d_ff=d_ff,
+        n_layers=n_layers,
+        attn_dropout=attn_dropout,
+        token=token,
+        tokens=tokens,
+        conv_dropout=conv_dropout,
+        proj_dim=proj_dim,
+        proj_dropout=proj_dropout,
+    )
 
 
-def build_ubp_mlp(n_chans: int, n_times: int, sfreq: float | None = None, chs_info: Any = None, subjects: Any = None,
-                  *, proj_dim: int = 1024, dropout: float = 0.3):
+def build_ubp_mlp(
+    n_chans: int,
+    n_times: int,
+    sfreq: float | None = None,
+    chs_info: Any = None,
+    subjects: Any = None,
+    *,
+    proj_dim: int = 1024,
+    dropout: float = 0.3,
+):
     """``ubp-mlp`` (see :class:`eegbench_plugins.papers.ubp.UBPMLP`)."""
     from .ubp import UBPMLP
 

@@ -36,6 +36,7 @@ total                                                           3,202,413  3,072
 ``tests/test_papers.py``). The authors' run feeds every trial of a run the same subject token (the test
 subject's, or the shared one for subject 10), so one learned token is what the model really has.
 """
+
 from __future__ import annotations
 
 import torch
@@ -133,14 +134,16 @@ class ATMS(nn.Module):
         if tokens not in TOKEN_SLICES:
             raise EegbenchError(
                 f"backbone 'atm-s': tokens must be one of {', '.join(map(repr, TOKEN_SLICES))}, got {tokens!r} "
-                "(\"channels\": the channel tokens; \"first\": the first n_chans tokens, the authors' slice)"
+                '("channels": the channel tokens; "first": the first n_chans tokens, the authors\' slice)'
             )
         self.tokens = tokens
         token = bool(token)
         self.value_embedding = nn.Linear(n_times, d_model)
         self.token = nn.Parameter(torch.randn(1, 1, d_model)) if token else None
         self.embed_drop = nn.Dropout(attn_dropout)
-        self.layers = nn.ModuleList(ChannelAttentionLayer(d_model, n_heads, d_ff, attn_dropout) for _ in range(n_layers))
+        self.layers = nn.ModuleList(
+            ChannelAttentionLayer(d_model, n_heads, d_ff, attn_dropout) for _ in range(n_layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         # the attended channel tokens are a [n_chans, d_model] "signal" for NICE's convolution
         self.encoder = TemporalSpatialConv(n_chans, d_model, dropout=conv_dropout, name="atm-s")

@@ -7,6 +7,7 @@ papers' descriptions, so the three backbones differ only where the papers differ
 
 This module imports torch: only the backbone factories import it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -111,7 +112,9 @@ def check_projection(name: str, proj_dim: int, dropout: float, *, optional: bool
 def check_shape(name: str, n_chans: int, n_times: int) -> None:
     """One line for an impossible input shape."""
     if not isinstance(n_chans, int) or not isinstance(n_times, int) or n_chans < 1 or n_times < 1:
-        raise EegbenchError(f"backbone {name!r}: n_chans and n_times must be positive integers, got {n_chans!r} x {n_times!r}")
+        raise EegbenchError(
+            f"backbone {name!r}: n_chans and n_times must be positive integers, got {n_chans!r} x {n_times!r}"
+        )
 
 
 def count_parameters(module: nn.Module) -> int:

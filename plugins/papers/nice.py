@@ -22,6 +22,7 @@ The authors' ``Proj_img`` (1,182,720 parameters) is handed to the optimiser but 
 input unchanged, so it is no part of the model; their ``logit_scale`` is never optimised (fixed
 temperature 0.07). ``tests/test_papers.py`` asserts ``nice`` has exactly 1,802,496 parameters at that size.
 """
+
 from __future__ import annotations
 
 import torch
@@ -71,7 +72,7 @@ class NICE(nn.Module):
         super().__init__()
         check_shape("nice", n_chans, n_times)
         if init not in ("normal", "default"):
-            raise EegbenchError(f"backbone 'nice': init must be \"normal\" or \"default\", got {init!r}")
+            raise EegbenchError(f'backbone \'nice\': init must be "normal" or "default", got {init!r}')
         check_projection("nice", proj_dim, proj_dropout, optional=True)
         self.encoder = TemporalSpatialConv(
             n_chans, n_times, n_filters, temporal_kernel, pool, pool_stride, emb_size, conv_dropout, name="nice"

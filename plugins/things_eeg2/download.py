@@ -15,6 +15,7 @@ files are already complete is skipped without touching the network.
 Hosts are data (``sources.toml``). ``EEGBENCH_OSF_API`` / ``EEGBENCH_FIGSHARE_API`` override the API base
 URLs (tests point them at a local server).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,12 +28,13 @@ import tempfile
 import time
 import tomllib
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from eegbench.paths import sha256_of_file
 from eegbench.errors import DataError, first_line
+from eegbench.paths import sha256_of_file
 
 from . import layout
 
@@ -129,7 +131,11 @@ def list_osf(node: str, timeout: float = 30.0, retries: int = 3) -> dict[str, Re
                     pending.append(item["relationships"]["files"]["links"]["related"]["href"])
                     continue
                 hashes = (attrs.get("extra") or {}).get("hashes") or {}
-                known = f"sha256:{hashes['sha256']}" if hashes.get("sha256") else (f"md5:{hashes['md5']}" if hashes.get("md5") else None)
+                known = (
+                    f"sha256:{hashes['sha256']}"
+                    if hashes.get("sha256")
+                    else (f"md5:{hashes['md5']}" if hashes.get("md5") else None)
+                )
                 out[attrs["name"]] = RemoteFile(attrs["name"], item["links"]["download"], known, attrs.get("size"))
             url = (page.get("links") or {}).get("next")
     return out
@@ -140,7 +146,9 @@ def list_figshare(article: int, timeout: float = 30.0, retries: int = 3) -> dict
     base = os.environ.get(FIGSHARE_API_ENV, DEFAULT_FIGSHARE_API).rstrip("/")
     record = _get_json(f"{base}/articles/{article}", timeout, retries)
     return {
-        f["name"]: RemoteFile(f["name"], f["download_url"], f"md5:{f['computed_md5']}" if f.get("computed_md5") else None, f.get("size"))
+        f["name"]: RemoteFile(
+            f["name"], f["download_url"], f"md5:{f['computed_md5']}" if f.get("computed_md5") else None, f.get("size")
+        )
         for f in record.get("files", [])
     }
 
@@ -199,15 +207,15 @@ def _status(root: Path, part: str, name: str) -> list[tuple[str, Path]]:
         return [(_npy_status(p), p) for p in (layout.preprocessed_file(root, s, sp) for sp in ("train", "test"))]
     if part == "raw":
         s = int(name[4:6])
-        files = [layout.raw_file(root, s, ses, sp) for ses in range(1, layout.N_SESSIONS + 1) for sp in ("train", "test")]
+        files = [
+            layout.raw_file(root, s, ses, sp) for ses in range(1, layout.N_SESSIONS + 1) for sp in ("train", "test")
+        ]
         return [(_npy_status(p), p) for p in files]
     if name == "image_metadata.npy":
         p = layout.metadata_file(root)
         if not p.is_file():
             return [("missing", p)]
-        from .safe_pickle import load_pickled_npy
-
-        from .safe_pickle import UnsafePickleError
+        from .safe_pickle import UnsafePickleError, load_pickled_npy
 
         try:
             load_pickled_npy(p)
@@ -258,11 +266,15 @@ def check_subjects(subjects: Iterable[int] | None, option: str = "--subjects") -
     out = sorted(set(int(s) for s in subjects))
     bad = [s for s in out if not 1 <= s <= layout.N_SUBJECTS]
     if bad:
-        raise DataError(f"{option} {bad[0]}: Things-EEG-2 has subjects 1-{layout.N_SUBJECTS}; pick numbers in that range")
+        raise DataError(
+            f"{option} {bad[0]}: Things-EEG-2 has subjects 1-{layout.N_SUBJECTS}; pick numbers in that range"
+        )
     return out
 
 
-def verify(root: str | os.PathLike, parts: Iterable[str] = ("preprocessed", "images"), subjects: Iterable[int] | None = None) -> list[Row]:
+def verify(
+    root: str | os.PathLike, parts: Iterable[str] = ("preprocessed", "images"), subjects: Iterable[int] | None = None
+) -> list[Row]:
     """Every expected file of ``parts``: present, missing, corrupt or unsafe, with the command that fixes it.
 
     A synthetic twin's root (``synthetic.json``) is checked for the twin's own subjects by default, and its
@@ -310,10 +322,19 @@ class ResumableDownloader:
             resumed = bool(start) and resp.status_code == 206
             length = int(resp.headers.get("Content-Length", 0) or 0)
             total = length + (start if resumed else 0)
-            with open(part, "ab" if resumed else "wb") as fh, tqdm(
-                total=total or None, initial=start if resumed else 0, unit="B", unit_scale=True,
-                desc=Path(url).name[:40], disable=not self.progress, file=sys.stderr, leave=False,
-            ) as bar:
+            with (
+                open(part, "ab" if resumed else "wb") as fh,
+                tqdm(
+                    total=total or None,
+                    initial=start if resumed else 0,
+                    unit="B",
+                    unit_scale=True,
+                    desc=Path(url).name[:40],
+                    disable=not self.progress,
+                    file=sys.stderr,
+                    leave=False,
+                ) as bar,
+            ):
                 for block in resp.iter_content(self.chunk):
                     fh.write(block)
                     bar.update(len(block))
@@ -333,7 +354,10 @@ def _fetch(remote: RemoteFile, dest_dir: Path, retries: int, progress: bool, man
 
     dest_dir.mkdir(parents=True, exist_ok=True)
     fetcher = pooch.create(
-        path=dest_dir, base_url="", registry={remote.name: remote.known_hash}, urls={remote.name: remote.url},
+        path=dest_dir,
+        base_url="",
+        registry={remote.name: remote.known_hash},
+        urls={remote.name: remote.url},
         retry_if_failed=0,  # retried here, with backoff and a one-line error at the end
     )
     downloader = ResumableDownloader(dest_dir, progress=progress)
@@ -446,8 +470,11 @@ def _listing(part: str, timeout: float, retries: int = 3) -> tuple[dict[str, Rem
     errors = []
     for host in sources()[part]["hosts"]:
         try:
-            files = (list_osf(host["node"], timeout, retries) if host["kind"] == "osf"
-                     else list_figshare(host["article"], timeout, retries))
+            files = (
+                list_osf(host["node"], timeout, retries)
+                if host["kind"] == "osf"
+                else list_figshare(host["article"], timeout, retries)
+            )
             return files, errors
         except ListingError as exc:
             errors.append(str(exc))
@@ -485,7 +512,9 @@ def download(
 
     twin = read_params(root)
     if twin is not None:  # the release's files would be mixed into generated ones
-        raise DataError(f"download into a synthetic twin refused: {twin_advice(root, twin, subjects=subjects, raw='raw' in parts)}")
+        raise DataError(
+            f"download into a synthetic twin refused: {twin_advice(root, twin, subjects=subjects, raw='raw' in parts)}"
+        )
     report: dict[str, list[str]] = {"downloaded": [], "skipped": [], "unverified": []}
     for part in parts:
         if part not in PARTS:
@@ -507,7 +536,9 @@ def download(
         staging = root / DOWNLOADS
         for name in todo:
             if name not in files:
-                raise DataError(f"{name}: not listed by the host (found {', '.join(sorted(files)[:5])} …); the release may have moved")
+                raise DataError(
+                    f"{name}: not listed by the host (found {', '.join(sorted(files)[:5])} …); the release may have moved"
+                )
             remote = files[name]
             if remote.known_hash is None and not allow_unverified:
                 raise DataError(
@@ -518,10 +549,18 @@ def download(
             if progress:
                 print(f"things-eeg-2 {part}: {name}", file=sys.stderr, flush=True)
             fetched = _fetch(remote, staging, retries, progress, sources()[part]["manual"])
-            digest = sha256_of_file(fetched) if remote.known_hash is None or not remote.known_hash.startswith("sha256:") else remote.known_hash[7:]
+            digest = (
+                sha256_of_file(fetched)
+                if remote.known_hash is None or not remote.known_hash.startswith("sha256:")
+                else remote.known_hash[7:]
+            )
             if remote.known_hash is None:
-                print(f"warning: {name}: no published hash; placed unverified (--allow-unverified), sha256 {digest} "
-                      f"recorded in {staging / (name + '.done')}", file=sys.stderr, flush=True)
+                print(
+                    f"warning: {name}: no published hash; placed unverified (--allow-unverified), sha256 {digest} "
+                    f"recorded in {staging / (name + '.done')}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 report["unverified"].append(name)
             try:
                 if name.endswith(".zip"):
@@ -541,8 +580,13 @@ def download(
                     os.replace(fetched, dest)
             finally:
                 fetched.unlink(missing_ok=True)  # what is kept is placed; a refused file is not kept
-            record = {"name": name, "url": remote.url, "published_hash": remote.known_hash, "sha256": digest,
-                      "verified": remote.known_hash is not None}
+            record = {
+                "name": name,
+                "url": remote.url,
+                "published_hash": remote.known_hash,
+                "sha256": digest,
+                "verified": remote.known_hash is not None,
+            }
             (staging / f"{name}.done").write_text(json.dumps(record, indent=2))
             report["downloaded"].append(name)
     return report

@@ -1,21 +1,97 @@
 """The Things-EEG-2 release's file layout under one root (the dataset authors' layout), and its constants."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 #: The 17 occipital/parietal channels of the preprocessed release, in its order.
 OCCIPITO_PARIETAL: tuple[str, ...] = (
-    "P7", "P5", "P3", "P1", "Pz", "P2", "P4", "P6", "P8", "PO7", "PO3", "POz", "PO4", "PO8", "O1", "Oz", "O2",
+    "P7",
+    "P5",
+    "P3",
+    "P1",
+    "Pz",
+    "P2",
+    "P4",
+    "P6",
+    "P8",
+    "PO7",
+    "PO3",
+    "POz",
+    "PO4",
+    "PO8",
+    "O1",
+    "Oz",
+    "O2",
 )
 
 #: The 63 EEG channels of the raw release (10-10 system, actiCAP 64 montage without the reference FCz).
 ALL_63: tuple[str, ...] = (
-    "Fp1", "Fp2", "AF7", "AF3", "AFz", "AF4", "AF8", "F7", "F5", "F3", "F1", "Fz", "F2", "F4", "F6", "F8",
-    "FT9", "FT7", "FC5", "FC3", "FC1", "FC2", "FC4", "FC6", "FT8", "FT10", "T7", "C5", "C3", "C1", "Cz",
-    "C2", "C4", "C6", "T8", "TP9", "TP7", "CP5", "CP3", "CP1", "CPz", "CP2", "CP4", "CP6", "TP8", "TP10",
-    "P7", "P5", "P3", "P1", "Pz", "P2", "P4", "P6", "P8", "PO7", "PO3", "POz", "PO4", "PO8", "O1", "Oz", "O2",
+    "Fp1",
+    "Fp2",
+    "AF7",
+    "AF3",
+    "AFz",
+    "AF4",
+    "AF8",
+    "F7",
+    "F5",
+    "F3",
+    "F1",
+    "Fz",
+    "F2",
+    "F4",
+    "F6",
+    "F8",
+    "FT9",
+    "FT7",
+    "FC5",
+    "FC3",
+    "FC1",
+    "FC2",
+    "FC4",
+    "FC6",
+    "FT8",
+    "FT10",
+    "T7",
+    "C5",
+    "C3",
+    "C1",
+    "Cz",
+    "C2",
+    "C4",
+    "C6",
+    "T8",
+    "TP9",
+    "TP7",
+    "CP5",
+    "CP3",
+    "CP1",
+    "CPz",
+    "CP2",
+    "CP4",
+    "CP6",
+    "TP8",
+    "TP10",
+    "P7",
+    "P5",
+    "P3",
+    "P1",
+    "Pz",
+    "P2",
+    "P4",
+    "P6",
+    "P8",
+    "PO7",
+    "PO3",
+    "POz",
+    "PO4",
+    "PO8",
+    "O1",
+    "Oz",
+    "O2",
 )
 
 N_SUBJECTS = 10
@@ -46,7 +122,14 @@ def preprocessed_file(root: Path, subject: int, split: str) -> Path:
 
 
 def raw_file(root: Path, subject: int, session: int, split: str) -> Path:
-    return Path(root) / "eeg_dataset" / "raw_data" / sub(subject) / f"ses-{int(session):02d}" / f"raw_eeg_{SPLIT_FILE[split]}.npy"
+    return (
+        Path(root)
+        / "eeg_dataset"
+        / "raw_data"
+        / sub(subject)
+        / f"ses-{int(session):02d}"
+        / f"raw_eeg_{SPLIT_FILE[split]}.npy"
+    )
 
 
 def image_set_dir(root: Path) -> Path:

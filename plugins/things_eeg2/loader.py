@@ -9,20 +9,21 @@ layout, size, sha256 of the bytes — memoised, so touching a file changes nothi
 draws), so ``"all"``/``"none"`` share one entry across seeds. Its sidecar records the options, channels and
 times. A second load memory-maps the cached ``.npy``.
 """
+
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from eegbench.execution.cache import Cache
-from eegbench.paths import file_digest
 from eegbench.errors import DataError
+from eegbench.execution.cache import Cache
 from eegbench.interfaces import Dataset, EEGData, EEGInfo, ImageSet, PrepOptions
-from eegbench.paths import data_dir
+from eegbench.paths import data_dir, file_digest
 
 from . import layout
 from .prepare import check_eeg, prepare
@@ -134,7 +135,9 @@ class ThingsEEG2(Dataset):
         need += [layout.preprocessed_file(self.root, s, split) for s in subjects for split in splits]
         return [p for p in need if not p.is_file()]
 
-    def ensure_available(self, subjects: Iterable[int] | None = None, splits: Iterable[str] = ("train", "test")) -> None:
+    def ensure_available(
+        self, subjects: Iterable[int] | None = None, splits: Iterable[str] = ("train", "test")
+    ) -> None:
         """Raise a one-line DataError naming the missing files and the download command (the twin is generated)."""
         self._generate_if_absent()
         missing = self.missing(subjects, splits)
@@ -144,8 +147,10 @@ class ThingsEEG2(Dataset):
             twin = read_params(self.root) if layout.synth_params_file(self.root).is_file() else None
             if twin is not None:  # a generated root: the release's download is the wrong advice
                 wanted = sorted({int(p.parent.name[4:]) for p in missing if p.parent.name.startswith("sub-")})
-                raise DataError(f"{self.name}: {len(missing)} file(s) missing, e.g. {missing[0]}; "
-                                f"{twin_advice(self.root, twin, subjects=wanted)}")
+                raise DataError(
+                    f"{self.name}: {len(missing)} file(s) missing, e.g. {missing[0]}; "
+                    f"{twin_advice(self.root, twin, subjects=wanted)}"
+                )
             subs = sorted({int(p.parent.name[4:]) for p in missing if p.parent.name.startswith("sub-")})
             parts = ["preprocessed"] if subs else []
             if layout.metadata_file(self.root) in missing:
@@ -267,8 +272,9 @@ class ThingsEEG2(Dataset):
                 "channels, times] matching image_metadata.npy"
             )
         # checked once, here: a prepared (cached) entry is known good, and bad values never reach training
-        check_eeg(data, f"{path} (subject {subject}, {split})", ("condition", "repetition", "channel", "time"),
-                  {2: ch_names})
+        check_eeg(
+            data, f"{path} (subject {subject}, {split})", ("condition", "repetition", "channel", "time"), {2: ch_names}
+        )
         rng = np.random.default_rng([int(options.seed), int(subject), 0 if split == "train" else 1])
         eeg, image_index, names, kept = prepare(
             data,
@@ -318,7 +324,12 @@ class ThingsEEG2(Dataset):
         return int(self.synthetic.train_repetitions if split == "train" else self.synthetic.test_repetitions)
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "root": str(self.root), "synthetic": self.synthetic is not None, "layout": "authors"}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "root": str(self.root),
+            "synthetic": self.synthetic is not None,
+            "layout": "authors",
+        }
         if self.synthetic is not None:
             out["synthetic_params"] = self.synthetic.as_dict()
             out["content_hash"] = self.synthetic.content_hash()
@@ -330,7 +341,9 @@ def build(root: str | os.PathLike | None = None, cache_root: str | os.PathLike |
     return ThingsEEG2(Path(root) if root else data_dir() / REAL_NAME, cache_root=cache_root)
 
 
-def build_synthetic(root: str | os.PathLike | None = None, cache_root: str | os.PathLike | None = None, **params: Any) -> ThingsEEG2:
+def build_synthetic(
+    root: str | os.PathLike | None = None, cache_root: str | os.PathLike | None = None, **params: Any
+) -> ThingsEEG2:
     """Factory of ``things-eeg-2-synthetic``: the twin with ``params`` (see ``SynthParams``).
 
     Without ``root`` it lives under ``data_dir()/things-eeg-2-synthetic/<content hash>`` and is generated on

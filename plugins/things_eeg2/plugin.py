@@ -4,6 +4,7 @@ Import-light by contract: this module builds component records and argparse pars
 factories, whose signatures give the datasets' parameters and defaults; numpy-heavy work, MNE and pooch are
 imported inside the factories' bodies and the command handlers.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -17,6 +18,7 @@ CITATION = (
     "Gifford, Dwivedi, Roig & Cichy (2022). A large and rich EEG dataset for modeling human visual object "
     "recognition. NeuroImage 264:119754"
 )
+
 
 @hookimpl
 def eegbench_datasets():
@@ -57,11 +59,24 @@ def build(root: str | os.PathLike | None = None, cache_root: str | os.PathLike |
     return loader.build(root=root, cache_root=cache_root)
 
 
-def build_synthetic(root: str | os.PathLike | None = None, cache_root: str | os.PathLike | None = None, *,
-                    subjects: int = 5, train_concepts: int = 200, images_per_concept: int = 4, test_images: int = 50,
-                    latent_dim: int = 32, n_components: int = 24, noise: float = 18.0,
-                    subject_variability: float = 1.2, latency_jitter: float = 0.02, train_repetitions: int = 4,
-                    test_repetitions: int = 80, image_size: int = 48, seed: int = 0) -> Any:
+def build_synthetic(
+    root: str | os.PathLike | None = None,
+    cache_root: str | os.PathLike | None = None,
+    *,
+    subjects: int = 5,
+    train_concepts: int = 200,
+    images_per_concept: int = 4,
+    test_images: int = 50,
+    latent_dim: int = 32,
+    n_components: int = 24,
+    noise: float = 18.0,
+    subject_variability: float = 1.2,
+    latency_jitter: float = 0.02,
+    train_repetitions: int = 4,
+    test_repetitions: int = 80,
+    image_size: int = 48,
+    seed: int = 0,
+) -> Any:
     """``things-eeg-2-synthetic``: the twin with these parameters (``synth.SynthParams``; generated on first use)."""
     from . import loader
 
@@ -72,6 +87,5 @@ def build_synthetic(root: str | os.PathLike | None = None, cache_root: str | os.
 #: the synthetic twin's defaults, read from its factory (``eegbench synth``'s flags default to them;
 #: tests/test_things_synth.py keeps them equal to ``synth.SynthParams``)
 SYNTH_DEFAULTS: dict[str, Any] = {
-    name: p.default for name, p in inspect.signature(build_synthetic).parameters.items()
-    if p.kind is p.KEYWORD_ONLY
+    name: p.default for name, p in inspect.signature(build_synthetic).parameters.items() if p.kind is p.KEYWORD_ONLY
 }

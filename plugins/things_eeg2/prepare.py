@@ -3,16 +3,19 @@
 Every step works on the full array at once (no per-trial Python): repetition averaging, channel pick by
 name, time window and linear resampling (the seed's ``interp1d`` per sample, done as one gather + blend).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from eegbench.errors import DataError
 
 
-def check_eeg(data: np.ndarray, source: str, axes: Sequence[str], labels: dict[int, Sequence[str]] | None = None) -> None:
+def check_eeg(
+    data: np.ndarray, source: str, axes: Sequence[str], labels: dict[int, Sequence[str]] | None = None
+) -> None:
     """Refuse EEG that is not real floating point (integers, complex, strings, objects) or holds NaN/Inf.
 
     One line naming ``source`` and, for a non-finite value, its first index along ``axes`` (e.g. condition,
@@ -21,10 +24,19 @@ def check_eeg(data: np.ndarray, source: str, axes: Sequence[str], labels: dict[i
     """
     advice = "the file is not valid EEG: delete it and download (or regenerate) it, or fix what wrote it"
     if data.dtype.kind != "f":
-        kind = {"c": "complex", "i": "integer", "u": "unsigned integer", "b": "boolean", "U": "string",
-                "S": "bytes", "O": "object"}.get(data.dtype.kind, data.dtype.kind)
-        raise DataError(f"{source}: EEG has dtype {data.dtype} ({kind}); real floating point values are expected "
-                        f"(float32/float64); {advice}")
+        kind = {
+            "c": "complex",
+            "i": "integer",
+            "u": "unsigned integer",
+            "b": "boolean",
+            "U": "string",
+            "S": "bytes",
+            "O": "object",
+        }.get(data.dtype.kind, data.dtype.kind)
+        raise DataError(
+            f"{source}: EEG has dtype {data.dtype} ({kind}); real floating point values are expected "
+            f"(float32/float64); {advice}"
+        )
     step = max(1, (1 << 24) // max(1, int(np.prod(data.shape[1:]))))
     for start in range(0, len(data), step):
         block = data[start : start + step]
@@ -36,12 +48,18 @@ def check_eeg(data: np.ndarray, source: str, axes: Sequence[str], labels: dict[i
                 f"{name} {i}" + (f" ({labels[k][i]})" if labels and k in labels and i < len(labels[k]) else "")
                 for k, (name, i) in enumerate(zip(axes, map(int, index)))
             )
-            count = int(bad.sum()) + sum(int((~np.isfinite(data[s : s + step])).sum()) for s in range(start + step, len(data), step))
-            raise DataError(f"{source}: EEG value {data[index]} at {where} (0-based) is not finite ({count} non-finite "
-                            f"value(s) in all); {advice}")
+            count = int(bad.sum()) + sum(
+                int((~np.isfinite(data[s : s + step])).sum()) for s in range(start + step, len(data), step)
+            )
+            raise DataError(
+                f"{source}: EEG value {data[index]} at {where} (0-based) is not finite ({count} non-finite "
+                f"value(s) in all); {advice}"
+            )
 
 
-def average_repetitions(data: np.ndarray, averaging: str | int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def average_repetitions(
+    data: np.ndarray, averaging: str | int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Average ``data [n, R, ...]`` over repetitions.
 
     ``"all"`` → ``[n, ...]`` (one trial per image); ``"none"`` → ``[n*R, ...]`` (one per repetition);

@@ -14,14 +14,15 @@ coefficient (``shrunk_covariance`` of the empirical covariance). By default Σ i
 **training** epochs only; ``mvnn_fit="train+test"`` averages the training and test covariances as the authors'
 pipeline does (a mild leak of test statistics, recorded in the sidecar).
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -51,11 +52,21 @@ class PreprocessOptions:
             raise DataError(f"mvnn must be 'epochs', 'time' or 'none', got {self.mvnn!r}")
         if self.mvnn_fit not in ("train", "train+test"):
             raise DataError(f"mvnn_fit must be 'train' or 'train+test', got {self.mvnn_fit!r}")
-        if not (self.mvnn_shrinkage == "auto" or (isinstance(self.mvnn_shrinkage, (int, float)) and not isinstance(self.mvnn_shrinkage, bool)
-                                                  and 0 <= self.mvnn_shrinkage <= 1)):
-            raise DataError(f"mvnn_shrinkage must be 'auto' (Ledoit-Wolf) or a number in [0, 1], got {self.mvnn_shrinkage!r}")
+        if not (
+            self.mvnn_shrinkage == "auto"
+            or (
+                isinstance(self.mvnn_shrinkage, (int, float))
+                and not isinstance(self.mvnn_shrinkage, bool)
+                and 0 <= self.mvnn_shrinkage <= 1
+            )
+        ):
+            raise DataError(
+                f"mvnn_shrinkage must be 'auto' (Ledoit-Wolf) or a number in [0, 1], got {self.mvnn_shrinkage!r}"
+            )
         if not (math.isfinite(self.sfreq) and self.sfreq > 0):
-            raise DataError(f"sfreq {self.sfreq}: the output sampling rate must be a positive number of Hz (at most the raw {layout.RAW_SFREQ:g} Hz)")
+            raise DataError(
+                f"sfreq {self.sfreq}: the output sampling rate must be a positive number of Hz (at most the raw {layout.RAW_SFREQ:g} Hz)"
+            )
         if not (math.isfinite(self.tmin) and math.isfinite(self.tmax) and self.tmin < self.tmax):
             raise DataError(f"tmin {self.tmin}, tmax {self.tmax}: the epoch start must be before its end (seconds)")
         if not self.tmin < 0 < self.tmax:
@@ -79,18 +90,26 @@ def epoch_session(path: Path, opts: PreprocessOptions) -> tuple[np.ndarray, np.n
     except (KeyError, TypeError) as exc:
         raise DataError(f"{path}: not a raw Things-EEG-2 file (missing {exc})") from None
     if opts.sfreq > sfreq:
-        raise DataError(f"{path}: sfreq {opts.sfreq:g} is above the recording's {sfreq:g} Hz; choose 0 < sfreq <= {sfreq:g}")
+        raise DataError(
+            f"{path}: sfreq {opts.sfreq:g} is above the recording's {sfreq:g} Hz; choose 0 < sfreq <= {sfreq:g}"
+        )
     raw = mne.io.RawArray(data, mne.create_info(names, sfreq, types), verbose="error")
     events = mne.find_events(raw, stim_channel="stim", shortest_event=1, initial_event=True, verbose="error")
     events = events[events[:, 2] != layout.CATCH_CODE]
     if not len(events):
         raise DataError(f"{path}: no stimulus events in the 'stim' channel")
-    picks = list(layout.OCCIPITO_PARIETAL) if opts.channels == "occipito-parietal" else [n for n, t in zip(names, types) if t == "eeg"]
+    picks = (
+        list(layout.OCCIPITO_PARIETAL)
+        if opts.channels == "occipito-parietal"
+        else [n for n, t in zip(names, types) if t == "eeg"]
+    )
     missing = [c for c in picks if c not in names]
     if missing:
         raise DataError(f"{path}: channel {missing[0]!r} missing from the recording")
     raw.pick(picks)
-    epochs = mne.Epochs(raw, events, tmin=opts.tmin, tmax=opts.tmax, baseline=(None, 0), preload=True, reject=None, verbose="error")
+    epochs = mne.Epochs(
+        raw, events, tmin=opts.tmin, tmax=opts.tmax, baseline=(None, 0), preload=True, reject=None, verbose="error"
+    )
     if opts.sfreq != sfreq:
         epochs.resample(opts.sfreq, verbose="error")
     return epochs.get_data(copy=True), epochs.events[:, 2].astype(np.int64), picks, epochs.times.copy()
@@ -185,7 +204,14 @@ def _sort(epochs: np.ndarray, codes: np.ndarray, n_conditions: int, source: str)
     return [epochs[order[bounds[c] : bounds[c + 1]]] for c in range(n_conditions)]
 
 
-def preprocess_subject(root: Path, subject: int, opts: PreprocessOptions, out_root: Path, n_conditions: dict[str, int], progress: Callable[[str], None]) -> None:
+def preprocess_subject(
+    root: Path,
+    subject: int,
+    opts: PreprocessOptions,
+    out_root: Path,
+    n_conditions: dict[str, int],
+    progress: Callable[[str], None],
+) -> None:
     per_cond: dict[str, list[list[np.ndarray]]] = {s: [[] for _ in range(n_conditions[s])] for s in ("train", "test")}
     times = names = None
     for session in range(1, layout.N_SESSIONS + 1):
@@ -201,10 +227,14 @@ def preprocess_subject(root: Path, subject: int, opts: PreprocessOptions, out_ro
             for s in parts:
                 parts[s] = (np.einsum("cd,ndt->nct", w, parts[s][0]), *parts[s][1:])
         for s, (ep, codes, _, _) in parts.items():
-            for c, reps in enumerate(_sort(ep, codes, n_conditions[s], str(layout.raw_file(root, subject, session, s)))):
+            for c, reps in enumerate(
+                _sort(ep, codes, n_conditions[s], str(layout.raw_file(root, subject, session, s)))
+            ):
                 if len(reps):
                     per_cond[s][c].append(reps)
-        progress(f"{layout.sub(subject)} ses-{session:02d}: {len(parts['train'][1])} training + {len(parts['test'][1])} test epochs")
+        progress(
+            f"{layout.sub(subject)} ses-{session:02d}: {len(parts['train'][1])} training + {len(parts['test'][1])} test epochs"
+        )
     for s in ("train", "test"):
         merged = [np.concatenate(r) if r else None for r in per_cond[s]]
         absent = [i + 1 for i, m in enumerate(merged) if m is None]
@@ -218,9 +248,18 @@ def preprocess_subject(root: Path, subject: int, opts: PreprocessOptions, out_ro
         )
     sidecar = layout.preprocessed_file(out_root, subject, "train").parent / "preprocessing.json"
     tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"tool": "eegbench preprocess things-eeg-2", "options": asdict(opts), "source": str(root),
-                                   "mvnn_shrinkage": "ledoit-wolf" if opts.mvnn_shrinkage == "auto" else opts.mvnn_shrinkage,
-                                   "test_statistics_in_mvnn": opts.mvnn_fit == "train+test"}, indent=2))
+    tmp.write_text(
+        json.dumps(
+            {
+                "tool": "eegbench preprocess things-eeg-2",
+                "options": asdict(opts),
+                "source": str(root),
+                "mvnn_shrinkage": "ledoit-wolf" if opts.mvnn_shrinkage == "auto" else opts.mvnn_shrinkage,
+                "test_statistics_in_mvnn": opts.mvnn_fit == "train+test",
+            },
+            indent=2,
+        )
+    )
     os.replace(tmp, sidecar)  # atomic, like the arrays
 
 
@@ -229,7 +268,9 @@ def _n_conditions(root: Path, subject: int) -> dict[str, int]:
     if meta_path.is_file():
         meta = load_pickled_npy(meta_path)
         return {"train": len(meta["train_img_files"]), "test": len(meta["test_img_files"])}
-    raise DataError(f"{meta_path}: missing (needed for the number of image conditions); run `eegbench download things-eeg-2 --root {root} --parts images`")
+    raise DataError(
+        f"{meta_path}: missing (needed for the number of image conditions); run `eegbench download things-eeg-2 --root {root} --parts images`"
+    )
 
 
 def _raw_advice(root: Path, subjects: list[int] | None) -> str:
@@ -243,9 +284,15 @@ def _raw_advice(root: Path, subjects: list[int] | None) -> str:
     return f"run `{cmd}{' --subjects ' + ' '.join(map(str, subjects)) if subjects else ''}`"
 
 
-def preprocess(root: str | os.PathLike, opts: PreprocessOptions | None = None, *, subjects: Iterable[int] | None = None,
-               out_root: str | os.PathLike | None = None, overwrite: bool = False,
-               progress: Callable[[str], None] | None = None) -> list[int]:
+def preprocess(
+    root: str | os.PathLike,
+    opts: PreprocessOptions | None = None,
+    *,
+    subjects: Iterable[int] | None = None,
+    out_root: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[int]:
     """Preprocess raw sessions of ``subjects`` (default: every subject with raw data) into ``out_root``.
 
     Existing ``preprocessed_eeg_*.npy`` under ``out_root`` (by default ``root`` itself, where the release's
@@ -258,7 +305,9 @@ def preprocess(root: str | os.PathLike, opts: PreprocessOptions | None = None, *
     out = Path(out_root).expanduser() if out_root else root
     raw_dir = root / "eeg_dataset" / "raw_data"
     if subjects is None:
-        subjects = sorted(int(p.name[4:]) for p in raw_dir.glob("sub-*") if p.name[4:].isdigit()) if raw_dir.is_dir() else []
+        subjects = (
+            sorted(int(p.name[4:]) for p in raw_dir.glob("sub-*") if p.name[4:].isdigit()) if raw_dir.is_dir() else []
+        )
     subjects = list(subjects)
     if not subjects:
         raise DataError(f"{raw_dir}: no raw sessions; {_raw_advice(root, None)}")
@@ -270,10 +319,21 @@ def preprocess(root: str | os.PathLike, opts: PreprocessOptions | None = None, *
     return subjects
 
 
-def _preprocess_locked(root: Path, opts: PreprocessOptions, subjects: list[int], out: Path, overwrite: bool,
-                       progress: Callable[[str], None] | None) -> None:
+def _preprocess_locked(
+    root: Path,
+    opts: PreprocessOptions,
+    subjects: list[int],
+    out: Path,
+    overwrite: bool,
+    progress: Callable[[str], None] | None,
+) -> None:
     if not overwrite:
-        taken = [p for s in subjects for split in ("train", "test") if (p := layout.preprocessed_file(out, s, split)).exists()]
+        taken = [
+            p
+            for s in subjects
+            for split in ("train", "test")
+            if (p := layout.preprocessed_file(out, s, split)).exists()
+        ]
         if taken:
             raise DataError(
                 f"{taken[0]}: already exists and would be overwritten ({len(taken)} file(s)); write elsewhere with "

@@ -7,6 +7,7 @@ resolves only the handful of globals an array/dict pickle needs (numpy's array r
 ``dtype``, numpy scalars). Anything else — ``os.system``, ``builtins.eval``, any class — is refused before
 it can be called, with one line naming the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,23 @@ _ALLOWED: frozenset[tuple[str, str]] = frozenset(
     | {("numpy", "ndarray"), ("numpy", "dtype")}
     # protocol-2 pickles spell bytes as _codecs.encode(str, "latin1"): a pure conversion
     | {("_codecs", "encode")}
-    | {("builtins", n) for n in ("complex", "int", "float", "str", "bytes", "bytearray", "bool", "list", "dict", "tuple", "set", "frozenset")}
+    | {
+        ("builtins", n)
+        for n in (
+            "complex",
+            "int",
+            "float",
+            "str",
+            "bytes",
+            "bytearray",
+            "bool",
+            "list",
+            "dict",
+            "tuple",
+            "set",
+            "frozenset",
+        )
+    }
 )
 
 
@@ -52,7 +69,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file, encoding="latin1")
         self._source = source
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle's hook
+    def find_class(self, module: str, name: str) -> Any:
         if _allowed(module, name):
             return super().find_class(module, name)
         raise _refused(self._source, module, name)
@@ -72,7 +89,9 @@ def read_npy_header(fh: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 
 #: opcodes whose string argument may name a global for a later STACK_GLOBAL (kept when short)
-_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"})
+_STRING_OPS = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+)
 _MEMO_PUT = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _MEMO_GET = frozenset({"GET", "BINGET", "LONG_BINGET"})
 _LENGTH_PREFIX = {-2: ("<B", 1), -3: ("<i", 4), -4: ("<I", 4), -5: ("<Q", 8)}
@@ -99,7 +118,9 @@ def scan_pickle(fh: Any, source: str) -> None:
         code = fh.read(1)
         op = codes.get(code)
         if op is None:
-            raise DataError(f"{source}: corrupt pickled .npy (unknown or missing opcode {code!r}); delete it and download it again")
+            raise DataError(
+                f"{source}: corrupt pickled .npy (unknown or missing opcode {code!r}); delete it and download it again"
+            )
         name, arg, value = op.name, op.arg, None
         if arg is not None:
             if arg.n == -1:  # up to a newline (GLOBAL/INST: two lines)
@@ -128,7 +149,9 @@ def scan_pickle(fh: Any, source: str) -> None:
         elif name == "STACK_GLOBAL":
             module, attr = recent
             if not (isinstance(module, str) and isinstance(attr, str)):
-                raise UnsafePickleError(f"{source}: refused to load: its pickle builds a global it names indirectly (not a data file)")
+                raise UnsafePickleError(
+                    f"{source}: refused to load: its pickle builds a global it names indirectly (not a data file)"
+                )
             if not _allowed(module, attr):
                 raise _refused(source, module, attr)
         elif name in ("EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"):
@@ -174,7 +197,15 @@ def load_pickled_npy(path: str | os.PathLike) -> Any:
             obj = _RestrictedUnpickler(fh, str(path)).load()
         except UnsafePickleError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError) as exc:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            MemoryError,
+        ) as exc:
             raise DataError(
                 f"{path}: corrupt or truncated pickled .npy ({type(exc).__name__}: {exc}); delete it and download it again"
             ) from None

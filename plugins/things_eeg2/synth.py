@@ -15,15 +15,17 @@ Generative model (deterministic by seed):
 The images are real JPEGs rendered from the latents, and the latents are written as the oracle embedding
 file ``image_set/synthetic_latents.npz`` (``ids``, ``embeddings``).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -78,11 +80,13 @@ class SynthParams:
         return stable_hash({"generator": GENERATOR_VERSION, **self.as_dict()}, length=12)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SynthParams":
+    def from_dict(cls, values: dict[str, Any]) -> SynthParams:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise DataError(f"synthetic twin: unknown parameter {unknown[0]!r} (parameters: {', '.join(sorted(known))})")
+            raise DataError(
+                f"synthetic twin: unknown parameter {unknown[0]!r} (parameters: {', '.join(sorted(known))})"
+            )
         return cls(**values)
 
 
@@ -107,7 +111,9 @@ def metadata(params: SynthParams) -> dict[str, list[str]]:
     return {
         "train_img_files": train_files,
         "train_img_concepts": [c for c in train_c for _ in range(m)],
-        "train_img_concepts_THINGS": [f"{k + 1:05d}_{c.split('_', 1)[1]}" for k, c in enumerate(train_c) for _ in range(m)],
+        "train_img_concepts_THINGS": [
+            f"{k + 1:05d}_{c.split('_', 1)[1]}" for k, c in enumerate(train_c) for _ in range(m)
+        ],
         "test_img_files": test_files,
         "test_img_concepts": list(test_c),
         "test_img_concepts_THINGS": [
@@ -162,7 +168,9 @@ class Model:
         _, shift, _ = self.subject(subject)
         lat = (self.latency + shift)[:, None]
         t = times[None, :] - lat
-        return np.exp(-0.5 * (t / self.width[:, None]) ** 2) * np.cos(2 * np.pi * self.freq[:, None] * t + self.phase[:, None])
+        return np.exp(-0.5 * (t / self.width[:, None]) ** 2) * np.cos(
+            2 * np.pi * self.freq[:, None] * t + self.phase[:, None]
+        )
 
     def erp(self, times: np.ndarray) -> np.ndarray:
         """Image-independent evoked response over 63 channels [63, T]."""
@@ -256,7 +264,11 @@ def render_image(latent: np.ndarray, projection: np.ndarray, size: int):
 
 
 def write_twin(
-    root: str | os.PathLike, params: SynthParams, *, raw: bool = False, force: bool = False,
+    root: str | os.PathLike,
+    params: SynthParams,
+    *,
+    raw: bool = False,
+    force: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the twin under ``root`` (atomically: built in a sibling folder, then renamed into place).
@@ -272,7 +284,9 @@ def write_twin(
         return _write_twin_locked(root, params, raw=raw, force=force, progress=progress)
 
 
-def _write_twin_locked(root: Path, params: SynthParams, *, raw: bool, force: bool, progress: Callable[[str], None]) -> Path:
+def _write_twin_locked(
+    root: Path, params: SynthParams, *, raw: bool, force: bool, progress: Callable[[str], None]
+) -> Path:
     existing = read_params(root)
     if existing is not None and existing.content_hash() == params.content_hash():
         if raw and not _has_raw(root, params):
@@ -324,7 +338,12 @@ def _add_raw(root: Path, params: SynthParams, progress: Callable[[str], None]) -
 
 
 def _write_record(root: Path, params: SynthParams, *, raw: bool) -> None:
-    record = {"generator": GENERATOR_VERSION, "content_hash": params.content_hash(), "params": params.as_dict(), "raw": raw}
+    record = {
+        "generator": GENERATOR_VERSION,
+        "content_hash": params.content_hash(),
+        "params": params.as_dict(),
+        "raw": raw,
+    }
     path = layout.synth_params_file(root)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
@@ -332,8 +351,16 @@ def _write_record(root: Path, params: SynthParams, *, raw: bool) -> None:
 
 
 #: twin parameters that ``eegbench synth`` takes as flags
-CLI_FLAGS = ("subjects", "train_concepts", "images_per_concept", "test_images", "noise", "subject_variability",
-             "test_repetitions", "seed")
+CLI_FLAGS = (
+    "subjects",
+    "train_concepts",
+    "images_per_concept",
+    "test_images",
+    "noise",
+    "subject_variability",
+    "test_repetitions",
+    "seed",
+)
 
 
 def synth_command(root: str | os.PathLike, params: SynthParams, *, raw: bool = False) -> str:
@@ -343,7 +370,9 @@ def synth_command(root: str | os.PathLike, params: SynthParams, *, raw: bool = F
     return " ".join(["eegbench synth --root", str(root), *flags, *(["--raw"] if raw else [])])
 
 
-def twin_advice(root: str | os.PathLike, params: SynthParams, *, subjects: list[int] | None = None, raw: bool = False) -> str:
+def twin_advice(
+    root: str | os.PathLike, params: SynthParams, *, subjects: list[int] | None = None, raw: bool = False
+) -> str:
     """What a twin under ``root`` holds and how to get what it lacks (``subjects`` beyond it, raw sessions)."""
     root = Path(root)
     has_raw = _has_raw(root, params)
@@ -352,8 +381,10 @@ def twin_advice(root: str | os.PathLike, params: SynthParams, *, subjects: list[
     if beyond:
         n = max(beyond)
         bigger = SynthParams.from_dict({**params.as_dict(), "subjects": n})
-        return (f"{have}; for subject {beyond[0]} use a twin with more subjects: set dataset.params.subjects={n} "
-                f"(and no root), or `{synth_command('NEWDIR', bigger, raw=raw)}` and point root at NEWDIR")
+        return (
+            f"{have}; for subject {beyond[0]} use a twin with more subjects: set dataset.params.subjects={n} "
+            f"(and no root), or `{synth_command('NEWDIR', bigger, raw=raw)}` and point root at NEWDIR"
+        )
     if raw and not has_raw:
         return f"{have}; add its raw sessions with `{synth_command(root, params, raw=True)}`"
     return f"{have}; regenerate it: delete {root}, then `{synth_command(root, params, raw=has_raw)}`"
@@ -372,7 +403,9 @@ def read_params(root: str | os.PathLike) -> SynthParams | None:
         record = json.loads(path.read_text())
         return SynthParams.from_dict(record["params"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: unreadable synthetic-twin record ({exc}); delete the folder and generate it again") from None
+        raise DataError(
+            f"{path}: unreadable synthetic-twin record ({exc}); delete the folder and generate it again"
+        ) from None
 
 
 def _write(root: Path, params: SynthParams, *, raw: bool, progress: Callable[[str], None]) -> None:
@@ -398,9 +431,10 @@ def _write(root: Path, params: SynthParams, *, raw: bool, progress: Callable[[st
                 {"preprocessed_eeg_data": data, "ch_names": list(layout.OCCIPITO_PARIETAL), "times": _release_times()},
             )
         if raw:
-                    write_raw_subject(root, model, subject)
+            write_raw_subject(root, model, subject)
         progress(f"{layout.sub(subject)} written")
     _write_record(root, params, raw=raw)
+
 
 # --------------------------------------------------------------------------------------------------
 # raw sessions

@@ -2,6 +2,7 @@
 
 Input float32 ``[B, n_chans, n_times]`` -> ``[B, n_filters * (n_times // pool)]``.
 """
+
 import torch
 from torch import nn
 
