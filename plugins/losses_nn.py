@@ -74,7 +74,7 @@ class ClipLoss(nn.Module):
 
     def _unit(self, x):
         """Rows L2-normalised; with ``center`` each row's mean over its features is subtracted first."""
-        x = x.float()
+        x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # float64 stays float64
         if self.center:
             x = x - x.mean(dim=-1, keepdim=True)
         return F.normalize(x, dim=-1)

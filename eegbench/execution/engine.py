@@ -187,6 +187,8 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
     samples_seen: int = 0
+    #: the global RNG state the training ended with (batched training: the member's own; else unset)
+    rng_state: torch.Tensor | None = None
 
 
 def _training(cfg: Training | Mapping[str, Any]) -> Training:
@@ -254,6 +256,12 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, enabled=False), None
 
 
+def for_loss(out: torch.Tensor) -> torch.Tensor:
+    """The model's output as the loss takes it: half precision (autocast) up to float32, other dtypes as they are
+    (a float64 model stays float64, which the batched-training tests rely on)."""
+    return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
+
+
 def _batches(n: int, batch_size: int, drop_last: bool) -> list[tuple[int, int]]:
     if n <= batch_size:
         return [(0, n)]
@@ -308,7 +316,9 @@ def fit(
             out = net(split.x[rows], split.subject[rows])
         txt = text_emb[img_rows] if with_text else None
         return (
-            loss_fn(out.float(), image_emb[img_rows], txt) if with_text else loss_fn(out.float(), image_emb[img_rows])
+            loss_fn(for_loss(out), image_emb[img_rows], txt)
+            if with_text
+            else loss_fn(for_loss(out), image_emb[img_rows])
         )
 
     # a non-finite input would make every loss nan and (once ranked) a perfect score: refuse it as data
@@ -459,9 +469,9 @@ def validation_loss(net, loss_fn, val: DeviceSplit, image_emb, batch_size, autoc
         with autocast:
             out = net(val.x[start:stop], val.subject[start:stop])
         if with_text:
-            total += loss_fn(out.float(), image_emb[img_rows], text_emb[img_rows]).detach()
+            total += loss_fn(for_loss(out), image_emb[img_rows], text_emb[img_rows]).detach()
         else:
-            total += loss_fn(out.float(), image_emb[img_rows]).detach()
+            total += loss_fn(for_loss(out), image_emb[img_rows]).detach()
     return float((total / len(spans)).item())
 
 
@@ -577,15 +587,65 @@ def run_cell(
     show_embedding_progress: bool = False,
 ) -> CellResult:
     """Run one planned cell end to end and return its scores (does not touch the results store)."""
-    from eegbench.execution.embedding import embed_images
-    from eegbench.execution.splits import (
-        Standardizer,
-        heldout_image_rows,
-        image_subset,
-        labelled_split,
-        only_images,
-        without_images,
+    prepared = prepare_cell(
+        cell,
+        results_dir=results_dir,
+        cache_dir=cache_dir,
+        device=device,
+        show_embedding_progress=show_embedding_progress,
     )
+    result = train_prepared(prepared, progress)
+    return finish_cell(
+        prepared, result, results_dir=results_dir, cache_dir=cache_dir, show_embedding_progress=show_embedding_progress
+    )
+
+
+@dataclass
+class PreparedCell:
+    """A cell set up to train (what :func:`prepare_cell` built): its data on the device, model, loss and task, and
+    what evaluating it needs afterwards. ``rng_state``: the global RNG state right after the model was built
+    (where the cell's training starts drawing dropout masks)."""
+
+    cell: Cell
+    dataset: Any
+    device: torch.device
+    seed: int
+    model: EEGEncoder
+    loss_fn: nn.Module
+    task: Any
+    encoder: Any
+    train: DeviceSplit
+    val: DeviceSplit | None
+    image_emb: torch.Tensor
+    text_emb: torch.Tensor | None
+    train_image_emb: np.ndarray
+    test_images: Any
+    heldout: np.ndarray | None
+    standardizer: Any
+    info: Any
+    n_chans: int
+    n_times: int
+    image_dim: int
+    t_start: float
+    rng_state: torch.Tensor
+
+    def normalise(self, eeg: np.ndarray) -> np.ndarray:
+        return self.standardizer.apply(eeg) if self.standardizer is not None else np.asarray(eeg, dtype=np.float32)
+
+
+def prepare_cell(
+    cell: Cell,
+    *,
+    results_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    show_embedding_progress: bool = False,
+) -> PreparedCell:
+    """Everything before a cell trains: data from the training split only (training ratio, validation split,
+    standardiser fitted on training trials), image (and text) embeddings, task set-up, model (built, or loaded
+    from the pretrain cell's checkpoint) on the device."""
+    from eegbench.execution.embedding import embed_images
+    from eegbench.execution.splits import Standardizer, heldout_image_rows, image_subset, labelled_split, without_images
 
     t_start = time.perf_counter()
     apply_thread_limit()  # this process's share of the CPUs it may use (affinity, cgroup quota, local workers)
@@ -666,19 +726,80 @@ def run_cell(
         # repetitions side by side would be each other's negatives in the contrastive validation loss)
         val = val.select(np.random.default_rng(seed).permutation(len(val)))
     val_d = to_device(norm(val.eeg), val.image_index, val.subject, dev) if val is not None and len(val) else None
-    del train_all
-    result = fit(
-        model,
-        loss_fn,
-        train_d,
-        val_d,
-        emb_t,
-        tcfg,
+    return PreparedCell(
+        cell=cell,
+        dataset=dataset,
+        device=dev,
         seed=seed,
-        selection=vcfg.selection,
+        model=model,
+        loss_fn=loss_fn,
+        task=task,
+        encoder=encoder,
+        train=train_d,
+        val=val_d,
+        image_emb=emb_t,
         text_emb=text_t,
+        train_image_emb=np.asarray(train_emb),
+        test_images=test_images,
+        heldout=heldout,
+        standardizer=standardizer,
+        info=info,
+        n_chans=n_chans,
+        n_times=n_times,
+        image_dim=image_dim,
+        t_start=t_start,
+        rng_state=torch.cuda.get_rng_state(dev) if dev.type == "cuda" else torch.get_rng_state(),
+    )
+
+
+def train_prepared(prepared: PreparedCell, progress: ProgressFn | None = None) -> FitResult:
+    """Train a prepared cell alone (:func:`fit` with its recipe's stage training and selection)."""
+    recipe = prepared.cell.recipe
+    return fit(
+        prepared.model,
+        prepared.loss_fn,
+        prepared.train,
+        prepared.val,
+        prepared.image_emb,
+        recipe.stage_training,
+        seed=prepared.seed,
+        selection=recipe.validation.selection,
+        text_emb=prepared.text_emb,
         progress=progress,
     )
+
+
+def finish_cell(
+    prepared: PreparedCell,
+    result: FitResult,
+    *,
+    results_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    show_embedding_progress: bool = False,
+) -> CellResult:
+    """Everything after a cell trained: the selected weights, the task's own fitting, the test split (loaded
+    now, evaluated once), the checkpoint and the scores."""
+    from eegbench.execution.embedding import embed_images
+    from eegbench.execution.splits import only_images
+
+    cell, model, task, encoder, dev = prepared.cell, prepared.model, prepared.task, prepared.encoder, prepared.device
+    recipe, where, seed = cell.recipe, cell.placement, prepared.seed
+    prep, vcfg = recipe.preparation, recipe.validation
+    dataset, heldout, test_images, info = prepared.dataset, prepared.heldout, prepared.test_images, prepared.info
+    n_chans, n_times, image_dim, standardizer = (
+        prepared.n_chans,
+        prepared.n_times,
+        prepared.image_dim,
+        prepared.standardizer,
+    )
+    train_d, val_d, train_emb = prepared.train, prepared.val, prepared.train_image_emb
+    norm = prepared.normalise
+    t_start = prepared.t_start
+    if result.rng_state is not None:  # batched training: this cell's own RNG stream goes on where its training left it
+        if dev.type == "cuda":
+            torch.cuda.set_rng_state(result.rng_state, dev)
+        else:
+            torch.set_rng_state(result.rng_state)
     model.load_state_dict(result.state)
     task_model = model  # the encoder the task's test embeddings come from: the selected one or the task's tuned copy
     if task.needs_encoder:  # the task finetunes its own copy (with its head); the checkpoint keeps the selected one
@@ -690,7 +811,8 @@ def run_cell(
             embed_eeg(model, val_d) if val_d is not None else None,
             val_d.image_index if val_d is not None else None,
         )
-    del train_d, val_d, emb_t
+    del train_d, val_d
+    prepared.train = prepared.val = None  # type: ignore[assignment]  # free the device memory early
 
     # --- the test split: loaded and evaluated once, after training --------------------------------------------
     # a subject-aware model meets an unseen test subject (LOSO pretrain): its input layer starts as the

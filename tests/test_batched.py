@@ -1,0 +1,196 @@
+"""Batched cells: K members trained as one stacked model end exactly as each trained alone.
+
+In float64 (float32 may differ by summation order alone), after several epochs: the same weights (every
+parameter and batch-norm buffer), losses per epoch, selected epoch and epochs run, for resnet1d (with dropout),
+braindecode's EEGNet (batch norm and dropout) and NICE (dropout), with members of other seeds, another
+training-set size (fewer batches per epoch, a partial last batch) and early stopping cutting some members
+before others.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import eegbench
+from eegbench.execution.batched import Member, NotBatchable, fit_batched
+from eegbench.execution.engine import DeviceSplit, build_encoder, fit
+from eegbench.planning.recipe import ComponentRef, Training
+
+N_CHANS, N_TIMES, IMAGE_DIM, N_IMAGES = 6, 64, 12, 40
+
+BACKBONES = {
+    "resnet1d": {"filters": [8, 8, 12, 12, 16], "kernel_size": 5, "dropout": 0.3},
+    "eegnet": {
+        "kernel_length": 16,
+        "depthwise_kernel_length": 8,
+        "pool1_kernel_size": 2,
+        "pool2_kernel_size": 4,
+        "batch_norm_momentum": 0.1,
+    },
+    "nice": {"temporal_kernel": 7, "pool": 13, "pool_stride": 2, "n_filters": 8, "proj_dim": 16},
+}
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+def _split(n: int, seed: int) -> DeviceSplit:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, N_IMAGES, (n,), generator=g)
+    x = torch.randn(n, N_CHANS, N_TIMES, generator=g) + 0.5 * torch.randn(N_IMAGES, N_CHANS, N_TIMES, generator=g)[images]
+    return DeviceSplit(x, images, torch.ones(n, dtype=torch.int64))
+
+
+def _member(backbone: str, seed: int, n_train: int, with_val: bool = True) -> Member:
+    """A member as the engine builds it: the model under ``torch.manual_seed(seed)``, its RNG state after."""
+    torch.manual_seed(seed)
+    model = build_encoder(
+        ComponentRef(backbone, BACKBONES[backbone]),
+        n_chans=N_CHANS,
+        n_times=N_TIMES,
+        sfreq=64.0,
+        ch_names=[f"C{i}" for i in range(N_CHANS)],
+        image_dim=IMAGE_DIM,
+        subjects=[1],
+    ).double()
+    rng_state = torch.get_rng_state()
+    emb = torch.randn(N_IMAGES, IMAGE_DIM, generator=torch.Generator().manual_seed(99))
+    loss_fn = eegbench.create("loss", "clip", temperature=0.07, learn_temperature=True).double()
+    return Member(
+        model=model,
+        loss_fn=loss_fn,
+        train=_split(n_train, 1000 + seed),
+        val=_split(24, 2000 + seed) if with_val else None,
+        image_emb=emb,
+        seed=seed,
+        rng_state=rng_state,
+    )
+
+
+def _alone(member: Member, cfg: Training):
+    torch.set_rng_state(member.rng_state)  # as the engine: training starts right after the model was built
+    return fit(member.model, member.loss_fn, member.train, member.val, member.image_emb, cfg, seed=member.seed)
+
+
+#: NICE's first convolution feeds batch norm (through a pooling): its bias has a zero gradient in exact arithmetic,
+#: so its value (and the running mean that follows it) moves with Adam rescaling rounding noise alone, batched or
+#: not; compared at 1e-6 instead of 1e-8 (every other weight of NICE agrees to about 1e-11)
+DEAD_BEFORE_BATCH_NORM = {"backbone.encoder.net.0.bias", "backbone.encoder.net.2.running_mean"}
+
+
+def _assert_same(batched, alone):
+    assert batched.epochs_run == alone.epochs_run
+    assert batched.best_epoch == alone.best_epoch
+    assert len(batched.history) == len(alone.history)
+    for b, a in zip(batched.history, alone.history, strict=True):
+        assert b["lr"] == pytest.approx(a["lr"], rel=1e-12)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-8)
+        if not math.isnan(a["val_loss"]):
+            assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-8)
+    assert batched.state.keys() == alone.state.keys()
+    for name, value in alone.state.items():
+        other = batched.state[name]
+        if value.is_floating_point():
+            atol = 1e-6 if name in DEAD_BEFORE_BATCH_NORM else 1e-8
+            assert torch.allclose(other, value, rtol=0, atol=atol), f"{name}: max diff {(other - value).abs().max()}"
+        else:
+            assert torch.equal(other, value), name
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_batched_members_end_as_if_trained_alone(backbone):
+    cfg = Training(
+        epochs=5,
+        batch_size=32,
+        lr=3e-3,
+        weight_decay=0.05,
+        warmup_epochs=1,
+        schedule="cosine",
+        patience=2,
+        drop_last=False,
+        grad_clip=1.0,
+    )
+    # seeds 0 and 1 at the full size; seed 2 with fewer trials: fewer batches per epoch and a partial last batch
+    spec = [(0, 96), (1, 96), (2, 56)]
+    batched = fit_batched([_member(backbone, s, n) for s, n in spec], cfg)
+    alone = [_alone(_member(backbone, s, n), cfg) for s, n in spec]
+    for b, a in zip(batched, alone, strict=True):
+        _assert_same(b, a)
+
+
+def test_a_plateau_cut_and_an_early_stop_touch_one_member_only():
+    cfg = Training(
+        epochs=8,
+        batch_size=32,
+        lr=1e-2,
+        weight_decay=0.0,
+        schedule="plateau",
+        plateau_patience=0,
+        plateau_factor=0.5,
+        patience=2,
+        optimizer="adam",
+        drop_last=True,
+    )
+    spec = [(3, 64), (4, 96), (5, 64), (6, 40)]
+    batched = fit_batched([_member("resnet1d", s, n) for s, n in spec], cfg)
+    alone = [_alone(_member("resnet1d", s, n), cfg) for s, n in spec]
+    for b, a in zip(batched, alone, strict=True):
+        _assert_same(b, a)
+    # the members really went separate ways: not all stopped at the same epoch, and their rates differ
+    assert len({r.epochs_run for r in alone}) > 1
+    assert any(len({r.history[e]["lr"] for r in alone if e < len(r.history)}) > 1 for e in range(cfg.epochs))
+
+
+def test_members_without_validation_keep_their_last_weights():
+    cfg = Training(epochs=3, batch_size=32, lr=1e-3, schedule="constant")
+    spec = [(0, 64), (1, 48)]
+    batched = fit_batched([_member("nice", s, n, with_val=False) for s, n in spec], cfg)
+    alone = [_alone(_member("nice", s, n, with_val=False), cfg) for s, n in spec]
+    for b, a in zip(batched, alone, strict=True):
+        _assert_same(b, a)
+
+
+def test_a_diverging_member_fails_alone_and_the_others_finish():
+    cfg = Training(epochs=3, batch_size=32, lr=1e-3, schedule="constant")
+    good, bad = _member("resnet1d", 0, 64), _member("resnet1d", 1, 64)
+    with torch.no_grad():  # a broken temperature: that member's loss is nan from its first step
+        bad.loss_fn.raw_temperature.fill_(float("nan"))
+    ended: list[int] = []
+    ends = fit_batched([good, bad], cfg, on_done=lambda i, end: ended.append(i))
+    assert isinstance(ends[1], eegbench.errors.CellFailure) and "diverged" in str(ends[1])
+    assert not isinstance(ends[0], Exception) and ends[0].epochs_run == 3
+    assert ended == [1, 0]  # the failed member was reported as soon as it stopped
+
+
+def test_a_model_drawing_its_own_randomness_is_refused_before_any_step():
+    class Noisy(torch.nn.Module):
+        n_features = 4
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(N_CHANS * N_TIMES, 4)
+
+        def forward(self, x):
+            return torch.nn.functional.dropout(self.lin(x.flatten(1)), 0.5, training=self.training)
+
+    from eegbench.execution.engine import EEGEncoder
+
+    members = []
+    for seed in (0, 1):
+        m = _member("resnet1d", seed, 32)
+        torch.manual_seed(seed)
+        m.model = EEGEncoder(Noisy(), IMAGE_DIM).double()
+        members.append(m)
+    before = {k: v.clone() for k, v in members[0].model.state_dict().items()}
+    with pytest.raises(NotBatchable):
+        fit_batched(members, Training(epochs=1, batch_size=16))
+    after = members[0].model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
