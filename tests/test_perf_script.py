@@ -38,11 +38,7 @@ def test_ci_size_gives_a_row_per_path(train_speed, tmp_path, capsys):
         torch.set_num_threads(threads)  # the script sizes torch's pool to the process's share
     rows = {(r["path"], r["k"]): r for r in report["rows"]}
     assert set(rows) == {("seed-style", 1), ("eegbench single", 1), ("eegbench batched", 2)}
-    has_batched = importlib.util.find_spec("eegbench.execution.batched") is not None
-    for (path, k), row in rows.items():
-        if path == "eegbench batched" and not has_batched:  # only until batched cells are merged
-            assert row["samples_per_s"] is None and "eegbench.execution.batched" in row["note"]
-            continue
+    for (_, k), row in rows.items():
         assert row["samples"] == k * (256 // 64) * 64  # full batches, K x for K members
         assert math.isfinite(row["samples_per_s"]) and row["samples_per_s"] > 0
         assert math.isfinite(row["vs_seed_style"]) and math.isfinite(row["vs_single"])

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 
 import eegbench
+from eegbench.errors import EegbenchError
 from eegbench.execution.engine import DeviceSplit, EEGEncoder, fit, to_device
 from eegbench.execution.resources import apply_thread_limit, resolve_device, usable_cpus
 from eegbench.planning.recipe import Training
@@ -339,6 +340,8 @@ def measure_batched(
         if len(out) != k:
             raise RuntimeError(f"fit_batched returned {len(out)} results for {k} members")
         for r in out:
+            if isinstance(r, Exception):  # a member's failure (CellFailure) is returned, not raised
+                raise RuntimeError(f"eegbench batched K={k}: a member failed: {r}")
             _check_history(f"eegbench batched K={k}", r)
         return sum(int(r.samples_seen) for r in out)
 
@@ -349,17 +352,6 @@ def _check_history(path: str, result: Any) -> None:
     bad = [h["train_loss"] for h in result.history if not math.isfinite(h["train_loss"])]
     if bad:
         raise RuntimeError(f"{path}: non-finite training loss {bad}")
-
-
-def batched_available() -> str | None:
-    """None when ``eegbench.execution.batched`` imports; else why the batched path is skipped."""
-    try:
-        from eegbench.execution.batched import Member, fit_batched  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if exc.name == "eegbench.execution.batched":
-            return "skipped: eegbench.execution.batched is not in this checkout (batched cells not yet merged)"
-        raise
-    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -516,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 samples, seconds = measure()
             except torch.cuda.OutOfMemoryError:
                 note = "skipped: out of device memory"
+            except EegbenchError as exc:  # e.g. fit_batched's NotBatchable (fp16 has one loss scaler per model)
+                note = f"skipped: {exc}"
             else:
                 row.update(samples=samples, seconds=seconds, samples_per_s=samples / seconds if seconds > 0 else None)
                 if device.type == "cuda":
@@ -533,11 +527,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "eegbench single", 1, lambda: measure_single(size, data, device, epochs, warmup, amp, args.compile, reps)
         )
     if "batched" in args.paths:
-        why_not = batched_available()
         for k in size.ks:
-            if why_not:
-                record("eegbench batched", k, None, why_not)
-                continue
             record(
                 "eegbench batched",
                 k,
