@@ -27,8 +27,10 @@ Each path first trains ``--warmup`` epochs (not timed: allocator, cuDNN autotuni
 then ``--epochs`` epochs timed with ``time.perf_counter`` (``torch.cuda.synchronize`` around them on CUDA),
 ``--repeats`` times (the fastest is kept: on a shared machine load only slows a run down).
 No validation split: only training is timed. Samples are trained samples (full batches; K × for K
-members). The table gives each path's samples/s and its ratio to the seed-style loop and to the single
-cell; ``--json`` writes the same with the device, versions, threads, load, date and command.
+members). The table gives each path's samples/s, its ratio to the seed-style loop and to the single cell,
+and the process's CPU seconds over the timed span (wall seconds far above CPU seconds / threads mean other
+processes held the cores); ``--json`` writes the same with the device, versions, threads, load, date and
+command.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ SIZES: dict[str, Size] = {
         n_chans=17,
         raw_times=50,
         n_times=64,
-        trials=1024,
+        trials=512,
         image_dim=32,
         batch_size=64,
         filters=(16, 24, 32, 48, 64),
@@ -256,18 +258,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(device: torch.device, run: Callable[[], int], repeats: int = 1) -> tuple[int, float]:
-    """``(samples, seconds)`` of ``run()`` (which returns the samples it trained), synchronised on CUDA; with
-    ``repeats`` > 1 the fastest of that many runs (a shared machine's load only ever slows a run down)."""
-    best: tuple[int, float] | None = None
+def _timed(device: torch.device, run: Callable[[], int], repeats: int = 1) -> tuple[int, float, float]:
+    """``(samples, seconds, cpu_seconds)`` of ``run()`` (which returns the samples it trained), synchronised on
+    CUDA; ``cpu_seconds`` is this process's CPU time over the same span (all its threads; not DataLoader worker
+    processes). With ``repeats`` > 1
+    the fastest of that many runs (a shared machine's load only ever slows a run down)."""
+    best: tuple[int, float, float] | None = None
     for _ in range(max(1, repeats)):
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         samples = run()
         _sync(device)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         if best is None or seconds < best[1]:
-            best = (samples, seconds)
+            best = (samples, seconds, cpu)
     assert best is not None
     return best
 
@@ -278,10 +282,10 @@ def measure_seed_style(
     loop = SeedStyleLoop(size, data, device, workers)
     for _ in range(warmup):
         loop.epoch()
-    samples, seconds = _timed(device, lambda: sum(loop.epoch() for _ in range(epochs)), repeats)
+    timed = _timed(device, lambda: sum(loop.epoch() for _ in range(epochs)), repeats)
     if not all(math.isfinite(v) for v in loop.losses):
         raise RuntimeError(f"seed-style loop: non-finite training loss {loop.losses}")
-    return samples, seconds
+    return timed
 
 
 def _splits(data: Data, device: torch.device) -> tuple[DeviceSplit, torch.Tensor]:
@@ -380,17 +384,17 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| path | K | samples/s | vs seed-style | vs single cell | samples | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| path | K | samples/s | vs seed-style | vs single cell | samples | seconds | CPU seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["samples_per_s"] is None:
-            lines.append(f"| {r['path']} | {r['k']} | {r['note']} | | | | |")
+            lines.append(f"| {r['path']} | {r['k']} | {r['note']} | | | | | |")
             continue
         ratios = [f"{x:.2f}x" if x is not None else "–" for x in (r["vs_seed_style"], r["vs_single"])]
         lines.append(
             f"| {r['path']} | {r['k']} | {r['samples_per_s']:,.0f} | {ratios[0]} | {ratios[1]} | "
-            f"{r['samples']:,} | {r['seconds']:.2f} |"
+            f"{r['samples']:,} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -498,20 +502,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
 
-    def record(path: str, k: int, measure: Callable[[], tuple[int, float]] | None, note: str = "") -> None:
+    def record(path: str, k: int, measure: Callable[[], tuple[int, float, float]] | None, note: str = "") -> None:
         row: dict[str, Any] = {"path": path, "k": k, "samples": None, "seconds": None, "samples_per_s": None}
         if measure is not None:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
             try:
-                samples, seconds = measure()
+                samples, seconds, cpu = measure()
             except torch.cuda.OutOfMemoryError:
                 note = "skipped: out of device memory"
             except EegbenchError as exc:  # e.g. fit_batched's NotBatchable (fp16 has one loss scaler per model)
                 note = f"skipped: {exc}"
             else:
-                row.update(samples=samples, seconds=seconds, samples_per_s=samples / seconds if seconds > 0 else None)
+                row.update(
+                    samples=samples,
+                    seconds=seconds,
+                    cpu_seconds=cpu,
+                    samples_per_s=samples / seconds if seconds > 0 else None,
+                )
                 if device.type == "cuda":
                     row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         row["note"] = note
