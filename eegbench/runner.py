@@ -17,7 +17,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +66,72 @@ class CellRunner:
         return state
 
     def __call__(self, cell: Any) -> CellOutcome:
-        from eegbench.results.store import CellRecord, ResultStore
+        return self.run_group([cell])[0]
+
+    def groups(self, cells: Sequence[Any]) -> list[list[Any]]:
+        """``cells`` in groups that may train as one stacked model: one recipe and stage (cells differing only in
+        placement), at most the recipe's ``[train] batch_cells`` each (:mod:`eegbench.execution.batched`);
+        cells order kept within a group, groups in order of their first cell. Batching never changes a result."""
+        by_recipe: dict[tuple[str, str], list[Any]] = {}
+        for cell in cells:
+            recipe = cell.recipe if isinstance(cell, Cell) else None
+            key = (recipe.recipe_key, cell.stage) if recipe is not None else (str(cell.key), "")
+            by_recipe.setdefault(key, []).append(cell)
+        out: list[list[Any]] = []
+        for group in by_recipe.values():
+            first = group[0]
+            size = first.recipe.stage_training.max_batched_cells if isinstance(first, Cell) else 1
+            out += [group[i : i + size] for i in range(0, len(group), size)]
+        return out
+
+    def run_group(self, cells: Sequence[Any]) -> list[CellOutcome]:
+        """Run cells of one group (:meth:`groups`) trained together, each stored as soon as it finishes; one
+        outcome per cell, in order. Each cell is skipped, claimed, recorded done or failed exactly as alone."""
+        from eegbench.results.store import ResultStore
 
         store = ResultStore(self.results_dir)
+        outcomes: dict[int, CellOutcome] = {}
+        claimed: list[int] = []
+        for i, cell in enumerate(cells):
+            skipped = self._claim(store, cell)
+            if skipped is not None:
+                outcomes[i] = skipped
+            else:
+                claimed.append(i)
+        if claimed:
+            todo = [cells[i] for i in claimed]
+            started = time.time()
+            t0 = time.perf_counter()
+            for cell in todo:
+                self._emit("start", cell, None)
+            recorded: dict[int, CellOutcome] = {}
+
+            def record(j: int, end: Any) -> CellOutcome:
+                recorded[j] = self._record(store, todo[j], end, started, t0)
+                return recorded[j]
+
+            with contextlib.ExitStack() as beating:
+                for cell in todo:
+                    beating.enter_context(store.heartbeating(cell.key))
+                try:
+                    self._train(todo, record)
+                except KeyboardInterrupt:
+                    for cell in todo:
+                        store.mark_failed(cell.key, "interrupted")  # a cell already done stays done
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an error outside any one cell fails the cells left
+                    for j in range(len(todo)):
+                        if j not in recorded:
+                            record(j, exc)
+            ended = [recorded[j] for j in range(len(todo))]
+            for i, outcome in zip(claimed, ended, strict=True):
+                outcomes[i] = outcome
+        return [outcomes[i] for i in range(len(cells))]
+
+    def _claim(self, store: Any, cell: Any) -> CellOutcome | None:
+        """Claim ``cell`` in the store; the outcome ``skipped`` when it is done or another live process runs it."""
         if not self.force and store.is_done(cell.key):
             return CellOutcome(cell.key, "skipped")
-        started = time.time()
-        t0 = time.perf_counter()
         holder = store.claim(
             cell.key,
             force=self.force,
@@ -83,64 +142,84 @@ class CellRunner:
             training_ratio=cell.training_ratio,
             config=cell_config(cell),
         )
-        if holder is not None:
-            if holder["status"] == "done":  # finished by another process since the check above
-                return CellOutcome(cell.key, "skipped")
-            note = f"running elsewhere ({holder.get('host') or '?'}, pid {holder.get('pid') or '?'})"
-            log.info("cell %s skipped: %s", cell.label(), note)
-            return CellOutcome(cell.key, "skipped", note)
-        self._emit("start", cell, None)
-        try:
-            with store.heartbeating(cell.key):
-                result = self._train(cell)
-            rows = result_rows(cell, result)
-            store.write_cell(
-                CellRecord(
-                    cell_key=cell.key,
-                    rows=rows,
-                    spec_name=cell.spec_name,
-                    stage=cell.stage,
-                    fold=cell.fold,
-                    seed=cell.seed,
-                    training_ratio=cell.training_ratio,
-                    checkpoint=result.checkpoint,
-                    config=cell_config(cell),
-                    started_at=started,
-                    recipe_key=rows[0]["recipe_key"] if rows else None,
-                    pretrain_recipe_key=rows[0]["pretrain_recipe_key"] if rows else None,
+        if holder is None:
+            return None
+        if holder["status"] == "done":  # finished by another process since the check above
+            return CellOutcome(cell.key, "skipped")
+        note = f"running elsewhere ({holder.get('host') or '?'}, pid {holder.get('pid') or '?'})"
+        log.info("cell %s skipped: %s", cell.label(), note)
+        return CellOutcome(cell.key, "skipped", note)
+
+    def _record(self, store: Any, cell: Any, end: Any, started: float, t0: float) -> CellOutcome:
+        """Write a finished cell's rows in one transaction, or record its failure in one line; its outcome."""
+        from eegbench.results.store import CellRecord
+
+        if not isinstance(end, Exception):
+            try:
+                rows = result_rows(cell, end)
+                store.write_cell(
+                    CellRecord(
+                        cell_key=cell.key,
+                        rows=rows,
+                        spec_name=cell.spec_name,
+                        stage=cell.stage,
+                        fold=cell.fold,
+                        seed=cell.seed,
+                        training_ratio=cell.training_ratio,
+                        checkpoint=end.checkpoint,
+                        config=cell_config(cell),
+                        started_at=started,
+                        recipe_key=rows[0]["recipe_key"] if rows else None,
+                        pretrain_recipe_key=rows[0]["pretrain_recipe_key"] if rows else None,
+                    )
                 )
-            )
-        except KeyboardInterrupt:
-            store.mark_failed(cell.key, "interrupted")
-            raise
-        except Exception as exc:
-            message = _one_line(exc)
-            log.error("cell %s failed: %s", cell.label(), message, exc_info=not isinstance(exc, EegbenchError))
+            except Exception as exc:  # noqa: BLE001 - a cell's failure is its result, recorded in one line
+                end = exc
+        if isinstance(end, Exception):
+            message = _one_line(end)
+            log.error("cell %s failed: %s", cell.label(), message, exc_info=not isinstance(end, EegbenchError))
             store.mark_failed(cell.key, message)
             # the user's input found wrong inside the cell (a data file, a checkpoint) is exit code 2, not 1
-            user_error = isinstance(exc, EegbenchError) and getattr(exc, "exit_code", 2) == EXIT_USER_ERROR
+            user_error = isinstance(end, EegbenchError) and getattr(end, "exit_code", 2) == EXIT_USER_ERROR
             outcome = CellOutcome(cell.key, "failed", message, time.perf_counter() - t0, user_error=user_error)
             self._emit("end", cell, outcome)
             return outcome
         outcome = CellOutcome(cell.key, "done", None, time.perf_counter() - t0)
-        top = {m: round(v, 4) for s in result.scores for m, v in s.metrics.items()} if len(result.scores) == 1 else {}
+        top = {m: round(v, 4) for s in end.scores for m, v in s.metrics.items()} if len(end.scores) == 1 else {}
         log.info(
             "cell %s done in %.1fs (%d epochs, best %d) %s",
             cell.label(),
             outcome.seconds,
-            result.epochs_run,
-            result.best_epoch,
+            end.epochs_run,
+            end.best_epoch,
             top,
         )
         self._emit("end", cell, outcome)
         return outcome
 
-    def _train(self, cell: Any) -> Any:
-        from eegbench.execution.engine import run_cell
+    def _train(self, cells: Sequence[Any], record: Callable[[int, Any], CellOutcome]) -> None:
+        """Train and evaluate ``cells`` (one alone, or a group as one stacked model); ``record(i, result or
+        error)`` stores each as soon as it finished."""
+        from eegbench.execution.engine import run_cell, run_cells
 
-        epoch_cb = (lambda record: self._emit("epoch", cell, record)) if self.progress else None
-        return run_cell(
-            cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device, progress=epoch_cb
+        if len(cells) == 1:  # alone: the engine's single-cell path (the GPU fast path, torch.compile)
+            cell = cells[0]
+            epoch_cb = (lambda rec: self._emit("epoch", cell, rec)) if self.progress else None
+            try:
+                result: Any = run_cell(
+                    cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device, progress=epoch_cb
+                )
+            except Exception as exc:  # noqa: BLE001 - recorded as the cell's failure
+                result = exc
+            record(0, result)
+            return
+        run_cells(
+            cells,
+            results_dir=self.results_dir,
+            cache_dir=self.cache_dir,
+            device=self.device,
+            on_result=record,
+            progress=(lambda i, rec: self._emit("epoch", cells[i], rec)) if self.progress else None,
         )
 
     def _emit(self, event: str, cell: Any, payload: Any) -> None:

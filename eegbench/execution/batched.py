@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -288,6 +289,11 @@ def fit_batched(
         raise NotBatchable("fp16 training (its loss scaler is per model)")
     device = members[0].train.x.device
     k = len(members)
+    for m in members[1:]:  # one architecture: the same parameter and buffer names and shapes
+        for mine, theirs in ((members[0].model, m.model), (members[0].loss_fn, m.loss_fn)):
+            shapes = {n: t.shape for n, t in (*mine.named_parameters(), *mine.named_buffers())}
+            if shapes != {n: t.shape for n, t in (*theirs.named_parameters(), *theirs.named_buffers())}:
+                raise NotBatchable("the members' models differ in their parameters (e.g. per-subject layers)")
     autocast, _ = _autocast(device, cfg.amp)
     with_text = needs_text(members[0].loss_fn)
     for m in members:
@@ -306,8 +312,11 @@ def fit_batched(
     template.train()
     loss_template.train()
 
-    params, buffers = stack_module_state([m.model for m in members])  # type: ignore[arg-type]
-    loss_params, loss_buffers = stack_module_state([m.loss_fn for m in members])  # type: ignore[arg-type]
+    try:
+        params, buffers = stack_module_state([m.model for m in members])  # type: ignore[arg-type]
+        loss_params, loss_buffers = stack_module_state([m.loss_fn for m in members])  # type: ignore[arg-type]
+    except RuntimeError as exc:  # e.g. models of different classes
+        raise NotBatchable(str(exc).splitlines()[0]) from exc
     trainable = {n for n, p in members[0].model.named_parameters() if p.requires_grad}
     loss_trainable = {n for n, p in members[0].loss_fn.named_parameters() if p.requires_grad}
     for name, p in params.items():
@@ -343,6 +352,14 @@ def fit_batched(
     # text embeddings are batched with the rest when the loss takes them, else no argument at all
     batched_loss = vmap(member_loss, in_dims=(0, 0, 0, 0, 0, 0, 0, 0 if with_text else None), randomness="error")
     rngs = _RngStates(device, [m.rng_state for m in members])
+    if cfg.batch_cells in ("auto", True):  # batch only where it pays (it does not for every layer on every device)
+        batched_s, alone_s = _step_seconds(
+            batched_loss, members, calls, (params, buffers, loss_params, loss_buffers), bs
+        )
+        if batched_s > 0.8 * alone_s:
+            raise NotBatchable(
+                f"a batched step of {k} takes {batched_s * 1e3:.0f} ms, {k} steps alone {alone_s * 1e3:.0f} ms here"
+            )
 
     def load_member(i: int) -> None:
         """Copy member ``i``'s slices into its own modules (for validation, selection and the end)."""
@@ -357,10 +374,15 @@ def fit_batched(
 
     tracks = []
     for m in members:
+        # the member's learning rate comes from the engine's own schedule on a stand-in optimiser (no parameters
+        # of its own are stepped: _StackedAdam reads the rate); stepped once, without gradients, so torch's
+        # schedulers do not warn that they stepped first
         dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+        schedule = EpochSchedule(dummy, cfg)
+        dummy.step()
         gen = torch.Generator(device=device)
         gen.manual_seed(int(m.seed))
-        tracks.append(_Track(EpochSchedule(dummy, cfg), gen, _batches(len(m.train), bs, drop_last=bool(cfg.drop_last))))
+        tracks.append(_Track(schedule, gen, _batches(len(m.train), bs, drop_last=bool(cfg.drop_last))))
     ends: list[MemberEnd | None] = [None] * k
 
     def finish(i: int, end: MemberEnd) -> None:
@@ -404,70 +426,135 @@ def fit_batched(
         return [losses[j].detach() for j in range(len(group))]
 
     t0 = time.perf_counter()
-    for epoch in range(int(cfg.epochs)):
-        live = [i for i in range(k) if not tracks[i].done]
-        if not live:
-            break
-        lr_used = {i: tracks[i].schedule.lr for i in live}
-        perms = {i: torch.randperm(len(members[i].train), generator=tracks[i].gen, device=device) for i in live}
-        totals = {i: torch.zeros((), device=device) for i in live}  # as fit sums them
-        for j in range(max(len(tracks[i].batches) for i in live)):
-            by_size: dict[int, list[int]] = {}
+    with warnings.catch_warnings():
+        # an operation without a vmap batching rule (braindecode's max-norm renorm) runs per member: slower, not
+        # different; the timing probe above already decided it still pays
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+        for epoch in range(int(cfg.epochs)):
+            live = [i for i in range(k) if not tracks[i].done]
+            if not live:
+                break
+            lr_used = {i: tracks[i].schedule.lr for i in live}
+            perms = {i: torch.randperm(len(members[i].train), generator=tracks[i].gen, device=device) for i in live}
+            totals = {i: torch.zeros((), device=device) for i in live}  # as fit sums them
+            for j in range(max(len(tracks[i].batches) for i in live)):
+                by_size: dict[int, list[int]] = {}
+                for i in live:
+                    if j < len(tracks[i].batches):
+                        start, stop = tracks[i].batches[j]
+                        by_size.setdefault(stop - start, []).append(i)
+                for group in by_size.values():
+                    rows = [perms[i][tracks[i].batches[j][0] : tracks[i].batches[j][1]] for i in group]
+                    try:
+                        losses = step(group, rows)
+                    except RuntimeError as exc:
+                        if j == 0 and epoch == 0:  # vmap met an operation it cannot batch: before any update
+                            raise NotBatchable(str(exc).splitlines()[0]) from exc
+                        raise
+                    for i, loss in zip(group, losses, strict=True):
+                        totals[i] += loss
             for i in live:
-                if j < len(tracks[i].batches):
-                    start, stop = tracks[i].batches[j]
-                    by_size.setdefault(stop - start, []).append(i)
-            for group in by_size.values():
-                rows = [perms[i][tracks[i].batches[j][0] : tracks[i].batches[j][1]] for i in group]
-                try:
-                    losses = step(group, rows)
-                except RuntimeError as exc:
-                    if j == 0 and epoch == 0:  # vmap met an operation it cannot batch: before any update
-                        raise NotBatchable(str(exc).splitlines()[0]) from exc
-                    raise
-                for i, loss in zip(group, losses, strict=True):
-                    totals[i] += loss
-        for i in live:
-            tr, m = tracks[i], members[i]
-            train_loss = float((totals[i] / len(tr.batches)).item())
-            load_member(i)
-            val_loss = (
-                validation_loss(m.model, m.loss_fn, m.val, m.image_emb, bs, autocast, m.text_emb)
-                if m.val is not None
-                else math.nan
-            )
-            tr.epochs_run = epoch + 1
-            bad = [
-                (what, value)
-                for what, value in (("training", train_loss), ("validation", val_loss if m.val is not None else 0.0))
-                if not math.isfinite(value)
-            ]
-            if bad:
-                finish(i, diverged(tr.epochs_run, f"{bad[0][0]} loss = {bad[0][1]}", lr_used[i], cfg))
-                continue
-            if m.val is not None and val_loss < tr.best_val:
-                tr.best_val, tr.best_epoch, tr.bad_epochs = val_loss, epoch, 0
-                if selection == "best-val":
-                    tr.best_state = {n: v.detach().clone() for n, v in m.model.state_dict().items()}
-            else:
-                tr.bad_epochs += 1
-            tr.schedule.end_epoch(epoch, val_loss if m.val is not None else None)
-            record = {
-                "epoch": tr.epochs_run,
-                "epochs": int(cfg.epochs),
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "lr": lr_used[i],
-            }
-            tr.history.append(record)
-            seen = sum(stop - start for start, stop in tr.batches) * tr.epochs_run
-            if progress is not None:
-                progress(i, {**record, "samples_seen": seen, "seconds": time.perf_counter() - t0})
-            last = tr.epochs_run == int(cfg.epochs)
-            stop_early = cfg.patience > 0 and m.val is not None and tr.bad_epochs >= cfg.patience
-            if last or stop_early:
-                finish(i, _result(tr, m, selection, time.perf_counter() - t0, rngs.states[i]))
+                tr, m = tracks[i], members[i]
+                train_loss = float((totals[i] / len(tr.batches)).item())
+                load_member(i)
+                val_loss = (
+                    validation_loss(m.model, m.loss_fn, m.val, m.image_emb, bs, autocast, m.text_emb)
+                    if m.val is not None
+                    else math.nan
+                )
+                tr.epochs_run = epoch + 1
+                bad = [
+                    (what, value)
+                    for what, value in (
+                        ("training", train_loss),
+                        ("validation", val_loss if m.val is not None else 0.0),
+                    )
+                    if not math.isfinite(value)
+                ]
+                if bad:
+                    finish(i, diverged(tr.epochs_run, f"{bad[0][0]} loss = {bad[0][1]}", lr_used[i], cfg))
+                    continue
+                if m.val is not None and val_loss < tr.best_val:
+                    tr.best_val, tr.best_epoch, tr.bad_epochs = val_loss, epoch, 0
+                    if selection == "best-val":
+                        tr.best_state = {n: v.detach().clone() for n, v in m.model.state_dict().items()}
+                else:
+                    tr.bad_epochs += 1
+                tr.schedule.end_epoch(epoch, val_loss if m.val is not None else None)
+                record = {
+                    "epoch": tr.epochs_run,
+                    "epochs": int(cfg.epochs),
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "lr": lr_used[i],
+                }
+                tr.history.append(record)
+                seen = sum(stop - start for start, stop in tr.batches) * tr.epochs_run
+                if progress is not None:
+                    progress(i, {**record, "samples_seen": seen, "seconds": time.perf_counter() - t0})
+                last = tr.epochs_run == int(cfg.epochs)
+                stop_early = cfg.patience > 0 and m.val is not None and tr.bad_epochs >= cfg.patience
+                if last or stop_early:
+                    finish(i, _result(tr, m, selection, time.perf_counter() - t0, rngs.states[i]))
     return [e if e is not None else CellFailure("batched training ended without a result") for e in ends]
+
+
+def _step_seconds(
+    batched_loss: Callable[..., torch.Tensor],
+    members: Sequence[Member],
+    calls: list[_DropoutCall],
+    stacked: tuple[dict[str, torch.Tensor], ...],
+    batch_size: int,
+) -> tuple[float, float]:
+    """Seconds of one forward-backward of all members batched, and of the first member alone times K, on
+    throwaway copies (no weight, buffer, optimiser state or RNG stream of any member changes); the better of two
+    runs each, after a warm-up."""
+    k = len(members)
+    first = members[0]
+    rows = torch.arange(min(batch_size, len(first.train)), device=first.train.x.device)
+    x, s = first.train.x[rows], first.train.subject[rows]
+    target = first.image_emb[first.train.image_index[rows]]
+    text = first.text_emb[first.train.image_index[rows]] if first.text_emb is not None else None
+    params, buffers, loss_params, loss_buffers = (
+        {n: t.detach().clone().requires_grad_(t.requires_grad) for n, t in d.items()} for d in stacked
+    )
+    for c in calls:  # masks of ones: timing draws nothing from any member's RNG stream
+        buffers[f"{c.name}.mask"] = torch.ones((k, len(rows), *c.shape), dtype=c.dtype, device=x.device)
+    text_k = text.expand(k, *text.shape) if text is not None else None
+    alone = copy.deepcopy(first.model).train()
+    loss_fn = copy.deepcopy(first.loss_fn).train()
+
+    def batched() -> None:
+        batched_loss(
+            params,
+            buffers,
+            loss_params,
+            loss_buffers,
+            x.expand(k, *x.shape),
+            s.expand(k, *s.shape),
+            target.expand(k, *target.shape),
+            text_k,
+        ).sum().backward()
+
+    def one() -> None:
+        out = for_loss(alone(x, s))
+        (loss_fn(out, target, text) if text is not None else loss_fn(out, target)).backward()
+
+    def best(fn: Callable[[], None], runs: int = 2) -> float:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            fn()  # warm-up
+            times = []
+            for _ in range(runs):
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                t0 = time.perf_counter()
+                fn()
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                times.append(time.perf_counter() - t0)
+        return min(times)
+
+    return best(batched), k * best(one)
 
 
 def _result(tr: _Track, m: Member, selection: str, seconds: float, rng_state: torch.Tensor) -> FitResult:

@@ -19,7 +19,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -600,6 +600,78 @@ def run_cell(
     )
 
 
+def run_cells(
+    cells: Sequence[Cell],
+    *,
+    results_dir: str | os.PathLike,
+    on_result: Callable[[int, CellResult | Exception], None],
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    progress: Callable[[int, Mapping[str, Any]], None] | None = None,
+    show_embedding_progress: bool = False,
+) -> None:
+    """Run cells of one recipe (differing only in placement) trained together as one stacked model
+    (:func:`eegbench.execution.batched.fit_batched`), each with the result it would have alone.
+
+    ``on_result(i, result_or_error)`` is called for each cell ``i`` as soon as it is finished: after its own
+    last epoch or early stop, not the group's; a cell failing to prepare, diverging or failing to evaluate ends
+    alone with its exception. A model that cannot be batched exactly trains its cells one by one, the same way.
+    """
+    from eegbench.execution.batched import Member, NotBatchable, fit_batched
+
+    paths = {"results_dir": results_dir, "cache_dir": cache_dir, "show_embedding_progress": show_embedding_progress}
+    prepared: dict[int, PreparedCell] = {}
+    for i, cell in enumerate(cells):
+        try:
+            prepared[i] = prepare_cell(cell, device=device, **paths)  # type: ignore[arg-type]
+        except Exception as exc:  # one cell's failure is its result, not the group's
+            on_result(i, exc)
+    order = list(prepared)
+
+    def finish(i: int, end: FitResult | Exception) -> None:
+        done = prepared.pop(i)
+        if isinstance(end, Exception):
+            on_result(i, end)
+            return
+        try:
+            result = finish_cell(done, end, **paths)  # type: ignore[arg-type]
+        except Exception as exc:  # as above
+            on_result(i, exc)
+            return
+        on_result(i, result)
+
+    if len(order) > 1:
+        first = prepared[order[0]].cell.recipe
+        members = [
+            Member(p.model, p.loss_fn, p.train, p.val, p.image_emb, p.seed, p.text_emb, p.rng_state)
+            for p in (prepared[i] for i in order)
+        ]
+        try:
+            fit_batched(
+                members,
+                first.stage_training,
+                selection=first.validation.selection,
+                progress=(lambda j, record: progress(order[j], record)) if progress is not None else None,
+                on_done=lambda j, end: finish(order[j], end),
+            )
+            return
+        except NotBatchable as why:  # refused before any step: nothing trained, each cell trains alone below
+            log.info("%d cells of one recipe trained one by one: %s", len(order), why)
+    for i in order:
+        one = prepared[i]
+        if one.device.type == "cuda":  # alone, training draws from the global RNG where the model build left it
+            torch.cuda.set_rng_state(one.rng_state, one.device)
+        else:
+            torch.set_rng_state(one.rng_state)
+        try:
+            fitted: FitResult | Exception = train_prepared(
+                one, (lambda record, i=i: progress(i, record)) if progress is not None else None
+            )
+        except Exception as exc:  # as above
+            fitted = exc
+        finish(i, fitted)
+
+
 @dataclass
 class PreparedCell:
     """A cell set up to train (what :func:`prepare_cell` built): its data on the device, model, loss and task, and
@@ -951,8 +1023,8 @@ def load_encoder(
 ) -> tuple[EEGEncoder, dict[str, Any]]:
     """Rebuild a trained EEG encoder from a checkpoint (``torch.load(weights_only=True)``).
 
-    Returns ``(model, meta)`` with the model in eval mode; ``meta`` has ``config`` (the cell's resolved config), ``ch_names``,
-    ``n_times``, ``sfreq``, ``image_dim``, ``subjects``, ``head`` (the engine's head kind) and
+    Returns ``(model, meta)`` with the model in eval mode; ``meta`` has ``config`` (the cell's resolved config),
+    ``ch_names``, ``n_times``, ``sfreq``, ``image_dim``, ``subjects``, ``head`` (the engine's head kind) and
     ``standardizer`` (numpy arrays), so new EEG can be prepared the same way before ``model(x)``.
 
     ``expect_cell_key``: the key of the cell that must have written the checkpoint (a finetune's pretrain cell);

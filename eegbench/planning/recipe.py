@@ -167,6 +167,11 @@ class Validation:
         return cls(**{f.name: value[f.name] for f in dataclasses.fields(cls) if f.name in value})
 
 
+#: the most cells ``batch_cells = "auto"`` trains as one (beyond it the speed-up per member levels off on CPUs,
+#: and each member's data and optimiser state stay on the device while the group trains)
+AUTO_BATCHED_CELLS = 8
+
+
 @dataclass(frozen=True)
 class Training:
     """One stage's optimisation (``[train]``, or ``[finetune]`` over it): the fields of
@@ -190,11 +195,24 @@ class Training:
     compile: bool = False
     text_prompt: str = "This picture is {concept}"
     drop_last: bool = True
+    #: how many cells of this recipe may train together (see :mod:`eegbench.execution.batched`): batching never
+    #: changes a result, so it is left out of :meth:`as_dict` (no key, no stored config holds it)
+    batch_cells: str | bool | int = field(default="auto", compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["betas"] = list(self.betas)
+        del out["batch_cells"]
         return out
+
+    @property
+    def max_batched_cells(self) -> int:
+        """The most cells trained as one: 8 for ``"auto"`` (or ``true``), 1 for ``false``, else the number given."""
+        if self.batch_cells is False:
+            return 1
+        if self.batch_cells == "auto" or self.batch_cells is True:
+            return AUTO_BATCHED_CELLS
+        return max(1, int(self.batch_cells))
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> Training:

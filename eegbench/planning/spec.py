@@ -140,6 +140,9 @@ TRAIN_FIELDS: dict[str, tuple[Any, Any]] = {
     "text_prompt": (str, "This picture is {concept}"),
     # drop the last partial batch of each epoch (a torch DataLoader's drop_last); False trains on every trial
     "drop_last": (StrictBool, True),
+    # train cells of one recipe that differ only in placement together, as one stacked model ("auto": up to
+    # 8 at a time where the model allows it exactly; false: one by one; N: up to N). Not part of any identity
+    "batch_cells": (Union[Literal["auto"], StrictBool, PositiveInt], "auto"),
 }
 
 TrainSpec = create_model(  # type: ignore[call-overload]
