@@ -145,10 +145,8 @@ class CellRunner:
 
     def _emit(self, event: str, cell: Any, payload: Any) -> None:
         if self.progress is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.progress(event, cell, payload)
-            except Exception:
-                pass
 
 
 #: libraries whose version changes what a component computes (recorded when the cell imported them)
@@ -184,10 +182,8 @@ def _versions(recipe: Recipe | None = None) -> dict[str, str]:
     }
     for module, dist in _COMPONENT_LIBRARIES.items():
         if module in sys.modules:
-            try:
+            with contextlib.suppress(metadata.PackageNotFoundError):
                 out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                pass
     for slot, ref in recipe.components() if recipe is not None else ():
         try:
             dist = get_component(COMPONENT_KINDS[slot], ref.name).plugin
@@ -349,7 +345,7 @@ PROGRESS_EVERY = 8.0  # with the poll's 1 s tick: a line at least every ~9 s (lo
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
@@ -391,10 +387,8 @@ class PlainProgress:
     def _print(self, text: str) -> None:
         with self._lock:
             self._last_line = time.perf_counter()
-            try:
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe must not fail the run
                 print(f"[{_duration(self._last_line - self.t0)}] {text}", file=self.stream, flush=True)
-            except (OSError, ValueError):  # a closed pipe must not fail the run
-                pass
 
     def __enter__(self) -> PlainProgress:
         self._thread = threading.Thread(target=self._poll, daemon=True)
