@@ -1,14 +1,14 @@
-"""``eegbench run``: spec → plan → executor → results store → results table.
+"""Run a spec: spec → plan → executor → results store → results table (``eegbench run``'s parser is
+:mod:`eegbench.cli.run`).
 
 :class:`CellRunner` is the picklable callable every executor runs, here or in a worker process: it skips a
 cell whose key is stored as done (unless forced), otherwise marks it running, trains and evaluates it
 through :mod:`eegbench.execution.engine`, and writes its rows in one transaction (or marks it failed with one line).
-:func:`run_spec` is the Python API behind ``eegbench.run`` and the CLI.
+:func:`run_spec` is the Python API behind ``eegbench.run`` and ``eegbench run``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eegbench.errors import EXIT_CELL_FAILED, EXIT_USER_ERROR, EegbenchError
+from eegbench.errors import EXIT_USER_ERROR, EegbenchError
 from eegbench.errors import one_line as _one_line
 from eegbench.interfaces import CellOutcome, Dataset
 from eegbench.planning.recipe import COMPONENT_KINDS, Cell, Recipe
@@ -224,10 +224,8 @@ class CellRunner:
 
     def _emit(self, event: str, cell: Any, payload: Any) -> None:
         if self.progress is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.progress(event, cell, payload)
-            except Exception:
-                pass
 
 
 #: libraries whose version changes what a component computes (recorded when the cell imported them)
@@ -263,10 +261,8 @@ def _versions(recipe: Recipe | None = None) -> dict[str, str]:
     }
     for module, dist in _COMPONENT_LIBRARIES.items():
         if module in sys.modules:
-            try:
+            with contextlib.suppress(metadata.PackageNotFoundError):
                 out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                pass
     for slot, ref in recipe.components() if recipe is not None else ():
         try:
             dist = get_component(COMPONENT_KINDS[slot], ref.name).plugin
@@ -428,7 +424,7 @@ PROGRESS_EVERY = 8.0  # with the poll's 1 s tick: a line at least every ~9 s (lo
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
@@ -470,10 +466,8 @@ class PlainProgress:
     def _print(self, text: str) -> None:
         with self._lock:
             self._last_line = time.perf_counter()
-            try:
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe must not fail the run
                 print(f"[{_duration(self._last_line - self.t0)}] {text}", file=self.stream, flush=True)
-            except (OSError, ValueError):  # a closed pipe must not fail the run
-                pass
 
     def __enter__(self) -> PlainProgress:
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -977,76 +971,3 @@ def _start_log(res_dir: Path, spec_name: str) -> Path:
     root.setLevel(logging.DEBUG)
     root.addHandler(handler)
     return path
-
-
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
-def add_commands(sub) -> None:
-    """Register ``eegbench run`` on the top-level subparsers."""
-    p = sub.add_parser("run", help="run a benchmark spec (TOML): plan, train, evaluate, store results")
-    p.add_argument("spec", help="path to a benchmark spec, e.g. benchmarks/quick.toml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec key with a TOML value, e.g. --set train.epochs=5 --set seeds=[1,2]",
-    )
-    p.add_argument("--dry-run", action="store_true", help="print the cells, their work and what is stored; run nothing")
-    p.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="run a subset: stage, fold, seed, ratio, test_subject, protocol or key (repeatable)",
-    )
-    p.add_argument("--force", action="store_true", help="recompute cells already stored")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
-    p.add_argument(
-        "--results",
-        metavar="DIR",
-        help="results directory (default: spec [paths] results, EEGBENCH_RESULTS, ./results)",
-    )
-    p.add_argument(
-        "--cache", metavar="DIR", help="cache directory (default: spec [paths] cache, EEGBENCH_CACHE, user cache)"
-    )
-    p.add_argument("--executor", metavar="NAME", help="executor component (local, submitit, ray; default: the spec's)")
-    p.add_argument("--jobs", type=int, metavar="N", help="cells at once (executor parameter jobs)")
-    p.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="no progress or tables; a failed or deferred cell still gets one line on stderr",
-    )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="a progress line every epoch (default: a live display in a terminal, else a line per cell "
-        f"start and end and one every ${PROGRESS_EVERY_ENV} seconds, default {PROGRESS_EVERY:g})",
-    )
-    p.set_defaults(func=cmd_run)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    df = run_spec(
-        args.spec,
-        args.overrides,
-        results_dir=args.results,
-        cache_dir=args.cache,
-        device=args.device,
-        force=args.force,
-        dry_run=args.dry_run,
-        only=args.only,
-        executor=args.executor,
-        jobs=args.jobs,
-        quiet=args.quiet,
-        progress=True,
-        verbose=args.verbose,
-    )
-    # the exit-code contract (README "Exit codes"): a failure due to the user's input wins over a run-time one
-    if df.attrs.get("failed_user_error"):
-        return EXIT_USER_ERROR
-    return EXIT_CELL_FAILED if df.attrs.get("failed") else 0
