@@ -24,7 +24,7 @@ VALIDATION_BY = ("image", "concept", "trial")
 def draw_size(n: int, fraction: float) -> int:
     """How many of ``n`` items a validation draw holds out: round(fraction * n), at least 1 and at most
     n - 1 when fraction > 0 and n > 1 (the dry run's counts use the same arithmetic)."""
-    k = int(round(fraction * n))
+    k = round(fraction * n)
     if fraction > 0 and n > 1:
         k = min(max(k, 1), n - 1)
     return k
@@ -32,7 +32,7 @@ def draw_size(n: int, fraction: float) -> int:
 
 def subset_size(n: int, ratio: float) -> int:
     """How many of a subject's ``n`` images :func:`training_subset` keeps at ``ratio`` (at least one)."""
-    return n if ratio >= 1.0 else max(1, int(round(ratio * n)))
+    return n if ratio >= 1.0 else max(1, round(ratio * n))
 
 
 def _draw(items: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

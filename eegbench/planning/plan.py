@@ -1,10 +1,10 @@
 """The plan: a validated spec expanded into cells (fold × seed × stage × training ratio).
 
-Each :class:`~eegbench.planning.recipe.Cell` is a frozen :class:`~eegbench.planning.recipe.Recipe` (components with their
-defaults filled in, preparation, validation, training) and a :class:`~eegbench.planning.recipe.Placement` (fold,
+Each :class:`~eegbench.planning.recipe.Cell` is a frozen :class:`~eegbench.planning.recipe.Recipe` (components with
+their defaults filled in, preparation, validation, training) and a :class:`~eegbench.planning.recipe.Placement` (fold,
 seed, stage, ratio, subjects); its ``key`` is the stable hash of both, so a cell is identified by *what* it
-computes, not by the spec file it came from. Building a plan resolves every component name and parameter through the registry and checks the
-honest-protocol invariants, so a bad spec fails here, in one line, before anything trains.
+computes, not by the spec file it came from. Building a plan resolves every component name and parameter through the
+registry and checks the honest-protocol invariants, so a bad spec fails here, in one line, before anything trains.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,7 +41,7 @@ PositiveInt = Annotated[StrictInt, Field(ge=1)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 #: seeds feed numpy and torch generators (torch refuses seeds of 2**64 and more; 32 bits is plenty)
 Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
-Averaging = Union[Literal["all", "none"], PositiveInt]
+Averaging = Literal["all", "none"] | PositiveInt
 
 
 def Number(**bounds: float) -> Any:
@@ -151,8 +151,8 @@ FinetuneSpec = create_model(  # type: ignore[call-overload]
     "FinetuneSpec",
     __base__=_Strict,
     training_ratios=(list[Ratio], [1.0]),  # [] drops the stage (e.g. --set finetune.training_ratios=[])
-    task=(Optional[ComponentSpec], None),  # the finetune cells' task (default: [task])
-    **{k: (Optional[t], None) for k, (t, _) in TRAIN_FIELDS.items()},
+    task=(ComponentSpec | None, None),  # the finetune cells' task (default: [task])
+    **{k: (t | None, None) for k, (t, _) in TRAIN_FIELDS.items()},
     __validators__={"_unique_ratios": field_validator("training_ratios")(lambda cls, v: _no_repeats(v))},
 )
 FinetuneSpec.__doc__ = "Finetune stage: training keys not given here are inherited from [train]."
