@@ -34,6 +34,7 @@ entry states it) match, never on a synthetic dataset, at training ratio 1; they 
 
 Heavy libraries (pandas, scipy, matplotlib) are imported inside functions: ``eegbench list`` stays fast.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,10 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from eegbench.errors import EegbenchError
 
@@ -52,20 +54,59 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 #: result columns that name a component, and the component kind each names
-COMPONENT_COLUMNS = {"dataset": "dataset", "backbone": "backbone", "image_encoder": "image-encoder", "loss": "loss",
-                     "task": "task"}
+COMPONENT_COLUMNS = {
+    "dataset": "dataset",
+    "backbone": "backbone",
+    "image_encoder": "image-encoder",
+    "loss": "loss",
+    "task": "task",
+}
 DEFAULT_BY: tuple[str, ...] = ("backbone", "image_encoder", "loss")
 FORMATS = ("md", "csv", "latex", "html", "json", "rows")
-SUFFIX_FORMATS = {".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "latex", ".latex": "latex", ".html": "html",
-                  ".htm": "html", ".json": "json"}
+SUFFIX_FORMATS = {
+    ".md": "md",
+    ".markdown": "md",
+    ".csv": "csv",
+    ".tex": "latex",
+    ".latex": "latex",
+    ".html": "html",
+    ".htm": "html",
+    ".json": "json",
+}
 PROTOCOL_ORDER = ("intra", "loso", "pooled")
 STAGE_ORDER = ("pretrain", "finetune")
 DEDUP_KEY = ("cell_key", "test_subject", "metric")
 #: columns of :attr:`Leaderboard.table`, in order
 TABLE_COLUMNS = (
-    "context_key", "config_id", "config", "variant", "source", "protocol", "stage", "training_ratio", "metric",
-    "mean", "std", "n", "n_subjects", "sd_subjects", "n_seeds", "sd_seeds", "n_cells", "chance", "best", "ranked",
-    "rank", "p_value", "smd", "n_pairs", "test", "rank_note", "citation", "selection", "notes",
+    "context_key",
+    "config_id",
+    "config",
+    "variant",
+    "source",
+    "protocol",
+    "stage",
+    "training_ratio",
+    "metric",
+    "mean",
+    "std",
+    "n",
+    "n_subjects",
+    "sd_subjects",
+    "n_seeds",
+    "sd_seeds",
+    "n_cells",
+    "chance",
+    "best",
+    "ranked",
+    "rank",
+    "p_value",
+    "smd",
+    "n_pairs",
+    "test",
+    "rank_note",
+    "citation",
+    "selection",
+    "notes",
 )
 REPORTED_REQUIRED = ("method", "citation", "dataset", "protocol", "stage", "n_way")
 REPORTED_METRICS = ("top1", "top3", "top5")
@@ -90,8 +131,13 @@ class Column:
         return text
 
     def sort_key(self) -> tuple:
-        return (_order(PROTOCOL_ORDER, self.protocol), self.protocol, _order(STAGE_ORDER, self.stage), self.stage,
-                self.training_ratio)
+        return (
+            _order(PROTOCOL_ORDER, self.protocol),
+            self.protocol,
+            _order(STAGE_ORDER, self.stage),
+            self.stage,
+            self.training_ratio,
+        )
 
 
 @dataclass
@@ -105,8 +151,8 @@ class Leaderboard:
 
     metric: str
     by: tuple[str, ...]
-    table: "pd.DataFrame"
-    rows: "pd.DataFrame"
+    table: pd.DataFrame
+    rows: pd.DataFrame
     contexts: dict[str, dict[str, Any]]
     citations: dict[str, str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
@@ -175,8 +221,9 @@ def _config_or_none(text: str) -> dict[str, Any] | None:
     return cfg if isinstance(cfg, dict) and cfg else None
 
 
-def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], *,
-                 cell_configs: CellConfigs | None = None) -> "pd.DataFrame":
+def load_results(
+    results_dirs: str | os.PathLike | Iterable[str | os.PathLike], *, cell_configs: CellConfigs | None = None
+) -> pd.DataFrame:
     """Every result row of the given results directories, merged, one row per (cell, test subject, metric).
 
     A missing directory, a directory without a results database, or no rows at all raise
@@ -198,8 +245,10 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], 
     for d in dirs:
         path = Path(d).expanduser()
         if not path.is_dir():
-            raise EegbenchError(f"results directory {path} does not exist (pass the directory `eegbench run` wrote, "
-                                "or set EEGBENCH_RESULTS)")
+            raise EegbenchError(
+                f"results directory {path} does not exist (pass the directory `eegbench run` wrote, "
+                "or set EEGBENCH_RESULTS)"
+            )
         if not (path / DB_NAME).is_file():
             raise EegbenchError(f"no results database in {path} (expected {DB_NAME}; run `eegbench run SPEC` first)")
         store = ResultStore(path, read_only=True)  # never writes: read-only stores are fine, foreign ones refused
@@ -215,8 +264,10 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], 
             empties.append(f"{path} ({counts})" if counts else str(path))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if df.empty:
-        raise EegbenchError(f"no results in {', '.join(empties)}: no finished cells yet (run `eegbench run SPEC`; "
-                            "`eegbench status` shows failures)")
+        raise EegbenchError(
+            f"no results in {', '.join(empties)}: no finished cells yet (run `eegbench run SPEC`; "
+            "`eegbench status` shows failures)"
+        )
     df = df.sort_values(["created_at", "id"], kind="stable", na_position="first")
     df = df.drop_duplicates(subset=list(DEDUP_KEY), keep="last")
     return df.sort_values(["results_dir", "id"], kind="stable").reset_index(drop=True)
@@ -271,8 +322,9 @@ def load_reported(path: str | os.PathLike | None = None) -> list[dict[str, Any]]
         for m in metrics:
             v = entry[m]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                raise EegbenchError(f"{where} ({entry['method']}): {m} = {v!r} must be a fraction in [0, 1] "
-                                    "(e.g. 0.161 for 16.1 %)")
+                raise EegbenchError(
+                    f"{where} ({entry['method']}): {m} = {v!r} must be a fraction in [0, 1] (e.g. 0.161 for 16.1 %)"
+                )
         if not isinstance(entry["n_way"], int) or isinstance(entry["n_way"], bool):
             raise EegbenchError(f"{where} ({entry['method']}): n_way = {entry['n_way']!r} must be an integer")
         out.append(dict(entry))
@@ -308,10 +360,15 @@ def _citation(index: Mapping[tuple[str, str], Mapping[str, str]], kind: str, nam
 # --------------------------------------------------------------------------------------------------
 # computing
 # --------------------------------------------------------------------------------------------------
-def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None, *, metric: str = "top1",
-          by: Sequence[str] | str = DEFAULT_BY, reported: str | os.PathLike | bool | None = None,
-          rows: "pd.DataFrame | None" = None, cell_configs: CellConfigs | None = None
-          ) -> Leaderboard:
+def build(
+    results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+    *,
+    metric: str = "top1",
+    by: Sequence[str] | str = DEFAULT_BY,
+    reported: str | os.PathLike | bool | None = None,
+    rows: pd.DataFrame | None = None,
+    cell_configs: CellConfigs | None = None,
+) -> Leaderboard:
     """Compute a :class:`Leaderboard`.
 
     ``results_dirs``: one or more results directories (default: ``eegbench.paths.results_dir()``);
@@ -337,8 +394,9 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
             results_dirs = [results_dir()]
         cell_configs = CellConfigs()
         rows = load_results(results_dirs, cell_configs=cell_configs)
-        sources = [str(Path(d)) for d in ([results_dirs] if isinstance(results_dirs, (str, os.PathLike))
-                                          else results_dirs)]
+        sources = [
+            str(Path(d)) for d in ([results_dirs] if isinstance(results_dirs, (str, os.PathLike)) else results_dirs)
+        ]
     else:
         sources = sorted(set(rows.get("results_dir", pd.Series(dtype=str)).dropna().astype(str)))
     # rows written before the store kept recipes (a store opened read-only is not migrated): their keys now
@@ -346,8 +404,10 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
     metrics = sorted(set(rows["metric"].dropna()))
     df = rows[rows["metric"] == metric].copy()
     if df.empty:
-        raise EegbenchError(f"no {metric!r} results in {', '.join(sources) or 'the given rows'} "
-                            f"(metrics present: {', '.join(metrics) or 'none'})")
+        raise EegbenchError(
+            f"no {metric!r} results in {', '.join(sources) or 'the given rows'} "
+            f"(metrics present: {', '.join(metrics) or 'none'})"
+        )
     # rows written by an older or foreign writer may lack a grouping field: keep them visible, not dropped
     for col, missing in (("context_key", "unknown"), ("protocol", "unknown"), ("stage", "unknown")):
         df[col] = df[col].fillna(missing).astype(str)
@@ -399,12 +459,25 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
             table[col] = None
     table = table[[*TABLE_COLUMNS, *[b for b in by if b not in TABLE_COLUMNS]]]
     table = _sort_table(table)
-    return Leaderboard(metric=metric, by=tuple(by), table=table, rows=df.reset_index(drop=True), contexts=contexts,
-                       citations=citations, sources=sources, reported=reported_entries)
+    return Leaderboard(
+        metric=metric,
+        by=tuple(by),
+        table=table,
+        rows=df.reset_index(drop=True),
+        contexts=contexts,
+        citations=citations,
+        sources=sources,
+        reported=reported_entries,
+    )
 
 
-def leaderboard(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None, *, metric: str = "top1",
-                by: Sequence[str] | str = DEFAULT_BY, reported: str | os.PathLike | bool | None = None) -> "pd.DataFrame":
+def leaderboard(
+    results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+    *,
+    metric: str = "top1",
+    by: Sequence[str] | str = DEFAULT_BY,
+    reported: str | os.PathLike | bool | None = None,
+) -> pd.DataFrame:
     """The leaderboard as a tidy DataFrame: one row per (context, configuration, protocol, stage, ratio).
 
     Columns: :data:`TABLE_COLUMNS` plus the ``by`` columns; see the module docstring for their meaning.
@@ -421,7 +494,7 @@ def _parse_by(by: Sequence[str] | str) -> tuple[str, ...]:
     return out
 
 
-def fill_recipes(rows: "pd.DataFrame", cell_configs: Mapping[str, Mapping[str, Any]]) -> "pd.DataFrame":
+def fill_recipes(rows: pd.DataFrame, cell_configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """``rows`` with ``recipe``, ``recipe_key`` and ``pretrain_recipe_key`` filled where a store written by an
     earlier version (or opened read-only, so not migrated) lacks them, by the migration's rules
     (:class:`eegbench.planning.recipe.StoredRecipes`), with the configs of every loaded row and of the stores' ``cells``
@@ -441,7 +514,9 @@ def fill_recipes(rows: "pd.DataFrame", cell_configs: Mapping[str, Mapping[str, A
         if isinstance(cfg, dict) and cfg:
             own[str(key)] = cfg
     book = StoredRecipes(ChainMap(own, cell_configs))  # type: ignore[arg-type]
-    columns = [c for c in ("stage", "config", *COMPONENT_COLUMNS, *(c + "_params" for c in COMPONENT_COLUMNS)) if c in rows]
+    columns = [
+        c for c in ("stage", "config", *COMPONENT_COLUMNS, *(c + "_params" for c in COMPONENT_COLUMNS)) if c in rows
+    ]
     part = rows.loc[missing, columns]
     found = [book.of(r.get("config"), r.get("stage"), r) for r in part.to_dict("records")]
     recipe = rows["recipe"].astype(object).to_numpy(copy=True)
@@ -471,7 +546,7 @@ def _by_part(row: Mapping[str, Any], by: Sequence[str]) -> list[Any]:
     return parts
 
 
-def _assign_configs(df: "pd.DataFrame", by: Sequence[str]) -> None:
+def _assign_configs(df: pd.DataFrame, by: Sequence[str]) -> None:
     """Set ``config_id`` on every row, in place, from the ``by`` values and the stored ``recipe_key``.
 
     A configuration is the ``by`` values **and** the recipe: rows whose recipes differ are never merged,
@@ -482,8 +557,20 @@ def _assign_configs(df: "pd.DataFrame", by: Sequence[str]) -> None:
     """
     from eegbench.interfaces import stable_hash
 
-    columns = [c for c in dict.fromkeys(["stage", "context_key", "recipe_key", "pretrain_recipe_key", *by,
-                                         *(c + "_params" for c in by if c in COMPONENT_COLUMNS)]) if c in df]
+    columns = [
+        c
+        for c in dict.fromkeys(
+            [
+                "stage",
+                "context_key",
+                "recipe_key",
+                "pretrain_recipe_key",
+                *by,
+                *(c + "_params" for c in by if c in COMPONENT_COLUMNS),
+            ]
+        )
+        if c in df
+    ]
     recs = [dict(zip(columns, values)) for values in zip(*(df[c].tolist() for c in columns))]
     ids_of: dict[tuple[str, str], str] = {}
     ids, by_parts = [], []
@@ -531,7 +618,7 @@ def _flat_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _labels(df: "pd.DataFrame", by: Sequence[str]) -> dict[str, tuple[str, str]]:
+def _labels(df: pd.DataFrame, by: Sequence[str]) -> dict[str, tuple[str, str]]:
     """``{config_id: (label, variant)}``: the ``by`` names, and as ``variant`` the recipe keys
     (``backbone.depth``, ``train.epochs``, ``finetune.lr``...) whose values differ among the configurations
     with the same names (keys a configuration lacks, such as ``finetune.*`` on a pretrain-only row, are
@@ -551,8 +638,9 @@ def _labels(df: "pd.DataFrame", by: Sequence[str]) -> dict[str, tuple[str, str]]
             differing = [k for k in keys if len({text(params[c].get(k, "-")) for c in group}) > 1]
         else:
             differing = [k for k in keys if len({text(params[c][k]) for c in group if k in params[c]}) > 1]
-        return {c: ", ".join(f"{k}={params[c].get(k, '-')}" for k in differing if missing or k in params[c])
-                for c in group}
+        return {
+            c: ", ".join(f"{k}={params[c].get(k, '-')}" for k in differing if missing or k in params[c]) for c in group
+        }
 
     out = {}
     for name in set(names.values()):
@@ -565,8 +653,11 @@ def _labels(df: "pd.DataFrame", by: Sequence[str]) -> dict[str, tuple[str, str]]
             if len(same) > 1:  # told apart only by keys some lack: show those too, else the id
                 fixed = variants(same, True)
                 for c in same:
-                    variant[c] = fixed[c] if len(set(fixed.values())) == len(same) else ", ".join(
-                        filter(None, [fixed[c], f"id {c[:6]}"]))
+                    variant[c] = (
+                        fixed[c]
+                        if len(set(fixed.values())) == len(same)
+                        else ", ".join(filter(None, [fixed[c], f"id {c[:6]}"]))
+                    )
         for c in group:
             label = " / ".join(n for n in name if n) or c
             out[c] = (label + (f" ({variant[c]})" if variant[c] else ""), variant[c])
@@ -588,11 +679,11 @@ class _Groups:
     slices, which keeps the leaderboard's time linear in the rows with a small constant.
     """
 
-    def __init__(self, df: "pd.DataFrame"):
+    def __init__(self, df: pd.DataFrame):
         import pandas as pd
 
         self.df = df
-        self.index: dict[tuple, "np.ndarray"] = df.groupby(list(GROUP_KEYS), sort=False, dropna=False).indices
+        self.index: dict[tuple, np.ndarray] = df.groupby(list(GROUP_KEYS), sort=False, dropna=False).indices
         self.keys: list[tuple] = sorted(self.index, key=lambda k: self.index[k][0])  # order of first appearance
         self.value = df["value"].to_numpy(dtype=float)
         self.subject = df["test_subject"].to_numpy(dtype=int)
@@ -603,22 +694,22 @@ class _Groups:
         # sums the two ways in different orders, and the tests' last bits would change)
         self._paired = df.groupby([*GROUP_KEYS, "test_subject"], sort=False)["value"].mean().sort_index()
 
-    def _means(self, key: tuple, labels: "np.ndarray") -> "pd.Series":
+    def _means(self, key: tuple, labels: np.ndarray) -> pd.Series:
         import pandas as pd
 
         idx = self.index[key]
         # pandas' group mean on this group alone, ascending labels (the spreads' numbers, to the last bit)
         return pd.Series(self.value[idx]).groupby(labels[idx]).mean()
 
-    def subject_scores(self, key: tuple) -> "pd.Series":
+    def subject_scores(self, key: tuple) -> pd.Series:
         """Per-subject scores of a group (seeds averaged), ascending subjects, for its spread."""
         return self._means(key, self.subject)
 
-    def seed_scores(self, key: tuple) -> "pd.Series":
+    def seed_scores(self, key: tuple) -> pd.Series:
         """Per-seed scores of a group (subjects averaged), ascending seeds, for its spread."""
         return self._means(key, self.seed)
 
-    def paired_scores(self, key: tuple) -> "pd.Series":
+    def paired_scores(self, key: tuple) -> pd.Series:
         """Per-subject scores of a group (seeds averaged), indexed by test subject, for the paired tests."""
         return self._paired.loc[key]
 
@@ -648,14 +739,27 @@ def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str,
     per_seed = groups.seed_scores(key).to_numpy()
     chance = pd.Series(groups.chance[idx])
     rec = {
-        "context_key": ctx, "config_id": cid, "config": first["config"], "variant": first["variant"],
-        "source": "measured", "protocol": protocol, "stage": stage, "training_ratio": float(ratio), "metric": metric,
-        "mean": float(values.mean()), "std": sample_std(values), "n": int(values.size),
-        "n_subjects": int(per_subject.size), "sd_subjects": sample_std(per_subject),
-        "n_seeds": int(per_seed.size), "sd_seeds": sample_std(per_seed),
+        "context_key": ctx,
+        "config_id": cid,
+        "config": first["config"],
+        "variant": first["variant"],
+        "source": "measured",
+        "protocol": protocol,
+        "stage": stage,
+        "training_ratio": float(ratio),
+        "metric": metric,
+        "mean": float(values.mean()),
+        "std": sample_std(values),
+        "n": int(values.size),
+        "n_subjects": int(per_subject.size),
+        "sd_subjects": sample_std(per_subject),
+        "n_seeds": int(per_seed.size),
+        "sd_seeds": sample_std(per_seed),
         "n_cells": int(np.unique(groups.cell[idx]).size),
         "chance": float(chance.mean()) if chance.notna().any() else math.nan,
-        "citation": "", "selection": "", "notes": "",
+        "citation": "",
+        "selection": "",
+        "notes": "",
     }
     for col in by:
         if col not in rec:
@@ -684,21 +788,29 @@ def _unranked_note(cov: frozenset, ref: frozenset | None) -> str:
     """Why a configuration is left out of its column's ranking, in one line (``not ranked: ...``)."""
     subjects, seeds = {s for s, _ in cov}, {e for _, e in cov}
     if ref is None:
-        return (f"not ranked: configurations cover different subjects/seeds, none is most complete "
-                f"(this one: subjects {_numbers(subjects)}, seeds {_numbers(seeds)}; n={len(cov)})")
+        return (
+            f"not ranked: configurations cover different subjects/seeds, none is most complete "
+            f"(this one: subjects {_numbers(subjects)}, seeds {_numbers(seeds)}; n={len(cov)})"
+        )
     ref_subjects, ref_seeds = {s for s, _ in ref}, {e for _, e in ref}
     if subjects != ref_subjects:
         extra = subjects - ref_subjects
-        return (f"not ranked: subjects differ ({len(subjects & ref_subjects)} of the reference's {len(ref_subjects)}"
-                + (f", plus {_numbers(extra)}" if extra else "") + f"; n={len(cov)})")
+        return (
+            f"not ranked: subjects differ ({len(subjects & ref_subjects)} of the reference's {len(ref_subjects)}"
+            + (f", plus {_numbers(extra)}" if extra else "")
+            + f"; n={len(cov)})"
+        )
     if seeds != ref_seeds:
         extra = seeds - ref_seeds
-        return (f"not ranked: seeds differ ({len(seeds & ref_seeds)} of the reference's {len(ref_seeds)}"
-                + (f", plus {_numbers(extra)}" if extra else "") + f"; n={len(cov)})")
+        return (
+            f"not ranked: seeds differ ({len(seeds & ref_seeds)} of the reference's {len(ref_seeds)}"
+            + (f", plus {_numbers(extra)}" if extra else "")
+            + f"; n={len(cov)})"
+        )
     return f"not ranked: subject-seed pairs differ (n={len(cov)} vs the reference's {len(ref)})"
 
 
-def _rank_and_test(table: "pd.DataFrame", groups: _Groups) -> "pd.DataFrame":
+def _rank_and_test(table: pd.DataFrame, groups: _Groups) -> pd.DataFrame:
     """Rank each (context, column) like with like: only configurations measured on the column's reference
     (test subject, seed) set (:func:`_reference`) are ranked and tested; the others get ``ranked = False``,
     ``rank = 0``, no p-value and a ``rank_note`` saying why."""
@@ -733,8 +845,9 @@ def _rank_and_test(table: "pd.DataFrame", groups: _Groups) -> "pd.DataFrame":
             # same coverage, so the subjects are the same; aligned by subject all the same
             res = paired_test(best_scores.loc[other.index].to_numpy(), other.to_numpy())
             p_value[i], smd[i], n_pairs[i], test[i] = res.p_value, res.smd, int(res.n), res.test
-    return table.assign(best=best, ranked=ranked, rank=rank, p_value=p_value, smd=smd, n_pairs=n_pairs, test=test,
-                        rank_note=note)
+    return table.assign(
+        best=best, ranked=ranked, rank=rank, p_value=p_value, smd=smd, n_pairs=n_pairs, test=test, rank_note=note
+    )
 
 
 def _min_ranks(values: list[float]) -> list[int]:
@@ -771,8 +884,13 @@ def _int_or(value: Any, default: int) -> int:
         return default
 
 
-def _reported_rows(entries: list[dict[str, Any]], table: "pd.DataFrame", contexts: dict[str, dict[str, Any]],
-                   metric: str, by: Sequence[str]) -> list[dict[str, Any]]:
+def _reported_rows(
+    entries: list[dict[str, Any]],
+    table: pd.DataFrame,
+    contexts: dict[str, dict[str, Any]],
+    metric: str,
+    by: Sequence[str],
+) -> list[dict[str, Any]]:
     out = []
     if not entries:
         return out
@@ -791,23 +909,47 @@ def _reported_rows(entries: list[dict[str, Any]], table: "pd.DataFrame", context
                 label = f"{entry['method']} #{k}"
             taken.add((ctx_key, label, column))
             rec = {
-                "context_key": ctx_key, "config_id": f"reported:{label}", "config": f"{label} [reported]",
-                "variant": "", "source": "reported", "protocol": column.protocol, "stage": column.stage,
-                "training_ratio": column.training_ratio, "metric": metric, "mean": float(entry[metric]),
-                "std": math.nan, "n": 0, "n_subjects": 0, "sd_subjects": math.nan, "n_seeds": 0, "sd_seeds": math.nan,
-                "n_cells": 0, "chance": math.nan, "best": False, "ranked": False, "rank": 0, "p_value": math.nan,
-                "smd": math.nan, "n_pairs": 0, "test": "", "rank_note": "",
-                "citation": str(entry.get("citation", "")), "selection": str(entry.get("selection", "")),
+                "context_key": ctx_key,
+                "config_id": f"reported:{label}",
+                "config": f"{label} [reported]",
+                "variant": "",
+                "source": "reported",
+                "protocol": column.protocol,
+                "stage": column.stage,
+                "training_ratio": column.training_ratio,
+                "metric": metric,
+                "mean": float(entry[metric]),
+                "std": math.nan,
+                "n": 0,
+                "n_subjects": 0,
+                "sd_subjects": math.nan,
+                "n_seeds": 0,
+                "sd_seeds": math.nan,
+                "n_cells": 0,
+                "chance": math.nan,
+                "best": False,
+                "ranked": False,
+                "rank": 0,
+                "p_value": math.nan,
+                "smd": math.nan,
+                "n_pairs": 0,
+                "test": "",
+                "rank_note": "",
+                "citation": str(entry.get("citation", "")),
+                "selection": str(entry.get("selection", "")),
                 "notes": "; ".join(str(entry[k]) for k in ("input", "notes") if entry.get(k)),
             }
             for col in by:
-                rec[col] = {"backbone": entry["method"], "image_encoder": entry.get("image_encoder", ""),
-                            "dataset": entry.get("dataset", "")}.get(col, "")
+                rec[col] = {
+                    "backbone": entry["method"],
+                    "image_encoder": entry.get("image_encoder", ""),
+                    "dataset": entry.get("dataset", ""),
+                }.get(col, "")
             out.append(rec)
     return out
 
 
-def _sort_table(table: "pd.DataFrame") -> "pd.DataFrame":
+def _sort_table(table: pd.DataFrame) -> pd.DataFrame:
     t = table.copy()
     t["_src"] = (t["source"] != "measured").astype(int)
     t["_col"] = [Column(p, s, float(r)).sort_key() for p, s, r in zip(t["protocol"], t["stage"], t["training_ratio"])]

@@ -12,11 +12,12 @@ first, MOABB's ``collapse_session_scores``) gives one paired difference ``d = be
 
 numpy/scipy are imported inside the functions so importing this module stays cheap.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 PERM_CUTOFF = 20
 _BATCH = 1 << 15  # sign patterns scipy evaluates at once (bounds memory at n = 19: 32k x 19)
@@ -51,8 +52,15 @@ def exact_sign_flip_p(diffs: Sequence[float]) -> float:
         return 0.5 if d[0] > 0 else 1.0
     if n > 30:
         raise ValueError(f"exact permutation test over {n} pairs is too large (2**{n} patterns); use wilcoxon")
-    result = stats.permutation_test((d,), _sum_last_axis, permutation_type="samples", vectorized=True,
-                                    n_resamples=np.inf, alternative="greater", batch=_BATCH)
+    result = stats.permutation_test(
+        (d,),
+        _sum_last_axis,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=np.inf,
+        alternative="greater",
+        batch=_BATCH,
+    )
     return float(result.pvalue)
 
 
