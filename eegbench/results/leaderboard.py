@@ -3,8 +3,9 @@
 The pipeline: read every results database, merge them without duplicate cells (a row is identified by
 ``cell_key`` + ``test_subject`` + ``metric``; the newest copy wins), keep one metric, group rows into
 **configurations** (the ``by`` columns *and* the ``recipe_key`` the runner stored with each row: what was
-computed, a finetune row's including its pretrain settings; see :mod:`eegbench.planning.recipe`, :func:`_assign_configs`) and
-**columns** (protocol, stage, training ratio), and summarise each (configuration, column) within one
+computed, a finetune row's including its pretrain settings; see :mod:`eegbench.planning.recipe`,
+:func:`_assign_configs`) and **columns** (protocol, stage, training ratio), and summarise each (configuration,
+column) within one
 **comparison context** (``context_key``): rows from different contexts are never ranked together.
 
 Each summary has:
@@ -28,9 +29,10 @@ Each summary has:
     paired comparison of a ranked configuration with the column's best over their (shared) subjects, seeds
     averaged per subject (see :mod:`eegbench.results.stats`); empty for unranked and reported rows.
 
-Published numbers (a plugin's reported-results file, by default the papers plugin's ``reported.toml``) join as ``source == "reported"`` rows, only in
-columns whose protocol and stage match and contexts whose dataset, n-way (and test averaging, when the
-entry states it) match, never on a synthetic dataset, at training ratio 1; they are never ranked.
+Published numbers (a plugin's reported-results file, by default the papers plugin's ``reported.toml``) join as
+``source == "reported"`` rows, only in columns whose protocol and stage match and contexts whose dataset, n-way
+(and test averaging, when the entry states it) match, never on a synthetic dataset, at training ratio 1; they are
+never ranked.
 
 Heavy libraries (pandas, scipy, matplotlib) are imported inside functions: ``eegbench list`` stays fast.
 """
@@ -222,7 +224,7 @@ def _config_or_none(text: str) -> dict[str, Any] | None:
 
 
 def load_results(
-    results_dirs: str | os.PathLike | Iterable[str | os.PathLike], *, cell_configs: CellConfigs | None = None
+    results_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *, cell_configs: CellConfigs | None = None
 ) -> pd.DataFrame:
     """Every result row of the given results directories, merged, one row per (cell, test subject, metric).
 
@@ -230,8 +232,9 @@ def load_results(
     :class:`EegbenchError` with one line. When the same row is present in several directories (a cell
     copied between machines), the most recently written copy is kept. ``cell_configs``, when given, is
     filled with the configs of the stores' ``cells`` tables (:class:`CellConfigs`): a finetune row's pretrain
-    settings are found through its pretrain cell's config, which may have no rows here. It is passed explicitly, not kept in ``DataFrame.attrs``: pandas deep-copies ``attrs`` on
-    every operation, which made the leaderboard's time grow with the square of the store.
+    settings are found through its pretrain cell's config, which may have no rows here. It is passed explicitly,
+    not kept in ``DataFrame.attrs``: pandas deep-copies ``attrs`` on every operation, which made the leaderboard's
+    time grow with the square of the store.
     """
     import pandas as pd
 
@@ -286,7 +289,7 @@ def default_reported_path() -> Path | None:
     return Path(provided) if provided else None
 
 
-def load_reported(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+def load_reported(path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """The ``[[reported]]`` tables of a reported-results TOML file (the reported-results format), validated.
 
     ``path=None`` uses :func:`default_reported_path` and returns ``[]`` when there is no such file; an
@@ -361,11 +364,11 @@ def _citation(index: Mapping[tuple[str, str], Mapping[str, str]], kind: str, nam
 # computing
 # --------------------------------------------------------------------------------------------------
 def build(
-    results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+    results_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
     *,
     metric: str = "top1",
     by: Sequence[str] | str = DEFAULT_BY,
-    reported: str | os.PathLike | bool | None = None,
+    reported: str | os.PathLike[str] | bool | None = None,
     rows: pd.DataFrame | None = None,
     cell_configs: CellConfigs | None = None,
 ) -> Leaderboard:
@@ -417,7 +420,7 @@ def build(
     df["value"] = df["value"].astype(float)
 
     contexts: dict[str, dict[str, Any]] = {}
-    for key, ctx in zip(df["context_key"], df["context"]):
+    for key, ctx in zip(df["context_key"], df["context"], strict=True):
         contexts.setdefault(key, ctx if isinstance(ctx, dict) else {})
 
     _assign_configs(df, by)
@@ -472,11 +475,11 @@ def build(
 
 
 def leaderboard(
-    results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+    results_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
     *,
     metric: str = "top1",
     by: Sequence[str] | str = DEFAULT_BY,
-    reported: str | os.PathLike | bool | None = None,
+    reported: str | os.PathLike[str] | bool | None = None,
 ) -> pd.DataFrame:
     """The leaderboard as a tidy DataFrame: one row per (context, configuration, protocol, stage, ratio).
 
@@ -510,7 +513,7 @@ def fill_recipes(rows: pd.DataFrame, cell_configs: Mapping[str, Mapping[str, Any
     if not missing.any():
         return rows
     own: dict[str, Mapping[str, Any]] = {}
-    for key, cfg in zip(rows["cell_key"], rows["config"]):
+    for key, cfg in zip(rows["cell_key"], rows["config"], strict=True):
         if isinstance(cfg, dict) and cfg:
             own[str(key)] = cfg
     book = StoredRecipes(ChainMap(own, cell_configs))  # type: ignore[arg-type]
@@ -523,7 +526,7 @@ def fill_recipes(rows: pd.DataFrame, cell_configs: Mapping[str, Mapping[str, Any
     keys = rows["recipe_key"].astype(object).to_numpy(copy=True)
     bases = rows["pretrain_recipe_key"].astype(object).to_numpy(copy=True)
     at = missing.nonzero()[0]
-    for i, (r, k, b) in zip(at, found):
+    for i, (r, k, b) in zip(at, found, strict=True):
         recipe[i], keys[i], bases[i] = r, k, b
     return rows.assign(recipe=recipe, recipe_key=keys, pretrain_recipe_key=bases)
 
@@ -571,7 +574,7 @@ def _assign_configs(df: pd.DataFrame, by: Sequence[str]) -> None:
         )
         if c in df
     ]
-    recs = [dict(zip(columns, values)) for values in zip(*(df[c].tolist() for c in columns))]
+    recs = [dict(zip(columns, values, strict=True)) for values in zip(*(df[c].tolist() for c in columns), strict=True)]
     ids_of: dict[tuple[str, str], str] = {}
     ids, by_parts = [], []
     parts: dict[tuple, str] = {}  # a cell's parameter dicts are shared by its rows (one decoded JSON text)
@@ -587,10 +590,10 @@ def _assign_configs(df: pd.DataFrame, by: Sequence[str]) -> None:
         by_parts.append(part)
         ids.append(cid)
     finetunes: dict[tuple[str, str, str], set[str]] = {}
-    for r, part, cid in zip(recs, by_parts, ids):
+    for r, part, cid in zip(recs, by_parts, ids, strict=True):
         if r.get("stage") == "finetune":
             finetunes.setdefault((str(r.get("context_key")), part, str(r["pretrain_recipe_key"])), set()).add(cid)
-    for i, (r, part) in enumerate(zip(recs, by_parts)):
+    for i, (r, part) in enumerate(zip(recs, by_parts, strict=True)):
         if r.get("stage") != "finetune":
             targets = finetunes.get((str(r.get("context_key")), part, str(r["pretrain_recipe_key"])), set())
             if len(targets) == 1:
@@ -716,14 +719,14 @@ class _Groups:
     def coverage(self, key: tuple) -> frozenset:
         """The (test subject, seed) pairs a configuration was measured on in one column."""
         idx = self.index[key]
-        return frozenset(zip(self.subject[idx].tolist(), self.seed[idx].tolist()))
+        return frozenset(zip(self.subject[idx].tolist(), self.seed[idx].tolist(), strict=True))
 
 
 def _summaries(groups: _Groups, metric: str, by: Sequence[str]) -> list[dict[str, Any]]:
     """One summary record per group, in the groups' order."""
     columns = list(dict.fromkeys(["config", "variant", *by]))
     firsts = groups.df[columns].iloc[[int(groups.index[k][0]) for k in groups.keys]].to_dict("records")
-    return [_summary(groups, key, first, metric, by) for key, first in zip(groups.keys, firsts)]
+    return [_summary(groups, key, first, metric, by) for key, first in zip(groups.keys, firsts, strict=True)]
 
 
 def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str, by: Sequence[str]) -> dict[str, Any]:
@@ -837,7 +840,7 @@ def _rank_and_test(table: pd.DataFrame, groups: _Groups) -> pd.DataFrame:
         # by mean, then label (a stable sort over the table's order, as pandas' would be)
         order = sorted(comparable, key=lambda i: (math.isnan(means[i]), -means[i], configs[i]))
         ranks = _min_ranks([means[i] for i in order])
-        for i, r in zip(order, ranks):
+        for i, r in zip(order, ranks, strict=True):
             ranked[i], rank[i], best[i] = True, r, r == 1  # exact ties are all marked best
         best_scores = groups.paired_scores(keys[order[0]])  # the reference of the tests: the first best by label
         for i in order[1:]:
@@ -872,9 +875,7 @@ def reported_matches(entry: Mapping[str, Any], context: Mapping[str, Any], colum
     if not math.isclose(column.training_ratio, 1.0):
         return False
     avg = entry.get("test_averaging")
-    if avg not in (None, "") and "test_averaging" in context and str(avg) != str(context.get("test_averaging")):
-        return False
-    return True
+    return avg in (None, "") or "test_averaging" not in context or str(avg) == str(context.get("test_averaging"))
 
 
 def _int_or(value: Any, default: int) -> int:
@@ -952,7 +953,10 @@ def _reported_rows(
 def _sort_table(table: pd.DataFrame) -> pd.DataFrame:
     t = table.copy()
     t["_src"] = (t["source"] != "measured").astype(int)
-    t["_col"] = [Column(p, s, float(r)).sort_key() for p, s, r in zip(t["protocol"], t["stage"], t["training_ratio"])]
+    t["_col"] = [
+        Column(p, s, float(r)).sort_key()
+        for p, s, r in zip(t["protocol"], t["stage"], t["training_ratio"], strict=True)
+    ]
     t = t.sort_values(["context_key", "_col", "_src", "rank", "config"], kind="stable")
     return t.drop(columns=["_src", "_col"]).reset_index(drop=True)
 

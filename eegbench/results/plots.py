@@ -199,7 +199,7 @@ def _overview_plot(
     label_width = min(3.5, 0.055 * max(len(c) for c in order))
     fig = _figure(label_width + 0.4 + 1.9 * len(columns), 1.0 + 0.32 * len(order))
     axes = fig.subplots(1, len(columns), sharey=True, squeeze=False)[0]
-    for ax, col in zip(axes, columns):
+    for ax, col in zip(axes, columns, strict=True):
         sel = t[
             (t["protocol"] == col.protocol) & (t["stage"] == col.stage) & (t["training_ratio"] == col.training_ratio)
         ]
@@ -264,7 +264,7 @@ def _paired_plot(board: Leaderboard, part: pd.DataFrame, ctx: str, columns: list
     label_width = min(3.5, 0.055 * max(len(c) for c in order))
     fig = _figure(label_width + 0.4 + 1.9 * len(panels), 1.3 + 0.36 * len(order))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-    for ax, (col, _, others) in zip(axes, panels):
+    for ax, (col, _, others) in zip(axes, panels, strict=True):
         for cfg, diff, p in others:
             y = ypos[cfg]
             jitter = [y + 0.12 * ((k % 3) - 1) for k in range(len(diff))]
@@ -349,7 +349,7 @@ def _curve_plot(
     return fig, caption
 
 
-def make_plots(board: Leaderboard, out_dir: str | os.PathLike | None = None) -> list[Plot]:
+def make_plots(board: Leaderboard, out_dir: str | os.PathLike[str] | None = None) -> list[Plot]:
     """Render every plot of ``board`` (a :class:`Plot` each: name, PNG bytes, context key, caption); also
     write the PNG files into ``out_dir`` when given."""
     from eegbench.results.leaderboard import Column

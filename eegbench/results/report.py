@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eegbench.errors import EegbenchError
@@ -250,7 +250,7 @@ def identity_items(board: Leaderboard, key: str) -> list[tuple[str, str]]:
         out.append((f"configuration {label}", str(cid)))
     part = _context_rows(board, key)
     if "spec_name" in part and "spec_hash" in part:
-        for name, h in sorted(set(zip(part["spec_name"].astype(str), part["spec_hash"].astype(str)))):
+        for name, h in sorted(set(zip(part["spec_name"].astype(str), part["spec_hash"].astype(str), strict=True))):
             out.append((f"spec {name}", h))
     return out
 
@@ -477,6 +477,14 @@ def _measured_rows(sec: dict[str, Any]) -> list[str]:
     return [cid for cid in sec["rows"] if sec["info"][cid]["source"] == "measured"]
 
 
+def _measured_table(sec: dict[str, Any], text: Callable[[dict[str, Any] | None], str]) -> list[dict[str, Any]]:
+    """The section's measured rows as the HTML template's records, each cell the ``text`` of its summary."""
+    return [
+        {"label": sec["info"][cid]["config"], "cells": [text(r) for r in records]}
+        for cid, records in _grid(sec, _measured_rows(sec))
+    ]
+
+
 def _rounded_frame(frame: Any) -> Any:
     """A copy of a DataFrame with every float rounded to :data:`SIGNIFICANT_DIGITS` significant digits."""
     out = frame.copy()
@@ -670,12 +678,6 @@ def render_html(board: Leaderboard, plots: Iterable[Any] | None = None) -> str:
                 )
             rows.append({"label": info["config"], "reported": info["source"] != "measured", "cells": cells})
 
-        def table(fn):
-            return [
-                {"label": sec["info"][cid]["config"], "cells": [fn(r) for r in records]}
-                for cid, records in _grid(sec, _measured_rows(sec))
-            ]
-
         sections.append(
             {
                 "index": i,
@@ -685,8 +687,8 @@ def render_html(board: Leaderboard, plots: Iterable[Any] | None = None) -> str:
                 "context": _html_context(board.contexts.get(sec["key"], {})),
                 "columns": [c.label for c in cols],
                 "rows": rows,
-                "stats": table(_stats_text),
-                "spread": table(_spread_text),
+                "stats": _measured_table(sec, _stats_text),
+                "spread": _measured_table(sec, _spread_text),
                 "plots": _plot_records(plots, sec["key"], used),
                 "identity": identity_items(board, sec["key"]),
             }

@@ -5,8 +5,9 @@ first, MOABB's ``collapse_session_scores``) gives one paired difference ``d = be
 
 * p-value: one-sided, H1 "the best configuration scores higher". Below ``perm_cutoff`` (20) subjects an
   **exact** sign-flip permutation test on the sum of the differences (``scipy.stats.permutation_test``
-  over all ``2**n`` sign patterns; the observed one included, so ``p >= 2**-n``); from ``perm_cutoff`` on, the Wilcoxon signed-rank test
-  (``scipy.stats.wilcoxon``, ``alternative="greater"``). All-zero differences give ``p = 1`` (no evidence).
+  over all ``2**n`` sign patterns; the observed one included, so ``p >= 2**-n``); from ``perm_cutoff`` on, the
+  Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, ``alternative="greater"``). All-zero differences give
+  ``p = 1`` (no evidence).
 * effect size: the standardised mean difference ``mean(d) / std(d, ddof=1)``; a constant non-zero
   difference is an unbounded effect (``±inf``), identical scores are ``0``.
 

@@ -117,6 +117,12 @@ ADDED_COLUMNS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "results": (("recipe", "TEXT"), ("recipe_key", "TEXT"), ("pretrain_recipe_key", "TEXT")),
 }
 
+#: the SQL types of the result columns that are not TEXT
+_SQL_TYPES = {
+    **dict.fromkeys(("value", "chance", "training_ratio", "wall_seconds", "samples_per_second", "created_at"), "REAL"),
+    **dict.fromkeys(("seed", "test_subject", "epochs_run", "best_epoch"), "INTEGER"),
+}
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS cells (
@@ -129,7 +135,7 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    {", ".join(c + (" REAL" if c in ("value", "chance", "training_ratio", "wall_seconds", "samples_per_second", "created_at") else " INTEGER" if c in ("seed", "test_subject", "epochs_run", "best_epoch") else " TEXT") for c in RESULT_COLUMNS)},
+    {", ".join(f"{c} {_SQL_TYPES.get(c, 'TEXT')}" for c in RESULT_COLUMNS)},
     UNIQUE (cell_key, metric, test_subject)
 );
 CREATE INDEX IF NOT EXISTS results_cell ON results (cell_key);
@@ -209,7 +215,7 @@ class ResultStore:
     """Read/write access to ``<directory>/results.sqlite``."""
 
     def __init__(
-        self, directory: str | os.PathLike, *, create: bool = True, read_only: bool = False, timeout: float = 60.0
+        self, directory: str | os.PathLike[str], *, create: bool = True, read_only: bool = False, timeout: float = 60.0
     ):
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
@@ -415,10 +421,11 @@ class ResultStore:
         with self._connect() as con:
             self._retry(
                 lambda: con.execute(
-                    "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, started_at, "
-                    "heartbeat, config) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) "
-                    "ON CONFLICT(cell_key) DO UPDATE SET status='running', error=NULL, host=excluded.host, pid=excluded.pid, "
-                    "started_at=excluded.started_at, heartbeat=excluded.heartbeat WHERE cells.status != 'done'",
+                    "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, "
+                    "started_at, heartbeat, config) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(cell_key) DO UPDATE SET status='running', error=NULL, host=excluded.host, "
+                    "pid=excluded.pid, started_at=excluded.started_at, heartbeat=excluded.heartbeat "
+                    "WHERE cells.status != 'done'",
                     (
                         cell_key,
                         spec_name,
@@ -549,9 +556,10 @@ class ResultStore:
         with self._connect() as con:
             self._retry(
                 lambda: con.execute(
-                    "INSERT INTO cells (cell_key, status, error, host, pid, finished_at) VALUES (?, 'failed', ?, ?, ?, ?) "
-                    "ON CONFLICT(cell_key) DO UPDATE SET status='failed', error=excluded.error, finished_at=excluded.finished_at "
-                    "WHERE cells.status != 'done'",
+                    "INSERT INTO cells (cell_key, status, error, host, pid, finished_at) "
+                    "VALUES (?, 'failed', ?, ?, ?, ?) "
+                    "ON CONFLICT(cell_key) DO UPDATE SET status='failed', error=excluded.error, "
+                    "finished_at=excluded.finished_at WHERE cells.status != 'done'",
                     (cell_key, error[:4000], socket.gethostname(), os.getpid(), time.time()),
                 )
             )
@@ -576,16 +584,18 @@ class ResultStore:
             with _write_transaction(con):
                 con.execute("DELETE FROM results WHERE cell_key = ?", (record.cell_key,))
                 con.executemany(
-                    f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
+                    f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
                     rows,
                 )
                 con.execute(
-                    "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, started_at, "
-                    "finished_at, checkpoint, config, recipe_key, pretrain_recipe_key) "
+                    "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, "
+                    "started_at, finished_at, checkpoint, config, recipe_key, pretrain_recipe_key) "
                     "VALUES (?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT(cell_key) DO UPDATE SET status='done', error=NULL, finished_at=excluded.finished_at, "
                     "checkpoint=excluded.checkpoint, config=excluded.config, spec_name=excluded.spec_name, "
-                    "stage=excluded.stage, fold=excluded.fold, seed=excluded.seed, training_ratio=excluded.training_ratio, "
+                    "stage=excluded.stage, fold=excluded.fold, seed=excluded.seed, "
+                    "training_ratio=excluded.training_ratio, "
                     "recipe_key=excluded.recipe_key, pretrain_recipe_key=excluded.pretrain_recipe_key",
                     (
                         record.cell_key,
@@ -690,7 +700,7 @@ def fill_recipes(con: sqlite3.Connection) -> int:
 
     rows = []
     for r in raw:
-        row = dict(zip(columns, tuple(r)))
+        row = dict(zip(columns, tuple(r), strict=True))
         for c in columns:
             if c == "config" or c.endswith("_params"):
                 row[c] = load(row[c])
