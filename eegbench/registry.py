@@ -96,7 +96,7 @@ class Registry:
     def _plugin_label(self, plugin: Any) -> str:
         if id(plugin) in self._dists:
             return self._dists[id(plugin)]
-        return self.pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+        return self.pm.get_name(plugin) or str(getattr(plugin, "__name__", repr(plugin)))
 
     def _collect(self) -> dict[tuple[str, str], Component]:
         index: dict[tuple[str, str], Component] = {}

@@ -144,8 +144,8 @@ class Standardizer:
         eeg = data.eeg
         if len(eeg) == 0:
             raise EegbenchError("cannot fit standardisation on an empty training set")
-        mean = np.mean(eeg, axis=(0, 2), dtype=np.float64)
-        sq = np.mean(np.square(eeg, dtype=np.float64), axis=(0, 2))
+        mean: np.ndarray = eeg.mean(axis=(0, 2), dtype=np.float64)
+        sq: np.ndarray = np.square(eeg, dtype=np.float64).mean(axis=(0, 2))
         std = np.sqrt(np.maximum(sq - mean**2, 0.0))
         return cls(mean.astype(np.float32), np.maximum(std, eps).astype(np.float32))
 
@@ -153,7 +153,7 @@ class Standardizer:
         """float32 ``(eeg - mean) / std`` per channel of ``eeg [n, C, T]`` (a new array)."""
         if eeg.shape[-2] != len(self.mean):
             raise EegbenchError(f"standardiser fitted on {len(self.mean)} channels, EEG has {eeg.shape[-2]}")
-        out = np.asarray(eeg, dtype=np.float32) - self.mean[:, None]
+        out: np.ndarray = np.asarray(eeg, dtype=np.float32) - self.mean[:, None]
         out /= self.std[:, None]
         return out
 

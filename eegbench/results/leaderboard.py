@@ -44,7 +44,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,7 +132,7 @@ class Column:
             text += f" {_ratio_text(self.training_ratio)}"
         return text
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[int, str, int, str, float]:
         return (
             _order(PROTOCOL_ORDER, self.protocol),
             self.protocol,
@@ -201,7 +201,7 @@ class CellConfigs(Mapping[str, Mapping[str, Any]]):
             raise KeyError(cell_key)
         return found
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return (k for k in self._texts if k in self)
 
     def __len__(self) -> int:
@@ -296,7 +296,7 @@ def load_reported(path: str | os.PathLike[str] | None = None) -> list[dict[str, 
     explicit path that does not exist, or an entry with a missing/invalid field, is an :class:`EegbenchError`.
     """
     explicit = path is not None
-    p = Path(path).expanduser() if explicit else default_reported_path()
+    p = Path(path).expanduser() if path is not None else default_reported_path()
     if p is None:
         return []
     if not p.is_file():
@@ -450,7 +450,7 @@ def build(
 
     reported_entries: list[dict[str, Any]] = []
     if reported is not False:
-        reported_entries = load_reported(None if reported in (None, True) else reported)
+        reported_entries = load_reported(None if reported is None or reported is True else reported)
         extra = _reported_rows(reported_entries, table, contexts, metric, by)
         if extra:
             table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
@@ -537,7 +537,7 @@ def _hashable_or_id(value: Any) -> Any:
 
 
 def _by_part(row: Mapping[str, Any], by: Sequence[str]) -> list[Any]:
-    parts = []
+    parts: list[Any] = []
     for col in by:
         value = row.get(col)
         value = None if _isnull(value) else value
@@ -577,7 +577,7 @@ def _assign_configs(df: pd.DataFrame, by: Sequence[str]) -> None:
     recs = [dict(zip(columns, values, strict=True)) for values in zip(*(df[c].tolist() for c in columns), strict=True)]
     ids_of: dict[tuple[str, str], str] = {}
     ids, by_parts = [], []
-    parts: dict[tuple, str] = {}  # a cell's parameter dicts are shared by its rows (one decoded JSON text)
+    parts: dict[tuple[Any, ...], str] = {}  # a cell's parameter dicts are shared by its rows (one decoded JSON text)
     for r in recs:
         part_key = tuple((_hashable_or_id(r.get(c)), id(r.get(c + "_params"))) for c in by)
         part = parts.get(part_key)
@@ -673,6 +673,10 @@ def _isnull(value: Any) -> bool:
 
 #: the columns one leaderboard cell (a summary row) is grouped by
 GROUP_KEYS = ("context_key", "config_id", "protocol", "stage", "training_ratio")
+#: one group's values of :data:`GROUP_KEYS`
+GroupKey = tuple[str, str, str, str, float]
+#: the (test subject, seed) pairs a configuration was measured on in one column
+Coverage = frozenset[tuple[int, int]]
 
 
 class _Groups:
@@ -686,8 +690,8 @@ class _Groups:
         import pandas as pd
 
         self.df = df
-        self.index: dict[tuple, np.ndarray] = df.groupby(list(GROUP_KEYS), sort=False, dropna=False).indices
-        self.keys: list[tuple] = sorted(self.index, key=lambda k: self.index[k][0])  # order of first appearance
+        self.index: dict[GroupKey, np.ndarray] = df.groupby(list(GROUP_KEYS), sort=False, dropna=False).indices
+        self.keys: list[GroupKey] = sorted(self.index, key=lambda k: self.index[k][0])  # order of first appearance
         self.value = df["value"].to_numpy(dtype=float)
         self.subject = df["test_subject"].to_numpy(dtype=int)
         self.seed = df["seed"].to_numpy(dtype=int)
@@ -697,26 +701,26 @@ class _Groups:
         # sums the two ways in different orders, and the tests' last bits would change)
         self._paired = df.groupby([*GROUP_KEYS, "test_subject"], sort=False)["value"].mean().sort_index()
 
-    def _means(self, key: tuple, labels: np.ndarray) -> pd.Series:
+    def _means(self, key: GroupKey, labels: np.ndarray) -> pd.Series:
         import pandas as pd
 
         idx = self.index[key]
         # pandas' group mean on this group alone, ascending labels (the spreads' numbers, to the last bit)
         return pd.Series(self.value[idx]).groupby(labels[idx]).mean()
 
-    def subject_scores(self, key: tuple) -> pd.Series:
+    def subject_scores(self, key: GroupKey) -> pd.Series:
         """Per-subject scores of a group (seeds averaged), ascending subjects, for its spread."""
         return self._means(key, self.subject)
 
-    def seed_scores(self, key: tuple) -> pd.Series:
+    def seed_scores(self, key: GroupKey) -> pd.Series:
         """Per-seed scores of a group (subjects averaged), ascending seeds, for its spread."""
         return self._means(key, self.seed)
 
-    def paired_scores(self, key: tuple) -> pd.Series:
+    def paired_scores(self, key: GroupKey) -> pd.Series:
         """Per-subject scores of a group (seeds averaged), indexed by test subject, for the paired tests."""
         return self._paired.loc[key]
 
-    def coverage(self, key: tuple) -> frozenset:
+    def coverage(self, key: GroupKey) -> Coverage:
         """The (test subject, seed) pairs a configuration was measured on in one column."""
         idx = self.index[key]
         return frozenset(zip(self.subject[idx].tolist(), self.seed[idx].tolist(), strict=True))
@@ -729,7 +733,9 @@ def _summaries(groups: _Groups, metric: str, by: Sequence[str]) -> list[dict[str
     return [_summary(groups, key, first, metric, by) for key, first in zip(groups.keys, firsts, strict=True)]
 
 
-def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str, by: Sequence[str]) -> dict[str, Any]:
+def _summary(
+    groups: _Groups, key: GroupKey, first: Mapping[str, Any], metric: str, by: Sequence[str]
+) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
@@ -770,11 +776,11 @@ def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str,
     return rec
 
 
-def _reference(coverages: Mapping[Any, frozenset]) -> frozenset | None:
+def _reference(coverages: Mapping[Any, Coverage]) -> Coverage | None:
     """A column's reference set: the (test subject, seed) set of its most complete configuration (most
     pairs; among equally large sets, the one most configurations share). None when that is still a tie
     between different sets: no configuration is then more complete than another, and none is ranked."""
-    counts: dict[frozenset, int] = {}
+    counts: dict[Coverage, int] = {}
     for cov in coverages.values():
         counts[cov] = counts.get(cov, 0) + 1
     order = sorted(counts, key=lambda c: (-len(c), -counts[c]))
@@ -787,7 +793,7 @@ def _numbers(values: Iterable[int]) -> str:
     return ",".join(str(v) for v in sorted(values))
 
 
-def _unranked_note(cov: frozenset, ref: frozenset | None) -> str:
+def _unranked_note(cov: Coverage, ref: Coverage | None) -> str:
     """Why a configuration is left out of its column's ranking, in one line (``not ranked: ...``)."""
     subjects, seeds = {s for s, _ in cov}, {e for _, e in cov}
     if ref is None:
@@ -825,7 +831,7 @@ def _rank_and_test(table: pd.DataFrame, groups: _Groups) -> pd.DataFrame:
     keys = [tuple(k) for k in table[list(GROUP_KEYS)].itertuples(index=False, name=None)]
     means = table["mean"].tolist()
     configs = table["config"].tolist()
-    by_column: dict[tuple, list[int]] = {}
+    by_column: dict[tuple[str, str, str, float], list[int]] = {}
     for i, (ctx, _, protocol, stage, ratio) in enumerate(keys):
         by_column.setdefault((ctx, protocol, stage, ratio), []).append(i)
     for idx in by_column.values():
@@ -892,7 +898,7 @@ def _reported_rows(
     metric: str,
     by: Sequence[str],
 ) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     if not entries:
         return out
     present = {(r.context_key, Column(r.protocol, r.stage, float(r.training_ratio))) for r in table.itertuples()}

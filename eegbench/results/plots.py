@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
     from eegbench.results.leaderboard import Column, Leaderboard
 
@@ -49,7 +51,7 @@ def metric_name(metric: str) -> str:
     return metric
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -58,13 +60,13 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
-def _chance_line(ax, chance: float | None, *, vertical: bool = False) -> None:
+def _chance_line(ax: Axes, chance: float | None, *, vertical: bool = False) -> None:
     """A dashed line at the chance level, labelled on the plot itself (not only in a legend)."""
     if chance is None or math.isnan(chance):
         return
@@ -116,7 +118,7 @@ def _score_range(part: pd.DataFrame, chance: float | None) -> tuple[float, float
     return 0.0, top
 
 
-def _legend_below(ax, n: int) -> None:
+def _legend_below(ax: Axes, n: int) -> None:
     if n > 1:
         # one entry per line: configuration labels are long, a wide legend would squeeze the axes
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
@@ -130,7 +132,7 @@ def _subjects_plot(
     colors: dict[str, str],
     chance: float | None,
     ylim: tuple[float, float],
-):
+) -> tuple[Figure, str] | None:
     sel = part[
         (part["protocol"] == col.protocol)
         & (part["stage"] == col.stage)
@@ -184,7 +186,7 @@ def _overview_plot(
     colors: dict[str, str],
     chance: float | None,
     ylim: tuple[float, float],
-):
+) -> tuple[Figure, str] | None:
     """Configurations side by side: one panel per column, a row per configuration (mean ± std)."""
     t = board.table[(board.table["context_key"] == ctx) & (board.table["source"] == "measured")]
     if t.empty:
@@ -231,7 +233,9 @@ def _overview_plot(
     return fig, caption
 
 
-def _paired_plot(board: Leaderboard, part: pd.DataFrame, ctx: str, columns: list[Column], colors: dict[str, str]):
+def _paired_plot(
+    board: Leaderboard, part: pd.DataFrame, ctx: str, columns: list[Column], colors: dict[str, str]
+) -> tuple[Figure, str] | None:
     """Per column, each ranked configuration's per-subject difference to the column's best (seeds averaged per
     subject: the pairs the paired test uses), with the mean difference and the test's p-value."""
     t = board.table[(board.table["context_key"] == ctx) & (board.table["source"] == "measured") & board.table["ranked"]]
@@ -313,7 +317,7 @@ def _curve_plot(
     colors: dict[str, str],
     chance: float | None,
     ylim: tuple[float, float],
-):
+) -> tuple[Figure, str] | None:
     sel = part[(part["protocol"] == protocol) & (part["stage"] == "finetune")]
     if sel.empty:
         return None

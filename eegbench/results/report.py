@@ -280,7 +280,7 @@ def _sections(board: Leaderboard) -> list[dict[str, Any]]:
         t = board.table[board.table["context_key"] == key]
         columns = board.columns(key)
         first_col = columns[0] if columns else None
-        order: dict[str, tuple] = {}
+        order: dict[str, tuple[bool, int, float, str]] = {}
         for r in t.to_dict("records"):
             cid = r["config_id"]
             in_first = first_col is not None and (r["protocol"], r["stage"], r["training_ratio"]) == (
@@ -308,7 +308,7 @@ def _sections(board: Leaderboard) -> list[dict[str, Any]]:
     return out
 
 
-def _colkey(col: Column) -> tuple:
+def _colkey(col: Column) -> tuple[str, str, float]:
     return (col.protocol, col.stage, col.training_ratio)
 
 
@@ -498,7 +498,7 @@ def _rounded_frame(frame: Any) -> Any:
 
 def render_csv(board: Leaderboard) -> str:
     """The tidy table (fractions to 6 significant digits), one row per (context, configuration, column)."""
-    return _rounded_frame(board.table).to_csv(index=False)
+    return str(_rounded_frame(board.table).to_csv(index=False))
 
 
 def _json_number(value: float) -> Any:

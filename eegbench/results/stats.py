@@ -19,6 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 PERM_CUTOFF = 20
 _BATCH = 1 << 15  # sign patterns scipy evaluates at once (bounds memory at n = 19: 32k x 19)
@@ -65,8 +69,10 @@ def exact_sign_flip_p(diffs: Sequence[float]) -> float:
     return float(result.pvalue)
 
 
-def _sum_last_axis(x, axis=-1):
-    return x.sum(axis=axis)
+def _sum_last_axis(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The permutation test's statistic: the sum of the (sign-flipped) differences, vectorized over ``axis``."""
+    total: np.ndarray = x.sum(axis=axis)
+    return total
 
 
 def standardized_mean_difference(diffs: Sequence[float]) -> float:

@@ -36,14 +36,19 @@ import random
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from eegbench.errors import EegbenchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+_T = TypeVar("_T")
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 1
@@ -372,14 +377,17 @@ class ResultStore:
         return sqlite3.connect(immutable, uri=True, timeout=self.timeout, isolation_level=None)
 
     @staticmethod
-    def _retry(fn, attempts: int = 20):
-        for attempt in range(attempts):
+    def _retry(fn: Callable[[], _T], attempts: int = 20) -> _T:
+        """``fn()``, retried with backoff while SQLite says the database is locked or busy (the last try's
+        error propagates)."""
+        for attempt in range(attempts - 1):
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == attempts - 1:
+                if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        return fn()
 
     # -- cells ---------------------------------------------------------------------------------------
     def cell_status(self, keys: Iterable[str] | None = None) -> dict[str, str]:
@@ -646,7 +654,7 @@ class ResultStore:
             out.append(d)
         return out
 
-    def dataframe(self, where: str = "", params: Sequence[Any] = (), *, shared: bool = False):
+    def dataframe(self, where: str = "", params: Sequence[Any] = (), *, shared: bool = False) -> pd.DataFrame:
         """Result rows as a pandas DataFrame (JSON columns decoded; ``shared`` as for :meth:`rows`)."""
         import pandas as pd
 
