@@ -58,7 +58,8 @@ def render(entries: list[dict[str, Any]]) -> str:
 
 def read(path: Path) -> list[dict[str, Any]]:
     with open(path, "rb") as fh:
-        return tomllib.load(fh).get("component", [])
+        entries: list[dict[str, Any]] = tomllib.load(fh).get("component", [])
+    return entries
 
 
 def default_path() -> Path:

@@ -17,6 +17,7 @@ cannot take the input fails at build time with one line naming the model and the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from functools import lru_cache
@@ -28,7 +29,10 @@ from eegbench.errors import EegbenchError, first_line
 
 MODELS_FILE = Path(__file__).with_name("braindecode_models.json")
 PREFIX = "braindecode:"
-CITATION = "Schirrmeister et al. (2017), Deep learning with convolutional neural networks for EEG decoding and visualization, Human Brain Mapping (braindecode)"
+CITATION = (
+    "Schirrmeister et al. (2017), Deep learning with convolutional neural networks for EEG decoding and "
+    "visualization, Human Brain Mapping (braindecode)"
+)
 #: the placeholder class count: the head that uses it is removed
 N_OUTPUTS = 4
 #: the shape the catalogue's notes are checked at (Things-EEG-2 as the seed uses it)
@@ -130,10 +134,8 @@ def channel_dicts(chs_info: Any) -> list[dict] | None:
         import mne
 
         info = mne.create_info(chs, 100.0, "eeg")
-        try:
+        with contextlib.suppress(ValueError):  # names outside 10-20: no positions; models that need them say so
             info.set_montage("standard_1020", on_missing="ignore", verbose="error")
-        except ValueError:
-            pass  # names outside 10-20: no positions; models that need them will say so
         return list(info["chs"])
     return chs
 

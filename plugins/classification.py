@@ -164,7 +164,7 @@ class ClassificationTask(Task):
                     if patience and stale >= patience:
                         break
         if best_state is not None:
-            for part, state in zip(parts, best_state):
+            for part, state in zip(parts, best_state, strict=True):
                 part.load_state_dict(state)
         else:
             best_epoch = epoch

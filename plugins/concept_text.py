@@ -123,7 +123,10 @@ def eegbench_tasks():
         Component(
             kind="task",
             name="concept-text",
-            summary='Zero-shot EEG -> concept-name retrieval through the image encoder\'s CLIP text tower (output = "embedding")',
+            summary=(
+                "Zero-shot EEG -> concept-name retrieval through the image encoder's CLIP text tower "
+                '(output = "embedding")'
+            ),
             factory="eegbench_plugins.concept_text:build",
             citation="",
             notes='needs an encoder with encode_text and output = "embedding" (refused at cell start otherwise)',

@@ -198,7 +198,10 @@ def eegbench_tasks():
         Component(
             kind="task",
             name="retrieval",
-            summary="Zero-shot n-way image retrieval (cosine), top-k and k-way top-1/top-5 per test subject; center = true as the seed",
+            summary=(
+                "Zero-shot n-way image retrieval (cosine), top-k and k-way top-1/top-5 per test subject; "
+                "center = true as the seed"
+            ),
             factory="eegbench_plugins.retrieval:build",
             citation="",
         )

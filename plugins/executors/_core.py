@@ -303,7 +303,7 @@ class Scheduler:
         while True:
             chunks = packs(self.take_ready(), per_pack)
             if chunks:
-                running.update(zip(submit(chunks), chunks))
+                running.update(zip(submit(chunks), chunks, strict=True))
             if not running:
                 return
             for handle in wait(list(running)):

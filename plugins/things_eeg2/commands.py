@@ -69,7 +69,9 @@ def register(commands, synth_defaults: Mapping[str, Any]) -> None:
         "--subject-variability",
         type=float,
         default=defaults["subject_variability"],
-        help="how much each subject's mixing of the latent components differs from the shared one (default: %(default)s)",
+        help=(
+            "how much each subject's mixing of the latent components differs from the shared one (default: %(default)s)"
+        ),
     )
     p.add_argument(
         "--test-repetitions",
