@@ -119,7 +119,7 @@ class CellRunner:
                     for cell in todo:
                         store.mark_failed(cell.key, "interrupted")  # a cell already done stays done
                     raise
-                except Exception as exc:  # noqa: BLE001 - an error outside any one cell fails the cells left
+                except Exception as exc:
                     for j in range(len(todo)):
                         if j not in recorded:
                             record(j, exc)
@@ -173,7 +173,7 @@ class CellRunner:
                         pretrain_recipe_key=rows[0]["pretrain_recipe_key"] if rows else None,
                     )
                 )
-            except Exception as exc:  # noqa: BLE001 - a cell's failure is its result, recorded in one line
+            except Exception as exc:
                 end = exc
         if isinstance(end, Exception):
             message = _one_line(end)
@@ -209,7 +209,7 @@ class CellRunner:
                 result: Any = run_cell(
                     cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device, progress=epoch_cb
                 )
-            except Exception as exc:  # noqa: BLE001 - recorded as the cell's failure
+            except Exception as exc:
                 result = exc
             record(0, result)
             return

@@ -73,7 +73,13 @@ def test_batching_is_no_part_of_a_cell_identity(cells):
         train = dc.replace(cell.recipe.train, batch_cells=batch_cells)
         other = dc.replace(cell, recipe=dc.replace(cell.recipe, train=train))
         assert other.key == cell.key and other.recipe.recipe_key == cell.recipe.recipe_key
-    assert [dc.replace(Training(), batch_cells=b).max_batched_cells for b in ("auto", True, False, 1, 3)] == [8, 8, 1, 1, 3]
+    assert [dc.replace(Training(), batch_cells=b).max_batched_cells for b in ("auto", True, False, 1, 3)] == [
+        8,
+        8,
+        1,
+        1,
+        3,
+    ]
 
 
 def test_a_cell_and_its_stage_must_agree(cells):

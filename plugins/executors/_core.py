@@ -108,7 +108,7 @@ def run_group(runner: CellRunner, cells: Sequence[CellLike]) -> list[CellOutcome
     start = time.perf_counter()
     try:
         return list(runner.run_group(cells))
-    except Exception as exc:  # noqa: BLE001 - any failure of one group is its cells' result
+    except Exception as exc:
         message = error_text(exc)
         store = store_of(runner)
         status = store.cell_status([c.key for c in cells])
@@ -119,7 +119,7 @@ def run_group(runner: CellRunner, cells: Sequence[CellLike]) -> list[CellOutcome
                 continue
             try:
                 record_failed(store, cell, message)
-            except Exception as store_exc:  # noqa: BLE001 - report both rather than lose the first
+            except Exception as store_exc:
                 message += f"; and recording it failed: {store_exc}"
             out.append(outcome(cell.key, "failed", message, time.perf_counter() - start))
         return out
