@@ -96,7 +96,8 @@ class MaskedDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        return x * self.mask
+        mask = self.get_buffer("mask")
+        return x * mask
 
 
 @dataclass
@@ -121,7 +122,8 @@ def _swap_dropouts(module: nn.Module) -> list[str]:
 
 def _stride_order(x: torch.Tensor) -> tuple[int, ...]:
     # empty_like keeps a dense tensor's strides, and bernoulli_ fills it in memory order: the mask's layout
-    return tuple(sorted(range(x.dim()), key=lambda d: (-x.stride(d), d)))
+    strides = x.stride()
+    return tuple(sorted(range(x.dim()), key=lambda d: (-strides[d], d)))
 
 
 def _draw_mask(call: _DropoutCall, batch: int, device: torch.device) -> torch.Tensor:
@@ -132,6 +134,11 @@ def _draw_mask(call: _DropoutCall, batch: int, device: torch.device) -> torch.Te
     noise.div_(1.0 - call.p)
     inverse = [call.order.index(d) for d in range(len(full))]
     return noise.permute(inverse)
+
+
+def _mask_drawer(calls: list[_DropoutCall], batch: int, device: torch.device) -> Callable[[], list[torch.Tensor]]:
+    """Draws one step's masks, in forward order (run with a member's RNG state swapped in)."""
+    return lambda: [_draw_mask(c, batch, device) for c in calls]
 
 
 class _RngStates:
@@ -313,8 +320,8 @@ def fit_batched(
     loss_template.train()
 
     try:
-        params, buffers = stack_module_state([m.model for m in members])  # type: ignore[arg-type]
-        loss_params, loss_buffers = stack_module_state([m.loss_fn for m in members])  # type: ignore[arg-type]
+        params, buffers = stack_module_state([m.model for m in members])
+        loss_params, loss_buffers = stack_module_state([m.loss_fn for m in members])
     except RuntimeError as exc:  # e.g. models of different classes
         raise NotBatchable(str(exc).splitlines()[0]) from exc
     trainable = {n for n, p in members[0].model.named_parameters() if p.requires_grad}
@@ -399,10 +406,7 @@ def fit_batched(
         lsub = {n: (t if every else t[idx]) for n, t in loss_params.items()}
         lsub_b = {n: t[idx] for n, t in loss_buffers.items()}
         if calls:
-            masks = [
-                rngs.draw(i, lambda r=r: [_draw_mask(c, len(r), device) for c in calls])
-                for i, r in zip(group, rows, strict=True)
-            ]
+            masks = [rngs.draw(i, _mask_drawer(calls, len(r), device)) for i, r in zip(group, rows, strict=True)]
             for j, c in enumerate(calls):
                 sub_b[f"{c.name}.mask"] = torch.stack([mm[j] for mm in masks])
         ms = [members[i] for i in group]
@@ -416,7 +420,7 @@ def fit_batched(
         losses = batched_loss(sub, sub_b, lsub, lsub_b, x, s, target, text)
         for name, t in buffers.items():  # the batch-norm statistics each member updated, back in place
             t.index_copy_(0, idx, sub_b[name])
-        losses.sum().backward()
+        torch.autograd.backward(losses.sum())
         if cfg.grad_clip > 0:
             _clip_per_member(clipped, idx, float(cfg.grad_clip))
         lrs = torch.as_tensor([tracks[i].schedule.lr for i in group], dtype=torch.float64, device=device)
@@ -525,7 +529,7 @@ def _step_seconds(
     loss_fn = copy.deepcopy(first.loss_fn).train()
 
     def batched() -> None:
-        batched_loss(
+        losses = batched_loss(
             params,
             buffers,
             loss_params,
@@ -534,11 +538,12 @@ def _step_seconds(
             s.expand(k, *s.shape),
             target.expand(k, *target.shape),
             text_k,
-        ).sum().backward()
+        )
+        torch.autograd.backward(losses.sum())
 
     def one() -> None:
         out = for_loss(alone(x, s))
-        (loss_fn(out, target, text) if text is not None else loss_fn(out, target)).backward()
+        torch.autograd.backward(loss_fn(out, target, text) if text is not None else loss_fn(out, target))
 
     def best(fn: Callable[[], None], runs: int = 2) -> float:
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
