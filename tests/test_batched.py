@@ -236,3 +236,80 @@ def test_auto_batches_only_where_it_pays_and_the_timing_changes_nothing(monkeypa
     for m, (state, rng_state) in zip(members, before, strict=True):
         assert all(torch.equal(v, state[k]) for k, v in m.model.state_dict().items())
         assert torch.equal(m.rng_state, rng_state)
+
+
+# --------------------------------------------------------------------------------------------------
+# through the runner and executors
+# --------------------------------------------------------------------------------------------------
+def _stored(results):
+    import sqlite3
+
+    with sqlite3.connect(results / "results.sqlite") as con:
+        rows = con.execute("SELECT cell_key, metric, value, best_epoch, epochs_run FROM results").fetchall()
+        finished = dict(con.execute("SELECT cell_key, finished_at FROM cells WHERE status = 'done'").fetchall())
+    return {(r[0], r[1]): r[2:] for r in rows}, finished
+
+
+@pytest.mark.slow
+def test_a_spec_run_batched_stores_what_it_stores_one_by_one_and_each_way_skips_the_other(tmp_path, monkeypatch):
+    from quick_spec import QUICK, TINY
+
+    from eegbench.runner import run_spec
+
+    torch.set_default_dtype(torch.float32)  # a real run, in float32 (the fixture above set float64)
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("EEGBENCH_CACHE", str(tmp_path / "cache"))
+    import eegbench.execution.batched as batched
+
+    sizes: list[int] = []
+    real = batched.fit_batched
+    monkeypatch.setattr(
+        batched, "fit_batched", lambda members, *a, **k: sizes.append(len(members)) or real(members, *a, **k)
+    )
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    run_spec(QUICK, [*TINY, "train.batch_cells=false"], results_dir=alone)
+    assert sizes == []
+    run_spec(QUICK, [*TINY, "train.batch_cells=4"], results_dir=together)
+    assert sizes == [2, 4]  # the 2 pretrain cells (folds) as one, then the 4 finetune cells (folds x ratios)
+    one, _ = _stored(alone)
+    many, finished = _stored(together)
+    assert one.keys() == many.keys() and len({k for k, _ in one}) == 6  # the same cells (keys), every metric
+    for key, (value, best_epoch, epochs_run) in one.items():
+        # float32: the stacked convolutions sum in another order, so scores may differ by a rounding alone
+        assert many[key][1:] == (best_epoch, epochs_run)
+        assert many[key][0] == pytest.approx(value, abs=0.02), key
+    run_spec(QUICK, [*TINY, "train.batch_cells=false"], results_dir=together)  # stored batched: skipped alone
+    assert _stored(together)[1] == finished
+
+
+def test_executors_hand_the_runner_its_groups(tmp_path):
+    """The local executor (and run_pack, which Slurm jobs and Ray tasks run) give a grouping runner whole
+    groups; a runner that cannot group gets one cell at a time."""
+    import eegbench
+    from eegbench_plugins.executors._core import run_pack
+    from eegbench_plugins.executors.testing import FakeCell, FakeRunner
+
+    class GroupingFake(FakeRunner):
+        def groups(self, cells):
+            by: dict[str, list] = {}
+            for c in cells:
+                by.setdefault(c.stage, []).append(c)
+            return list(by.values())
+
+        def run_group(self, cells):
+            handed.append([c.key for c in cells])
+            return [self(c) for c in cells]
+
+    cells = [FakeCell(key=f"pre-{i}", stage="pretrain") for i in range(3)] + [
+        FakeCell(key=f"fin-{i}", stage="finetune", depends_on=(f"pre-{i}",)) for i in range(3)
+    ]
+    handed: list[list[str]] = []
+    outcomes = eegbench.create("executor", "local").run(cells, GroupingFake(str(tmp_path / "a")))
+    assert [o.status for o in outcomes] == ["done"] * 6
+    assert handed == [["pre-0", "pre-1", "pre-2"], ["fin-0", "fin-1", "fin-2"]]
+    handed.clear()
+    assert [o.key for o in run_pack(GroupingFake(str(tmp_path / "b")), cells[:3])] == ["pre-0", "pre-1", "pre-2"]
+    assert handed == [["pre-0", "pre-1", "pre-2"]]
+    handed.clear()
+    plain = eegbench.create("executor", "local").run(cells, FakeRunner(str(tmp_path / "c")))
+    assert [o.status for o in plain] == ["done"] * 6 and handed == []
