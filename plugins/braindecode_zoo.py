@@ -27,6 +27,8 @@ from typing import Any
 from eegbench import Component, hookimpl
 from eegbench.errors import EegbenchError, first_line
 
+from .things_eeg2.layout import OCCIPITO_PARIETAL
+
 MODELS_FILE = Path(__file__).with_name("braindecode_models.json")
 PREFIX = "braindecode:"
 CITATION = (
@@ -39,25 +41,8 @@ N_OUTPUTS = 4
 CHECK_SHAPE = {"n_chans": 17, "n_times": 128, "sfreq": 100.0}
 #: the same shape as recorded in each component's ``fits`` (``eegbench list --fits 17x128``)
 CHECK_FITS = "17x128@100"
-CHECK_CHANNELS = (
-    "P7",
-    "P5",
-    "P3",
-    "P1",
-    "Pz",
-    "P2",
-    "P4",
-    "P6",
-    "P8",
-    "PO7",
-    "PO3",
-    "POz",
-    "PO4",
-    "PO8",
-    "O1",
-    "Oz",
-    "O2",
-)
+#: the channels of that shape: the release's 17 occipito-parietal ones
+CHECK_CHANNELS = OCCIPITO_PARIETAL
 
 #: short names for the models people reach for first
 ALIASES: dict[str, str] = {
