@@ -48,8 +48,8 @@ class CellRunner:
 
     def __init__(
         self,
-        results_dir: str | os.PathLike,
-        cache_dir: str | os.PathLike | None = None,
+        results_dir: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str] | None = None,
         device: str = "auto",
         force: bool = False,
         progress: Callable[[str, Any, Any], None] | None = None,
@@ -384,6 +384,8 @@ class _Display:
             self.progress.stop()
 
     def _refresh_cells(self) -> None:
+        if self.progress is None:
+            return
         try:
             status = self.store.cell_status(self.keys)
         except Exception:
@@ -550,7 +552,11 @@ def _estimate_samples(plan: Any) -> dict[str, Any]:
     except Exception:
         return {"n_images": None, "repetitions": None}
     n_images = None
-    for count in (lambda: dataset.declared_size("train"), lambda: len(dataset.image_set("train"))):
+    counts: tuple[Callable[[], int | None], ...] = (
+        lambda: dataset.declared_size("train"),
+        lambda: len(dataset.image_set("train")),
+    )
+    for count in counts:
         try:
             value = count()
         except Exception:
@@ -699,7 +705,10 @@ def _print_summary(df: Any, console: Any) -> None:
     metrics = [c for c in summary.columns if c.startswith("top")]
     for col in ["stage", "ratio", "fold", "subject", *metrics, "chance@1", "seeds"]:
         table.add_column(col, justify="right" if col not in ("stage", "fold") else "left")
-    pct = lambda v: f"{100 * v:.1f}"
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f}"
+
     stage_order = {"pretrain": 0, "finetune": 1}
     groups = summary.groupby(["stage", "training_ratio"], sort=False)
     for (stage, ratio), group in sorted(groups, key=lambda g: (stage_order.get(g[0][0], 2), g[0][0], g[0][1])):
@@ -861,7 +870,7 @@ def run_spec(
         # results database is created (a refused run leaves no empty store behind)
         try:
             if device != "auto":
-                from eegbench.execution.engine import resolve_device
+                from eegbench.execution.resources import resolve_device
 
                 resolve_device(device)  # a missing CUDA is one line now, not one failure per cell
             # the data must be there (or be generated) before any cell starts; a missing release is one line
@@ -956,7 +965,7 @@ def run_spec(
 def input_identity_now(plan: Any) -> str:
     from eegbench.planning.plan import input_identity
 
-    return input_identity(plan.cells[0].config)["data"]
+    return str(input_identity(plan.cells[0].config)["data"])
 
 
 def _start_log(res_dir: Path, spec_name: str) -> Path:

@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import NoReturn
 
 from eegbench.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, EegbenchError
 from eegbench.version import __version__
@@ -28,7 +29,7 @@ from eegbench.version import __version__
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line with the same prefix as our own errors."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER_ERROR, f"eegbench: error: {message} (see `{self.prog} --help`)\n")
 
 

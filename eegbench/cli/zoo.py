@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eegbench.components import KINDS
+from eegbench.components import KINDS, Component
 from eegbench.errors import EegbenchError
+
+if TYPE_CHECKING:
+    from eegbench.registry import Registry
 
 
 def add_commands(sub: Any) -> None:
@@ -61,7 +64,7 @@ def parse_shape(text: str) -> tuple[int, int, float | None]:
     return int(m[1]), int(m[2]), float(m[3]) if m[3] else None
 
 
-def fits_shape(comp, shape: tuple[int, int, float | None]) -> bool:
+def fits_shape(comp: Component, shape: tuple[int, int, float | None]) -> bool:
     """Whether ``comp``'s recorded build check (``Component.fits``) covers ``shape``; unchecked is no."""
     for recorded in comp.fits or ():
         c, t, hz = parse_shape(recorded)
@@ -71,8 +74,8 @@ def fits_shape(comp, shape: tuple[int, int, float | None]) -> bool:
 
 
 def list_rows(
-    reg, kind: str | None, pattern: str | None, *, fits: str | None = None, all_signals: bool = False
-) -> tuple[list[tuple[Any, list[str]]], int]:
+    reg: Registry, kind: str | None, pattern: str | None, *, fits: str | None = None, all_signals: bool = False
+) -> tuple[list[tuple[Component, list[str]]], int]:
     """``([(component, its aliases)], hidden)``: one entry per canonical component, natural order.
 
     A pattern matches a component's name or any alias; family members come from ``eegbench_list_family``
@@ -84,19 +87,25 @@ def list_rows(
     comps = reg.list_components(kind)
     by_key = {(c.kind, c.name): c for c in comps}
     aliases: dict[tuple[str, str], list[str]] = {}
-    canonical = []
+    canonical: list[Component] = []
     for c in comps:
         if c.alias_of and (c.kind, c.alias_of) in by_key:
             aliases.setdefault((c.kind, c.alias_of), []).append(c.name)
         else:
             canonical.append(c)
     if pattern:
-        match = lambda n: fnmatch.fnmatchcase(n.lower(), pattern.lower())
+
+        def match(n: str) -> bool:
+            return fnmatch.fnmatchcase(n.lower(), pattern.lower())
+
         canonical = [c for c in canonical if match(c.name) or any(match(a) for a in aliases.get((c.kind, c.name), ()))]
         seen = {(c.kind, c.name) for c in canonical}
         for k in [kind] if kind else KINDS:
             for answer in reg.pm.hook.eegbench_list_family(kind=k, pattern=pattern):
-                canonical += [m for m in answer if (m.kind, m.name) not in seen and not seen.add((m.kind, m.name))]
+                for m in answer:
+                    if (m.kind, m.name) not in seen:
+                        seen.add((m.kind, m.name))
+                        canonical.append(m)
     if fits:
         shape = parse_shape(fits)
         canonical = [c for c in canonical if fits_shape(c, shape)]
@@ -109,7 +118,7 @@ def list_rows(
 
 
 def render_list(
-    rows: list[tuple[Any, list[str]]],
+    rows: list[tuple[Component, list[str]]],
     *,
     terminal: bool,
     width: int = 100,
@@ -131,7 +140,7 @@ def render_list(
     headers += (["package"] if packaged else []) + (["citation"] if wide else [])
     headers += ["summary"]
 
-    def fits_cell(c) -> str:
+    def fits_cell(c: Component) -> str:
         if c.fits is None:
             return "" if c.kind != "backbone" else "?"
         return ", ".join(c.fits) if c.fits else "no"

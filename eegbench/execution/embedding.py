@@ -26,7 +26,7 @@ import numpy as np
 
 from eegbench.errors import DataError, EegbenchError
 from eegbench.execution.cache import Cache, CacheEntry
-from eegbench.interfaces import Dataset, ImageEncoder, to_jsonable
+from eegbench.interfaces import Dataset, ImageEncoder, Split, to_jsonable
 
 NAMESPACE = "embeddings"
 #: tolerance of the unit-norm check on user files
@@ -44,13 +44,13 @@ def _bound(encoder: Any, images: Any) -> Any:
     return bind(images) if callable(bind) else encoder
 
 
-def cached_entry(encoder: Any, images: Any, cache_root: str | os.PathLike | None = None) -> CacheEntry | None:
+def cached_entry(encoder: Any, images: Any, cache_root: str | os.PathLike[str] | None = None) -> CacheEntry | None:
     """The published cache entry for (encoder, images), or None."""
     encoder = _bound(encoder, images)
     return Cache(NAMESPACE, cache_root).get(cache_fields(encoder, images))
 
 
-def is_cached(encoder: Any, images: Any, cache_root: str | os.PathLike | None = None) -> bool:
+def is_cached(encoder: Any, images: Any, cache_root: str | os.PathLike[str] | None = None) -> bool:
     """True when :func:`embed_images` would read the cache instead of running the encoder."""
     entry = cached_entry(encoder, images, cache_root)
     return entry is not None and _entry_matches(entry, encoder, images)
@@ -67,7 +67,7 @@ def embed_images(
     encoder: Any,
     images: Any,
     *,
-    cache_root: str | os.PathLike | None = None,
+    cache_root: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     batch_size: int = 64,
     progress: bool = True,
@@ -188,7 +188,7 @@ def _read_npz_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
 
 
 def read_embedding_file(
-    path: str | os.PathLike, *, ids_key: str = "ids", embeddings_key: str = "embeddings"
+    path: str | os.PathLike[str], *, ids_key: str = "ids", embeddings_key: str = "embeddings"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids, embeddings) from a ``.npz`` (arrays ``ids`` and ``embeddings``) or ``.safetensors`` file plus ids.
 
@@ -215,7 +215,7 @@ def read_embedding_file(
 
 
 def load_embedding_file(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     images: Any,
     *,
     dim: int | None = None,
@@ -267,7 +267,7 @@ def dataset_and_encoders(
     dataset: str | None = None,
     image_encoder: str | None = None,
     params: Mapping[str, Any] | None = None,
-    root: str | os.PathLike | None = None,
+    root: str | os.PathLike[str] | None = None,
 ) -> tuple[Dataset, list[tuple[str, ImageEncoder]]]:
     """The dataset to embed and its image encoders, each ``(name, encoder)``, made ready (the synthetic twin
     generated, a missing release named).
@@ -309,9 +309,9 @@ def dataset_and_encoders(
 def embed_splits(
     dataset: Dataset,
     encoders: Sequence[tuple[str, ImageEncoder]],
-    splits: Sequence[str] = ("train", "test"),
+    splits: Sequence[Split] = ("train", "test"),
     *,
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     device: str = "auto",
     batch_size: int = 64,
     progress: bool = True,

@@ -61,7 +61,7 @@ EXPORT_SUFFIXES = (".csv", ".parquet")
 
 
 def result_rows(
-    results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+    results_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
     *,
     rows: pd.DataFrame | None = None,
     by: Sequence[str] | str | None = None,
@@ -139,10 +139,10 @@ def _iso(ts: Any) -> str:
 
 
 def rows_csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False)
+    return str(frame.to_csv(index=False))
 
 
-def write_rows(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+def write_rows(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the rows to ``path``: ``.csv``, or ``.parquet`` (needs pyarrow or fastparquet)."""
     out = Path(path).expanduser()
     suffix = out.suffix.lower()

@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eegbench.errors import EegbenchError
+
+if TYPE_CHECKING:
+    from eegbench.results.store import ResultStore
 
 STATUSES: tuple[str, ...] = ("done", "running", "stale", "failed", "pending")
 
@@ -39,7 +42,7 @@ FIELDS: tuple[str, ...] = (
 )
 
 
-def _store_at(directory: Path):
+def _store_at(directory: Path) -> ResultStore | None:
     from eegbench.results.store import DB_NAME, ResultStore
 
     if not (directory / DB_NAME).exists():
@@ -51,7 +54,7 @@ def _live_status(record: dict[str, Any]) -> str:
     """The stored status, with ``running`` read as ``stale`` when its owner is gone."""
     from eegbench.results.store import owner_state
 
-    status = record["status"]
+    status = str(record["status"])
     if status == "running" and owner_state(record) == "stale":
         return "stale"
     return status
@@ -68,7 +71,7 @@ def _row(key: str, status: str, record: dict[str, Any] | None, **known: Any) -> 
 
 
 def spec_status(
-    spec: Any, results: str | os.PathLike | None = None, overrides: Iterable[str] | None = None
+    spec: Any, results: str | os.PathLike[str] | None = None, overrides: Iterable[str] | None = None
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Status of every cell of a spec's plan: ``(results_dir, rows)`` in plan order.
 
@@ -100,7 +103,7 @@ def spec_status(
     return directory, rows
 
 
-def results_status(directory: str | os.PathLike) -> list[dict[str, Any]]:
+def results_status(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Status of every cell a results directory's store knows (ordered by spec, stage, fold, seed, ratio)."""
     directory = Path(directory)
     store = _store_at(directory)
