@@ -200,7 +200,8 @@ class CellRunner:
     def _train(self, cells: Sequence[Any], record: Callable[[int, Any], CellOutcome]) -> None:
         """Train and evaluate ``cells`` (one alone, or a group as one stacked model); ``record(i, result or
         error)`` stores each as soon as it finished."""
-        from eegbench.execution.engine import run_cell, run_cells
+        from eegbench.execution.batched import run_cells
+        from eegbench.execution.engine import run_cell
 
         if len(cells) == 1:  # alone: the engine's single-cell path (the GPU fast path, torch.compile)
             cell = cells[0]

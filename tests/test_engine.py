@@ -309,3 +309,19 @@ def test_the_dataset_gets_cache_root_at_creation(env, monkeypatch):
     monkeypatch.setattr(fakes.FakeDataset, "__init__", spy)
     assert build_dataset(cell, cache_dir=env / "c").cache_root == env / "c" and seen == [env / "c"]
     assert build_dataset(cell).cache_root is None and seen[-1] is None  # no --cache: the factory's default
+
+
+def test_the_gpu_fast_path_fuses_the_optimiser_step_on_cuda_only():
+    import torch
+
+    from eegbench.execution.engine import fast_path
+
+    assert fast_path(torch.device("cpu")) == {}
+    before = torch.backends.cudnn.benchmark
+    try:
+        assert fast_path(torch.device("cuda")) == {"fused": True}  # what fit passes to Adam/AdamW there
+        assert torch.backends.cudnn.benchmark is True
+        params = [torch.nn.Parameter(torch.zeros(2))]
+        torch.optim.AdamW(params, lr=1e-3, **fast_path(torch.device("cpu")))  # the CPU keeps torch's default
+    finally:
+        torch.backends.cudnn.benchmark = before

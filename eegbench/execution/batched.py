@@ -30,7 +30,10 @@ before any step; the engine then trains those cells one by one.
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -42,20 +45,27 @@ from torch import nn
 
 from eegbench.errors import CellFailure, EegbenchError
 from eegbench.execution.engine import (
+    CellResult,
     DeviceSplit,
     EpochSchedule,
     FitResult,
+    PreparedCell,
     _autocast,
     _batches,
     _training,
     check_finite,
     check_finite_split,
     diverged,
+    finish_cell,
     for_loss,
     needs_text,
+    prepare_cell,
+    train_prepared,
     validation_loss,
 )
-from eegbench.planning.recipe import Training
+from eegbench.planning.recipe import Cell, Training
+
+log = logging.getLogger("eegbench.engine")
 
 
 class NotBatchable(EegbenchError):
@@ -570,3 +580,73 @@ def _result(tr: _Track, m: Member, selection: str, seconds: float, rng_state: to
         best_epoch = tr.epochs_run - 1
     samples = sum(stop - start for start, stop in tr.batches) * tr.epochs_run
     return FitResult(state, tr.epochs_run, best_epoch + 1, tr.history, seconds, samples, rng_state=rng_state.clone())
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    *,
+    results_dir: str | os.PathLike[str],
+    on_result: Callable[[int, CellResult | Exception], object],
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    progress: Callable[[int, Mapping[str, Any]], None] | None = None,
+    show_embedding_progress: bool = False,
+) -> None:
+    """Run cells of one recipe (differing only in placement) trained together as one stacked model
+    (:func:`fit_batched`), each with the result it would have alone.
+
+    ``on_result(i, result_or_error)`` is called for each cell ``i`` as soon as it is finished: after its own
+    last epoch or early stop, not the group's; a cell failing to prepare, diverging or failing to evaluate ends
+    alone with its exception. A model that cannot be batched exactly trains its cells one by one, the same way.
+    """
+    paths = {"results_dir": results_dir, "cache_dir": cache_dir, "show_embedding_progress": show_embedding_progress}
+    prepared: dict[int, PreparedCell] = {}
+    for i, cell in enumerate(cells):
+        try:
+            prepared[i] = prepare_cell(cell, device=device, **paths)  # type: ignore[arg-type]
+        except Exception as exc:  # one cell's failure is its result, not the group's
+            on_result(i, exc)
+    order = list(prepared)
+
+    def finish(i: int, end: FitResult | Exception) -> None:
+        done = prepared.pop(i)
+        if isinstance(end, Exception):
+            on_result(i, end)
+            return
+        try:
+            result = finish_cell(done, end, **paths)  # type: ignore[arg-type]
+        except Exception as exc:  # as above
+            on_result(i, exc)
+            return
+        on_result(i, result)
+
+    if len(order) > 1:
+        first = prepared[order[0]].cell.recipe
+        members = [
+            Member(p.model, p.loss_fn, p.train, p.val, p.image_emb, p.seed, p.text_emb, p.rng_state)
+            for p in (prepared[i] for i in order)
+        ]
+        try:
+            fit_batched(
+                members,
+                first.stage_training,
+                selection=first.validation.selection,
+                progress=(lambda j, record: progress(order[j], record)) if progress is not None else None,
+                on_done=lambda j, end: finish(order[j], end),
+            )
+            return
+        except NotBatchable as why:  # refused before any step: nothing trained, each cell trains alone below
+            log.info("%d cells of one recipe trained one by one: %s", len(order), why)
+    for i in order:
+        one = prepared[i]
+        if one.device.type == "cuda":  # alone, training draws from the global RNG where the model build left it
+            torch.cuda.set_rng_state(one.rng_state, one.device)
+        else:
+            torch.set_rng_state(one.rng_state)
+        try:
+            fitted: FitResult | Exception = train_prepared(
+                one, functools.partial(progress, i) if progress is not None else None
+            )
+        except Exception as exc:  # as above
+            fitted = exc
+        finish(i, fitted)

@@ -13,14 +13,13 @@ evaluates it once, on the selected weights.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -278,6 +277,20 @@ def _batches(n: int, batch_size: int, drop_last: bool) -> list[tuple[int, int]]:
     return [(i, min(i + batch_size, stop)) for i in range(0, stop, batch_size)]
 
 
+def fast_path(device: torch.device) -> dict[str, Any]:
+    """The GPU fast path of a single cell, set up for ``device``; the optimiser's extra arguments.
+
+    On CUDA: cuDNN autotuning (every batch of a cell has one shape, so the fastest convolution algorithm is
+    found once) and the fused Adam/AdamW step (one kernel for all parameters instead of several per tensor).
+    With no host synchronisation inside an epoch (:func:`fit`), bf16 autocast by default (``amp``) and
+    ``torch.compile`` on request (``compile``), that is the fast path. On the CPU: torch's defaults.
+    """
+    if device.type != "cuda":
+        return {}
+    torch.backends.cudnn.benchmark = True
+    return {"fused": True}
+
+
 def fit(
     model: EEGEncoder,
     loss_fn: nn.Module,
@@ -306,7 +319,7 @@ def fit(
     groups = [{"params": model_params, "weight_decay": cfg.weight_decay}]
     if loss_params:
         groups.append({"params": loss_params, "weight_decay": 0.0})
-    opt = opt_cls(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps)
+    opt = opt_cls(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps, **fast_path(device))
     schedule = EpochSchedule(opt, cfg)
     autocast, scaler = _autocast(device, cfg.amp)
     # torch.compile of a module is a module (OptimizedModule); its stubs only promise a callable
@@ -636,78 +649,6 @@ def run_cell(
     return finish_cell(
         prepared, result, results_dir=results_dir, cache_dir=cache_dir, show_embedding_progress=show_embedding_progress
     )
-
-
-def run_cells(
-    cells: Sequence[Cell],
-    *,
-    results_dir: str | os.PathLike[str],
-    on_result: Callable[[int, CellResult | Exception], object],
-    cache_dir: str | os.PathLike[str] | None = None,
-    device: str = "auto",
-    progress: Callable[[int, Mapping[str, Any]], None] | None = None,
-    show_embedding_progress: bool = False,
-) -> None:
-    """Run cells of one recipe (differing only in placement) trained together as one stacked model
-    (:func:`eegbench.execution.batched.fit_batched`), each with the result it would have alone.
-
-    ``on_result(i, result_or_error)`` is called for each cell ``i`` as soon as it is finished: after its own
-    last epoch or early stop, not the group's; a cell failing to prepare, diverging or failing to evaluate ends
-    alone with its exception. A model that cannot be batched exactly trains its cells one by one, the same way.
-    """
-    from eegbench.execution.batched import Member, NotBatchable, fit_batched
-
-    paths = {"results_dir": results_dir, "cache_dir": cache_dir, "show_embedding_progress": show_embedding_progress}
-    prepared: dict[int, PreparedCell] = {}
-    for i, cell in enumerate(cells):
-        try:
-            prepared[i] = prepare_cell(cell, device=device, **paths)  # type: ignore[arg-type]
-        except Exception as exc:  # one cell's failure is its result, not the group's
-            on_result(i, exc)
-    order = list(prepared)
-
-    def finish(i: int, end: FitResult | Exception) -> None:
-        done = prepared.pop(i)
-        if isinstance(end, Exception):
-            on_result(i, end)
-            return
-        try:
-            result = finish_cell(done, end, **paths)  # type: ignore[arg-type]
-        except Exception as exc:  # as above
-            on_result(i, exc)
-            return
-        on_result(i, result)
-
-    if len(order) > 1:
-        first = prepared[order[0]].cell.recipe
-        members = [
-            Member(p.model, p.loss_fn, p.train, p.val, p.image_emb, p.seed, p.text_emb, p.rng_state)
-            for p in (prepared[i] for i in order)
-        ]
-        try:
-            fit_batched(
-                members,
-                first.stage_training,
-                selection=first.validation.selection,
-                progress=(lambda j, record: progress(order[j], record)) if progress is not None else None,
-                on_done=lambda j, end: finish(order[j], end),
-            )
-            return
-        except NotBatchable as why:  # refused before any step: nothing trained, each cell trains alone below
-            log.info("%d cells of one recipe trained one by one: %s", len(order), why)
-    for i in order:
-        one = prepared[i]
-        if one.device.type == "cuda":  # alone, training draws from the global RNG where the model build left it
-            torch.cuda.set_rng_state(one.rng_state, one.device)
-        else:
-            torch.set_rng_state(one.rng_state)
-        try:
-            fitted: FitResult | Exception = train_prepared(
-                one, functools.partial(progress, i) if progress is not None else None
-            )
-        except Exception as exc:  # as above
-            fitted = exc
-        finish(i, fitted)
 
 
 @dataclass
