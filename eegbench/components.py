@@ -113,9 +113,10 @@ class Component:
             raise EegbenchError(f"{self.kind} {self.name!r}: factory {self.factory!r} must look like 'module:function'")
         module = importlib.import_module(module_name)
         try:
-            return getattr(module, attr)
+            factory: Callable[..., Any] = getattr(module, attr)
         except AttributeError:
             raise EegbenchError(f"{self.kind} {self.name!r}: {module_name} has no {attr!r}") from None
+        return factory
 
     # -- the parameters, read from the factory's signature ---------------------------------------------
     @functools.cached_property
@@ -247,7 +248,7 @@ def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
     """The factory's evaluated annotations; none (types inferred from defaults) when they cannot be evaluated."""
     target = factory.func if isinstance(factory, functools.partial) else factory
     if isinstance(target, type):  # a class as factory: its constructor's annotations
-        target = target.__init__
+        target = typing.cast(type[Any], target).__init__
     try:
         return typing.get_type_hints(target)
     except Exception:  # an annotation naming what only a type checker imports: fall back to the defaults

@@ -380,6 +380,17 @@ class CellRunner(Protocol):
     def __call__(self, cell: CellLike) -> CellOutcome: ...
 
 
+@runtime_checkable
+class GroupingRunner(Protocol):
+    """A :class:`CellRunner` that can train several cells as one (``eegbench.runner.CellRunner`` is one):
+    ``groups(cells)`` splits cells into groups that may train together, ``run_group(cells)`` runs one group and
+    returns an outcome per cell, each cell exactly as it would be run alone. Executors hand it groups."""
+
+    def groups(self, cells: Sequence[CellLike]) -> list[list[CellLike]]: ...
+
+    def run_group(self, cells: Sequence[CellLike]) -> list[CellOutcome]: ...
+
+
 class Executor(ABC):
     """Runs cells of a plan somewhere (in process, worker processes, Slurm, Ray)."""
 

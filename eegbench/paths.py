@@ -22,28 +22,28 @@ def _user_dir(kind: str) -> Path:
     return Path(platformdirs.user_data_dir("eegbench")) / kind
 
 
-def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(explicit).expanduser()
     env = os.environ.get("EEGBENCH_CACHE")
     return Path(env).expanduser() if env else _user_dir("cache")
 
 
-def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(explicit).expanduser()
     env = os.environ.get("EEGBENCH_DATA")
     return Path(env).expanduser() if env else _user_dir("data")
 
 
-def results_dir(explicit: str | os.PathLike | None = None) -> Path:
+def results_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(explicit).expanduser()
     env = os.environ.get("EEGBENCH_RESULTS")
     return Path(env).expanduser() if env else Path("results")
 
 
-def writable_dir(path: str | os.PathLike, what: str, hint: str) -> Path:
+def writable_dir(path: str | os.PathLike[str], what: str, hint: str) -> Path:
     """``path`` created if needed and checked writable; otherwise one line naming it and how to choose another."""
     from eegbench.errors import EegbenchError
 
@@ -62,7 +62,7 @@ def writable_dir(path: str | os.PathLike, what: str, hint: str) -> Path:
 DIGESTS = "file-digests"
 
 
-def sha256_of_file(path: str | os.PathLike) -> str:
+def sha256_of_file(path: str | os.PathLike[str]) -> str:
     """sha256 of a file's bytes (``hashlib.file_digest``), not memoised: :func:`file_digest` memoises it."""
     import hashlib
 
@@ -70,7 +70,7 @@ def sha256_of_file(path: str | os.PathLike) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def file_digest(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+def file_digest(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
     """sha256 of a file's bytes, memoised under ``<cache>/file-digests/`` by (path, size, mtime, inode).
 
     A data identity built from it follows the content: touching a file (a new mtime) re-hashes it to the same
@@ -86,8 +86,9 @@ def file_digest(path: str | os.PathLike, root: str | os.PathLike | None = None) 
     memo = cache_dir(root) / DIGESTS / f"{hashlib.sha256(resolved.encode()).hexdigest()[:32]}.json"
     try:
         record = json.loads(memo.read_text())
-        if {k: record.get(k) for k in stamp} == stamp and isinstance(record.get("sha256"), str):
-            return record["sha256"]
+        memoised = record.get("sha256")
+        if {k: record.get(k) for k in stamp} == stamp and isinstance(memoised, str):
+            return memoised
     except (OSError, ValueError, AttributeError):
         pass
     digest = sha256_of_file(path)

@@ -9,6 +9,7 @@ an error naming both. Prefix families (``braindecode:``, ``open_clip:``, ``timm:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import os
@@ -95,7 +96,7 @@ class Registry:
     def _plugin_label(self, plugin: Any) -> str:
         if id(plugin) in self._dists:
             return self._dists[id(plugin)]
-        return self.pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+        return self.pm.get_name(plugin) or str(getattr(plugin, "__name__", repr(plugin)))
 
     def _collect(self) -> dict[tuple[str, str], Component]:
         index: dict[tuple[str, str], Component] = {}
@@ -242,10 +243,8 @@ class Registry:
         found = [c for (k, n), c in self.index.items() if n == name]
         if not found and ":" in name:
             for kind in KINDS:
-                try:
+                with contextlib.suppress(UnknownComponentError):
                     found.append(self.get(kind, name))  # labels the family member with its plugin
-                except UnknownComponentError:
-                    pass
         return found
 
     def _unknown_message(self, kind: str | None, name: str) -> str:

@@ -1,14 +1,14 @@
-"""``eegbench run``: spec → plan → executor → results store → results table.
+"""Run a spec: spec → plan → executor → results store → results table (``eegbench run``'s parser is
+:mod:`eegbench.cli.run`).
 
 :class:`CellRunner` is the picklable callable every executor runs, here or in a worker process: it skips a
 cell whose key is stored as done (unless forced), otherwise marks it running, trains and evaluates it
 through :mod:`eegbench.execution.engine`, and writes its rows in one transaction (or marks it failed with one line).
-:func:`run_spec` is the Python API behind ``eegbench.run`` and the CLI.
+:func:`run_spec` is the Python API behind ``eegbench.run`` and ``eegbench run``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -17,11 +17,11 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eegbench.errors import EXIT_CELL_FAILED, EXIT_USER_ERROR, EegbenchError
+from eegbench.errors import EXIT_USER_ERROR, EegbenchError
 from eegbench.errors import one_line as _one_line
 from eegbench.interfaces import CellOutcome, Dataset
 from eegbench.planning.recipe import COMPONENT_KINDS, Cell, Recipe
@@ -48,8 +48,8 @@ class CellRunner:
 
     def __init__(
         self,
-        results_dir: str | os.PathLike,
-        cache_dir: str | os.PathLike | None = None,
+        results_dir: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str] | None = None,
         device: str = "auto",
         force: bool = False,
         progress: Callable[[str, Any, Any], None] | None = None,
@@ -66,13 +66,72 @@ class CellRunner:
         return state
 
     def __call__(self, cell: Any) -> CellOutcome:
-        from eegbench.results.store import CellRecord, ResultStore
+        return self.run_group([cell])[0]
+
+    def groups(self, cells: Sequence[Any]) -> list[list[Any]]:
+        """``cells`` in groups that may train as one stacked model: one recipe and stage (cells differing only in
+        placement), at most the recipe's ``[train] batch_cells`` each (:mod:`eegbench.execution.batched`);
+        cells order kept within a group, groups in order of their first cell. Batching never changes a result."""
+        by_recipe: dict[tuple[str, str], list[Any]] = {}
+        for cell in cells:
+            recipe = cell.recipe if isinstance(cell, Cell) else None
+            key = (recipe.recipe_key, cell.stage) if recipe is not None else (str(cell.key), "")
+            by_recipe.setdefault(key, []).append(cell)
+        out: list[list[Any]] = []
+        for group in by_recipe.values():
+            first = group[0]
+            size = first.recipe.stage_training.max_batched_cells if isinstance(first, Cell) else 1
+            out += [group[i : i + size] for i in range(0, len(group), size)]
+        return out
+
+    def run_group(self, cells: Sequence[Any]) -> list[CellOutcome]:
+        """Run cells of one group (:meth:`groups`) trained together, each stored as soon as it finishes; one
+        outcome per cell, in order. Each cell is skipped, claimed, recorded done or failed exactly as alone."""
+        from eegbench.results.store import ResultStore
 
         store = ResultStore(self.results_dir)
+        outcomes: dict[int, CellOutcome] = {}
+        claimed: list[int] = []
+        for i, cell in enumerate(cells):
+            skipped = self._claim(store, cell)
+            if skipped is not None:
+                outcomes[i] = skipped
+            else:
+                claimed.append(i)
+        if claimed:
+            todo = [cells[i] for i in claimed]
+            started = time.time()
+            t0 = time.perf_counter()
+            for cell in todo:
+                self._emit("start", cell, None)
+            recorded: dict[int, CellOutcome] = {}
+
+            def record(j: int, end: Any) -> CellOutcome:
+                recorded[j] = self._record(store, todo[j], end, started, t0)
+                return recorded[j]
+
+            with contextlib.ExitStack() as beating:
+                for cell in todo:
+                    beating.enter_context(store.heartbeating(cell.key))
+                try:
+                    self._train(todo, record)
+                except KeyboardInterrupt:
+                    for cell in todo:
+                        store.mark_failed(cell.key, "interrupted")  # a cell already done stays done
+                    raise
+                except Exception as exc:
+                    for j in range(len(todo)):
+                        if j not in recorded:
+                            record(j, exc)
+            ended = [recorded[j] for j in range(len(todo))]
+            for i, outcome in zip(claimed, ended, strict=True):
+                outcomes[i] = outcome
+        return [outcomes[i] for i in range(len(cells))]
+
+    def _claim(self, store: Any, cell: Any) -> CellOutcome | None:
+        """Claim ``cell`` in the store; the outcome ``skipped`` when it is done or another live process runs it."""
         if not self.force and store.is_done(cell.key):
             return CellOutcome(cell.key, "skipped")
-        started = time.time()
-        t0 = time.perf_counter()
         holder = store.claim(
             cell.key,
             force=self.force,
@@ -83,72 +142,91 @@ class CellRunner:
             training_ratio=cell.training_ratio,
             config=cell_config(cell),
         )
-        if holder is not None:
-            if holder["status"] == "done":  # finished by another process since the check above
-                return CellOutcome(cell.key, "skipped")
-            note = f"running elsewhere ({holder.get('host') or '?'}, pid {holder.get('pid') or '?'})"
-            log.info("cell %s skipped: %s", cell.label(), note)
-            return CellOutcome(cell.key, "skipped", note)
-        self._emit("start", cell, None)
-        try:
-            with store.heartbeating(cell.key):
-                result = self._train(cell)
-            rows = result_rows(cell, result)
-            store.write_cell(
-                CellRecord(
-                    cell_key=cell.key,
-                    rows=rows,
-                    spec_name=cell.spec_name,
-                    stage=cell.stage,
-                    fold=cell.fold,
-                    seed=cell.seed,
-                    training_ratio=cell.training_ratio,
-                    checkpoint=result.checkpoint,
-                    config=cell_config(cell),
-                    started_at=started,
-                    recipe_key=rows[0]["recipe_key"] if rows else None,
-                    pretrain_recipe_key=rows[0]["pretrain_recipe_key"] if rows else None,
+        if holder is None:
+            return None
+        if holder["status"] == "done":  # finished by another process since the check above
+            return CellOutcome(cell.key, "skipped")
+        note = f"running elsewhere ({holder.get('host') or '?'}, pid {holder.get('pid') or '?'})"
+        log.info("cell %s skipped: %s", cell.label(), note)
+        return CellOutcome(cell.key, "skipped", note)
+
+    def _record(self, store: Any, cell: Any, end: Any, started: float, t0: float) -> CellOutcome:
+        """Write a finished cell's rows in one transaction, or record its failure in one line; its outcome."""
+        from eegbench.results.store import CellRecord
+
+        if not isinstance(end, Exception):
+            try:
+                rows = result_rows(cell, end)
+                store.write_cell(
+                    CellRecord(
+                        cell_key=cell.key,
+                        rows=rows,
+                        spec_name=cell.spec_name,
+                        stage=cell.stage,
+                        fold=cell.fold,
+                        seed=cell.seed,
+                        training_ratio=cell.training_ratio,
+                        checkpoint=end.checkpoint,
+                        config=cell_config(cell),
+                        started_at=started,
+                        recipe_key=rows[0]["recipe_key"] if rows else None,
+                        pretrain_recipe_key=rows[0]["pretrain_recipe_key"] if rows else None,
+                    )
                 )
-            )
-        except KeyboardInterrupt:
-            store.mark_failed(cell.key, "interrupted")
-            raise
-        except Exception as exc:
-            message = _one_line(exc)
-            log.error("cell %s failed: %s", cell.label(), message, exc_info=not isinstance(exc, EegbenchError))
+            except Exception as exc:
+                end = exc
+        if isinstance(end, Exception):
+            message = _one_line(end)
+            log.error("cell %s failed: %s", cell.label(), message, exc_info=not isinstance(end, EegbenchError))
             store.mark_failed(cell.key, message)
             # the user's input found wrong inside the cell (a data file, a checkpoint) is exit code 2, not 1
-            user_error = isinstance(exc, EegbenchError) and getattr(exc, "exit_code", 2) == EXIT_USER_ERROR
+            user_error = isinstance(end, EegbenchError) and getattr(end, "exit_code", 2) == EXIT_USER_ERROR
             outcome = CellOutcome(cell.key, "failed", message, time.perf_counter() - t0, user_error=user_error)
             self._emit("end", cell, outcome)
             return outcome
         outcome = CellOutcome(cell.key, "done", None, time.perf_counter() - t0)
-        top = {m: round(v, 4) for s in result.scores for m, v in s.metrics.items()} if len(result.scores) == 1 else {}
+        top = {m: round(v, 4) for s in end.scores for m, v in s.metrics.items()} if len(end.scores) == 1 else {}
         log.info(
             "cell %s done in %.1fs (%d epochs, best %d) %s",
             cell.label(),
             outcome.seconds,
-            result.epochs_run,
-            result.best_epoch,
+            end.epochs_run,
+            end.best_epoch,
             top,
         )
         self._emit("end", cell, outcome)
         return outcome
 
-    def _train(self, cell: Any) -> Any:
+    def _train(self, cells: Sequence[Any], record: Callable[[int, Any], CellOutcome]) -> None:
+        """Train and evaluate ``cells`` (one alone, or a group as one stacked model); ``record(i, result or
+        error)`` stores each as soon as it finished."""
+        from eegbench.execution.batched import run_cells
         from eegbench.execution.engine import run_cell
 
-        epoch_cb = (lambda record: self._emit("epoch", cell, record)) if self.progress else None
-        return run_cell(
-            cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device, progress=epoch_cb
+        if len(cells) == 1:  # alone: the engine's single-cell path (the GPU fast path, torch.compile)
+            cell = cells[0]
+            epoch_cb = (lambda rec: self._emit("epoch", cell, rec)) if self.progress else None
+            try:
+                result: Any = run_cell(
+                    cell, results_dir=self.results_dir, cache_dir=self.cache_dir, device=self.device, progress=epoch_cb
+                )
+            except Exception as exc:
+                result = exc
+            record(0, result)
+            return
+        run_cells(
+            cells,
+            results_dir=self.results_dir,
+            cache_dir=self.cache_dir,
+            device=self.device,
+            on_result=record,
+            progress=(lambda i, rec: self._emit("epoch", cells[i], rec)) if self.progress else None,
         )
 
     def _emit(self, event: str, cell: Any, payload: Any) -> None:
         if self.progress is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.progress(event, cell, payload)
-            except Exception:
-                pass
 
 
 #: libraries whose version changes what a component computes (recorded when the cell imported them)
@@ -184,10 +262,8 @@ def _versions(recipe: Recipe | None = None) -> dict[str, str]:
     }
     for module, dist in _COMPONENT_LIBRARIES.items():
         if module in sys.modules:
-            try:
+            with contextlib.suppress(metadata.PackageNotFoundError):
                 out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                pass
     for slot, ref in recipe.components() if recipe is not None else ():
         try:
             dist = get_component(COMPONENT_KINDS[slot], ref.name).plugin
@@ -309,6 +385,8 @@ class _Display:
             self.progress.stop()
 
     def _refresh_cells(self) -> None:
+        if self.progress is None:
+            return
         try:
             status = self.store.cell_status(self.keys)
         except Exception:
@@ -349,7 +427,7 @@ PROGRESS_EVERY = 8.0  # with the poll's 1 s tick: a line at least every ~9 s (lo
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
@@ -391,10 +469,8 @@ class PlainProgress:
     def _print(self, text: str) -> None:
         with self._lock:
             self._last_line = time.perf_counter()
-            try:
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe must not fail the run
                 print(f"[{_duration(self._last_line - self.t0)}] {text}", file=self.stream, flush=True)
-            except (OSError, ValueError):  # a closed pipe must not fail the run
-                pass
 
     def __enter__(self) -> PlainProgress:
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -477,7 +553,11 @@ def _estimate_samples(plan: Any) -> dict[str, Any]:
     except Exception:
         return {"n_images": None, "repetitions": None}
     n_images = None
-    for count in (lambda: dataset.declared_size("train"), lambda: len(dataset.image_set("train"))):
+    counts: tuple[Callable[[], int | None], ...] = (
+        lambda: dataset.declared_size("train"),
+        lambda: len(dataset.image_set("train")),
+    )
+    for count in counts:
         try:
             value = count()
         except Exception:
@@ -626,7 +706,10 @@ def _print_summary(df: Any, console: Any) -> None:
     metrics = [c for c in summary.columns if c.startswith("top")]
     for col in ["stage", "ratio", "fold", "subject", *metrics, "chance@1", "seeds"]:
         table.add_column(col, justify="right" if col not in ("stage", "fold") else "left")
-    pct = lambda v: f"{100 * v:.1f}"
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f}"
+
     stage_order = {"pretrain": 0, "finetune": 1}
     groups = summary.groupby(["stage", "training_ratio"], sort=False)
     for (stage, ratio), group in sorted(groups, key=lambda g: (stage_order.get(g[0][0], 2), g[0][0], g[0][1])):
@@ -788,7 +871,7 @@ def run_spec(
         # results database is created (a refused run leaves no empty store behind)
         try:
             if device != "auto":
-                from eegbench.execution.engine import resolve_device
+                from eegbench.execution.resources import resolve_device
 
                 resolve_device(device)  # a missing CUDA is one line now, not one failure per cell
             # the data must be there (or be generated) before any cell starts; a missing release is one line
@@ -883,7 +966,7 @@ def run_spec(
 def input_identity_now(plan: Any) -> str:
     from eegbench.planning.plan import input_identity
 
-    return input_identity(plan.cells[0].config)["data"]
+    return str(input_identity(plan.cells[0].config)["data"])
 
 
 def _start_log(res_dir: Path, spec_name: str) -> Path:
@@ -898,76 +981,3 @@ def _start_log(res_dir: Path, spec_name: str) -> Path:
     root.setLevel(logging.DEBUG)
     root.addHandler(handler)
     return path
-
-
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
-def add_commands(sub) -> None:
-    """Register ``eegbench run`` on the top-level subparsers."""
-    p = sub.add_parser("run", help="run a benchmark spec (TOML): plan, train, evaluate, store results")
-    p.add_argument("spec", help="path to a benchmark spec, e.g. benchmarks/quick.toml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec key with a TOML value, e.g. --set train.epochs=5 --set seeds=[1,2]",
-    )
-    p.add_argument("--dry-run", action="store_true", help="print the cells, their work and what is stored; run nothing")
-    p.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="run a subset: stage, fold, seed, ratio, test_subject, protocol or key (repeatable)",
-    )
-    p.add_argument("--force", action="store_true", help="recompute cells already stored")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
-    p.add_argument(
-        "--results",
-        metavar="DIR",
-        help="results directory (default: spec [paths] results, EEGBENCH_RESULTS, ./results)",
-    )
-    p.add_argument(
-        "--cache", metavar="DIR", help="cache directory (default: spec [paths] cache, EEGBENCH_CACHE, user cache)"
-    )
-    p.add_argument("--executor", metavar="NAME", help="executor component (local, submitit, ray; default: the spec's)")
-    p.add_argument("--jobs", type=int, metavar="N", help="cells at once (executor parameter jobs)")
-    p.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="no progress or tables; a failed or deferred cell still gets one line on stderr",
-    )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="a progress line every epoch (default: a live display in a terminal, else a line per cell "
-        f"start and end and one every ${PROGRESS_EVERY_ENV} seconds, default {PROGRESS_EVERY:g})",
-    )
-    p.set_defaults(func=cmd_run)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    df = run_spec(
-        args.spec,
-        args.overrides,
-        results_dir=args.results,
-        cache_dir=args.cache,
-        device=args.device,
-        force=args.force,
-        dry_run=args.dry_run,
-        only=args.only,
-        executor=args.executor,
-        jobs=args.jobs,
-        quiet=args.quiet,
-        progress=True,
-        verbose=args.verbose,
-    )
-    # the exit-code contract (README "Exit codes"): a failure due to the user's input wins over a run-time one
-    if df.attrs.get("failed_user_error"):
-        return EXIT_USER_ERROR
-    return EXIT_CELL_FAILED if df.attrs.get("failed") else 0

@@ -17,6 +17,7 @@ cannot take the input fails at build time with one line naming the model and the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from functools import lru_cache
@@ -26,34 +27,22 @@ from typing import Any
 from eegbench import Component, hookimpl
 from eegbench.errors import EegbenchError, first_line
 
+from .things_eeg2.layout import OCCIPITO_PARIETAL
+
 MODELS_FILE = Path(__file__).with_name("braindecode_models.json")
 PREFIX = "braindecode:"
-CITATION = "Schirrmeister et al. (2017), Deep learning with convolutional neural networks for EEG decoding and visualization, Human Brain Mapping (braindecode)"
+CITATION = (
+    "Schirrmeister et al. (2017), Deep learning with convolutional neural networks for EEG decoding and "
+    "visualization, Human Brain Mapping (braindecode)"
+)
 #: the placeholder class count: the head that uses it is removed
 N_OUTPUTS = 4
 #: the shape the catalogue's notes are checked at (Things-EEG-2 as the seed uses it)
 CHECK_SHAPE = {"n_chans": 17, "n_times": 128, "sfreq": 100.0}
 #: the same shape as recorded in each component's ``fits`` (``eegbench list --fits 17x128``)
 CHECK_FITS = "17x128@100"
-CHECK_CHANNELS = (
-    "P7",
-    "P5",
-    "P3",
-    "P1",
-    "Pz",
-    "P2",
-    "P4",
-    "P6",
-    "P8",
-    "PO7",
-    "PO3",
-    "POz",
-    "PO4",
-    "PO8",
-    "O1",
-    "Oz",
-    "O2",
-)
+#: the channels of that shape: the release's 17 occipito-parietal ones
+CHECK_CHANNELS = OCCIPITO_PARIETAL
 
 #: short names for the models people reach for first
 ALIASES: dict[str, str] = {
@@ -130,10 +119,8 @@ def channel_dicts(chs_info: Any) -> list[dict] | None:
         import mne
 
         info = mne.create_info(chs, 100.0, "eeg")
-        try:
+        with contextlib.suppress(ValueError):  # names outside 10-20: no positions; models that need them say so
             info.set_montage("standard_1020", on_missing="ignore", verbose="error")
-        except ValueError:
-            pass  # names outside 10-20: no positions; models that need them will say so
         return list(info["chs"])
     return chs
 

@@ -164,7 +164,7 @@ class ClassificationTask(Task):
                     if patience and stale >= patience:
                         break
         if best_state is not None:
-            for part, state in zip(parts, best_state):
+            for part, state in zip(parts, best_state, strict=True):
                 part.load_state_dict(state)
         else:
             best_epoch = epoch
@@ -277,6 +277,8 @@ class ClassificationTask(Task):
     def evaluate(self, eeg_emb, image_emb, image_index, subjects) -> list[TaskScore]:
         import torch
 
+        from eegbench_plugins.retrieval import per_subject_scores
+
         if self.probe is None:
             raise EegbenchError("task 'classification': evaluate() before fit(); it needs needs_training_data")
         x = torch.nn.functional.normalize(torch.as_tensor(eeg_emb).float(), dim=1)
@@ -288,22 +290,9 @@ class ClassificationTask(Task):
         with torch.no_grad():
             logits = self.probe.to(device)(x)
         rank = (logits >= logits.gather(1, true[:, None])).sum(dim=1) - 1
-        n_classes = len(self.classes)
         epoch_key = "finetune_epoch" if self.needs_encoder else "probe_epoch"
-        scores = []
-        for s in torch.unique(subj).tolist():
-            mask = subj == s
-            r = rank[mask]
-            scores.append(
-                TaskScore(
-                    subject=int(s),
-                    n_way=n_classes,
-                    extra={"n_trials": int(mask.sum().item()), epoch_key: int(self.selected_epoch)},
-                    metrics={f"class_top{k}": float((r < k).float().mean().item()) for k in self.topk},
-                    chance={f"class_top{k}": min(1.0, k / n_classes) for k in self.topk},
-                )
-            )
-        return scores
+        extra = {epoch_key: int(self.selected_epoch)}
+        return per_subject_scores(rank, subj, len(self.classes), self.topk, "class_top", extra=extra)
 
 
 def build(

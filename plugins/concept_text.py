@@ -78,7 +78,7 @@ class ConceptTextTask(Task):
     def evaluate(self, eeg_emb, image_emb, image_index, subjects) -> list[TaskScore]:
         import torch
 
-        from eegbench_plugins.retrieval import cosine_similarities
+        from eegbench_plugins.retrieval import cosine_similarities, per_subject_scores
 
         if self.text_emb is None:
             raise EegbenchError("task 'concept-text': evaluate() before setup(); the engine calls setup at cell start")
@@ -94,21 +94,7 @@ class ConceptTextTask(Task):
         subj = torch.as_tensor(subjects, device=eeg.device).long()
         sim = cosine_similarities(eeg, self.text_emb, center=self.center, gallery="concept text embeddings")
         rank = (sim >= sim.gather(1, true[:, None])).sum(dim=1) - 1
-        n_concepts = int(sim.shape[1])
-        scores = []
-        for s in torch.unique(subj).tolist():
-            mask = subj == s
-            r = rank[mask]
-            scores.append(
-                TaskScore(
-                    subject=int(s),
-                    n_way=n_concepts,
-                    extra={"n_trials": int(mask.sum().item())},
-                    metrics={f"text_top{k}": float((r < k).float().mean().item()) for k in self.topk},
-                    chance={f"text_top{k}": min(1.0, k / n_concepts) for k in self.topk},
-                )
-            )
-        return scores
+        return per_subject_scores(rank, subj, int(sim.shape[1]), self.topk, "text_top")
 
 
 def build(
@@ -123,7 +109,10 @@ def eegbench_tasks():
         Component(
             kind="task",
             name="concept-text",
-            summary='Zero-shot EEG -> concept-name retrieval through the image encoder\'s CLIP text tower (output = "embedding")',
+            summary=(
+                "Zero-shot EEG -> concept-name retrieval through the image encoder's CLIP text tower "
+                '(output = "embedding")'
+            ),
             factory="eegbench_plugins.concept_text:build",
             citation="",
             notes='needs an encoder with encode_text and output = "embedding" (refused at cell start otherwise)',

@@ -37,7 +37,9 @@ def eegbench_losses() -> list[Component]:
             name="clip",
             summary="Symmetric InfoNCE on L2-normalised embeddings, logits = cosine / T (optional text term)",
             factory="eegbench_plugins.losses:build_clip",
-            citation="Radford et al. (2021), Learning Transferable Visual Models From Natural Language Supervision, ICML",
+            citation=(
+                "Radford et al. (2021), Learning Transferable Visual Models From Natural Language Supervision, ICML"
+            ),
             notes="learn_temperature = true trains T (temperature_param: log-scale clamped at logit scale 100, "
             "softplus on T, or softplus-scale: softplus on 1/T as UBP); "
             "text_weight w > 0 gives (1-w) L(eeg, img) + w L(eeg, text); "

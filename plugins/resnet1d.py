@@ -47,10 +47,16 @@ def eegbench_backbones() -> list[Component]:
             signal="EEG",
             fits=("17x128@100",),  # checked by tests/test_cli.py::test_recorded_fits_build
             name="resnet1d",
-            summary="Residual 1-D CNN (the seed's encoder): 5 blocks, kernel 17, flattened 320x16 = 5,120 features at 128 samples",
+            summary=(
+                "Residual 1-D CNN (the seed's encoder): 5 blocks, kernel 17, flattened 320x16 = 5,120 features "
+                "at 128 samples"
+            ),
             factory="eegbench_plugins.resnet1d:build",
             citation=CITATION,
-            notes='lengths = "auto" is [n, n, n/2, n/4, n/8] for n = n_times (rounded up); 6,925,024 parameters at 17 x 128',
+            notes=(
+                'lengths = "auto" is [n, n, n/2, n/4, n/8] for n = n_times (rounded up); '
+                "6,925,024 parameters at 17 x 128"
+            ),
         ),
         Component(
             kind="backbone",
@@ -62,7 +68,8 @@ def eegbench_backbones() -> list[Component]:
             citation=CITATION,
             notes=(
                 'subject_layer = "stem": each subject has its own first conv (n_chans -> filters[0]); '
-                '"channel-mix": each subject has its own 1x1 channel mixing (identity-initialised) before the shared stem'
+                '"channel-mix": each subject has its own 1x1 channel mixing (identity-initialised) '
+                "before the shared stem"
             ),
         ),
     ]

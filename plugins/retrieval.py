@@ -82,25 +82,37 @@ class RetrievalTask(Task):
         beats = sim >= true  # [n, n_way]: images scored at least as high as the true one (itself included)
         rank = beats.sum(dim=1) - 1
         kway_hits = kway_hit_rates(beats, idx, self.kway, self.kway_draws, self.kway_seed)
-        scores = []
-        for s in torch.unique(subj).tolist():
-            mask = subj == s
-            r = rank[mask]
-            metrics = {f"top{k}": float((r < k).float().mean().item()) for k in self.topk}
-            chance = {f"top{k}": min(1.0, k / n_way) for k in self.topk}
-            for name, (hits, chance_k) in kway_hits.items():
-                metrics[name] = float(hits[mask].mean().item())
-                chance[name] = chance_k
-            scores.append(
-                TaskScore(
-                    subject=int(s),
-                    metrics=metrics,
-                    chance=chance,
-                    n_way=n_way,
-                    extra={"n_trials": int(mask.sum().item())},
-                )
+        return per_subject_scores(rank, subj, n_way, self.topk, "top", hits=kway_hits)
+
+
+def per_subject_scores(
+    rank, subjects, n_way: int, topk, prefix: str, *, extra: dict | None = None, hits: dict | None = None
+) -> list[TaskScore]:
+    """One :class:`TaskScore` per test subject from each trial's ``rank`` (0: the true item first; ties count
+    against it): ``<prefix><k>`` hit rates for ``k`` in ``topk`` with chance ``min(1, k / n_way)``, then the
+    per-trial ``hits`` (``{metric: (hit rate per trial, chance)}``, as :func:`kway_hit_rates` gives) averaged
+    over the subject's trials; ``extra`` follows the trial count in each score's ``extra``."""
+    import torch
+
+    scores = []
+    for s in torch.unique(subjects).tolist():
+        mask = subjects == s
+        r = rank[mask]
+        metrics = {f"{prefix}{k}": float((r < k).float().mean().item()) for k in topk}
+        chance = {f"{prefix}{k}": min(1.0, k / n_way) for k in topk}
+        for name, (per_trial, chance_k) in (hits or {}).items():
+            metrics[name] = float(per_trial[mask].mean().item())
+            chance[name] = chance_k
+        scores.append(
+            TaskScore(
+                subject=int(s),
+                metrics=metrics,
+                chance=chance,
+                n_way=n_way,
+                extra={"n_trials": int(mask.sum().item()), **(extra or {})},
             )
-        return scores
+        )
+    return scores
 
 
 def cosine_similarities(eeg, gallery_emb, *, center: bool, gallery: str):
@@ -198,7 +210,10 @@ def eegbench_tasks():
         Component(
             kind="task",
             name="retrieval",
-            summary="Zero-shot n-way image retrieval (cosine), top-k and k-way top-1/top-5 per test subject; center = true as the seed",
+            summary=(
+                "Zero-shot n-way image retrieval (cosine), top-k and k-way top-1/top-5 per test subject; "
+                "center = true as the seed"
+            ),
             factory="eegbench_plugins.retrieval:build",
             citation="",
         )

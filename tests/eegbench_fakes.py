@@ -6,6 +6,8 @@ the real dataset, nor the model zoo, nor the executors.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 import eegbench
@@ -40,7 +42,7 @@ class FakeDataset(Dataset):
     """
 
     name = "fake-eeg"
-    events: list = []
+    events: ClassVar[list[tuple[str, int, str]]] = []
 
     def __init__(
         self,

@@ -45,7 +45,10 @@ def _float64():
 def _split(n: int, seed: int) -> DeviceSplit:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, N_IMAGES, (n,), generator=g)
-    x = torch.randn(n, N_CHANS, N_TIMES, generator=g) + 0.5 * torch.randn(N_IMAGES, N_CHANS, N_TIMES, generator=g)[images]
+    x = (
+        torch.randn(n, N_CHANS, N_TIMES, generator=g)
+        + 0.5 * torch.randn(N_IMAGES, N_CHANS, N_TIMES, generator=g)[images]
+    )
     return DeviceSplit(x, images, torch.ones(n, dtype=torch.int64))
 
 
@@ -117,6 +120,7 @@ def test_batched_members_end_as_if_trained_alone(backbone):
         patience=2,
         drop_last=False,
         grad_clip=1.0,
+        batch_cells=8,
     )
     # seeds 0 and 1 at the full size; seed 2 with fewer trials: fewer batches per epoch and a partial last batch
     spec = [(0, 96), (1, 96), (2, 56)]
@@ -138,6 +142,7 @@ def test_a_plateau_cut_and_an_early_stop_touch_one_member_only():
         patience=2,
         optimizer="adam",
         drop_last=True,
+        batch_cells=8,
     )
     spec = [(3, 64), (4, 96), (5, 64), (6, 40)]
     batched = fit_batched([_member("resnet1d", s, n) for s, n in spec], cfg)
@@ -150,7 +155,7 @@ def test_a_plateau_cut_and_an_early_stop_touch_one_member_only():
 
 
 def test_members_without_validation_keep_their_last_weights():
-    cfg = Training(epochs=3, batch_size=32, lr=1e-3, schedule="constant")
+    cfg = Training(epochs=3, batch_size=32, lr=1e-3, schedule="constant", batch_cells=8)
     spec = [(0, 64), (1, 48)]
     batched = fit_batched([_member("nice", s, n, with_val=False) for s, n in spec], cfg)
     alone = [_alone(_member("nice", s, n, with_val=False), cfg) for s, n in spec]
@@ -159,7 +164,7 @@ def test_members_without_validation_keep_their_last_weights():
 
 
 def test_a_diverging_member_fails_alone_and_the_others_finish():
-    cfg = Training(epochs=3, batch_size=32, lr=1e-3, schedule="constant")
+    cfg = Training(epochs=3, batch_size=32, lr=1e-3, schedule="constant", batch_cells=8)
     good, bad = _member("resnet1d", 0, 64), _member("resnet1d", 1, 64)
     with torch.no_grad():  # a broken temperature: that member's loss is nan from its first step
         bad.loss_fn.raw_temperature.fill_(float("nan"))
@@ -191,6 +196,120 @@ def test_a_model_drawing_its_own_randomness_is_refused_before_any_step():
         members.append(m)
     before = {k: v.clone() for k, v in members[0].model.state_dict().items()}
     with pytest.raises(NotBatchable):
-        fit_batched(members, Training(epochs=1, batch_size=16))
+        fit_batched(members, Training(epochs=1, batch_size=16, batch_cells=2))
     after = members[0].model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_auto_batches_only_where_it_pays_and_the_timing_changes_nothing(monkeypatch):
+    """``batch_cells = "auto"`` times a batched step against steps alone on throwaway copies first: whichever it
+    decides, no member's weights, buffers or RNG stream moved, so training alone afterwards is unchanged."""
+    import eegbench.execution.batched as batched
+
+    members = [_member("eegnet", s, 48) for s in (0, 1)]
+    before = [({k: v.clone() for k, v in m.model.state_dict().items()}, m.rng_state.clone()) for m in members]
+    rng = torch.get_rng_state()
+    monkeypatch.setattr(batched, "_step_seconds", lambda *a, **k: (2.0, 1.0))  # batched slower: refused
+    with pytest.raises(NotBatchable, match="takes 2000 ms"):
+        fit_batched(members, Training(epochs=1, batch_size=16))
+    monkeypatch.undo()
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    template = copy.deepcopy(members[0].model)
+    calls = batched._record_dropouts(
+        template, batched._swap_dropouts(template), members[0], 16, torch.autocast("cpu", enabled=False)
+    )
+    stacked = (*stack_module_state([m.model for m in members]), *stack_module_state([m.loss_fn for m in members]))
+    loss_fn = members[0].loss_fn
+
+    def member_loss(p, b, lp, lb, x, s, t, txt):
+        return functional_call(loss_fn, (lp, lb), (functional_call(template, (p, b), (x, s)), t))
+
+    in_dims = (0, 0, 0, 0, 0, 0, 0, None)
+    batched_s, alone_s = batched._step_seconds(
+        vmap(member_loss, in_dims=in_dims, randomness="error"), members, calls, stacked, 16
+    )
+    assert batched_s > 0 and alone_s > 0
+    assert torch.equal(torch.get_rng_state(), rng)
+    for m, (state, rng_state) in zip(members, before, strict=True):
+        assert all(torch.equal(v, state[k]) for k, v in m.model.state_dict().items())
+        assert torch.equal(m.rng_state, rng_state)
+
+
+# --------------------------------------------------------------------------------------------------
+# through the runner and executors
+# --------------------------------------------------------------------------------------------------
+def _stored(results):
+    import sqlite3
+
+    with sqlite3.connect(results / "results.sqlite") as con:
+        rows = con.execute("SELECT cell_key, metric, value, best_epoch, epochs_run FROM results").fetchall()
+        finished = dict(con.execute("SELECT cell_key, finished_at FROM cells WHERE status = 'done'").fetchall())
+    return {(r[0], r[1]): r[2:] for r in rows}, finished
+
+
+@pytest.mark.slow
+def test_a_spec_run_batched_stores_what_it_stores_one_by_one_and_each_way_skips_the_other(tmp_path, monkeypatch):
+    from quick_spec import QUICK, TINY
+
+    from eegbench.runner import run_spec
+
+    torch.set_default_dtype(torch.float32)  # a real run, in float32 (the fixture above set float64)
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("EEGBENCH_CACHE", str(tmp_path / "cache"))
+    import eegbench.execution.batched as batched
+
+    sizes: list[int] = []
+    real = batched.fit_batched
+    monkeypatch.setattr(
+        batched, "fit_batched", lambda members, *a, **k: sizes.append(len(members)) or real(members, *a, **k)
+    )
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    run_spec(QUICK, [*TINY, "train.batch_cells=false"], results_dir=alone)
+    assert sizes == []
+    run_spec(QUICK, [*TINY, "train.batch_cells=4"], results_dir=together)
+    assert sizes == [2, 4]  # the 2 pretrain cells (folds) as one, then the 4 finetune cells (folds x ratios)
+    one, _ = _stored(alone)
+    many, finished = _stored(together)
+    assert one.keys() == many.keys() and len({k for k, _ in one}) == 6  # the same cells (keys), every metric
+    for key, (value, best_epoch, epochs_run) in one.items():
+        # float32: the stacked convolutions sum in another order, so scores may differ by a rounding alone
+        assert many[key][1:] == (best_epoch, epochs_run)
+        assert many[key][0] == pytest.approx(value, abs=0.02), key
+    run_spec(QUICK, [*TINY, "train.batch_cells=false"], results_dir=together)  # stored batched: skipped alone
+    assert _stored(together)[1] == finished
+
+
+def test_executors_hand_the_runner_its_groups(tmp_path):
+    """The local executor (and run_pack, which Slurm jobs and Ray tasks run) give a grouping runner whole
+    groups; a runner that cannot group gets one cell at a time."""
+    import eegbench
+    from eegbench_plugins.executors._core import run_pack
+    from eegbench_plugins.executors.testing import FakeCell, FakeRunner
+
+    class GroupingFake(FakeRunner):
+        def groups(self, cells):
+            by: dict[str, list] = {}
+            for c in cells:
+                by.setdefault(c.stage, []).append(c)
+            return list(by.values())
+
+        def run_group(self, cells):
+            handed.append([c.key for c in cells])
+            return [self(c) for c in cells]
+
+    cells = [FakeCell(key=f"pre-{i}", stage="pretrain") for i in range(3)] + [
+        FakeCell(key=f"fin-{i}", stage="finetune", depends_on=(f"pre-{i}",)) for i in range(3)
+    ]
+    handed: list[list[str]] = []
+    outcomes = eegbench.create("executor", "local").run(cells, GroupingFake(str(tmp_path / "a")))
+    assert [o.status for o in outcomes] == ["done"] * 6
+    assert handed == [["pre-0", "pre-1", "pre-2"], ["fin-0", "fin-1", "fin-2"]]
+    handed.clear()
+    assert [o.key for o in run_pack(GroupingFake(str(tmp_path / "b")), cells[:3])] == ["pre-0", "pre-1", "pre-2"]
+    assert handed == [["pre-0", "pre-1", "pre-2"]]
+    handed.clear()
+    plain = eegbench.create("executor", "local").run(cells, FakeRunner(str(tmp_path / "c")))
+    assert [o.status for o in plain] == ["done"] * 6 and handed == []

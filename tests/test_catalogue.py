@@ -18,7 +18,7 @@ def test_registry_toml_matches_plugins():
     assert reg_keys - disk_keys == set(), (
         f"registered but missing from registry.toml: {sorted(reg_keys - disk_keys)[:5]}"
     )
-    assert on_disk == registered, "registry.toml differs from the plugins: run python -m eegbench.catalogue --write"
+    assert on_disk == registered, "registry.toml differs from the plugins: run python -m eegbench.cli.catalogue --write"
 
 
 def test_every_builtin_entry_is_documented():

@@ -63,14 +63,14 @@ def test_listing_imports_neither_torch_nor_mne():
 
 # -- a browsable zoo --------------------------------------------------------------------------------------
 def _rows(kind=None, pattern=None, **kw):
-    from eegbench.cli import list_rows
+    from eegbench.cli.zoo import list_rows
     from eegbench.registry import get_registry
 
     return list_rows(get_registry(), kind, pattern, **kw)
 
 
 def test_list_fits_the_terminal_width_and_keeps_names_whole():
-    from eegbench.cli import render_list
+    from eegbench.cli.zoo import render_list
 
     rows, _ = _rows()
     for width in (100, 140):
@@ -82,6 +82,54 @@ def test_list_fits_the_terminal_width_and_keeps_names_whole():
         assert "braindecode:SignalJEPA_Contextual" not in out or all(
             "braindecode:SignalJEPA_Contextual " in line for line in lines if "SignalJEPA_Contextual" in line
         )
+
+
+def _component(name, summary, kind="loss", **kw):
+    from types import SimpleNamespace
+
+    fields = {"signal": "", "fits": None, "plugin": "eegbench", "citation": "", **kw}
+    return SimpleNamespace(kind=kind, name=name, summary=summary, **fields)
+
+
+def test_piped_list_is_plain_text_with_nothing_shortened(capsys):
+    import eegbench
+
+    assert main(["list", "backbone"]) == 0  # captured: not a terminal
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out
+    lines = out.splitlines()
+    assert lines[0].split() == ["name", "aliases", "fits", "summary"] and set(lines[1]) == {"─"}
+    assert all(line == line.rstrip() for line in lines)
+    for comp in eegbench.list_components("backbone"):
+        if comp.signal in ("", "EEG") and not comp.alias_of:
+            row = next(line for line in lines[2:] if line.split()[0] == comp.name)
+            assert row.endswith(comp.summary)  # whole, on its own line
+    assert main(["list", "loss", "--wide"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "signal", "package", "citation", "summary"]
+    clip = next(line for line in lines if line.startswith("clip "))
+    assert eegbench.get_component("loss", "clip").citation in clip
+
+
+def test_list_table_text_is_data_not_markup_and_styled_only_when_asked(monkeypatch):
+    from eegbench.cli.zoo import render_list
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    rows = [(_component("odd", "[bold]kept[/bold] :smile: as written " * 4, citation="Doe [1]"), ["o"])]
+    plain = render_list(rows, terminal=False, wide=True)
+    assert "[bold]kept[/bold] :smile:" in plain and "Doe [1]" in plain and "\x1b[" not in plain
+    assert plain.splitlines()[0].split() == ["kind", "name", "aliases", "signal", "package", "citation", "summary"]
+    coloured = render_list(rows, terminal=True, width=60, color=True)
+    assert "\x1b[1m" in coloured and "odd" in coloured  # a bold header
+
+
+def test_list_in_a_narrow_terminal_drops_the_summary_but_never_a_name():
+    from eegbench.cli.zoo import render_list
+
+    rows = [(_component("a-rather-long-component-name", "a summary"), [])]
+    out = render_list(rows, terminal=True, width=30, show_kind=True)
+    assert out.splitlines()[0].split() == ["kind", "name"] and "a-rather-long-component-name" in out
 
 
 def test_list_folds_aliases_into_their_component(capsys):
@@ -128,7 +176,7 @@ def test_recorded_fits_build(name):
     import torch
 
     import eegbench
-    from eegbench.cli import parse_shape
+    from eegbench.cli.zoo import parse_shape
 
     comp = eegbench.get_component("backbone", name)
     assert comp.fits, f"{name} records no shape it builds at"

@@ -84,7 +84,9 @@ def test_live_foreign_running_cell_is_skipped_by_the_runner(tmp_path, monkeypatc
     monkeypatch.setattr(
         CellRunner,
         "_train",
-        lambda self, cell: trained.append(cell.key) or (_ for _ in ()).throw(RuntimeError("trained")),
+        lambda self, cells, record: (
+            trained.extend(c.key for c in cells) or (_ for _ in ()).throw(RuntimeError("trained"))
+        ),
     )
     for force in (False, True):
         out = CellRunner(results, force=force)(FakeCell("held"))

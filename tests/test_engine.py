@@ -4,6 +4,7 @@ refuses validation images that are test images, and writes checkpoints that rebu
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import eegbench_fakes as fakes
 import numpy as np
@@ -57,7 +58,7 @@ def test_test_split_is_loaded_only_after_training_ends(env):
 
 
 def test_validation_overlapping_test_images_is_refused(env):
-    with pytest.raises(EegbenchError, match="validation would use .* test image"):
+    with pytest.raises(EegbenchError, match=r"validation would use .* test image"):
         run_cell(_cell(**{"dataset.params.leak": True}), results_dir=env / "r", device="cpu")
     assert not any(e[2] == "test" for e in fakes.FakeDataset.events if e[0] == "load")
 
@@ -91,7 +92,7 @@ def test_finetune_starts_from_pretrain_checkpoint(env):
     plan = build_plan(fakes.spec_dict(**{"finetune": {"training_ratios": [0.5], "epochs": 3, "lr": 1e-3}}))
     pre, ft = plan.cells
     assert ft.depends_on == (pre.key,) and ft.train_subjects == (3,)
-    with pytest.raises(EegbenchError, match="checkpoint .* not found"):
+    with pytest.raises(EegbenchError, match=r"checkpoint .* not found"):
         run_cell(ft, results_dir=env / "r", device="cpu")
     run_cell(pre, results_dir=env / "r", device="cpu")
     fakes.FakeDataset.events.clear()
@@ -119,7 +120,7 @@ def test_schedule_warmup_then_cosine():
     cfg = {"lr": 1.0, "min_lr": 0.0, "warmup_epochs": 2, "schedule": "cosine"}
     lrs = _schedule_lrs(10, **cfg)
     assert lrs[0] == 0.0 and lrs[1] == 0.5 and lrs[2] == 1.0
-    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] > 0
+    assert all(a >= b for a, b in pairwise(lrs[2:])) and lrs[-1] > 0
     assert math.isclose(_schedule_lrs(10, [1.0] * 10, **{**cfg, "schedule": "plateau"})[5], 1.0)
 
 
@@ -201,7 +202,7 @@ def test_mismatched_width_or_no_projection_gets_the_linear_head():
         assert _n_params(model) == _n_params(backbone) + backbone.n_features * image_dim + image_dim
     # an explicit kind rebuilds a stored model; an identity head of the wrong width is refused in one line
     assert EEGEncoder(_ProjectingBackbone(fakes.DIM), fakes.DIM, head="linear").head_kind == "linear"
-    with pytest.raises(EegbenchError, match="n_features .*6.* image-embedding dimension .*8"):
+    with pytest.raises(EegbenchError, match=r"n_features .*6.* image-embedding dimension .*8"):
         EEGEncoder(_ProjectingBackbone(6), fakes.DIM, head="identity")
 
 
@@ -308,3 +309,19 @@ def test_the_dataset_gets_cache_root_at_creation(env, monkeypatch):
     monkeypatch.setattr(fakes.FakeDataset, "__init__", spy)
     assert build_dataset(cell, cache_dir=env / "c").cache_root == env / "c" and seen == [env / "c"]
     assert build_dataset(cell).cache_root is None and seen[-1] is None  # no --cache: the factory's default
+
+
+def test_the_gpu_fast_path_fuses_the_optimiser_step_on_cuda_only():
+    import torch
+
+    from eegbench.execution.engine import fast_path
+
+    assert fast_path(torch.device("cpu")) == {}
+    before = torch.backends.cudnn.benchmark
+    try:
+        assert fast_path(torch.device("cuda")) == {"fused": True}  # what fit passes to Adam/AdamW there
+        assert torch.backends.cudnn.benchmark is True
+        params = [torch.nn.Parameter(torch.zeros(2))]
+        torch.optim.AdamW(params, lr=1e-3, **fast_path(torch.device("cpu")))  # the CPU keeps torch's default
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -70,7 +70,7 @@ def test_rows_are_the_database_rows_with_context_and_configuration(results):
     assert set(frame["config"]) == set(board.table["config"])
     # ordered: pretrain before finetune, ratios ascending
     loso = frame[(frame["protocol"] == "loso") & (frame["config"] == frame["config"].iloc[0])]
-    assert list(dict.fromkeys(zip(loso["stage"], loso["training_ratio"]))) == [
+    assert list(dict.fromkeys(zip(loso["stage"], loso["training_ratio"], strict=True))) == [
         ("pretrain", 1.0),
         ("finetune", 0.25),
         ("finetune", 1.0),

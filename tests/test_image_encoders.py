@@ -177,7 +177,7 @@ def _write(path, ids, emb):
 
 def test_embedding_file_serves_rows_by_id(images, tmp_path):
     rng = np.random.default_rng(0)
-    ids = list(images.ids)[::-1] + ["training_images/extra/x.jpg"]  # another order, one extra row
+    ids = [*list(images.ids)[::-1], "training_images/extra/x.jpg"]  # another order, one extra row
     emb = rng.normal(size=(4, 6)).astype(np.float32)
     root = tmp_path / "root"
     root.mkdir()
@@ -237,5 +237,5 @@ def test_random_init_is_one_seeded_model():
     assert torch.equal(torch.rand(1), expected_next)  # the caller's generator did not move
     b = eegbench.create("image-encoder", "timm:resnet18", weights="none")
     assert a.fingerprint == b.fingerprint and a.random_init
-    for (na, pa), (nb, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+    for (na, pa), (nb, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
         assert na == nb and torch.equal(pa, pb)

@@ -20,7 +20,8 @@ SMALL = [
     "--set",
     "seeds=[0]",
     "--set",
-    "dataset.params={noise=4.0, subjects=4, train_concepts=30, images_per_concept=2, test_images=10, test_repetitions=8}",
+    "dataset.params={noise=4.0, subjects=4, train_concepts=30, images_per_concept=2, test_images=10, "
+    "test_repetitions=8}",
     "--set",
     "train.epochs=4",
     "--set",

@@ -3,6 +3,7 @@ comparison context, paired statistics, merging directories, reported rows and on
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -297,7 +298,7 @@ def test_reported_rows_only_where_protocol_dataset_nway_and_stage_match(results,
     path.write_text(REPORTED)
     t = leaderboard(d, reported=path)
     rep = t[t["source"] == "reported"]
-    assert sorted(zip(rep["protocol"], rep["stage"], rep["mean"])) == [
+    assert sorted(zip(rep["protocol"], rep["stage"], rep["mean"], strict=True)) == [
         ("intra", "pretrain", 0.139),
         ("loso", "pretrain", 0.061),
     ]
@@ -346,7 +347,7 @@ def test_reported_match_rule():
 def test_reported_file_validation(tmp_path, monkeypatch):
     bad = tmp_path / "bad.toml"
     bad.write_text(REPORTED.replace("top1 = 0.061", "top1 = 6.1"))
-    with pytest.raises(EegbenchError, match="top1 = 6.1 must be a fraction"):
+    with pytest.raises(EegbenchError, match=re.escape("top1 = 6.1 must be a fraction")):
         load_reported(bad)
     missing = tmp_path / "missing.toml"
     missing.write_text(
@@ -408,7 +409,8 @@ def test_default_results_dir_comes_from_the_environment(results, monkeypatch, ca
 
 def test_modules_import_nothing_heavy():
     code = (
-        "import sys; import eegbench.results.leaderboard, eegbench.results.report, eegbench.results.plots, eegbench.results.stats; "
+        "import sys; import eegbench.results.leaderboard, eegbench.results.report, eegbench.results.plots, "
+        "eegbench.results.stats; "
         "heavy = [m for m in ('pandas', 'matplotlib', 'scipy', 'torch') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

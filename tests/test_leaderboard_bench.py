@@ -58,7 +58,7 @@ def test_leaderboard_cost(benchmark, stores, request, n_cells):
     # pretraining, whose row is then its own), each spanning the pretrain and two finetune columns
     assert len(board.rows) == n_cells
     measured = board.table[board.table["source"] == "measured"]
-    assert set(zip(measured["stage"], measured["training_ratio"])) == {
+    assert set(zip(measured["stage"], measured["training_ratio"], strict=True)) == {
         ("pretrain", 1.0),
         ("finetune", 0.25),
         ("finetune", 1.0),

@@ -45,7 +45,8 @@ def test_dependencies_are_ranges_and_constraints_pin_them():
         for line in (ROOT / "constraints.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     }
-    for dep in deps:
+    extras = [d for group in PYPROJECT["project"]["optional-dependencies"].values() for d in group]
+    for dep in [*deps, *extras]:
         name = dep.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip().lower().replace("_", "-")
         assert name in pins, f"{name} is not pinned in constraints.txt"
     assert "torch==2.11.0" in (ROOT / "constraints.txt").read_text()

@@ -67,7 +67,8 @@ def test_forward_backward_at_things_shapes(name, shape):
         ("nice", (63, 250), 1_802_496),
         # ATM-S (dongyangli-del/EEG_Image_decode): ATMS() holds 3,202,413; minus the never-used
         # subject_wise_linear (125,500), time-feature embedding (1,000), the two mask tokens (500), the subject
-        # table's unused rows (2,500 of Embedding(10, 250) + shared token, one token kept) and logit_scale (1) = 3,072,912
+        # table's unused rows (2,500 of Embedding(10, 250) + shared token, one token kept) and logit_scale (1)
+        # = 3,072,912
         ("atm-s", (63, 250), 3_072_912),
         # UBP (HaitaoWuTJU/Uncertainty-aware-Blur-Prior) EEGProjectLayer at the paper's 17 x 250, without logit_scale
         ("ubp-mlp", (17, 250), 5_404_672),
@@ -132,7 +133,8 @@ def test_listing_imports_no_torch_model_modules():
 
     code = (
         "import sys, eegbench; eegbench.list_components('backbone');"
-        "bad=[m for m in ('eegbench_plugins.papers.nice','eegbench_plugins.papers.atm','eegbench_plugins.papers.ubp','torch') if m in sys.modules];"
+        "bad=[m for m in ('eegbench_plugins.papers.nice','eegbench_plugins.papers.atm',"
+        "'eegbench_plugins.papers.ubp','torch') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

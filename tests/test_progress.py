@@ -83,7 +83,7 @@ def test_failed_preflight_leaves_no_store_and_logs_the_error(env, monkeypatch, b
     else:
         monkeypatch.setattr(fakes.FakeDataset, "ensure_available", missing, raising=False)
     res = env / "res"
-    with pytest.raises(EegbenchError, match="not found|missing"):
+    with pytest.raises(EegbenchError, match=r"not found|missing"):
         run_spec(fakes.spec_dict(), results_dir=res, device="cpu")
     assert not (res / "results.sqlite").exists()
     [log] = (res / "logs").glob("*.log")

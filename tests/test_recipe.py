@@ -60,7 +60,26 @@ def test_training_has_every_spec_training_field():
     from eegbench.planning.spec import TRAIN_FIELDS
 
     assert {f.name for f in dataclasses.fields(Training)} == set(TRAIN_FIELDS)
-    assert Training().as_dict() == {k: list(d) if isinstance(d, tuple) else d for k, (_, d) in TRAIN_FIELDS.items()}
+    # batch_cells says how cells train, never what they compute: no identity (as_dict, keys) holds it
+    identity = {k: list(d) if isinstance(d, tuple) else d for k, (_, d) in TRAIN_FIELDS.items() if k != "batch_cells"}
+    assert Training().as_dict() == identity
+
+
+def test_batching_is_no_part_of_a_cell_identity(cells):
+    import dataclasses as dc
+
+    cell = cells[0]
+    for batch_cells in (False, 4, True):
+        train = dc.replace(cell.recipe.train, batch_cells=batch_cells)
+        other = dc.replace(cell, recipe=dc.replace(cell.recipe, train=train))
+        assert other.key == cell.key and other.recipe.recipe_key == cell.recipe.recipe_key
+    assert [dc.replace(Training(), batch_cells=b).max_batched_cells for b in ("auto", True, False, 1, 3)] == [
+        8,
+        8,
+        1,
+        1,
+        3,
+    ]
 
 
 def test_a_cell_and_its_stage_must_agree(cells):

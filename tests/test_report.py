@@ -102,7 +102,7 @@ def test_markdown_numbers_match_the_database(results, outputs):
         if cells[0].endswith("[reported]"):
             assert all(c == "" or c.endswith("(reported)*") for c in cells[1:])
             continue
-        for label, cell in zip(header[1:], cells[1:]):
+        for label, cell in zip(header[1:], cells[1:], strict=True):
             m = re.fullmatch(r"(\*\*)?([\d.]+) ± ([\d.]+) \(n=(\d+)\)(\*\*)?", cell)
             assert m, cell
             mean, std, n = truth[(backbone, *column_key(label))]
@@ -199,7 +199,7 @@ def test_html_embeds_the_plots_and_needs_no_network(outputs):
 
 
 def test_latex_escapes_names(tmp_path):
-    make_results(tmp_path, (("eeg_net#2", "clip-vit-b-32", "clip", 0.1, {}),) + CONFIGS[:1], protocols=("intra",))
+    make_results(tmp_path, (("eeg_net#2", "clip-vit-b-32", "clip", 0.1, {}), *CONFIGS[:1]), protocols=("intra",))
     text = render(build(tmp_path, reported=False), "latex")
     assert r"eeg\_net\#2" in text and "eeg_net#2" not in text.split("% context")[0]
     from eegbench.results.report import _tex
@@ -357,7 +357,7 @@ def test_plots_share_the_score_axis_label_chance_and_name_no_hash(real_board, mo
     # overview, paired differences, loso pretrain and finetune-100% subjects, finetune curve
     assert len(figures) == len(made) == 5
     ranges, widths = set(), []
-    for fig, plot in zip(figures, made):
+    for fig, plot in zip(figures, made, strict=True):
         assert plot.png.startswith(PNG_MAGIC) and not HEX16.search(plot.caption)
         widths.append(fig.get_size_inches()[0])
         texts = [t.get_text() for t in fig.texts] + [

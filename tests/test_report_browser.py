@@ -32,7 +32,10 @@ PROBE = """<script>
                         : "script error: " + e.message);
   }, true);
   var consoleError = console.error;
-  console.error = function () { seen.push("console.error: " + Array.prototype.join.call(arguments, " ")); consoleError.apply(console, arguments); };
+  console.error = function () {
+    seen.push("console.error: " + Array.prototype.join.call(arguments, " "));
+    consoleError.apply(console, arguments);
+  };
   window.addEventListener("load", function () {
     var images = Array.prototype.map.call(document.images, function (img) {
       return {alt: img.alt, complete: img.complete, width: img.naturalWidth, height: img.naturalHeight};

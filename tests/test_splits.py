@@ -1,5 +1,5 @@
-"""eegbench.execution.splits: validation by whole images/concepts/(subject, image) pairs, the labelled budget (ratio first,
-validation inside it), seeded training subsets, standardisation."""
+"""eegbench.execution.splits: validation by whole images/concepts/(subject, image) pairs, the labelled budget (ratio
+first, validation inside it), seeded training subsets, standardisation."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_training_subset_per_subject():
 
 
 def _pairs(data):
-    return set(zip(data.subject.tolist(), data.image_index.tolist()))
+    return set(zip(data.subject.tolist(), data.image_index.tolist(), strict=True))
 
 
 def test_validation_by_trial_holds_out_subject_image_pairs():

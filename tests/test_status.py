@@ -50,6 +50,25 @@ def test_show_filter_and_json(results, capsys):
     assert data["counts"]["failed"] == 2 and len(data["cells"]) == 5
 
 
+def test_table_has_its_columns_and_keeps_long_errors_whole_when_piped(results, capsys):
+    from eegbench.cli.status import render
+
+    long_error = "RuntimeError: " + "x" * 200 + " [see the log] :warning:"
+    ResultStore(results).mark_failed("pre-3-0", long_error)
+    assert main(["status", str(results)]) == 0  # captured: not a terminal
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("status"))
+    assert lines[header].split() == ["status", "stage", "fold", "seed", "ratio", "cell", "note"]
+    assert set(lines[header + 1]) == {"─"}
+    row = next(line for line in lines if "pre-3-0" in line)
+    assert row.startswith("failed") and row.endswith(long_error) and "\x1b[" not in row
+    # fitted to a terminal, the note wraps under its column; every other column stays whole
+    fitted = render(results_status(results), width=70)
+    assert max(len(line) for line in fitted.splitlines()) <= 70
+    starts = [line.split()[0] for line in fitted.splitlines()[2:] if not line.startswith(" ")]
+    assert starts == ["done", "done", "failed", "failed", "failed"]
+
+
 def test_missing_target_or_store_is_one_line_error(tmp_path, capsys):
     assert main(["status", str(tmp_path / "nope")]) == 2
     assert "no such spec file or results directory" in capsys.readouterr().err

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -107,7 +109,7 @@ def test_reported_file_accepts_kway_metrics(tmp_path):
     (row,) = load_reported(path)
     assert row["top1_2way"] == 0.9
     path.write_text(entry + "top1_4way = 71.2\n")  # a percentage, not a fraction
-    with pytest.raises(EegbenchError, match="top1_4way = 71.2 must be a fraction"):
+    with pytest.raises(EegbenchError, match=re.escape("top1_4way = 71.2 must be a fraction")):
         load_reported(path)
 
 
@@ -419,9 +421,9 @@ def test_concept_text_ranks_concepts_by_their_prompt_embeddings():
     assert s.metrics == {"text_top1": 1.0, "text_top2": 1.0} and s.n_way == 3 and s.chance["text_top1"] == 1 / 3
     (s,) = task.evaluate(text[[1, 2, 0, 0]], None, idx, torch.zeros(4, dtype=torch.long))
     assert s.metrics["text_top1"] == 0.0
-    with pytest.raises(EegbenchError, match="output = 'cls'.*output = \"embedding\""):
+    with pytest.raises(EegbenchError, match=r"output = 'cls'.*output = \"embedding\""):
         ConceptTextTask().setup(train_images=test_set, test_images=test_set, image_encoder=_TextTower("cls"))
-    with pytest.raises(EegbenchError, match="no {concept} placeholder"):
+    with pytest.raises(EegbenchError, match=re.escape("no {concept} placeholder")):
         ConceptTextTask(prompt="a photo")
 
 

@@ -79,7 +79,7 @@ def test_first_preparation(benchmark, release, tmp_path):
 
 
 def test_cached_reload(benchmark, release, tmp_path):
-    root, shape = release
+    root, _ = release
     ds = ThingsEEG2(root, cache_root=tmp_path / "cache")
     first = np.array(ds.load(1, "train", OPTS).eeg)
     # materialise the memory map so the figure is an honest "data in RAM" time
@@ -89,7 +89,7 @@ def test_cached_reload(benchmark, release, tmp_path):
 
 def test_seed_style_per_sample_loader(benchmark, release, tmp_path):
     """One pass of the seed's loader (load + every __getitem__), the same result as the vectorized path."""
-    root, shape = release
+    root, _ = release
 
     def one_epoch():
         ds = SeedStyleDataset(layout.preprocessed_file(root, 1, "train"))

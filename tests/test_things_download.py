@@ -276,9 +276,12 @@ def test_verify_cli_reports_missing_and_corrupt_with_fixes(tmp_path, server, cap
     out = capsys.readouterr().out
     assert code == 1
     lines = out.splitlines()
-    assert any(l.startswith("present") and "sub-01" in l and "training" in l for l in lines)
-    assert any(l.startswith("corrupt") and "sub-01" in l and "--subjects 1" in l for l in lines)
-    assert any(l.startswith("missing") and "sub-02" in l and "--parts preprocessed --subjects 2" in l for l in lines)
+    assert any(line.startswith("present") and "sub-01" in line and "training" in line for line in lines)
+    assert any(line.startswith("corrupt") and "sub-01" in line and "--subjects 1" in line for line in lines)
+    assert any(
+        line.startswith("missing") and "sub-02" in line and "--parts preprocessed --subjects 2" in line
+        for line in lines
+    )
     # the fixing command fixes it
     assert (
         main(["download", "things-eeg-2", "--root", str(root), "--parts", "preprocessed", "--subjects", "1", "2"]) == 0
@@ -324,9 +327,11 @@ def test_verify_reports_a_pickle_that_would_run_code_as_unsafe_without_running_i
     assert code == 1
     assert not (tmp_path / "PWNED").exists()
     lines = out.splitlines()
-    assert any(l.startswith("present") and "preprocessed_eeg_test" in l for l in lines)
-    assert any(l.startswith("unsafe") and "preprocessed_eeg_training" in l and "delete it" in l for l in lines)
-    assert any(l.startswith("unsafe") and "image_metadata.npy" in l for l in lines)
+    assert any(line.startswith("present") and "preprocessed_eeg_test" in line for line in lines)
+    assert any(
+        line.startswith("unsafe") and "preprocessed_eeg_training" in line and "delete it" in line for line in lines
+    )
+    assert any(line.startswith("unsafe") and "image_metadata.npy" in line for line in lines)
     assert "2 unsafe" in lines[-1]
 
 

@@ -327,7 +327,7 @@ def test_source_identity_is_the_content_memoised_and_tracks_every_file(tmp_path,
     assert base != absent and base.startswith(f"things-eeg-2-synthetic-{ds.synthetic.content_hash()}:")
     tracked = [layout.preprocessed_file(root, 2, "test"), layout.metadata_file(root), layout.latents_file(root)]
     seen = {base}
-    for path in tracked + [layout.synth_params_file(root)]:
+    for path in [*tracked, layout.synth_params_file(root)]:
         st = path.stat()
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: the content is the same
         assert ds.source_identity() == base, path

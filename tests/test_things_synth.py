@@ -176,7 +176,7 @@ def test_cli_synth_refuses_to_replace_a_twin_with_other_parameters(tmp_path, cap
     assert str(root) in err and "seed=3" in err and "seed=4" in err and "--force" in err
     assert len(err.strip().splitlines()) == 1
     assert layout.synth_params_file(root).read_text() == record  # untouched
-    assert main(other + ["--force"]) == 0
+    assert main([*other, "--force"]) == 0
     assert '"seed": 4' in layout.synth_params_file(root).read_text()
 
 

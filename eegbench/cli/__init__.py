@@ -1,7 +1,14 @@
-"""The ``eegbench`` command line.
+"""The ``eegbench`` command line: every argparse line of the core lives in this package.
 
-Core commands live here or in the core module that owns them (``run``, ``embed``, ``status``,
-``leaderboard``); plugins add their own through the ``eegbench_cli`` hook (``synth``, ``download X``, ...).
+One module per group of commands, each registering its parsers (``add_commands``) and turning the parsed
+namespace into a call of the core's typed functions: :mod:`~eegbench.cli.zoo` (``list``, ``info``),
+:mod:`~eegbench.cli.data` (the ``download``, ``preprocess`` and ``data verify`` groups plugins fill),
+:mod:`~eegbench.cli.run` (``run``), :mod:`~eegbench.cli.embed` (``embed``), :mod:`~eegbench.cli.results`
+(``leaderboard``, ``export``) and :mod:`~eegbench.cli.status` (``status``); :mod:`~eegbench.cli.tables` draws
+the terminal tables and :mod:`~eegbench.cli.catalogue` is ``python -m eegbench.cli.catalogue``. Plugins add
+their own commands through the ``eegbench_cli`` hook (``synth``, ``download X``, ...). Handlers keep their
+heavy imports inside, so building the parser stays light.
+
 User errors (:class:`~eegbench.errors.EegbenchError`) print one line and exit 2; no traceback. Exit codes
 (README, "Exit codes"): 0 done, 1 a cell failed at run time, 2 the user's input, 3 an internal error, 130 Ctrl-C.
 """
@@ -9,14 +16,12 @@ User errors (:class:`~eegbench.errors.EegbenchError`) print one line and exit 2;
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import NoReturn
 
-from eegbench.components import KINDS
 from eegbench.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, EegbenchError
 from eegbench.version import __version__
 
@@ -24,259 +29,28 @@ from eegbench.version import __version__
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line with the same prefix as our own errors."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER_ERROR, f"eegbench: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eegbench.cli import data, embed, results, run, status, zoo
     from eegbench.registry import get_registry
 
     parser = _Parser(prog="eegbench", description="EEG-to-image alignment benchmarks: a plugin zoo.")
     parser.add_argument("--version", action="version", version=f"eegbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser(
-        "list",
-        help="list registered components",
-        description="List the zoo: one row per component, its short aliases folded in. A pattern whose head "
-        "names a family ('open_clip*', 'timm:vit*') lists that family's members from the library itself.",
-    )
-    p.add_argument("kind", nargs="?", help="dataset, backbone, image-encoder, loss, task or executor (default: all)")
-    p.add_argument(
-        "pattern", nargs="?", help="fnmatch pattern on names and aliases, e.g. 'braindecode:*' or 'open_clip:ViT-B*'"
-    )
-    p.add_argument(
-        "--fits",
-        metavar="CxT[@HZ]",
-        help="only backbones recorded as building at this input, e.g. 17x128 or 17x128@100",
-    )
-    p.add_argument(
-        "--all",
-        action="store_true",
-        dest="all_signals",
-        help="also list backbones for other signals (braindecode's sEMG models)",
-    )
-    p.add_argument("--wide", action="store_true", help="every column (plugin, citation), summaries not shortened")
-    p.add_argument(
-        "--json", action="store_true", help="machine-readable output (every component, aliases as their own records)"
-    )
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("info", help="show a component's metadata, defaults and citation")
-    p.add_argument("name", help="a component name, alias or family member (open_clip:MODEL/TAG, timm:MODEL)")
-    p.add_argument("--kind", help="disambiguate when several kinds share the name")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_info)
-
-    download = sub.add_parser("download", help="download a dataset").add_subparsers(
-        dest="dataset", metavar="DATASET", parser_class=_Parser, required=True
-    )
-    preprocess = sub.add_parser("preprocess", help="preprocess a dataset's raw recordings").add_subparsers(
-        dest="dataset", metavar="DATASET", parser_class=_Parser, required=True
-    )
-    data = sub.add_parser("data", help="inspect datasets on disk").add_subparsers(
-        dest="data_command", metavar="ACTION", parser_class=_Parser, required=True
-    )
-    verify = data.add_parser("verify", help="list what is present, missing or corrupt").add_subparsers(
-        dest="dataset", metavar="DATASET", parser_class=_Parser, required=True
-    )
-
-    # core commands owned by other core modules (each keeps its heavy imports inside handlers)
-    from eegbench import runner
-    from eegbench.execution import embedding
-    from eegbench.results import export, status
-
-    runner.add_commands(sub)
-    embedding.add_commands(sub)
-    export.add_commands(sub)  # leaderboard and export
+    zoo.add_commands(sub)  # list and info
+    download, preprocess, verify = data.add_commands(sub, parser_class=_Parser)
+    run.add_commands(sub)
+    embed.add_commands(sub)
+    results.add_commands(sub)  # leaderboard and export
     status.add_commands(sub)
 
     groups = SimpleNamespace(root=sub, download=download, preprocess=preprocess, verify=verify)
     get_registry().pm.hook.eegbench_cli(commands=groups)
     return parser
-
-
-def parse_shape(text: str) -> tuple[int, int, float | None]:
-    """``"17x128"`` or ``"17x128@100"`` → ``(17, 128, 100.0)``; anything else is one line."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*(?:@\s*(\d+(?:\.\d*)?)\s*(?:hz)?)?\s*", text.lower())
-    if not m:
-        raise EegbenchError(f"--fits {text!r}: expected CHANNELSxSAMPLES or CHANNELSxSAMPLES@HZ, e.g. 17x128@100")
-    return int(m[1]), int(m[2]), float(m[3]) if m[3] else None
-
-
-def fits_shape(comp, shape: tuple[int, int, float | None]) -> bool:
-    """Whether ``comp``'s recorded build check (``Component.fits``) covers ``shape``; unchecked is no."""
-    for recorded in comp.fits or ():
-        c, t, hz = parse_shape(recorded)
-        if (c, t) == shape[:2] and (shape[2] is None or hz is None or abs(hz - shape[2]) < 1e-9):
-            return True
-    return False
-
-
-def list_rows(
-    reg, kind: str | None, pattern: str | None, *, fits: str | None = None, all_signals: bool = False
-) -> tuple[list[tuple[Any, list[str]]], int]:
-    """``([(component, its aliases)], hidden)``: one entry per canonical component, natural order.
-
-    A pattern matches a component's name or any alias; family members come from ``eegbench_list_family``
-    (the owning plugin answers only patterns naming its family). ``hidden`` counts backbones for another
-    signal than EEG left out (``--all`` keeps them).
-    """
-    import fnmatch
-
-    from eegbench.components import KINDS
-
-    comps = reg.list_components(kind)
-    by_key = {(c.kind, c.name): c for c in comps}
-    aliases: dict[tuple[str, str], list[str]] = {}
-    canonical = []
-    for c in comps:
-        if c.alias_of and (c.kind, c.alias_of) in by_key:
-            aliases.setdefault((c.kind, c.alias_of), []).append(c.name)
-        else:
-            canonical.append(c)
-    if pattern:
-        match = lambda n: fnmatch.fnmatchcase(n.lower(), pattern.lower())
-        canonical = [c for c in canonical if match(c.name) or any(match(a) for a in aliases.get((c.kind, c.name), ()))]
-        seen = {(c.kind, c.name) for c in canonical}
-        for k in [kind] if kind else KINDS:
-            for answer in reg.pm.hook.eegbench_list_family(kind=k, pattern=pattern):
-                canonical += [m for m in answer if (m.kind, m.name) not in seen and not seen.add((m.kind, m.name))]
-    if fits:
-        shape = parse_shape(fits)
-        canonical = [c for c in canonical if fits_shape(c, shape)]
-    hidden = 0
-    if not all_signals:
-        kept = [c for c in canonical if c.signal in ("", "EEG")]
-        hidden = len(canonical) - len(kept)
-        canonical = kept
-    return [(c, sorted(aliases.get((c.kind, c.name), []))) for c in canonical], hidden
-
-
-def render_list(
-    rows: list[tuple[Any, list[str]]], *, terminal: bool, width: int = 100, wide: bool = False, show_kind: bool = True
-) -> str:
-    """The ``eegbench list`` table: fitted to ``width`` in a terminal; plain, unshortened columns otherwise
-    (piped, or ``--wide``)."""
-    backbones = any(c.kind == "backbone" for c, _ in rows)
-    marks = any(c.signal not in ("", "EEG") for c, _ in rows) or wide  # all EEG unless --all or --wide
-    aliased = any(names for _, names in rows)
-    headers = (["kind"] if show_kind else []) + ["name"] + (["aliases"] if aliased else [])
-    headers += (["signal"] if marks else []) + (["fits"] if backbones else [])
-    # the providing package is shown whenever another package than eegbench provides something (third-party plugins)
-    packaged = wide or any(c.plugin != "eegbench" for c, _ in rows)
-    headers += (["package"] if packaged else []) + (["citation"] if wide else [])
-    headers += ["summary"]
-
-    def fits_cell(c) -> str:
-        if c.fits is None:
-            return "" if c.kind != "backbone" else "?"
-        return ", ".join(c.fits) if c.fits else "no"
-
-    table = []
-    for c, names in rows:
-        row = ([c.kind] if show_kind else []) + [c.name] + ([", ".join(names)] if aliased else [])
-        row += ([c.signal] if marks else []) + ([fits_cell(c)] if backbones else [])
-        row += ([c.plugin] if packaged else []) + ([c.citation] if wide else [])
-        table.append(row + [c.summary])
-    if not terminal or wide:
-        from eegbench.text import text_table
-
-        return text_table(table, headers)
-    # In a terminal: names and marks (what a reader copies) are never shortened; the summary takes the width
-    # that is left, shortened with an ellipsis, and is dropped below 12 characters.
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
-    room = width - sum(widths[:-1]) - 2 * (len(headers) - 1)
-    if room < 12:
-        headers, table, widths = headers[:-1], [r[:-1] for r in table], widths[:-1]
-    else:
-        widths[-1] = min(widths[-1], room)
-    clip = lambda text, w: text if len(text) <= w else text[: w - 1] + "…"
-    line = lambda r: "  ".join(clip(c, w).ljust(w) for c, w in zip(r, widths)).rstrip()
-    return "\n".join([line(headers), "─" * min(width, sum(widths) + 2 * (len(widths) - 1))] + [line(r) for r in table])
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from eegbench.registry import get_registry, normalize_kind
-
-    reg = get_registry()
-    kind = normalize_kind(args.kind) if args.kind else None
-    if args.json:
-        comps = reg.list_components(kind, args.pattern)
-        if args.pattern:
-            comps += [
-                m
-                for k in ([kind] if kind else KINDS)
-                for a in reg.pm.hook.eegbench_list_family(kind=k, pattern=args.pattern)
-                for m in a
-            ]
-        print(json.dumps([c.as_dict() for c in comps], indent=2, default=str))
-        return 0
-    rows, hidden = list_rows(reg, kind, args.pattern, fits=args.fits, all_signals=args.all_signals)
-    if not rows:
-        what = f"{kind} " if kind else ""
-        pattern = f" matching {args.pattern!r}" if args.pattern else ""
-        fits = f" building at {args.fits}" if args.fits else ""
-        print(f"no {what}components{pattern}{fits} (eegbench list{' ' + kind if kind else ''})", file=sys.stderr)
-        return 1
-    terminal = sys.stdout.isatty()
-    import shutil
-
-    print(
-        render_list(
-            rows, terminal=terminal, width=shutil.get_terminal_size().columns, wide=args.wide, show_kind=kind is None
-        )
-    )
-    if hidden:
-        print(f"({hidden} backbone(s) for other signals than EEG not shown; --all lists them)", file=sys.stderr)
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    from eegbench.registry import get_registry
-
-    reg = get_registry()
-    comps = [reg.get(args.kind, args.name)] if args.kind else reg.find(args.name)
-    if not comps and ":" in args.name:
-        # a family member the owning plugin refused (open_clip:ViT-B-99/foo): its line names close matches
-        from eegbench.errors import UnknownComponentError
-
-        for kind in KINDS:
-            try:
-                reg.get(kind, args.name)
-            except UnknownComponentError as exc:
-                if str(exc) != reg._unknown_message(kind, args.name):
-                    raise
-    if not comps:
-        raise reg.unknown_any(args.name)
-    if args.json:
-        print(json.dumps([c.as_dict() for c in comps], indent=2, default=str))
-        return 0
-    for i, c in enumerate(comps):
-        if i:
-            print()
-        print(f"{c.name}  ({c.kind})")
-        print(f"  summary : {c.summary}")
-        print(f"  package : {c.plugin}" + (f"  (entry point {c.entry_point!r})" if c.entry_point else ""))
-        print(f"  citation: {c.citation or '-'}")
-        if c.alias_of:
-            print(f"  alias of: {c.alias_of}")
-        if c.signal:
-            print(f"  signal  : {c.signal}")
-        if c.fits is not None:
-            print(
-                f"  builds at: {', '.join(c.fits) or 'none recorded (see notes)'}  (channels x samples @ Hz, recorded)"
-            )
-        if c.notes:
-            print(f"  notes   : {c.notes}")
-        print("  defaults:" + ("" if c.defaults else " (none)"))
-        for key, value in c.defaults.items():
-            print(f"    {key} = {json.dumps(value, default=str)}")
-        if c.open_params:
-            print("    (further keyword arguments are passed to the underlying library)")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,3 +1,4 @@
-"""How cells run: the engine trains and evaluates one cell (or a batch of cells trained as one), with its data
-split (``splits``), image embeddings (``embedding``) and the on-disk cache (``cache``) prepared once; the
-runner hands planned cells to an executor and stores each result (``runner``)."""
+"""How cells run: the engine trains and evaluates one cell (``engine``), or several cells of one recipe trained
+as one stacked model (``batched``), with its data split (``splits``), image embeddings (``embedding``), the
+on-disk cache (``cache``) and the process's share of the CPUs (``resources``). The runner
+(:mod:`eegbench.runner`) hands planned cells here and stores each result."""

@@ -30,8 +30,12 @@ before any step; the engine then trains those cells one by one.
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,20 +45,27 @@ from torch import nn
 
 from eegbench.errors import CellFailure, EegbenchError
 from eegbench.execution.engine import (
+    CellResult,
     DeviceSplit,
     EpochSchedule,
     FitResult,
+    PreparedCell,
     _autocast,
     _batches,
     _training,
     check_finite,
     check_finite_split,
     diverged,
+    finish_cell,
     for_loss,
     needs_text,
+    prepare_cell,
+    train_prepared,
     validation_loss,
 )
-from eegbench.planning.recipe import Training
+from eegbench.planning.recipe import Cell, Training
+
+log = logging.getLogger("eegbench.engine")
 
 
 class NotBatchable(EegbenchError):
@@ -95,7 +106,8 @@ class MaskedDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        return x * self.mask
+        mask = self.get_buffer("mask")
+        return x * mask
 
 
 @dataclass
@@ -120,7 +132,8 @@ def _swap_dropouts(module: nn.Module) -> list[str]:
 
 def _stride_order(x: torch.Tensor) -> tuple[int, ...]:
     # empty_like keeps a dense tensor's strides, and bernoulli_ fills it in memory order: the mask's layout
-    return tuple(sorted(range(x.dim()), key=lambda d: (-x.stride(d), d)))
+    strides = x.stride()
+    return tuple(sorted(range(x.dim()), key=lambda d: (-strides[d], d)))
 
 
 def _draw_mask(call: _DropoutCall, batch: int, device: torch.device) -> torch.Tensor:
@@ -131,6 +144,11 @@ def _draw_mask(call: _DropoutCall, batch: int, device: torch.device) -> torch.Te
     noise.div_(1.0 - call.p)
     inverse = [call.order.index(d) for d in range(len(full))]
     return noise.permute(inverse)
+
+
+def _mask_drawer(calls: list[_DropoutCall], batch: int, device: torch.device) -> Callable[[], list[torch.Tensor]]:
+    """Draws one step's masks, in forward order (run with a member's RNG state swapped in)."""
+    return lambda: [_draw_mask(c, batch, device) for c in calls]
 
 
 class _RngStates:
@@ -288,6 +306,11 @@ def fit_batched(
         raise NotBatchable("fp16 training (its loss scaler is per model)")
     device = members[0].train.x.device
     k = len(members)
+    for m in members[1:]:  # one architecture: the same parameter and buffer names and shapes
+        for mine, theirs in ((members[0].model, m.model), (members[0].loss_fn, m.loss_fn)):
+            shapes = {n: t.shape for n, t in (*mine.named_parameters(), *mine.named_buffers())}
+            if shapes != {n: t.shape for n, t in (*theirs.named_parameters(), *theirs.named_buffers())}:
+                raise NotBatchable("the members' models differ in their parameters (e.g. per-subject layers)")
     autocast, _ = _autocast(device, cfg.amp)
     with_text = needs_text(members[0].loss_fn)
     for m in members:
@@ -306,8 +329,11 @@ def fit_batched(
     template.train()
     loss_template.train()
 
-    params, buffers = stack_module_state([m.model for m in members])  # type: ignore[arg-type]
-    loss_params, loss_buffers = stack_module_state([m.loss_fn for m in members])  # type: ignore[arg-type]
+    try:
+        params, buffers = stack_module_state([m.model for m in members])
+        loss_params, loss_buffers = stack_module_state([m.loss_fn for m in members])
+    except RuntimeError as exc:  # e.g. models of different classes
+        raise NotBatchable(str(exc).splitlines()[0]) from exc
     trainable = {n for n, p in members[0].model.named_parameters() if p.requires_grad}
     loss_trainable = {n for n, p in members[0].loss_fn.named_parameters() if p.requires_grad}
     for name, p in params.items():
@@ -343,6 +369,14 @@ def fit_batched(
     # text embeddings are batched with the rest when the loss takes them, else no argument at all
     batched_loss = vmap(member_loss, in_dims=(0, 0, 0, 0, 0, 0, 0, 0 if with_text else None), randomness="error")
     rngs = _RngStates(device, [m.rng_state for m in members])
+    if cfg.batch_cells in ("auto", True):  # batch only where it pays (it does not for every layer on every device)
+        batched_s, alone_s = _step_seconds(
+            batched_loss, members, calls, (params, buffers, loss_params, loss_buffers), bs
+        )
+        if batched_s > 0.8 * alone_s:
+            raise NotBatchable(
+                f"a batched step of {k} takes {batched_s * 1e3:.0f} ms, {k} steps alone {alone_s * 1e3:.0f} ms here"
+            )
 
     def load_member(i: int) -> None:
         """Copy member ``i``'s slices into its own modules (for validation, selection and the end)."""
@@ -357,10 +391,15 @@ def fit_batched(
 
     tracks = []
     for m in members:
+        # the member's learning rate comes from the engine's own schedule on a stand-in optimiser (no parameters
+        # of its own are stepped: _StackedAdam reads the rate); stepped once, without gradients, so torch's
+        # schedulers do not warn that they stepped first
         dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+        schedule = EpochSchedule(dummy, cfg)
+        dummy.step()
         gen = torch.Generator(device=device)
         gen.manual_seed(int(m.seed))
-        tracks.append(_Track(EpochSchedule(dummy, cfg), gen, _batches(len(m.train), bs, drop_last=bool(cfg.drop_last))))
+        tracks.append(_Track(schedule, gen, _batches(len(m.train), bs, drop_last=bool(cfg.drop_last))))
     ends: list[MemberEnd | None] = [None] * k
 
     def finish(i: int, end: MemberEnd) -> None:
@@ -377,10 +416,7 @@ def fit_batched(
         lsub = {n: (t if every else t[idx]) for n, t in loss_params.items()}
         lsub_b = {n: t[idx] for n, t in loss_buffers.items()}
         if calls:
-            masks = [
-                rngs.draw(i, lambda r=r: [_draw_mask(c, len(r), device) for c in calls])
-                for i, r in zip(group, rows, strict=True)
-            ]
+            masks = [rngs.draw(i, _mask_drawer(calls, len(r), device)) for i, r in zip(group, rows, strict=True)]
             for j, c in enumerate(calls):
                 sub_b[f"{c.name}.mask"] = torch.stack([mm[j] for mm in masks])
         ms = [members[i] for i in group]
@@ -394,7 +430,7 @@ def fit_batched(
         losses = batched_loss(sub, sub_b, lsub, lsub_b, x, s, target, text)
         for name, t in buffers.items():  # the batch-norm statistics each member updated, back in place
             t.index_copy_(0, idx, sub_b[name])
-        losses.sum().backward()
+        torch.autograd.backward(losses.sum())
         if cfg.grad_clip > 0:
             _clip_per_member(clipped, idx, float(cfg.grad_clip))
         lrs = torch.as_tensor([tracks[i].schedule.lr for i in group], dtype=torch.float64, device=device)
@@ -404,70 +440,136 @@ def fit_batched(
         return [losses[j].detach() for j in range(len(group))]
 
     t0 = time.perf_counter()
-    for epoch in range(int(cfg.epochs)):
-        live = [i for i in range(k) if not tracks[i].done]
-        if not live:
-            break
-        lr_used = {i: tracks[i].schedule.lr for i in live}
-        perms = {i: torch.randperm(len(members[i].train), generator=tracks[i].gen, device=device) for i in live}
-        totals = {i: torch.zeros((), device=device) for i in live}  # as fit sums them
-        for j in range(max(len(tracks[i].batches) for i in live)):
-            by_size: dict[int, list[int]] = {}
+    with warnings.catch_warnings():
+        # an operation without a vmap batching rule (braindecode's max-norm renorm) runs per member: slower, not
+        # different; the timing probe above already decided it still pays
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+        for epoch in range(int(cfg.epochs)):
+            live = [i for i in range(k) if not tracks[i].done]
+            if not live:
+                break
+            lr_used = {i: tracks[i].schedule.lr for i in live}
+            perms = {i: torch.randperm(len(members[i].train), generator=tracks[i].gen, device=device) for i in live}
+            totals = {i: torch.zeros((), device=device) for i in live}  # as fit sums them
+            for j in range(max(len(tracks[i].batches) for i in live)):
+                by_size: dict[int, list[int]] = {}
+                for i in live:
+                    if j < len(tracks[i].batches):
+                        start, stop = tracks[i].batches[j]
+                        by_size.setdefault(stop - start, []).append(i)
+                for group in by_size.values():
+                    rows = [perms[i][tracks[i].batches[j][0] : tracks[i].batches[j][1]] for i in group]
+                    try:
+                        losses = step(group, rows)
+                    except RuntimeError as exc:
+                        if j == 0 and epoch == 0:  # vmap met an operation it cannot batch: before any update
+                            raise NotBatchable(str(exc).splitlines()[0]) from exc
+                        raise
+                    for i, loss in zip(group, losses, strict=True):
+                        totals[i] += loss
             for i in live:
-                if j < len(tracks[i].batches):
-                    start, stop = tracks[i].batches[j]
-                    by_size.setdefault(stop - start, []).append(i)
-            for group in by_size.values():
-                rows = [perms[i][tracks[i].batches[j][0] : tracks[i].batches[j][1]] for i in group]
-                try:
-                    losses = step(group, rows)
-                except RuntimeError as exc:
-                    if j == 0 and epoch == 0:  # vmap met an operation it cannot batch: before any update
-                        raise NotBatchable(str(exc).splitlines()[0]) from exc
-                    raise
-                for i, loss in zip(group, losses, strict=True):
-                    totals[i] += loss
-        for i in live:
-            tr, m = tracks[i], members[i]
-            train_loss = float((totals[i] / len(tr.batches)).item())
-            load_member(i)
-            val_loss = (
-                validation_loss(m.model, m.loss_fn, m.val, m.image_emb, bs, autocast, m.text_emb)
-                if m.val is not None
-                else math.nan
-            )
-            tr.epochs_run = epoch + 1
-            bad = [
-                (what, value)
-                for what, value in (("training", train_loss), ("validation", val_loss if m.val is not None else 0.0))
-                if not math.isfinite(value)
-            ]
-            if bad:
-                finish(i, diverged(tr.epochs_run, f"{bad[0][0]} loss = {bad[0][1]}", lr_used[i], cfg))
-                continue
-            if m.val is not None and val_loss < tr.best_val:
-                tr.best_val, tr.best_epoch, tr.bad_epochs = val_loss, epoch, 0
-                if selection == "best-val":
-                    tr.best_state = {n: v.detach().clone() for n, v in m.model.state_dict().items()}
-            else:
-                tr.bad_epochs += 1
-            tr.schedule.end_epoch(epoch, val_loss if m.val is not None else None)
-            record = {
-                "epoch": tr.epochs_run,
-                "epochs": int(cfg.epochs),
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "lr": lr_used[i],
-            }
-            tr.history.append(record)
-            seen = sum(stop - start for start, stop in tr.batches) * tr.epochs_run
-            if progress is not None:
-                progress(i, {**record, "samples_seen": seen, "seconds": time.perf_counter() - t0})
-            last = tr.epochs_run == int(cfg.epochs)
-            stop_early = cfg.patience > 0 and m.val is not None and tr.bad_epochs >= cfg.patience
-            if last or stop_early:
-                finish(i, _result(tr, m, selection, time.perf_counter() - t0, rngs.states[i]))
+                tr, m = tracks[i], members[i]
+                train_loss = float((totals[i] / len(tr.batches)).item())
+                load_member(i)
+                val_loss = (
+                    validation_loss(m.model, m.loss_fn, m.val, m.image_emb, bs, autocast, m.text_emb)
+                    if m.val is not None
+                    else math.nan
+                )
+                tr.epochs_run = epoch + 1
+                bad = [
+                    (what, value)
+                    for what, value in (
+                        ("training", train_loss),
+                        ("validation", val_loss if m.val is not None else 0.0),
+                    )
+                    if not math.isfinite(value)
+                ]
+                if bad:
+                    finish(i, diverged(tr.epochs_run, f"{bad[0][0]} loss = {bad[0][1]}", lr_used[i], cfg))
+                    continue
+                if m.val is not None and val_loss < tr.best_val:
+                    tr.best_val, tr.best_epoch, tr.bad_epochs = val_loss, epoch, 0
+                    if selection == "best-val":
+                        tr.best_state = {n: v.detach().clone() for n, v in m.model.state_dict().items()}
+                else:
+                    tr.bad_epochs += 1
+                tr.schedule.end_epoch(epoch, val_loss if m.val is not None else None)
+                record = {
+                    "epoch": tr.epochs_run,
+                    "epochs": int(cfg.epochs),
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "lr": lr_used[i],
+                }
+                tr.history.append(record)
+                seen = sum(stop - start for start, stop in tr.batches) * tr.epochs_run
+                if progress is not None:
+                    progress(i, {**record, "samples_seen": seen, "seconds": time.perf_counter() - t0})
+                last = tr.epochs_run == int(cfg.epochs)
+                stop_early = cfg.patience > 0 and m.val is not None and tr.bad_epochs >= cfg.patience
+                if last or stop_early:
+                    finish(i, _result(tr, m, selection, time.perf_counter() - t0, rngs.states[i]))
     return [e if e is not None else CellFailure("batched training ended without a result") for e in ends]
+
+
+def _step_seconds(
+    batched_loss: Callable[..., torch.Tensor],
+    members: Sequence[Member],
+    calls: list[_DropoutCall],
+    stacked: tuple[dict[str, torch.Tensor], ...],
+    batch_size: int,
+) -> tuple[float, float]:
+    """Seconds of one forward-backward of all members batched, and of the first member alone times K, on
+    throwaway copies (no weight, buffer, optimiser state or RNG stream of any member changes); the better of two
+    runs each, after a warm-up."""
+    k = len(members)
+    first = members[0]
+    rows = torch.arange(min(batch_size, len(first.train)), device=first.train.x.device)
+    x, s = first.train.x[rows], first.train.subject[rows]
+    target = first.image_emb[first.train.image_index[rows]]
+    text = first.text_emb[first.train.image_index[rows]] if first.text_emb is not None else None
+    params, buffers, loss_params, loss_buffers = (
+        {n: t.detach().clone().requires_grad_(t.requires_grad) for n, t in d.items()} for d in stacked
+    )
+    for c in calls:  # masks of ones: timing draws nothing from any member's RNG stream
+        buffers[f"{c.name}.mask"] = torch.ones((k, len(rows), *c.shape), dtype=c.dtype, device=x.device)
+    text_k = text.expand(k, *text.shape) if text is not None else None
+    alone = copy.deepcopy(first.model).train()
+    loss_fn = copy.deepcopy(first.loss_fn).train()
+
+    def batched() -> None:
+        losses = batched_loss(
+            params,
+            buffers,
+            loss_params,
+            loss_buffers,
+            x.expand(k, *x.shape),
+            s.expand(k, *s.shape),
+            target.expand(k, *target.shape),
+            text_k,
+        )
+        torch.autograd.backward(losses.sum())
+
+    def one() -> None:
+        out = for_loss(alone(x, s))
+        torch.autograd.backward(loss_fn(out, target, text) if text is not None else loss_fn(out, target))
+
+    def best(fn: Callable[[], None], runs: int = 2) -> float:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            fn()  # warm-up
+            times = []
+            for _ in range(runs):
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                t0 = time.perf_counter()
+                fn()
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                times.append(time.perf_counter() - t0)
+        return min(times)
+
+    return best(batched), k * best(one)
 
 
 def _result(tr: _Track, m: Member, selection: str, seconds: float, rng_state: torch.Tensor) -> FitResult:
@@ -478,3 +580,73 @@ def _result(tr: _Track, m: Member, selection: str, seconds: float, rng_state: to
         best_epoch = tr.epochs_run - 1
     samples = sum(stop - start for start, stop in tr.batches) * tr.epochs_run
     return FitResult(state, tr.epochs_run, best_epoch + 1, tr.history, seconds, samples, rng_state=rng_state.clone())
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    *,
+    results_dir: str | os.PathLike[str],
+    on_result: Callable[[int, CellResult | Exception], object],
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    progress: Callable[[int, Mapping[str, Any]], None] | None = None,
+    show_embedding_progress: bool = False,
+) -> None:
+    """Run cells of one recipe (differing only in placement) trained together as one stacked model
+    (:func:`fit_batched`), each with the result it would have alone.
+
+    ``on_result(i, result_or_error)`` is called for each cell ``i`` as soon as it is finished: after its own
+    last epoch or early stop, not the group's; a cell failing to prepare, diverging or failing to evaluate ends
+    alone with its exception. A model that cannot be batched exactly trains its cells one by one, the same way.
+    """
+    paths = {"results_dir": results_dir, "cache_dir": cache_dir, "show_embedding_progress": show_embedding_progress}
+    prepared: dict[int, PreparedCell] = {}
+    for i, cell in enumerate(cells):
+        try:
+            prepared[i] = prepare_cell(cell, device=device, **paths)  # type: ignore[arg-type]
+        except Exception as exc:  # one cell's failure is its result, not the group's
+            on_result(i, exc)
+    order = list(prepared)
+
+    def finish(i: int, end: FitResult | Exception) -> None:
+        done = prepared.pop(i)
+        if isinstance(end, Exception):
+            on_result(i, end)
+            return
+        try:
+            result = finish_cell(done, end, **paths)  # type: ignore[arg-type]
+        except Exception as exc:  # as above
+            on_result(i, exc)
+            return
+        on_result(i, result)
+
+    if len(order) > 1:
+        first = prepared[order[0]].cell.recipe
+        members = [
+            Member(p.model, p.loss_fn, p.train, p.val, p.image_emb, p.seed, p.text_emb, p.rng_state)
+            for p in (prepared[i] for i in order)
+        ]
+        try:
+            fit_batched(
+                members,
+                first.stage_training,
+                selection=first.validation.selection,
+                progress=(lambda j, record: progress(order[j], record)) if progress is not None else None,
+                on_done=lambda j, end: finish(order[j], end),
+            )
+            return
+        except NotBatchable as why:  # refused before any step: nothing trained, each cell trains alone below
+            log.info("%d cells of one recipe trained one by one: %s", len(order), why)
+    for i in order:
+        one = prepared[i]
+        if one.device.type == "cuda":  # alone, training draws from the global RNG where the model build left it
+            torch.cuda.set_rng_state(one.rng_state, one.device)
+        else:
+            torch.set_rng_state(one.rng_state)
+        try:
+            fitted: FitResult | Exception = train_prepared(
+                one, functools.partial(progress, i) if progress is not None else None
+            )
+        except Exception as exc:  # as above
+            fitted = exc
+        finish(i, fitted)

@@ -35,17 +35,19 @@ class CacheEntry:
 
     @property
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / META).read_text())
+        meta: dict[str, Any] = json.loads((self.path / META).read_text())
+        return meta
 
     def array(self, name: str, mmap: bool = True) -> np.ndarray:
         """A stored array, memory-mapped read-only by default (plain ``.npy``, never pickled)."""
-        return np.load(self.path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        array: np.ndarray = np.load(self.path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        return array
 
 
 class Cache:
     """``Cache(namespace).get(key_fields)`` / ``.put(key_fields, arrays, meta)``."""
 
-    def __init__(self, namespace: str, root: str | os.PathLike | None = None):
+    def __init__(self, namespace: str, root: str | os.PathLike[str] | None = None):
         self.root = cache_dir(root) / namespace
 
     def key(self, fields: Mapping[str, Any]) -> str:

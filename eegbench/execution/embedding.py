@@ -9,17 +9,16 @@ User-provided embedding files (third-party feature files are a known source of s
 another order, a missing image, a different model's width, NaNs) go through :func:`load_embedding_file`,
 which serves rows by image id and checks count, ids, dimension, finiteness and (optionally) normalisation.
 
-CLI: ``eegbench embed --dataset NAME [--root DIR] --image-encoder NAME [--param key=value ...]
-[--split train,test] [--device DEV] [--batch-size N] [--cache-dir DIR]``.
+:func:`dataset_and_encoders` and :func:`embed_splits` are ``eegbench embed SPEC`` and ``eegbench embed --dataset
+NAME --image-encoder NAME`` (their parser: :mod:`eegbench.cli.embed`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from eegbench.errors import DataError, EegbenchError
 from eegbench.execution.cache import Cache, CacheEntry
-from eegbench.interfaces import to_jsonable
+from eegbench.interfaces import Dataset, ImageEncoder, Split, to_jsonable
 
 NAMESPACE = "embeddings"
 #: tolerance of the unit-norm check on user files
@@ -45,13 +44,13 @@ def _bound(encoder: Any, images: Any) -> Any:
     return bind(images) if callable(bind) else encoder
 
 
-def cached_entry(encoder: Any, images: Any, cache_root: str | os.PathLike | None = None) -> CacheEntry | None:
+def cached_entry(encoder: Any, images: Any, cache_root: str | os.PathLike[str] | None = None) -> CacheEntry | None:
     """The published cache entry for (encoder, images), or None."""
     encoder = _bound(encoder, images)
     return Cache(NAMESPACE, cache_root).get(cache_fields(encoder, images))
 
 
-def is_cached(encoder: Any, images: Any, cache_root: str | os.PathLike | None = None) -> bool:
+def is_cached(encoder: Any, images: Any, cache_root: str | os.PathLike[str] | None = None) -> bool:
     """True when :func:`embed_images` would read the cache instead of running the encoder."""
     entry = cached_entry(encoder, images, cache_root)
     return entry is not None and _entry_matches(entry, encoder, images)
@@ -68,7 +67,7 @@ def embed_images(
     encoder: Any,
     images: Any,
     *,
-    cache_root: str | os.PathLike | None = None,
+    cache_root: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     batch_size: int = 64,
     progress: bool = True,
@@ -171,7 +170,7 @@ def _read_npz_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
             if missing:
                 raise DataError(f"{where} has no array {missing[0]!r} (arrays: {', '.join(z.files) or 'none'})")
             arrays = [z[k] for k in keys]
-            bad = [k for k, a in zip(keys, arrays) if not isinstance(a, np.ndarray)]
+            bad = [k for k, a in zip(keys, arrays, strict=True) if not isinstance(a, np.ndarray)]
             if bad:  # numpy hands back a member's raw bytes when it is not an .npy array
                 raise DataError(f"{where}: member {bad[0]!r} is not a numpy array; {redo}")
             return arrays
@@ -189,7 +188,7 @@ def _read_npz_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
 
 
 def read_embedding_file(
-    path: str | os.PathLike, *, ids_key: str = "ids", embeddings_key: str = "embeddings"
+    path: str | os.PathLike[str], *, ids_key: str = "ids", embeddings_key: str = "embeddings"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids, embeddings) from a ``.npz`` (arrays ``ids`` and ``embeddings``) or ``.safetensors`` file plus ids.
 
@@ -209,13 +208,14 @@ def read_embedding_file(
         )
     if emb.ndim != 2 or len(emb) != len(ids):
         raise DataError(
-            f"embedding file {str(path)!r}: {embeddings_key!r} has shape {emb.shape} for {len(ids)} ids (need [n_ids, dim])"
+            f"embedding file {str(path)!r}: {embeddings_key!r} has shape {emb.shape} for {len(ids)} ids "
+            "(need [n_ids, dim])"
         )
     return ids, emb
 
 
 def load_embedding_file(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     images: Any,
     *,
     dim: int | None = None,
@@ -246,128 +246,86 @@ def load_embedding_file(
 
 
 # --------------------------------------------------------------------------------------------------
-# CLI
+# a dataset's image sets, embedded (``eegbench embed``; its parser is eegbench.cli.embed)
 # --------------------------------------------------------------------------------------------------
-def add_commands(sub) -> None:
-    """Register ``eegbench embed`` on the top-level subparsers."""
-    p = sub.add_parser("embed", help="compute (and cache) image embeddings of a dataset's image sets")
-    p.add_argument(
-        "spec",
-        nargs="?",
-        help="a benchmark spec: embed its dataset's images with its image encoder (each variant's, once)",
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="overrides",
-        metavar="KEY=VALUE",
-        help="with SPEC: override a spec value, as for `eegbench run`; without: an image-encoder "
-        "parameter (repeatable; values parsed as TOML, else kept as text)",
-    )
-    p.add_argument("--dataset", help="dataset name (eegbench list dataset), without SPEC")
-    p.add_argument("--root", default=None, help="dataset root folder (default: the dataset's own)")
-    p.add_argument(
-        "--image-encoder",
-        dest="image_encoder",
-        help="image-encoder name (eegbench list image-encoder), or a family form such as open_clip:MODEL/TAG",
-    )
-    # deprecated spelling of an image-encoder parameter (before `--set` was the one override flag); hidden
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
-    p.add_argument("--split", default="train,test", help="comma-separated splits (default train,test)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
-    p.add_argument("--batch-size", type=int, default=64, dest="batch_size", help="images per forward pass (default 64)")
-    p.add_argument(
-        "--cache",
-        metavar="DIR",
-        default=None,
-        dest="cache_dir",
-        help="cache directory (default: $EEGBENCH_CACHE or the user cache dir), as for `eegbench run`",
-    )
-    # deprecated spelling of --cache (the flag `run` uses); hidden
-    p.add_argument("--cache-dir", default=None, dest="cache_dir_deprecated", help=argparse.SUPPRESS)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_embed)
+@dataclass(frozen=True)
+class Embedded:
+    """One image set embedded by one encoder: ``n`` x ``dim``, served from the cache or computed, and its entry."""
+
+    encoder: str
+    split: str
+    n: int
+    dim: int
+    cached: bool
+    path: Path | None
 
 
-def parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """``["output=x", "normalize=true"]`` → ``{"output": "x", "normalize": True}`` (TOML values, else text)."""
-    from eegbench.planning.spec import parse_value
+def dataset_and_encoders(
+    spec: Any = None,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    *,
+    dataset: str | None = None,
+    image_encoder: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> tuple[Dataset, list[tuple[str, ImageEncoder]]]:
+    """The dataset to embed and its image encoders, each ``(name, encoder)``, made ready (the synthetic twin
+    generated, a missing release named).
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise EegbenchError(f"--set {item!r} must look like key=value")
-        out[key] = parse_value(raw)
-    return out
-
-
-def cmd_embed(args: argparse.Namespace) -> int:
+    With a ``spec`` (path or parsed, with ``overrides`` as for ``eegbench run``): its dataset and every image
+    encoder its variants use, each once, ``params`` set over each encoder's own. Without: the ``dataset`` and
+    ``image_encoder`` named, the encoder built with ``params``. ``root`` overrides the dataset's root folder.
+    """
     from eegbench.registry import create
 
-    if args.cache_dir_deprecated:
-        print("eegbench: --cache-dir is deprecated; use --cache", file=sys.stderr)
-        args.cache_dir = args.cache_dir or args.cache_dir_deprecated
-    if args.param:
-        print(
-            "eegbench: --param is deprecated; use --set (without a SPEC it sets an image-encoder parameter)",
-            file=sys.stderr,
-        )
-    splits = [s.strip() for s in args.split.split(",") if s.strip()]
-    for s in splits:
-        if s not in ("train", "test"):
-            raise EegbenchError(f"--split {s!r}: splits are train and test")
-    if args.spec:
-        if args.dataset or args.image_encoder:
-            raise EegbenchError("give either SPEC or --dataset/--image-encoder, not both")
+    extra = dict(params or {})
+    if spec is not None:
         from eegbench.planning.spec import expand_variants, load_spec
 
-        spec = load_spec(args.spec, args.overrides)
-        dataset_kw = dict(spec.dataset.params)
-        if args.root:
-            dataset_kw["root"] = args.root
-        dataset = create("dataset", spec.dataset.name, **dataset_kw)
+        loaded = load_spec(spec, overrides)
+        dataset_kw = dict(loaded.dataset.params)
+        if root:
+            dataset_kw["root"] = root
+        data = create("dataset", loaded.dataset.name, **dataset_kw)
         # every image encoder the spec's variants use (the variants share the dataset), each once
         wanted: dict[str, tuple[str, dict[str, Any]]] = {}
-        for _, one in expand_variants(spec):
-            params = {**one.image_encoder.params, **parse_params(args.param)}
+        for _, one in expand_variants(loaded):
+            enc_params = {**one.image_encoder.params, **extra}
             wanted.setdefault(
-                json.dumps([one.image_encoder.name, params], sort_keys=True, default=str),
-                (one.image_encoder.name, params),
+                json.dumps([one.image_encoder.name, enc_params], sort_keys=True, default=str),
+                (one.image_encoder.name, enc_params),
             )
-        encoders = [(name, create("image-encoder", name, **params)) for name, params in wanted.values()]
+        encoders = [(name, create("image-encoder", name, **enc_params)) for name, enc_params in wanted.values()]
     else:
-        if not (args.dataset and args.image_encoder):
-            raise EegbenchError("eegbench embed needs a SPEC, or both --dataset and --image-encoder")
-        dataset_kw = {"root": args.root} if args.root else {}
-        dataset = create("dataset", args.dataset, **dataset_kw)
-        encoders = [
-            (
-                args.image_encoder,
-                create("image-encoder", args.image_encoder, **parse_params([*args.overrides, *args.param])),
-            )
-        ]
-    if callable(getattr(dataset, "ensure_available", None)):  # the twin is generated, a missing release named
-        dataset.ensure_available()
+        if not (dataset and image_encoder):
+            raise EegbenchError("embedding needs a spec, or both a dataset and an image encoder")
+        data = create("dataset", dataset, **({"root": root} if root else {}))
+        encoders = [(image_encoder, create("image-encoder", image_encoder, **extra))]
+    if callable(getattr(data, "ensure_available", None)):  # the twin is generated, a missing release named
+        data.ensure_available()
+    return data, encoders
+
+
+def embed_splits(
+    dataset: Dataset,
+    encoders: Sequence[tuple[str, ImageEncoder]],
+    splits: Sequence[Split] = ("train", "test"),
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Iterator[Embedded]:
+    """Embed each split's image set with each encoder (cached: computed once), yielding each as it is done."""
     from eegbench.execution.resources import resolve_device
 
-    device = str(resolve_device(args.device))
+    on = str(resolve_device(device))
     for name, encoder in encoders:
-        lead = f"{name} " if len(encoders) > 1 else ""  # several encoders (variants): each line names its own
         for split in splits:
             images = dataset.image_set(split)
-            hit = is_cached(encoder, images, args.cache_dir)
+            hit = is_cached(encoder, images, cache_dir)
             emb = embed_images(
-                encoder,
-                images,
-                cache_root=args.cache_dir,
-                device=device,
-                batch_size=args.batch_size,
-                progress=not args.quiet,
+                encoder, images, cache_root=cache_dir, device=on, batch_size=batch_size, progress=progress
             )
-            entry = cached_entry(encoder, images, args.cache_dir)
-            status = "cached" if hit else "computed"
-            print(f"{lead}{split}: {emb.shape[0]} x {emb.shape[1]} ({status}) {entry.path if entry else ''}".rstrip())
-    return 0
+            entry = cached_entry(encoder, images, cache_dir)
+            yield Embedded(name, split, int(emb.shape[0]), int(emb.shape[1]), hit, entry.path if entry else None)

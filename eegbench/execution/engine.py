@@ -19,25 +19,29 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import nn
+from torch.amp.grad_scaler import GradScaler
 
 from eegbench.errors import CellFailure, DataError, EegbenchError, load_failure, one_line
 from eegbench.execution.resources import apply_thread_limit, resolve_device
 from eegbench.interfaces import (
+    Dataset,
     EEGBackbone,
     EEGData,
     GrowsSubjects,
     ImageEncoder,
+    ImageSet,
     ImageSetBound,
     OwnProjection,
     PrepOptions,
+    Split,
     SubjectAware,
     TaskScore,
     TextAligned,
@@ -47,6 +51,9 @@ from eegbench.interfaces import (
 from eegbench.planning.recipe import Cell, ComponentRef, Preparation, Training
 from eegbench.registry import create
 from eegbench.version import __version__
+
+if TYPE_CHECKING:
+    from eegbench.execution.splits import Standardizer
 
 log = logging.getLogger("eegbench.execution.engine")
 
@@ -120,7 +127,8 @@ class EEGEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
         feats = self.backbone(x, subject) if self.takes_subject else self.backbone(x)
-        return self.head(feats)
+        out: torch.Tensor = self.head(feats)
+        return out
 
 
 def build_encoder(
@@ -246,11 +254,11 @@ class EpochSchedule:
             self.plateau.step(val_loss)
 
 
-def _autocast(device: torch.device, amp: str):
+def _autocast(device: torch.device, amp: str) -> tuple[torch.autocast, GradScaler | None]:
     if device.type == "cuda" and amp in ("auto", "bf16"):
         return torch.autocast("cuda", dtype=torch.bfloat16), None
     if device.type == "cuda" and amp == "fp16":
-        return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+        return torch.autocast("cuda", dtype=torch.float16), GradScaler("cuda")
     if device.type == "cpu" and amp == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16), None
     return torch.autocast(device.type, enabled=False), None
@@ -267,6 +275,20 @@ def _batches(n: int, batch_size: int, drop_last: bool) -> list[tuple[int, int]]:
         return [(0, n)]
     stop = n - n % batch_size if drop_last else n
     return [(i, min(i + batch_size, stop)) for i in range(0, stop, batch_size)]
+
+
+def fast_path(device: torch.device) -> dict[str, Any]:
+    """The GPU fast path of a single cell, set up for ``device``; the optimiser's extra arguments.
+
+    On CUDA: cuDNN autotuning (every batch of a cell has one shape, so the fastest convolution algorithm is
+    found once) and the fused Adam/AdamW step (one kernel for all parameters instead of several per tensor).
+    With no host synchronisation inside an epoch (:func:`fit`), bf16 autocast by default (``amp``) and
+    ``torch.compile`` on request (``compile``), that is the fast path. On the CPU: torch's defaults.
+    """
+    if device.type != "cuda":
+        return {}
+    torch.backends.cudnn.benchmark = True
+    return {"fused": True}
 
 
 def fit(
@@ -297,10 +319,11 @@ def fit(
     groups = [{"params": model_params, "weight_decay": cfg.weight_decay}]
     if loss_params:
         groups.append({"params": loss_params, "weight_decay": 0.0})
-    opt = opt_cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    opt = opt_cls(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps, **fast_path(device))
     schedule = EpochSchedule(opt, cfg)
     autocast, scaler = _autocast(device, cfg.amp)
-    net: Callable[..., torch.Tensor] = torch.compile(model) if cfg.compile else model
+    # torch.compile of a module is a module (OptimizedModule); its stubs only promise a callable
+    net = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
     bs = int(cfg.batch_size)
@@ -309,17 +332,20 @@ def fit(
     # partial one, as NICE's and UBP's DataLoaders do. The permutation changes per epoch
     batches = _batches(n, bs, drop_last=bool(cfg.drop_last))
     with_text = needs_text(loss_fn)
+    if with_text and text_emb is None:
+        raise TypeError("fit: the loss needs text embeddings and no text_emb was given")
 
     def step_loss(split: DeviceSplit, rows: torch.Tensor) -> torch.Tensor:
         img_rows = split.image_index[rows]
         with autocast:
             out = net(split.x[rows], split.subject[rows])
-        txt = text_emb[img_rows] if with_text else None
-        return (
+        txt = text_emb[img_rows] if with_text and text_emb is not None else None
+        loss: torch.Tensor = (
             loss_fn(for_loss(out), image_emb[img_rows], txt)
             if with_text
             else loss_fn(for_loss(out), image_emb[img_rows])
         )
+        return loss
 
     # a non-finite input would make every loss nan and (once ranked) a perfect score: refuse it as data
     check_finite_split(train, "training")
@@ -344,10 +370,10 @@ def fit(
             loss = step_loss(train, perm[start:stop])
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
-                scaler.scale(loss).backward()
+                scaler.scale(loss).backward()  # type: ignore[no-untyped-call]  # torch: unannotated
                 scaler.unscale_(opt)
             else:
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # as above
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             try:
@@ -457,18 +483,28 @@ def diverged(epoch: int, what: str, lr: float, cfg: Training) -> CellFailure:
 
 
 @torch.no_grad()
-def validation_loss(net, loss_fn, val: DeviceSplit, image_emb, batch_size, autocast, text_emb=None) -> float:
+def validation_loss(
+    net: nn.Module,
+    loss_fn: nn.Module,
+    val: DeviceSplit,
+    image_emb: torch.Tensor,
+    batch_size: int,
+    autocast: torch.autocast,
+    text_emb: torch.Tensor | None = None,
+) -> float:
     """Mean loss over fixed (unshuffled) validation batches, in eval mode."""
     net.eval()
     loss_fn.eval()
     total = torch.zeros((), device=val.x.device)
     spans = _batches(len(val), batch_size, drop_last=False)
     with_text = needs_text(loss_fn)
+    if with_text and text_emb is None:
+        raise TypeError("validation_loss: the loss needs text embeddings and no text_emb was given")
     for start, stop in spans:
         img_rows = val.image_index[start:stop]
         with autocast:
             out = net(val.x[start:stop], val.subject[start:stop])
-        if with_text:
+        if with_text and text_emb is not None:
             total += loss_fn(for_loss(out), image_emb[img_rows], text_emb[img_rows]).detach()
         else:
             total += loss_fn(for_loss(out), image_emb[img_rows]).detach()
@@ -504,6 +540,14 @@ class CellResult:
     head: str = "linear"
 
 
+def heldout_draw(prep: Preparation) -> tuple[float, int]:
+    """The seen-concept test split's ``(heldout_fraction, heldout_seed)`` (the plan sets both with
+    ``test_split = "train-heldout"``)."""
+    if prep.heldout_fraction is None or prep.heldout_seed is None:
+        raise EegbenchError('[dataset] test_split = "train-heldout" needs heldout_fraction and heldout_seed')
+    return float(prep.heldout_fraction), int(prep.heldout_seed)
+
+
 def prep_options(prep: Preparation, split: str, seed: int) -> PrepOptions:
     return PrepOptions(
         averaging=prep.train_averaging if split == "train" else prep.test_averaging,
@@ -514,7 +558,9 @@ def prep_options(prep: Preparation, split: str, seed: int) -> PrepOptions:
     )
 
 
-def build_dataset(dataset_ref: ComponentRef | Cell | Mapping[str, Any], cache_dir: str | os.PathLike | None = None):
+def build_dataset(
+    dataset_ref: ComponentRef | Cell | Mapping[str, Any], cache_dir: str | os.PathLike[str] | None = None
+) -> Dataset:
     """The dataset of a recipe (``dataset_ref``: the recipe's dataset, a cell, or a cell's plain config)."""
     if isinstance(dataset_ref, Cell):
         ref = dataset_ref.recipe.dataset
@@ -523,15 +569,18 @@ def build_dataset(dataset_ref: ComponentRef | Cell | Mapping[str, Any], cache_di
     else:
         ref = ComponentRef.from_dict(dataset_ref["dataset"])
     # --cache / [paths] cache holds prepared EEG too: the factory's cache_root context argument (dropped when None)
-    return create("dataset", ref.name, cache_root=Path(cache_dir) if cache_dir is not None else None, **ref.kwargs())
+    dataset: Dataset = create(
+        "dataset", ref.name, cache_root=Path(cache_dir) if cache_dir is not None else None, **ref.kwargs()
+    )
+    return dataset
 
 
-def load_subjects(dataset, subjects, split: str, options: PrepOptions) -> EEGData:
+def load_subjects(dataset: Dataset, subjects: Iterable[int], split: Split, options: PrepOptions) -> EEGData:
     parts = [dataset.load(int(s), split, options) for s in subjects]
     return parts[0] if len(parts) == 1 else EEGData.concat(parts)
 
 
-def check_disjoint(val: EEGData | None, test_images, train_images) -> None:
+def check_disjoint(val: EEGData | None, test_images: ImageSet, train_images: ImageSet) -> None:
     """Refuse a validation split that shares images with the test split (ids or files)."""
     if val is None or len(val) == 0:
         return
@@ -550,7 +599,9 @@ def _concept_word(concept: str) -> str:
     return re.sub(r"^\d+_", "", concept).replace("_", " ")
 
 
-def text_embeddings(encoder, images, template: str, cache_root) -> np.ndarray:
+def text_embeddings(
+    encoder: ImageEncoder, images: ImageSet, template: str, cache_root: str | os.PathLike[str] | None
+) -> np.ndarray:
     """Text embeddings of each image's concept prompt (cached by encoder, prompts)."""
     from eegbench.execution.cache import Cache
 
@@ -580,8 +631,8 @@ def grow_subject(model: EEGEncoder, subject: int) -> None:
 def run_cell(
     cell: Cell,
     *,
-    results_dir: str | os.PathLike,
-    cache_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
     device: str = "auto",
     progress: ProgressFn | None = None,
     show_embedding_progress: bool = False,
@@ -636,8 +687,8 @@ class PreparedCell:
 def prepare_cell(
     cell: Cell,
     *,
-    results_dir: str | os.PathLike,
-    cache_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
     device: str = "auto",
     show_embedding_progress: bool = False,
 ) -> PreparedCell:
@@ -661,7 +712,7 @@ def prepare_cell(
     check_finite_eeg(train_all, "training")  # before standardising, which would spread one nan to every trial
     heldout = None  # rows of the training images held out as the seen-concept test split (test_split "train-heldout")
     if prep.test_split == "train-heldout":
-        heldout = heldout_image_rows(train_all.images, prep.heldout_fraction, prep.heldout_seed)
+        heldout = heldout_image_rows(train_all.images, *heldout_draw(prep))
         train_all = without_images(train_all, heldout)  # no trial of a held-out image trains or validates
     # the labelled budget (training_ratio of each subject's images) first, validation drawn inside it
     train, val = labelled_split(train_all, where.training_ratio, vcfg.fraction, seed, by=vcfg.by)
@@ -773,8 +824,8 @@ def finish_cell(
     prepared: PreparedCell,
     result: FitResult,
     *,
-    results_dir: str | os.PathLike,
-    cache_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
     show_embedding_progress: bool = False,
 ) -> CellResult:
     """Everything after a cell trained: the selected weights, the task's own fitting, the test split (loaded
@@ -874,7 +925,8 @@ def finish_cell(
         "image_encoder_random_init": bool(encoder.random_init) if isinstance(encoder, ImageEncoder) else False,
     }
     if heldout is not None:  # which held-out images: rows of another fraction or seed are another test set
-        context.update(heldout_fraction=float(prep.heldout_fraction), heldout_seed=int(prep.heldout_seed))
+        fraction, heldout_seed = heldout_draw(prep)
+        context.update(heldout_fraction=fraction, heldout_seed=heldout_seed)
     return CellResult(
         scores=list(scores),
         context=context,
@@ -917,7 +969,7 @@ def save_checkpoint(
     ch_names: list[str],
     image_dim: int,
     subjects: list[int],
-    standardizer=None,
+    standardizer: Standardizer | None = None,
 ) -> Path:
     """Write the encoder's weights with what rebuilds it (loadable with ``weights_only=True``), atomically.
 
@@ -947,12 +999,12 @@ def save_checkpoint(
 
 
 def load_encoder(
-    path: str | os.PathLike, device: str = "cpu", expect_cell_key: str | None = None
+    path: str | os.PathLike[str], device: str = "cpu", expect_cell_key: str | None = None
 ) -> tuple[EEGEncoder, dict[str, Any]]:
     """Rebuild a trained EEG encoder from a checkpoint (``torch.load(weights_only=True)``).
 
-    Returns ``(model, meta)`` with the model in eval mode; ``meta`` has ``config`` (the cell's resolved config), ``ch_names``,
-    ``n_times``, ``sfreq``, ``image_dim``, ``subjects``, ``head`` (the engine's head kind) and
+    Returns ``(model, meta)`` with the model in eval mode; ``meta`` has ``config`` (the cell's resolved config),
+    ``ch_names``, ``n_times``, ``sfreq``, ``image_dim``, ``subjects``, ``head`` (the engine's head kind) and
     ``standardizer`` (numpy arrays), so new EEG can be prepared the same way before ``model(x)``.
 
     ``expect_cell_key``: the key of the cell that must have written the checkpoint (a finetune's pretrain cell);

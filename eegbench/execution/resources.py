@@ -30,9 +30,9 @@ _CGROUP = Path("/sys/fs/cgroup")
 def _cgroup_cpu_limit(root: Path = _CGROUP) -> float | None:
     """The CPU quota of this process's cgroup in CPUs (``2.5`` = 250 ms per 100 ms), or None when unlimited."""
     try:  # cgroup v2: "max 100000" or "250000 100000"
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        if quota != "max" and float(period) > 0:
-            return float(quota) / float(period)
+        quota_text, period_text = (root / "cpu.max").read_text().split()[:2]
+        if quota_text != "max" and float(period_text) > 0:
+            return float(quota_text) / float(period_text)
         return None
     except (OSError, ValueError):
         pass

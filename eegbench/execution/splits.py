@@ -24,7 +24,7 @@ VALIDATION_BY = ("image", "concept", "trial")
 def draw_size(n: int, fraction: float) -> int:
     """How many of ``n`` items a validation draw holds out: round(fraction * n), at least 1 and at most
     n - 1 when fraction > 0 and n > 1 (the dry run's counts use the same arithmetic)."""
-    k = int(round(fraction * n))
+    k = round(fraction * n)
     if fraction > 0 and n > 1:
         k = min(max(k, 1), n - 1)
     return k
@@ -32,7 +32,7 @@ def draw_size(n: int, fraction: float) -> int:
 
 def subset_size(n: int, ratio: float) -> int:
     """How many of a subject's ``n`` images :func:`training_subset` keeps at ``ratio`` (at least one)."""
-    return n if ratio >= 1.0 else max(1, int(round(ratio * n)))
+    return n if ratio >= 1.0 else max(1, round(ratio * n))
 
 
 def _draw(items: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -144,8 +144,8 @@ class Standardizer:
         eeg = data.eeg
         if len(eeg) == 0:
             raise EegbenchError("cannot fit standardisation on an empty training set")
-        mean = np.mean(eeg, axis=(0, 2), dtype=np.float64)
-        sq = np.mean(np.square(eeg, dtype=np.float64), axis=(0, 2))
+        mean: np.ndarray = eeg.mean(axis=(0, 2), dtype=np.float64)
+        sq: np.ndarray = np.square(eeg, dtype=np.float64).mean(axis=(0, 2))
         std = np.sqrt(np.maximum(sq - mean**2, 0.0))
         return cls(mean.astype(np.float32), np.maximum(std, eps).astype(np.float32))
 
@@ -153,7 +153,7 @@ class Standardizer:
         """float32 ``(eeg - mean) / std`` per channel of ``eeg [n, C, T]`` (a new array)."""
         if eeg.shape[-2] != len(self.mean):
             raise EegbenchError(f"standardiser fitted on {len(self.mean)} channels, EEG has {eeg.shape[-2]}")
-        out = np.asarray(eeg, dtype=np.float32) - self.mean[:, None]
+        out: np.ndarray = np.asarray(eeg, dtype=np.float32) - self.mean[:, None]
         out /= self.std[:, None]
         return out
 

@@ -1,10 +1,10 @@
 """The plan: a validated spec expanded into cells (fold × seed × stage × training ratio).
 
-Each :class:`~eegbench.planning.recipe.Cell` is a frozen :class:`~eegbench.planning.recipe.Recipe` (components with their
-defaults filled in, preparation, validation, training) and a :class:`~eegbench.planning.recipe.Placement` (fold,
+Each :class:`~eegbench.planning.recipe.Cell` is a frozen :class:`~eegbench.planning.recipe.Recipe` (components with
+their defaults filled in, preparation, validation, training) and a :class:`~eegbench.planning.recipe.Placement` (fold,
 seed, stage, ratio, subjects); its ``key`` is the stable hash of both, so a cell is identified by *what* it
-computes, not by the spec file it came from. Building a plan resolves every component name and parameter through the registry and checks the
-honest-protocol invariants, so a bad spec fails here, in one line, before anything trains.
+computes, not by the spec file it came from. Building a plan resolves every component name and parameter through the
+registry and checks the honest-protocol invariants, so a bad spec fails here, in one line, before anything trains.
 """
 
 from __future__ import annotations
@@ -313,7 +313,7 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     d = spec.dataset
     preparation = Preparation(
         channels=None if d.channels == "all" else tuple(d.channels),
-        window=None if d.window == "all" else tuple(d.window),  # type: ignore[arg-type]
+        window=None if d.window == "all" else d.window,
         n_times=d.n_times or None,
         train_averaging=d.train_averaging,
         test_averaging=d.test_averaging,
@@ -323,8 +323,13 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
         heldout_seed=d.heldout_seed if d.test_split == "train-heldout" else None,
     )
     # the spec's name is not part of a cell's identity: two specs planning the same computation share it
+    refs = {slot: ComponentRef(c["name"], c["params"]) for slot, c in components.items()}
     pretrain_recipe = Recipe(
-        **{slot: ComponentRef(c["name"], c["params"]) for slot, c in components.items()},
+        dataset=refs["dataset"],
+        backbone=refs["backbone"],
+        image_encoder=refs["image_encoder"],
+        loss=refs["loss"],
+        task=refs["task"],
         preparation=preparation,
         validation=Validation.from_dict(spec.validation.model_dump(mode="json")),
         train=Training.from_dict(spec.train.model_dump(mode="json")),
@@ -341,6 +346,8 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     inputs = input_identity(components)
     spec_hash = spec.hash()
 
+    #: (fold, test subject or None, training subjects, test subjects)
+    layout: list[tuple[str, int | None, tuple[int, ...], tuple[int, ...]]]
     if spec.protocol.name == "loso":
         layout = [(f"sub-{t:02d}", t, tuple(s for s in subjects if s != t), (t,)) for t in folds]
     elif spec.protocol.name == "intra":
@@ -351,37 +358,38 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     cells: list[Cell] = []
     for fold, test_subject, train_subjects, test_subjects in layout:
         for seed in spec.seeds:
-            where = {
-                "protocol": spec.protocol.name,
-                "fold": fold,
-                "test_subject": test_subject,
-                "test_subjects": test_subjects,
-                "seed": seed,
-            }
+            placement = Placement(
+                protocol=spec.protocol.name,
+                fold=fold,
+                test_subject=test_subject,
+                test_subjects=test_subjects,
+                seed=seed,
+                stage="pretrain",
+                train_subjects=train_subjects,
+            )
             pre = Cell(
                 pretrain_recipe,
-                Placement(**where, stage="pretrain", train_subjects=train_subjects),
+                placement,
                 spec_name=spec.name,
                 inputs=inputs,
                 spec_hash=spec_hash,
             )
             cells.append(pre)
-            if finetune_recipe is None:
+            if spec.finetune is None or finetune_recipe is None or test_subject is None:  # finetune: LOSO only
                 continue
             # training_ratio: the share of the held-out subject's labelled (training-split) images the cell
             # touches, training and validation together (the engine draws validation inside that budget)
-            for ratio in spec.finetune.training_ratios:  # type: ignore[union-attr]
-                placement = Placement(
-                    **where,
-                    stage="finetune",
-                    train_subjects=(test_subject,),  # type: ignore[arg-type]
-                    training_ratio=float(ratio),
-                    pretrain_train_subjects=train_subjects,
-                )
+            for ratio in spec.finetune.training_ratios:
                 cells.append(
                     Cell(
                         finetune_recipe,
-                        placement,
+                        replace(
+                            placement,
+                            stage="finetune",
+                            train_subjects=(test_subject,),
+                            training_ratio=float(ratio),
+                            pretrain_train_subjects=train_subjects,
+                        ),
                         spec_name=spec.name,
                         inputs=inputs,
                         pretrain_key=pre.key,

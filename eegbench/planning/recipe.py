@@ -50,7 +50,7 @@ class FrozenDict(dict):  # type: ignore[type-arg]
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("a recipe is frozen: build another with dataclasses.replace")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(canonical_json(self))
@@ -89,7 +89,7 @@ class ComponentRef:
 
     def kwargs(self) -> dict[str, Any]:
         """The parameters as plain keyword arguments for the component's factory."""
-        return thaw(self.params)
+        return {k: thaw(v) for k, v in self.params.items()}
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": self.kwargs()}
@@ -122,7 +122,7 @@ class Preparation:
     heldout_seed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "channels": list(self.channels) if self.channels is not None else None,
             "window": list(self.window) if self.window is not None else None,
             "n_times": self.n_times,
@@ -139,7 +139,7 @@ class Preparation:
     def from_dict(cls, value: Mapping[str, Any]) -> Preparation:
         return cls(
             channels=tuple(value["channels"]) if value.get("channels") is not None else None,
-            window=tuple(value["window"]) if value.get("window") is not None else None,  # type: ignore[arg-type]
+            window=tuple(value["window"]) if value.get("window") is not None else None,
             n_times=value.get("n_times"),
             train_averaging=value.get("train_averaging", "all"),
             test_averaging=value.get("test_averaging", "all"),
@@ -167,6 +167,11 @@ class Validation:
         return cls(**{f.name: value[f.name] for f in dataclasses.fields(cls) if f.name in value})
 
 
+#: the most cells ``batch_cells = "auto"`` trains as one (beyond it the speed-up per member levels off on CPUs,
+#: and each member's data and optimiser state stay on the device while the group trains)
+AUTO_BATCHED_CELLS = 8
+
+
 @dataclass(frozen=True)
 class Training:
     """One stage's optimisation (``[train]``, or ``[finetune]`` over it): the fields of
@@ -190,11 +195,24 @@ class Training:
     compile: bool = False
     text_prompt: str = "This picture is {concept}"
     drop_last: bool = True
+    #: how many cells of this recipe may train together (see :mod:`eegbench.execution.batched`): batching never
+    #: changes a result, so it is left out of :meth:`as_dict` (no key, no stored config holds it)
+    batch_cells: str | bool | int = field(default="auto", compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["betas"] = list(self.betas)
+        del out["batch_cells"]
         return out
+
+    @property
+    def max_batched_cells(self) -> int:
+        """The most cells trained as one: 8 for ``"auto"`` (or ``true``), 1 for ``false``, else the number given."""
+        if self.batch_cells is False:
+            return 1
+        if self.batch_cells == "auto" or self.batch_cells is True:
+            return AUTO_BATCHED_CELLS
+        return max(1, int(self.batch_cells))
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> Training:
@@ -485,6 +503,7 @@ class StoredRecipes:
         """``(recipe, recipe_key, pretrain_recipe_key)`` of one stored row."""
         import hashlib
 
+        recipe: dict[str, Any]
         if not isinstance(cfg, dict) or not cfg:
             recipe = {
                 col: {

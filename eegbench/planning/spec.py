@@ -12,9 +12,10 @@ import copy
 import difflib
 import os
 import tomllib
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,15 +42,16 @@ PositiveInt = Annotated[StrictInt, Field(ge=1)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 #: seeds feed numpy and torch generators (torch refuses seeds of 2**64 and more; 32 bits is plenty)
 Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
-Averaging = Union[Literal["all", "none"], PositiveInt]
+Averaging = Literal["all", "none"] | PositiveInt
 
 
-def Number(**bounds: float) -> Any:
-    """A finite number (an int is read as a float; true/false, text, inf and nan are refused) within ``bounds``."""
-    return Annotated[StrictFloat, Field(allow_inf_nan=False, **bounds)]
-
-
-Ratio = Number(gt=0.0, le=1.0)
+#: A finite number (an int is read as a float; true/false, text, inf and nan are refused), and within bounds:
+Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+Positive = Annotated[StrictFloat, Field(allow_inf_nan=False, gt=0.0)]  # > 0
+NonNegative = Annotated[StrictFloat, Field(allow_inf_nan=False, ge=0.0)]  # >= 0
+Ratio = Annotated[StrictFloat, Field(allow_inf_nan=False, gt=0.0, le=1.0)]  # (0, 1]
+OpenFraction = Annotated[StrictFloat, Field(allow_inf_nan=False, gt=0.0, lt=1.0)]  # (0, 1)
+Fraction = Annotated[StrictFloat, Field(allow_inf_nan=False, ge=0.0, lt=1.0)]  # [0, 1)
 
 
 def _no_repeats(v: Any) -> Any:
@@ -70,7 +72,7 @@ class DatasetSpec(ComponentSpec):
 
     subjects: Literal["all"] | list[PositiveInt] = "all"
     channels: Literal["all"] | list[str] = "all"
-    window: Literal["all"] | tuple[Number(), Number()] = "all"
+    window: Literal["all"] | tuple[Number, Number] = "all"
     n_times: NonNegInt = 0
     train_averaging: Averaging = "all"
     test_averaging: Averaging = "all"
@@ -78,7 +80,7 @@ class DatasetSpec(ComponentSpec):
     #: "test": the dataset's separate test split (unseen concepts); "train-heldout": held-out images of the
     #: training concepts (the seed without --separate_test), heldout_fraction of each concept's images
     test_split: Literal["test", "train-heldout"] = "test"
-    heldout_fraction: Number(gt=0.0, lt=1.0) = 0.1
+    heldout_fraction: OpenFraction = 0.1
     heldout_seed: Seed = 0
 
     @field_validator("window")
@@ -113,49 +115,66 @@ class ProtocolSpec(_Strict):
 class ValidationSpec(_Strict):
     """The validation split used for model selection, early stopping and plateau schedules."""
 
-    fraction: Number(ge=0.0, lt=1.0) = 0.2
+    fraction: Fraction = 0.2
     by: Literal["image", "concept", "trial"] = "image"
     split: Literal["train", "test"] = "train"
     selection: Literal["best-val", "last"] = "best-val"
 
 
-#: Training keys: name -> (type, default). Shared by ``[train]`` and (all optional) ``[finetune]``.
+class TrainSpec(_Strict):
+    """Optimisation of one stage (AdamW/Adam, warmup then cosine or plateau, early stopping)."""
+
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 512
+    lr: Positive = 1e-3
+    min_lr: NonNegative = 1e-7
+    weight_decay: NonNegative = 0.1
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    eps: Positive = 1e-8
+    warmup_epochs: NonNegInt = 0
+    schedule: Literal["cosine", "plateau", "constant"] = "cosine"
+    plateau_factor: OpenFraction = 0.1
+    plateau_patience: NonNegInt = 10
+    patience: NonNegInt = 0
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    grad_clip: NonNegative = 0.0
+    compile: StrictBool = False
+    text_prompt: str = "This picture is {concept}"
+    #: drop the last partial batch of each epoch (a torch DataLoader's drop_last); False trains on every trial
+    drop_last: StrictBool = True
+    #: train cells of one recipe that differ only in placement together, as one stacked model ("auto": up to 8
+    #: at a time where a timed step says it pays; false: one by one; N: up to N). Not part of any identity
+    batch_cells: Literal["auto"] | StrictBool | PositiveInt = "auto"
+
+
+#: Training keys: name -> (type, default), read from :class:`TrainSpec`. Shared by ``[train]`` and (all optional)
+#: ``[finetune]``.
 TRAIN_FIELDS: dict[str, tuple[Any, Any]] = {
-    "epochs": (PositiveInt, 30),
-    "batch_size": (PositiveInt, 512),
-    "lr": (Number(gt=0.0), 1e-3),
-    "min_lr": (Number(ge=0.0), 1e-7),
-    "weight_decay": (Number(ge=0.0), 0.1),
-    "optimizer": (Literal["adamw", "adam"], "adamw"),
-    "betas": (tuple[Number(ge=0.0, lt=1.0), Number(ge=0.0, lt=1.0)], (0.9, 0.999)),
-    "eps": (Number(gt=0.0), 1e-8),
-    "warmup_epochs": (NonNegInt, 0),
-    "schedule": (Literal["cosine", "plateau", "constant"], "cosine"),
-    "plateau_factor": (Number(gt=0.0, lt=1.0), 0.1),
-    "plateau_patience": (NonNegInt, 10),
-    "patience": (NonNegInt, 0),
-    "amp": (Literal["auto", "bf16", "fp16", "off"], "auto"),
-    "grad_clip": (Number(ge=0.0), 0.0),
-    "compile": (StrictBool, False),
-    "text_prompt": (str, "This picture is {concept}"),
-    # drop the last partial batch of each epoch (a torch DataLoader's drop_last); False trains on every trial
-    "drop_last": (StrictBool, True),
+    name: (typing.get_type_hints(TrainSpec, include_extras=True)[name], field.default)
+    for name, field in TrainSpec.model_fields.items()
 }
 
-TrainSpec = create_model(  # type: ignore[call-overload]
-    "TrainSpec", __base__=_Strict, **{k: (t, d) for k, (t, d) in TRAIN_FIELDS.items()}
-)
-TrainSpec.__doc__ = "Optimisation of one stage (AdamW/Adam, warmup then cosine or plateau, early stopping)."
 
-FinetuneSpec = create_model(  # type: ignore[call-overload]
-    "FinetuneSpec",
-    __base__=_Strict,
-    training_ratios=(list[Ratio], [1.0]),  # [] drops the stage (e.g. --set finetune.training_ratios=[])
-    task=(Optional[ComponentSpec], None),  # the finetune cells' task (default: [task])
-    **{k: (Optional[t], None) for k, (t, _) in TRAIN_FIELDS.items()},
-    __validators__={"_unique_ratios": field_validator("training_ratios")(lambda cls, v: _no_repeats(v))},
-)
-FinetuneSpec.__doc__ = "Finetune stage: training keys not given here are inherited from [train]."
+class _FinetuneStage(_Strict):
+    """The finetune stage's own keys (:data:`FinetuneSpec` adds every training key, optional)."""
+
+    training_ratios: list[Ratio] = [1.0]  # [] drops the stage (e.g. --set finetune.training_ratios=[])
+    task: ComponentSpec | None = None  # the finetune cells' task (default: [task])
+
+    @field_validator("training_ratios")
+    @classmethod
+    def _unique_ratios(cls, v: Any) -> Any:
+        return _no_repeats(v)
+
+
+if TYPE_CHECKING:  # the training keys are read through Spec.finetune_train(), as a TrainSpec
+    FinetuneSpec = _FinetuneStage
+else:
+    FinetuneSpec = create_model(
+        "FinetuneSpec", __base__=_FinetuneStage, **{k: (t | None, None) for k, (t, _) in TRAIN_FIELDS.items()}
+    )
+    FinetuneSpec.__doc__ = "Finetune stage: training keys not given here are inherited from [train]."
 
 
 class ExecutorSpec(ComponentSpec):
@@ -198,8 +217,8 @@ class Spec(_Strict):
     task: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["task"]))
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
-    train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[valid-type]
-    finetune: FinetuneSpec | None = None  # type: ignore[valid-type]
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    finetune: FinetuneSpec | None = None
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     paths: PathsSpec = Field(default_factory=PathsSpec)
     #: ``[[variants]]``: configurations compared in one plan, each a ``name`` plus overrides of the tables
@@ -258,7 +277,7 @@ class Spec(_Strict):
             raise ValueError(f"seeds repeat: {v}")
         return v
 
-    def finetune_train(self) -> Any:
+    def finetune_train(self) -> TrainSpec:
         """The finetune stage's training settings: ``[finetune]`` keys over ``[train]``."""
         if self.finetune is None:
             raise SpecError(f"{self.source}: no [finetune] table")
@@ -367,7 +386,7 @@ def apply_overrides(
 
 
 def load_spec(
-    path_or_dict: str | os.PathLike | Mapping[str, Any] | Spec,
+    path_or_dict: str | os.PathLike[str] | Mapping[str, Any] | Spec,
     overrides: Iterable[str] | Mapping[str, Any] | None = None,
 ) -> Spec:
     """Read and validate a spec (a TOML path, a parsed dict or a Spec) with optional overrides.
@@ -410,7 +429,7 @@ def load_spec(
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model class a location's last key belongs to."""
-    model: Any = Spec
+    model: type[BaseModel] | None = Spec
     for part in loc[:-1]:
         if not isinstance(part, str) or model is None:
             return None

@@ -5,19 +5,17 @@ with its spec, components, context, protocol, fold, subject, seed, stage, ratio,
 write it; :func:`result_rows` returns it as a pandas DataFrame. Scores are fractions rounded to 6
 significant digits (:data:`eegbench.results.report.SIGNIFICANT_DIGITS`); component parameters are JSON strings.
 Each row also carries its leaderboard configuration (``config``, ``config_id``) so the rows join the table.
-
-The result commands live here: ``eegbench export`` and ``eegbench leaderboard`` (build → render → plots),
-above :mod:`eegbench.results.leaderboard`, :mod:`eegbench.results.report` and :mod:`eegbench.results.plots`, which import no command.
+The commands' parsers are :mod:`eegbench.cli.results`.
 """
+
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
-from datetime import datetime, timezone
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from eegbench.errors import EegbenchError
 
@@ -26,16 +24,48 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: the columns of :func:`result_rows`, in order (``subject`` is the test subject; ``spec`` the spec's name)
 ROW_COLUMNS = (
-    "spec", "dataset", "synthetic", "n_way", "test_averaging", "backbone", "backbone_params", "image_encoder",
-    "image_encoder_params", "loss", "loss_params", "task", "config", "protocol", "fold", "subject", "seed", "stage",
-    "training_ratio", "metric", "value", "chance", "epochs_run", "best_epoch", "wall_seconds", "device",
-    "created_at", "context_key", "config_id", "cell_key", "spec_hash", "results_dir",
+    "spec",
+    "dataset",
+    "synthetic",
+    "n_way",
+    "test_averaging",
+    "backbone",
+    "backbone_params",
+    "image_encoder",
+    "image_encoder_params",
+    "loss",
+    "loss_params",
+    "task",
+    "config",
+    "protocol",
+    "fold",
+    "subject",
+    "seed",
+    "stage",
+    "training_ratio",
+    "metric",
+    "value",
+    "chance",
+    "epochs_run",
+    "best_epoch",
+    "wall_seconds",
+    "device",
+    "created_at",
+    "context_key",
+    "config_id",
+    "cell_key",
+    "spec_hash",
+    "results_dir",
 )
 EXPORT_SUFFIXES = (".csv", ".parquet")
 
 
-def result_rows(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None, *,
-                rows: "pd.DataFrame | None" = None, by: Sequence[str] | str | None = None) -> "pd.DataFrame":
+def result_rows(
+    results_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+    *,
+    rows: pd.DataFrame | None = None,
+    by: Sequence[str] | str | None = None,
+) -> pd.DataFrame:
     """Every stored result row of the given results directories (default: the results directory), merged as
     the leaderboard merges them, one line per (cell, test subject, metric), with the columns of
     :data:`ROW_COLUMNS`. ``by`` names the configurations as ``eegbench leaderboard --by`` does."""
@@ -57,11 +87,15 @@ def result_rows(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | 
         parts.append(board.rows)
     df = pd.concat(parts, ignore_index=True)
     ctx = df["context"].map(lambda c: c if isinstance(c, dict) else {})
-    out = pd.DataFrame({
-        "spec": df["spec_name"], "dataset": df["dataset"],
-        "synthetic": ctx.map(lambda c: c.get("synthetic")), "n_way": ctx.map(lambda c: c.get("n_way")),
-        "test_averaging": ctx.map(lambda c: c.get("test_averaging")),
-    })
+    out = pd.DataFrame(
+        {
+            "spec": df["spec_name"],
+            "dataset": df["dataset"],
+            "synthetic": ctx.map(lambda c: c.get("synthetic")),
+            "n_way": ctx.map(lambda c: c.get("n_way")),
+            "test_averaging": ctx.map(lambda c: c.get("test_averaging")),
+        }
+    )
     for col in ("backbone", "image_encoder", "loss"):
         out[col] = df[col]
         out[col + "_params"] = df[col + "_params"].map(_json)
@@ -82,7 +116,7 @@ def result_rows(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | 
     out["device"] = df["device"]
     out["created_at"] = pd.to_numeric(df["created_at"], errors="coerce").map(_iso)
     for col in ("context_key", "config_id", "cell_key", "spec_hash", "results_dir"):
-        out[col] = df[col] if col in df else None
+        out[col] = df.get(col)
     out = out[list(ROW_COLUMNS)]
     # pretrain before finetune, ratios ascending, then subject, seed, metric
     stage_rank = out["stage"].map(lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER))
@@ -99,16 +133,16 @@ def _iso(ts: Any) -> str:
     try:
         if ts != ts:  # nan
             return ""
-        return datetime.fromtimestamp(float(ts), timezone.utc).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(float(ts), UTC).isoformat(timespec="seconds")
     except (TypeError, ValueError, OverflowError, OSError):
         return ""
 
 
-def rows_csv(frame: "pd.DataFrame") -> str:
-    return frame.to_csv(index=False)
+def rows_csv(frame: pd.DataFrame) -> str:
+    return str(frame.to_csv(index=False))
 
 
-def write_rows(frame: "pd.DataFrame", path: str | os.PathLike) -> Path:
+def write_rows(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the rows to ``path``: ``.csv``, or ``.parquet`` (needs pyarrow or fastparquet)."""
     out = Path(path).expanduser()
     suffix = out.suffix.lower()
@@ -122,124 +156,9 @@ def write_rows(frame: "pd.DataFrame", path: str | os.PathLike) -> Path:
             try:
                 frame.to_parquet(out, index=False)
             except ImportError as exc:
-                raise EegbenchError(f"--out {path}: writing Parquet needs pyarrow (pip install pyarrow), or "
-                                    "write .csv") from exc
+                raise EegbenchError(
+                    f"--out {path}: writing Parquet needs pyarrow (pip install pyarrow), or write .csv"
+                ) from exc
     except OSError as exc:
         raise EegbenchError(f"cannot write {out}: {exc.strerror or exc}") from exc
     return out
-
-
-def _results_parser(sub, name: str, help: str, description: str) -> argparse.ArgumentParser:
-    """A result command's parser: it reads the results directories given (``RESULTS ...``)."""
-    p = sub.add_parser(name, help=help, description=description)
-    p.add_argument("results", nargs="*", metavar="RESULTS",
-                   help="results directories to merge (default: $EEGBENCH_RESULTS or ./results)")
-    return p
-
-
-def _add_export_command(sub) -> None:
-    """Register ``eegbench export`` on the top-level subparsers."""
-    p = _results_parser(
-        sub, "export", help="the raw per-subject, per-seed result rows as CSV or Parquet (as MOABB's data.csv)",
-        description="One line per (cell, test subject, metric): spec, components and their parameters, context "
-                    "(dataset, n-way, test averaging), configuration label, protocol, fold, subject, seed, stage, "
-                    "training ratio, metric, value (a fraction, 6 significant digits) and chance.",
-    )
-    p.add_argument("--out", metavar="FILE", help="write rows.csv or rows.parquet (default: CSV on standard output)")
-    p.add_argument("--by", default=None,
-                   help="result columns that name a configuration, as for `eegbench leaderboard` "
-                        "(default backbone,image_encoder,loss)")
-    p.set_defaults(func=cmd_export)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from eegbench.paths import results_dir
-
-    if args.out and Path(args.out).suffix.lower() not in EXPORT_SUFFIXES:  # before any reading
-        raise EegbenchError(f"--out {args.out}: unknown suffix {Path(args.out).suffix or '(none)'!r}; "
-                            "use .csv or .parquet")
-    frame = result_rows(args.results or [results_dir()], by=args.by)
-    if args.out:
-        out = write_rows(frame, args.out)
-        print(f"wrote {len(frame)} rows to {out}", file=sys.stderr)
-    else:
-        sys.stdout.write(rows_csv(frame))
-    return 0
-
-
-# --------------------------------------------------------------------------------------------------
-# the command line: `eegbench leaderboard` (its command lives here, above leaderboard, report and plots,
-# so none of those imports another's command) and `eegbench export`
-# --------------------------------------------------------------------------------------------------
-def add_commands(sub) -> None:
-    """Register ``eegbench leaderboard`` and ``eegbench export`` on the top-level subparsers."""
-    from eegbench.results.leaderboard import DEFAULT_BY, FORMATS
-
-    p = _results_parser(
-        sub, "leaderboard", help="tables, statistics and plots from results directories",
-        description="One row per configuration, one column per protocol / stage / training ratio; each cell "
-                    "mean ± std over test subjects and seeds with n. Rows of different comparison contexts are "
-                    "never ranked together.",
-    )
-    p.add_argument("--metric", default="top1", help="metric to rank (default top1)")
-    p.add_argument("--by", default=",".join(DEFAULT_BY),
-                   help="result columns that name a configuration (default backbone,image_encoder,loss); rows "
-                        "whose resolved configs (recipes) differ are never merged")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="output format (default: from --out's suffix, else md); rows = the raw per-subject, "
-                        "per-seed result rows as CSV (as `eegbench export`)")
-    p.add_argument("--out", metavar="FILE", help="write the table here instead of standard output")
-    p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
-    rep = p.add_mutually_exclusive_group()
-    rep.add_argument("--reported", metavar="FILE",
-                     help="published numbers to show as reference rows (default: $EEGBENCH_REPORTED, else the file a "
-                          "plugin provides: the papers plugin's reported.toml)")
-    rep.add_argument("--no-reported", action="store_true", help="show no published numbers")
-    p.set_defaults(func=cmd_leaderboard)
-    _add_export_command(sub)
-
-
-def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from eegbench.results.leaderboard import FORMATS, SUFFIX_FORMATS, build
-    from eegbench.paths import results_dir
-    from eegbench.results.report import render
-
-    fmt = args.format
-    if fmt is None and args.out:
-        suffix = Path(args.out).suffix.lower()
-        fmt = SUFFIX_FORMATS.get(suffix)
-        if fmt is None:
-            raise EegbenchError(f"--out {args.out}: unknown suffix {suffix or '(none)'!r}; use one of "
-                                f"{' '.join(SUFFIX_FORMATS)} or pass --format {'|'.join(FORMATS)}")
-    fmt = fmt or "md"
-    dirs = args.results or [results_dir()]
-    reported: str | bool | None = False if args.no_reported else args.reported
-    if fmt == "rows":  # the raw rows (every metric), not the summary table
-        frame = result_rows(dirs, by=args.by)
-        if not args.out:
-            return _emit(rows_csv(frame), None, fmt)
-        print(f"wrote {len(frame)} result rows to {write_rows(frame, args.out)}", file=sys.stderr)
-        return 0
-    board = build(dirs, metric=args.metric, by=args.by, reported=reported)
-    plots = None
-    if args.plots or fmt == "html":
-        from eegbench.results.plots import make_plots
-
-        plots = make_plots(board, args.plots)
-        if args.plots:
-            print(f"wrote {len(plots)} plot(s) to {args.plots}", file=sys.stderr)
-    return _emit(render(board, fmt, plots=plots), args.out, fmt)
-
-
-def _emit(text: str, out_path: str | None, fmt: str) -> int:
-    if out_path:
-        out = Path(out_path).expanduser()
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise EegbenchError(f"cannot write {out}: {exc.strerror or exc}") from exc
-        print(f"wrote {fmt} leaderboard to {out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0

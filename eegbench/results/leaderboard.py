@@ -3,8 +3,9 @@
 The pipeline: read every results database, merge them without duplicate cells (a row is identified by
 ``cell_key`` + ``test_subject`` + ``metric``; the newest copy wins), keep one metric, group rows into
 **configurations** (the ``by`` columns *and* the ``recipe_key`` the runner stored with each row: what was
-computed, a finetune row's including its pretrain settings; see :mod:`eegbench.planning.recipe`, :func:`_assign_configs`) and
-**columns** (protocol, stage, training ratio), and summarise each (configuration, column) within one
+computed, a finetune row's including its pretrain settings; see :mod:`eegbench.planning.recipe`,
+:func:`_assign_configs`) and **columns** (protocol, stage, training ratio), and summarise each (configuration,
+column) within one
 **comparison context** (``context_key``): rows from different contexts are never ranked together.
 
 Each summary has:
@@ -28,12 +29,14 @@ Each summary has:
     paired comparison of a ranked configuration with the column's best over their (shared) subjects, seeds
     averaged per subject (see :mod:`eegbench.results.stats`); empty for unranked and reported rows.
 
-Published numbers (a plugin's reported-results file, by default the papers plugin's ``reported.toml``) join as ``source == "reported"`` rows, only in
-columns whose protocol and stage match and contexts whose dataset, n-way (and test averaging, when the
-entry states it) match, never on a synthetic dataset, at training ratio 1; they are never ranked.
+Published numbers (a plugin's reported-results file, by default the papers plugin's ``reported.toml``) join as
+``source == "reported"`` rows, only in columns whose protocol and stage match and contexts whose dataset, n-way
+(and test averaging, when the entry states it) match, never on a synthetic dataset, at training ratio 1; they are
+never ranked.
 
 Heavy libraries (pandas, scipy, matplotlib) are imported inside functions: ``eegbench list`` stays fast.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,9 +44,10 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from eegbench.errors import EegbenchError
 
@@ -52,20 +56,59 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 #: result columns that name a component, and the component kind each names
-COMPONENT_COLUMNS = {"dataset": "dataset", "backbone": "backbone", "image_encoder": "image-encoder", "loss": "loss",
-                     "task": "task"}
+COMPONENT_COLUMNS = {
+    "dataset": "dataset",
+    "backbone": "backbone",
+    "image_encoder": "image-encoder",
+    "loss": "loss",
+    "task": "task",
+}
 DEFAULT_BY: tuple[str, ...] = ("backbone", "image_encoder", "loss")
 FORMATS = ("md", "csv", "latex", "html", "json", "rows")
-SUFFIX_FORMATS = {".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "latex", ".latex": "latex", ".html": "html",
-                  ".htm": "html", ".json": "json"}
+SUFFIX_FORMATS = {
+    ".md": "md",
+    ".markdown": "md",
+    ".csv": "csv",
+    ".tex": "latex",
+    ".latex": "latex",
+    ".html": "html",
+    ".htm": "html",
+    ".json": "json",
+}
 PROTOCOL_ORDER = ("intra", "loso", "pooled")
 STAGE_ORDER = ("pretrain", "finetune")
 DEDUP_KEY = ("cell_key", "test_subject", "metric")
 #: columns of :attr:`Leaderboard.table`, in order
 TABLE_COLUMNS = (
-    "context_key", "config_id", "config", "variant", "source", "protocol", "stage", "training_ratio", "metric",
-    "mean", "std", "n", "n_subjects", "sd_subjects", "n_seeds", "sd_seeds", "n_cells", "chance", "best", "ranked",
-    "rank", "p_value", "smd", "n_pairs", "test", "rank_note", "citation", "selection", "notes",
+    "context_key",
+    "config_id",
+    "config",
+    "variant",
+    "source",
+    "protocol",
+    "stage",
+    "training_ratio",
+    "metric",
+    "mean",
+    "std",
+    "n",
+    "n_subjects",
+    "sd_subjects",
+    "n_seeds",
+    "sd_seeds",
+    "n_cells",
+    "chance",
+    "best",
+    "ranked",
+    "rank",
+    "p_value",
+    "smd",
+    "n_pairs",
+    "test",
+    "rank_note",
+    "citation",
+    "selection",
+    "notes",
 )
 REPORTED_REQUIRED = ("method", "citation", "dataset", "protocol", "stage", "n_way")
 REPORTED_METRICS = ("top1", "top3", "top5")
@@ -89,9 +132,14 @@ class Column:
             text += f" {_ratio_text(self.training_ratio)}"
         return text
 
-    def sort_key(self) -> tuple:
-        return (_order(PROTOCOL_ORDER, self.protocol), self.protocol, _order(STAGE_ORDER, self.stage), self.stage,
-                self.training_ratio)
+    def sort_key(self) -> tuple[int, str, int, str, float]:
+        return (
+            _order(PROTOCOL_ORDER, self.protocol),
+            self.protocol,
+            _order(STAGE_ORDER, self.stage),
+            self.stage,
+            self.training_ratio,
+        )
 
 
 @dataclass
@@ -105,8 +153,8 @@ class Leaderboard:
 
     metric: str
     by: tuple[str, ...]
-    table: "pd.DataFrame"
-    rows: "pd.DataFrame"
+    table: pd.DataFrame
+    rows: pd.DataFrame
     contexts: dict[str, dict[str, Any]]
     citations: dict[str, str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
@@ -153,7 +201,7 @@ class CellConfigs(Mapping[str, Mapping[str, Any]]):
             raise KeyError(cell_key)
         return found
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return (k for k in self._texts if k in self)
 
     def __len__(self) -> int:
@@ -175,16 +223,18 @@ def _config_or_none(text: str) -> dict[str, Any] | None:
     return cfg if isinstance(cfg, dict) and cfg else None
 
 
-def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], *,
-                 cell_configs: CellConfigs | None = None) -> "pd.DataFrame":
+def load_results(
+    results_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *, cell_configs: CellConfigs | None = None
+) -> pd.DataFrame:
     """Every result row of the given results directories, merged, one row per (cell, test subject, metric).
 
     A missing directory, a directory without a results database, or no rows at all raise
     :class:`EegbenchError` with one line. When the same row is present in several directories (a cell
     copied between machines), the most recently written copy is kept. ``cell_configs``, when given, is
     filled with the configs of the stores' ``cells`` tables (:class:`CellConfigs`): a finetune row's pretrain
-    settings are found through its pretrain cell's config, which may have no rows here. It is passed explicitly, not kept in ``DataFrame.attrs``: pandas deep-copies ``attrs`` on
-    every operation, which made the leaderboard's time grow with the square of the store.
+    settings are found through its pretrain cell's config, which may have no rows here. It is passed explicitly,
+    not kept in ``DataFrame.attrs``: pandas deep-copies ``attrs`` on every operation, which made the leaderboard's
+    time grow with the square of the store.
     """
     import pandas as pd
 
@@ -198,8 +248,10 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], 
     for d in dirs:
         path = Path(d).expanduser()
         if not path.is_dir():
-            raise EegbenchError(f"results directory {path} does not exist (pass the directory `eegbench run` wrote, "
-                                "or set EEGBENCH_RESULTS)")
+            raise EegbenchError(
+                f"results directory {path} does not exist (pass the directory `eegbench run` wrote, "
+                "or set EEGBENCH_RESULTS)"
+            )
         if not (path / DB_NAME).is_file():
             raise EegbenchError(f"no results database in {path} (expected {DB_NAME}; run `eegbench run SPEC` first)")
         store = ResultStore(path, read_only=True)  # never writes: read-only stores are fine, foreign ones refused
@@ -215,8 +267,10 @@ def load_results(results_dirs: str | os.PathLike | Iterable[str | os.PathLike], 
             empties.append(f"{path} ({counts})" if counts else str(path))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if df.empty:
-        raise EegbenchError(f"no results in {', '.join(empties)}: no finished cells yet (run `eegbench run SPEC`; "
-                            "`eegbench status` shows failures)")
+        raise EegbenchError(
+            f"no results in {', '.join(empties)}: no finished cells yet (run `eegbench run SPEC`; "
+            "`eegbench status` shows failures)"
+        )
     df = df.sort_values(["created_at", "id"], kind="stable", na_position="first")
     df = df.drop_duplicates(subset=list(DEDUP_KEY), keep="last")
     return df.sort_values(["results_dir", "id"], kind="stable").reset_index(drop=True)
@@ -235,14 +289,14 @@ def default_reported_path() -> Path | None:
     return Path(provided) if provided else None
 
 
-def load_reported(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+def load_reported(path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """The ``[[reported]]`` tables of a reported-results TOML file (the reported-results format), validated.
 
     ``path=None`` uses :func:`default_reported_path` and returns ``[]`` when there is no such file; an
     explicit path that does not exist, or an entry with a missing/invalid field, is an :class:`EegbenchError`.
     """
     explicit = path is not None
-    p = Path(path).expanduser() if explicit else default_reported_path()
+    p = Path(path).expanduser() if path is not None else default_reported_path()
     if p is None:
         return []
     if not p.is_file():
@@ -271,8 +325,9 @@ def load_reported(path: str | os.PathLike | None = None) -> list[dict[str, Any]]
         for m in metrics:
             v = entry[m]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                raise EegbenchError(f"{where} ({entry['method']}): {m} = {v!r} must be a fraction in [0, 1] "
-                                    "(e.g. 0.161 for 16.1 %)")
+                raise EegbenchError(
+                    f"{where} ({entry['method']}): {m} = {v!r} must be a fraction in [0, 1] (e.g. 0.161 for 16.1 %)"
+                )
         if not isinstance(entry["n_way"], int) or isinstance(entry["n_way"], bool):
             raise EegbenchError(f"{where} ({entry['method']}): n_way = {entry['n_way']!r} must be an integer")
         out.append(dict(entry))
@@ -308,10 +363,15 @@ def _citation(index: Mapping[tuple[str, str], Mapping[str, str]], kind: str, nam
 # --------------------------------------------------------------------------------------------------
 # computing
 # --------------------------------------------------------------------------------------------------
-def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None, *, metric: str = "top1",
-          by: Sequence[str] | str = DEFAULT_BY, reported: str | os.PathLike | bool | None = None,
-          rows: "pd.DataFrame | None" = None, cell_configs: CellConfigs | None = None
-          ) -> Leaderboard:
+def build(
+    results_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+    *,
+    metric: str = "top1",
+    by: Sequence[str] | str = DEFAULT_BY,
+    reported: str | os.PathLike[str] | bool | None = None,
+    rows: pd.DataFrame | None = None,
+    cell_configs: CellConfigs | None = None,
+) -> Leaderboard:
     """Compute a :class:`Leaderboard`.
 
     ``results_dirs``: one or more results directories (default: ``eegbench.paths.results_dir()``);
@@ -337,8 +397,9 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
             results_dirs = [results_dir()]
         cell_configs = CellConfigs()
         rows = load_results(results_dirs, cell_configs=cell_configs)
-        sources = [str(Path(d)) for d in ([results_dirs] if isinstance(results_dirs, (str, os.PathLike))
-                                          else results_dirs)]
+        sources = [
+            str(Path(d)) for d in ([results_dirs] if isinstance(results_dirs, (str, os.PathLike)) else results_dirs)
+        ]
     else:
         sources = sorted(set(rows.get("results_dir", pd.Series(dtype=str)).dropna().astype(str)))
     # rows written before the store kept recipes (a store opened read-only is not migrated): their keys now
@@ -346,8 +407,10 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
     metrics = sorted(set(rows["metric"].dropna()))
     df = rows[rows["metric"] == metric].copy()
     if df.empty:
-        raise EegbenchError(f"no {metric!r} results in {', '.join(sources) or 'the given rows'} "
-                            f"(metrics present: {', '.join(metrics) or 'none'})")
+        raise EegbenchError(
+            f"no {metric!r} results in {', '.join(sources) or 'the given rows'} "
+            f"(metrics present: {', '.join(metrics) or 'none'})"
+        )
     # rows written by an older or foreign writer may lack a grouping field: keep them visible, not dropped
     for col, missing in (("context_key", "unknown"), ("protocol", "unknown"), ("stage", "unknown")):
         df[col] = df[col].fillna(missing).astype(str)
@@ -357,7 +420,7 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
     df["value"] = df["value"].astype(float)
 
     contexts: dict[str, dict[str, Any]] = {}
-    for key, ctx in zip(df["context_key"], df["context"]):
+    for key, ctx in zip(df["context_key"], df["context"], strict=True):
         contexts.setdefault(key, ctx if isinstance(ctx, dict) else {})
 
     _assign_configs(df, by)
@@ -387,7 +450,7 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
 
     reported_entries: list[dict[str, Any]] = []
     if reported is not False:
-        reported_entries = load_reported(None if reported in (None, True) else reported)
+        reported_entries = load_reported(None if reported is None or reported is True else reported)
         extra = _reported_rows(reported_entries, table, contexts, metric, by)
         if extra:
             table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
@@ -399,12 +462,25 @@ def build(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None =
             table[col] = None
     table = table[[*TABLE_COLUMNS, *[b for b in by if b not in TABLE_COLUMNS]]]
     table = _sort_table(table)
-    return Leaderboard(metric=metric, by=tuple(by), table=table, rows=df.reset_index(drop=True), contexts=contexts,
-                       citations=citations, sources=sources, reported=reported_entries)
+    return Leaderboard(
+        metric=metric,
+        by=tuple(by),
+        table=table,
+        rows=df.reset_index(drop=True),
+        contexts=contexts,
+        citations=citations,
+        sources=sources,
+        reported=reported_entries,
+    )
 
 
-def leaderboard(results_dirs: str | os.PathLike | Iterable[str | os.PathLike] | None = None, *, metric: str = "top1",
-                by: Sequence[str] | str = DEFAULT_BY, reported: str | os.PathLike | bool | None = None) -> "pd.DataFrame":
+def leaderboard(
+    results_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+    *,
+    metric: str = "top1",
+    by: Sequence[str] | str = DEFAULT_BY,
+    reported: str | os.PathLike[str] | bool | None = None,
+) -> pd.DataFrame:
     """The leaderboard as a tidy DataFrame: one row per (context, configuration, protocol, stage, ratio).
 
     Columns: :data:`TABLE_COLUMNS` plus the ``by`` columns; see the module docstring for their meaning.
@@ -421,7 +497,7 @@ def _parse_by(by: Sequence[str] | str) -> tuple[str, ...]:
     return out
 
 
-def fill_recipes(rows: "pd.DataFrame", cell_configs: Mapping[str, Mapping[str, Any]]) -> "pd.DataFrame":
+def fill_recipes(rows: pd.DataFrame, cell_configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """``rows`` with ``recipe``, ``recipe_key`` and ``pretrain_recipe_key`` filled where a store written by an
     earlier version (or opened read-only, so not migrated) lacks them, by the migration's rules
     (:class:`eegbench.planning.recipe.StoredRecipes`), with the configs of every loaded row and of the stores' ``cells``
@@ -437,18 +513,20 @@ def fill_recipes(rows: "pd.DataFrame", cell_configs: Mapping[str, Mapping[str, A
     if not missing.any():
         return rows
     own: dict[str, Mapping[str, Any]] = {}
-    for key, cfg in zip(rows["cell_key"], rows["config"]):
+    for key, cfg in zip(rows["cell_key"], rows["config"], strict=True):
         if isinstance(cfg, dict) and cfg:
             own[str(key)] = cfg
     book = StoredRecipes(ChainMap(own, cell_configs))  # type: ignore[arg-type]
-    columns = [c for c in ("stage", "config", *COMPONENT_COLUMNS, *(c + "_params" for c in COMPONENT_COLUMNS)) if c in rows]
+    columns = [
+        c for c in ("stage", "config", *COMPONENT_COLUMNS, *(c + "_params" for c in COMPONENT_COLUMNS)) if c in rows
+    ]
     part = rows.loc[missing, columns]
     found = [book.of(r.get("config"), r.get("stage"), r) for r in part.to_dict("records")]
     recipe = rows["recipe"].astype(object).to_numpy(copy=True)
     keys = rows["recipe_key"].astype(object).to_numpy(copy=True)
     bases = rows["pretrain_recipe_key"].astype(object).to_numpy(copy=True)
     at = missing.nonzero()[0]
-    for i, (r, k, b) in zip(at, found):
+    for i, (r, k, b) in zip(at, found, strict=True):
         recipe[i], keys[i], bases[i] = r, k, b
     return rows.assign(recipe=recipe, recipe_key=keys, pretrain_recipe_key=bases)
 
@@ -459,7 +537,7 @@ def _hashable_or_id(value: Any) -> Any:
 
 
 def _by_part(row: Mapping[str, Any], by: Sequence[str]) -> list[Any]:
-    parts = []
+    parts: list[Any] = []
     for col in by:
         value = row.get(col)
         value = None if _isnull(value) else value
@@ -471,7 +549,7 @@ def _by_part(row: Mapping[str, Any], by: Sequence[str]) -> list[Any]:
     return parts
 
 
-def _assign_configs(df: "pd.DataFrame", by: Sequence[str]) -> None:
+def _assign_configs(df: pd.DataFrame, by: Sequence[str]) -> None:
     """Set ``config_id`` on every row, in place, from the ``by`` values and the stored ``recipe_key``.
 
     A configuration is the ``by`` values **and** the recipe: rows whose recipes differ are never merged,
@@ -482,12 +560,24 @@ def _assign_configs(df: "pd.DataFrame", by: Sequence[str]) -> None:
     """
     from eegbench.interfaces import stable_hash
 
-    columns = [c for c in dict.fromkeys(["stage", "context_key", "recipe_key", "pretrain_recipe_key", *by,
-                                         *(c + "_params" for c in by if c in COMPONENT_COLUMNS)]) if c in df]
-    recs = [dict(zip(columns, values)) for values in zip(*(df[c].tolist() for c in columns))]
+    columns = [
+        c
+        for c in dict.fromkeys(
+            [
+                "stage",
+                "context_key",
+                "recipe_key",
+                "pretrain_recipe_key",
+                *by,
+                *(c + "_params" for c in by if c in COMPONENT_COLUMNS),
+            ]
+        )
+        if c in df
+    ]
+    recs = [dict(zip(columns, values, strict=True)) for values in zip(*(df[c].tolist() for c in columns), strict=True)]
     ids_of: dict[tuple[str, str], str] = {}
     ids, by_parts = [], []
-    parts: dict[tuple, str] = {}  # a cell's parameter dicts are shared by its rows (one decoded JSON text)
+    parts: dict[tuple[Any, ...], str] = {}  # a cell's parameter dicts are shared by its rows (one decoded JSON text)
     for r in recs:
         part_key = tuple((_hashable_or_id(r.get(c)), id(r.get(c + "_params"))) for c in by)
         part = parts.get(part_key)
@@ -500,10 +590,10 @@ def _assign_configs(df: "pd.DataFrame", by: Sequence[str]) -> None:
         by_parts.append(part)
         ids.append(cid)
     finetunes: dict[tuple[str, str, str], set[str]] = {}
-    for r, part, cid in zip(recs, by_parts, ids):
+    for r, part, cid in zip(recs, by_parts, ids, strict=True):
         if r.get("stage") == "finetune":
             finetunes.setdefault((str(r.get("context_key")), part, str(r["pretrain_recipe_key"])), set()).add(cid)
-    for i, (r, part) in enumerate(zip(recs, by_parts)):
+    for i, (r, part) in enumerate(zip(recs, by_parts, strict=True)):
         if r.get("stage") != "finetune":
             targets = finetunes.get((str(r.get("context_key")), part, str(r["pretrain_recipe_key"])), set())
             if len(targets) == 1:
@@ -531,7 +621,7 @@ def _flat_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _labels(df: "pd.DataFrame", by: Sequence[str]) -> dict[str, tuple[str, str]]:
+def _labels(df: pd.DataFrame, by: Sequence[str]) -> dict[str, tuple[str, str]]:
     """``{config_id: (label, variant)}``: the ``by`` names, and as ``variant`` the recipe keys
     (``backbone.depth``, ``train.epochs``, ``finetune.lr``...) whose values differ among the configurations
     with the same names (keys a configuration lacks, such as ``finetune.*`` on a pretrain-only row, are
@@ -551,8 +641,9 @@ def _labels(df: "pd.DataFrame", by: Sequence[str]) -> dict[str, tuple[str, str]]
             differing = [k for k in keys if len({text(params[c].get(k, "-")) for c in group}) > 1]
         else:
             differing = [k for k in keys if len({text(params[c][k]) for c in group if k in params[c]}) > 1]
-        return {c: ", ".join(f"{k}={params[c].get(k, '-')}" for k in differing if missing or k in params[c])
-                for c in group}
+        return {
+            c: ", ".join(f"{k}={params[c].get(k, '-')}" for k in differing if missing or k in params[c]) for c in group
+        }
 
     out = {}
     for name in set(names.values()):
@@ -565,8 +656,11 @@ def _labels(df: "pd.DataFrame", by: Sequence[str]) -> dict[str, tuple[str, str]]
             if len(same) > 1:  # told apart only by keys some lack: show those too, else the id
                 fixed = variants(same, True)
                 for c in same:
-                    variant[c] = fixed[c] if len(set(fixed.values())) == len(same) else ", ".join(
-                        filter(None, [fixed[c], f"id {c[:6]}"]))
+                    variant[c] = (
+                        fixed[c]
+                        if len(set(fixed.values())) == len(same)
+                        else ", ".join(filter(None, [fixed[c], f"id {c[:6]}"]))
+                    )
         for c in group:
             label = " / ".join(n for n in name if n) or c
             out[c] = (label + (f" ({variant[c]})" if variant[c] else ""), variant[c])
@@ -579,6 +673,10 @@ def _isnull(value: Any) -> bool:
 
 #: the columns one leaderboard cell (a summary row) is grouped by
 GROUP_KEYS = ("context_key", "config_id", "protocol", "stage", "training_ratio")
+#: one group's values of :data:`GROUP_KEYS`
+GroupKey = tuple[str, str, str, str, float]
+#: the (test subject, seed) pairs a configuration was measured on in one column
+Coverage = frozenset[tuple[int, int]]
 
 
 class _Groups:
@@ -588,12 +686,12 @@ class _Groups:
     slices, which keeps the leaderboard's time linear in the rows with a small constant.
     """
 
-    def __init__(self, df: "pd.DataFrame"):
+    def __init__(self, df: pd.DataFrame):
         import pandas as pd
 
         self.df = df
-        self.index: dict[tuple, "np.ndarray"] = df.groupby(list(GROUP_KEYS), sort=False, dropna=False).indices
-        self.keys: list[tuple] = sorted(self.index, key=lambda k: self.index[k][0])  # order of first appearance
+        self.index: dict[GroupKey, np.ndarray] = df.groupby(list(GROUP_KEYS), sort=False, dropna=False).indices
+        self.keys: list[GroupKey] = sorted(self.index, key=lambda k: self.index[k][0])  # order of first appearance
         self.value = df["value"].to_numpy(dtype=float)
         self.subject = df["test_subject"].to_numpy(dtype=int)
         self.seed = df["seed"].to_numpy(dtype=int)
@@ -603,39 +701,41 @@ class _Groups:
         # sums the two ways in different orders, and the tests' last bits would change)
         self._paired = df.groupby([*GROUP_KEYS, "test_subject"], sort=False)["value"].mean().sort_index()
 
-    def _means(self, key: tuple, labels: "np.ndarray") -> "pd.Series":
+    def _means(self, key: GroupKey, labels: np.ndarray) -> pd.Series:
         import pandas as pd
 
         idx = self.index[key]
         # pandas' group mean on this group alone, ascending labels (the spreads' numbers, to the last bit)
         return pd.Series(self.value[idx]).groupby(labels[idx]).mean()
 
-    def subject_scores(self, key: tuple) -> "pd.Series":
+    def subject_scores(self, key: GroupKey) -> pd.Series:
         """Per-subject scores of a group (seeds averaged), ascending subjects, for its spread."""
         return self._means(key, self.subject)
 
-    def seed_scores(self, key: tuple) -> "pd.Series":
+    def seed_scores(self, key: GroupKey) -> pd.Series:
         """Per-seed scores of a group (subjects averaged), ascending seeds, for its spread."""
         return self._means(key, self.seed)
 
-    def paired_scores(self, key: tuple) -> "pd.Series":
+    def paired_scores(self, key: GroupKey) -> pd.Series:
         """Per-subject scores of a group (seeds averaged), indexed by test subject, for the paired tests."""
         return self._paired.loc[key]
 
-    def coverage(self, key: tuple) -> frozenset:
+    def coverage(self, key: GroupKey) -> Coverage:
         """The (test subject, seed) pairs a configuration was measured on in one column."""
         idx = self.index[key]
-        return frozenset(zip(self.subject[idx].tolist(), self.seed[idx].tolist()))
+        return frozenset(zip(self.subject[idx].tolist(), self.seed[idx].tolist(), strict=True))
 
 
 def _summaries(groups: _Groups, metric: str, by: Sequence[str]) -> list[dict[str, Any]]:
     """One summary record per group, in the groups' order."""
     columns = list(dict.fromkeys(["config", "variant", *by]))
     firsts = groups.df[columns].iloc[[int(groups.index[k][0]) for k in groups.keys]].to_dict("records")
-    return [_summary(groups, key, first, metric, by) for key, first in zip(groups.keys, firsts)]
+    return [_summary(groups, key, first, metric, by) for key, first in zip(groups.keys, firsts, strict=True)]
 
 
-def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str, by: Sequence[str]) -> dict[str, Any]:
+def _summary(
+    groups: _Groups, key: GroupKey, first: Mapping[str, Any], metric: str, by: Sequence[str]
+) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
@@ -648,14 +748,27 @@ def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str,
     per_seed = groups.seed_scores(key).to_numpy()
     chance = pd.Series(groups.chance[idx])
     rec = {
-        "context_key": ctx, "config_id": cid, "config": first["config"], "variant": first["variant"],
-        "source": "measured", "protocol": protocol, "stage": stage, "training_ratio": float(ratio), "metric": metric,
-        "mean": float(values.mean()), "std": sample_std(values), "n": int(values.size),
-        "n_subjects": int(per_subject.size), "sd_subjects": sample_std(per_subject),
-        "n_seeds": int(per_seed.size), "sd_seeds": sample_std(per_seed),
+        "context_key": ctx,
+        "config_id": cid,
+        "config": first["config"],
+        "variant": first["variant"],
+        "source": "measured",
+        "protocol": protocol,
+        "stage": stage,
+        "training_ratio": float(ratio),
+        "metric": metric,
+        "mean": float(values.mean()),
+        "std": sample_std(values),
+        "n": int(values.size),
+        "n_subjects": int(per_subject.size),
+        "sd_subjects": sample_std(per_subject),
+        "n_seeds": int(per_seed.size),
+        "sd_seeds": sample_std(per_seed),
         "n_cells": int(np.unique(groups.cell[idx]).size),
         "chance": float(chance.mean()) if chance.notna().any() else math.nan,
-        "citation": "", "selection": "", "notes": "",
+        "citation": "",
+        "selection": "",
+        "notes": "",
     }
     for col in by:
         if col not in rec:
@@ -663,11 +776,11 @@ def _summary(groups: _Groups, key: tuple, first: Mapping[str, Any], metric: str,
     return rec
 
 
-def _reference(coverages: Mapping[Any, frozenset]) -> frozenset | None:
+def _reference(coverages: Mapping[Any, Coverage]) -> Coverage | None:
     """A column's reference set: the (test subject, seed) set of its most complete configuration (most
     pairs; among equally large sets, the one most configurations share). None when that is still a tie
     between different sets: no configuration is then more complete than another, and none is ranked."""
-    counts: dict[frozenset, int] = {}
+    counts: dict[Coverage, int] = {}
     for cov in coverages.values():
         counts[cov] = counts.get(cov, 0) + 1
     order = sorted(counts, key=lambda c: (-len(c), -counts[c]))
@@ -680,25 +793,33 @@ def _numbers(values: Iterable[int]) -> str:
     return ",".join(str(v) for v in sorted(values))
 
 
-def _unranked_note(cov: frozenset, ref: frozenset | None) -> str:
+def _unranked_note(cov: Coverage, ref: Coverage | None) -> str:
     """Why a configuration is left out of its column's ranking, in one line (``not ranked: ...``)."""
     subjects, seeds = {s for s, _ in cov}, {e for _, e in cov}
     if ref is None:
-        return (f"not ranked: configurations cover different subjects/seeds, none is most complete "
-                f"(this one: subjects {_numbers(subjects)}, seeds {_numbers(seeds)}; n={len(cov)})")
+        return (
+            f"not ranked: configurations cover different subjects/seeds, none is most complete "
+            f"(this one: subjects {_numbers(subjects)}, seeds {_numbers(seeds)}; n={len(cov)})"
+        )
     ref_subjects, ref_seeds = {s for s, _ in ref}, {e for _, e in ref}
     if subjects != ref_subjects:
         extra = subjects - ref_subjects
-        return (f"not ranked: subjects differ ({len(subjects & ref_subjects)} of the reference's {len(ref_subjects)}"
-                + (f", plus {_numbers(extra)}" if extra else "") + f"; n={len(cov)})")
+        return (
+            f"not ranked: subjects differ ({len(subjects & ref_subjects)} of the reference's {len(ref_subjects)}"
+            + (f", plus {_numbers(extra)}" if extra else "")
+            + f"; n={len(cov)})"
+        )
     if seeds != ref_seeds:
         extra = seeds - ref_seeds
-        return (f"not ranked: seeds differ ({len(seeds & ref_seeds)} of the reference's {len(ref_seeds)}"
-                + (f", plus {_numbers(extra)}" if extra else "") + f"; n={len(cov)})")
+        return (
+            f"not ranked: seeds differ ({len(seeds & ref_seeds)} of the reference's {len(ref_seeds)}"
+            + (f", plus {_numbers(extra)}" if extra else "")
+            + f"; n={len(cov)})"
+        )
     return f"not ranked: subject-seed pairs differ (n={len(cov)} vs the reference's {len(ref)})"
 
 
-def _rank_and_test(table: "pd.DataFrame", groups: _Groups) -> "pd.DataFrame":
+def _rank_and_test(table: pd.DataFrame, groups: _Groups) -> pd.DataFrame:
     """Rank each (context, column) like with like: only configurations measured on the column's reference
     (test subject, seed) set (:func:`_reference`) are ranked and tested; the others get ``ranked = False``,
     ``rank = 0``, no p-value and a ``rank_note`` saying why."""
@@ -710,7 +831,7 @@ def _rank_and_test(table: "pd.DataFrame", groups: _Groups) -> "pd.DataFrame":
     keys = [tuple(k) for k in table[list(GROUP_KEYS)].itertuples(index=False, name=None)]
     means = table["mean"].tolist()
     configs = table["config"].tolist()
-    by_column: dict[tuple, list[int]] = {}
+    by_column: dict[tuple[str, str, str, float], list[int]] = {}
     for i, (ctx, _, protocol, stage, ratio) in enumerate(keys):
         by_column.setdefault((ctx, protocol, stage, ratio), []).append(i)
     for idx in by_column.values():
@@ -725,7 +846,7 @@ def _rank_and_test(table: "pd.DataFrame", groups: _Groups) -> "pd.DataFrame":
         # by mean, then label (a stable sort over the table's order, as pandas' would be)
         order = sorted(comparable, key=lambda i: (math.isnan(means[i]), -means[i], configs[i]))
         ranks = _min_ranks([means[i] for i in order])
-        for i, r in zip(order, ranks):
+        for i, r in zip(order, ranks, strict=True):
             ranked[i], rank[i], best[i] = True, r, r == 1  # exact ties are all marked best
         best_scores = groups.paired_scores(keys[order[0]])  # the reference of the tests: the first best by label
         for i in order[1:]:
@@ -733,8 +854,9 @@ def _rank_and_test(table: "pd.DataFrame", groups: _Groups) -> "pd.DataFrame":
             # same coverage, so the subjects are the same; aligned by subject all the same
             res = paired_test(best_scores.loc[other.index].to_numpy(), other.to_numpy())
             p_value[i], smd[i], n_pairs[i], test[i] = res.p_value, res.smd, int(res.n), res.test
-    return table.assign(best=best, ranked=ranked, rank=rank, p_value=p_value, smd=smd, n_pairs=n_pairs, test=test,
-                        rank_note=note)
+    return table.assign(
+        best=best, ranked=ranked, rank=rank, p_value=p_value, smd=smd, n_pairs=n_pairs, test=test, rank_note=note
+    )
 
 
 def _min_ranks(values: list[float]) -> list[int]:
@@ -759,9 +881,7 @@ def reported_matches(entry: Mapping[str, Any], context: Mapping[str, Any], colum
     if not math.isclose(column.training_ratio, 1.0):
         return False
     avg = entry.get("test_averaging")
-    if avg not in (None, "") and "test_averaging" in context and str(avg) != str(context.get("test_averaging")):
-        return False
-    return True
+    return avg in (None, "") or "test_averaging" not in context or str(avg) == str(context.get("test_averaging"))
 
 
 def _int_or(value: Any, default: int) -> int:
@@ -771,9 +891,14 @@ def _int_or(value: Any, default: int) -> int:
         return default
 
 
-def _reported_rows(entries: list[dict[str, Any]], table: "pd.DataFrame", contexts: dict[str, dict[str, Any]],
-                   metric: str, by: Sequence[str]) -> list[dict[str, Any]]:
-    out = []
+def _reported_rows(
+    entries: list[dict[str, Any]],
+    table: pd.DataFrame,
+    contexts: dict[str, dict[str, Any]],
+    metric: str,
+    by: Sequence[str],
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     if not entries:
         return out
     present = {(r.context_key, Column(r.protocol, r.stage, float(r.training_ratio))) for r in table.itertuples()}
@@ -791,26 +916,53 @@ def _reported_rows(entries: list[dict[str, Any]], table: "pd.DataFrame", context
                 label = f"{entry['method']} #{k}"
             taken.add((ctx_key, label, column))
             rec = {
-                "context_key": ctx_key, "config_id": f"reported:{label}", "config": f"{label} [reported]",
-                "variant": "", "source": "reported", "protocol": column.protocol, "stage": column.stage,
-                "training_ratio": column.training_ratio, "metric": metric, "mean": float(entry[metric]),
-                "std": math.nan, "n": 0, "n_subjects": 0, "sd_subjects": math.nan, "n_seeds": 0, "sd_seeds": math.nan,
-                "n_cells": 0, "chance": math.nan, "best": False, "ranked": False, "rank": 0, "p_value": math.nan,
-                "smd": math.nan, "n_pairs": 0, "test": "", "rank_note": "",
-                "citation": str(entry.get("citation", "")), "selection": str(entry.get("selection", "")),
+                "context_key": ctx_key,
+                "config_id": f"reported:{label}",
+                "config": f"{label} [reported]",
+                "variant": "",
+                "source": "reported",
+                "protocol": column.protocol,
+                "stage": column.stage,
+                "training_ratio": column.training_ratio,
+                "metric": metric,
+                "mean": float(entry[metric]),
+                "std": math.nan,
+                "n": 0,
+                "n_subjects": 0,
+                "sd_subjects": math.nan,
+                "n_seeds": 0,
+                "sd_seeds": math.nan,
+                "n_cells": 0,
+                "chance": math.nan,
+                "best": False,
+                "ranked": False,
+                "rank": 0,
+                "p_value": math.nan,
+                "smd": math.nan,
+                "n_pairs": 0,
+                "test": "",
+                "rank_note": "",
+                "citation": str(entry.get("citation", "")),
+                "selection": str(entry.get("selection", "")),
                 "notes": "; ".join(str(entry[k]) for k in ("input", "notes") if entry.get(k)),
             }
             for col in by:
-                rec[col] = {"backbone": entry["method"], "image_encoder": entry.get("image_encoder", ""),
-                            "dataset": entry.get("dataset", "")}.get(col, "")
+                rec[col] = {
+                    "backbone": entry["method"],
+                    "image_encoder": entry.get("image_encoder", ""),
+                    "dataset": entry.get("dataset", ""),
+                }.get(col, "")
             out.append(rec)
     return out
 
 
-def _sort_table(table: "pd.DataFrame") -> "pd.DataFrame":
+def _sort_table(table: pd.DataFrame) -> pd.DataFrame:
     t = table.copy()
     t["_src"] = (t["source"] != "measured").astype(int)
-    t["_col"] = [Column(p, s, float(r)).sort_key() for p, s, r in zip(t["protocol"], t["stage"], t["training_ratio"])]
+    t["_col"] = [
+        Column(p, s, float(r)).sort_key()
+        for p, s, r in zip(t["protocol"], t["stage"], t["training_ratio"], strict=True)
+    ]
     t = t.sort_values(["context_key", "_col", "_src", "rank", "config"], kind="stable")
     return t.drop(columns=["_src", "_col"]).reset_index(drop=True)
 

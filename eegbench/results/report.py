@@ -9,12 +9,14 @@ noise). The HTML page is rendered from the ``report.html.j2`` template: a summar
 first (dataset, protocol, n-way, test averaging, image encoder by name, how many configurations, subjects and
 seeds), then the ranked tables, then the plots; hashes and fingerprints only in a collapsed identity block.
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import to_jsonable
@@ -29,16 +31,16 @@ DEFINITIONS = {
     "sd_subjects": "std over subjects of the per-subject scores averaged over seeds",
     "sd_seeds": "std over seeds of the per-seed scores averaged over subjects",
     "p_value": "one-sided paired test that the column's best beats this row, over shared subjects "
-               "(exact sign-flip permutation test below 20 subjects, Wilcoxon signed-rank from 20)",
+    "(exact sign-flip permutation test below 20 subjects, Wilcoxon signed-rank from 20)",
     "smd": "standardised mean difference of (best - this row) over shared subjects",
     "best": "highest mean among the ranked configurations of its context and column (measured rows only)",
     "ranked": "measured on the column's reference (test subject, seed) set, that of its most complete configuration "
-              "(most pairs; equal sizes: the set most configurations share; still tied: nobody is ranked); only "
-              "ranked rows get a rank, best and p-value",
+    "(most pairs; equal sizes: the set most configurations share; still tied: nobody is ranked); only "
+    "ranked rows get a rank, best and p-value",
     "rank_note": "why a measured row is not ranked (its subjects or seeds differ from the reference set)",
     "reported": "published numbers, not re-run and never ranked; shown only where dataset, n-way, protocol, stage "
-                "(and test averaging, when stated) match; their channels, gallery and checkpoint selection may still "
-                "differ (see each entry's notes)",
+    "(and test averaging, when stated) match; their channels, gallery and checkpoint selection may still "
+    "differ (see each entry's notes)",
 }
 
 
@@ -120,9 +122,14 @@ def _hz(x: Any) -> str:
 IDENTITY_FIELDS = ("image_encoder",)
 #: context fields shown in the summary instead of the context list
 SUMMARY_FIELDS = ("dataset", "synthetic", "n_way", "test_averaging")
-_FIELD_LABELS = {"test_split": "test split", "train_averaging": "training trials averaged",
-                 "test_averaging": "test trials averaged", "standardize": "standardised",
-                 "selection": "checkpoint selection", "n_way": "retrieval"}
+_FIELD_LABELS = {
+    "test_split": "test split",
+    "train_averaging": "training trials averaged",
+    "test_averaging": "test trials averaged",
+    "standardize": "standardised",
+    "selection": "checkpoint selection",
+    "n_way": "retrieval",
+}
 
 
 def context_items(ctx: dict[str, Any]) -> list[tuple[str, str]]:
@@ -130,15 +137,24 @@ def context_items(ctx: dict[str, Any]) -> list[tuple[str, str]]:
     in s), the channel list collapsed to its count and first names, validation as one line; the fields of
     :func:`summary_items` and hashes/fingerprints (:func:`identity_items`) left out."""
     out: list[tuple[str, str]] = []
-    skip = set(IDENTITY_FIELDS) | set(SUMMARY_FIELDS) | {"val_fraction", "val_by", "n_times", "sfreq", "channels",
-                                                         "window", "image_encoder_random_init"}
+    skip = (
+        set(IDENTITY_FIELDS)
+        | set(SUMMARY_FIELDS)
+        | {"val_fraction", "val_by", "n_times", "sfreq", "channels", "window", "image_encoder_random_init"}
+    )
     if isinstance(ctx.get("window"), list) and len(ctx["window"]) == 2:
         out.append(("window", f"{_g(ctx['window'][0])} to {_g(ctx['window'][1])} s"))
     if isinstance(ctx.get("channels"), list):
         names = [str(c) for c in ctx["channels"]]
         out.append(("channels", f"{len(names)} ({', '.join(names[:4])}{', …' if len(names) > 4 else ''})"))
-    sampling = " ".join(x for x in (f"{ctx['n_times']} samples" if "n_times" in ctx else "",
-                                    f"at {_hz(ctx['sfreq'])}" if "sfreq" in ctx else "") if x)
+    sampling = " ".join(
+        x
+        for x in (
+            f"{ctx['n_times']} samples" if "n_times" in ctx else "",
+            f"at {_hz(ctx['sfreq'])}" if "sfreq" in ctx else "",
+        )
+        if x
+    )
     if sampling:
         out.append(("per trial", sampling))
     for key in ctx:
@@ -175,12 +191,12 @@ def round_sig_all(value: Any) -> Any:
     return round_sig(value)
 
 
-def _context_rows(board: "Leaderboard", key: str) -> "Any":
+def _context_rows(board: Leaderboard, key: str) -> Any:
     rows = board.rows
     return rows[rows["context_key"] == key]
 
 
-def encoder_names(board: "Leaderboard", key: str) -> list[str]:
+def encoder_names(board: Leaderboard, key: str) -> list[str]:
     """The image encoders of a context by name (the context itself holds only their fingerprint)."""
     part = _context_rows(board, key)
     if "image_encoder" not in part:
@@ -188,7 +204,7 @@ def encoder_names(board: "Leaderboard", key: str) -> list[str]:
     return sorted({str(v) for v in part["image_encoder"].dropna()})
 
 
-def summary_items(board: "Leaderboard", key: str) -> list[tuple[str, str]]:
+def summary_items(board: Leaderboard, key: str) -> list[tuple[str, str]]:
     """What a context compares, in a few (label, text) pairs: dataset, protocols, n-way, test averaging, image
     encoder by name, and how many configurations, test subjects and seeds."""
     ctx = board.contexts.get(key, {})
@@ -222,7 +238,7 @@ def summary_items(board: "Leaderboard", key: str) -> list[tuple[str, str]]:
     return out
 
 
-def identity_items(board: "Leaderboard", key: str) -> list[tuple[str, str]]:
+def identity_items(board: Leaderboard, key: str) -> list[tuple[str, str]]:
     """Hashes and fingerprints that identify a context and its configurations (for the collapsed block)."""
     ctx = board.contexts.get(key, {})
     out = [("context key", key)]
@@ -234,7 +250,7 @@ def identity_items(board: "Leaderboard", key: str) -> list[tuple[str, str]]:
         out.append((f"configuration {label}", str(cid)))
     part = _context_rows(board, key)
     if "spec_name" in part and "spec_hash" in part:
-        for name, h in sorted(set(zip(part["spec_name"].astype(str), part["spec_hash"].astype(str)))):
+        for name, h in sorted(set(zip(part["spec_name"].astype(str), part["spec_hash"].astype(str), strict=True))):
             out.append((f"spec {name}", h))
     return out
 
@@ -244,7 +260,7 @@ def _ratio(ratio: float) -> str:
     return f"{pct:.0f} %" if math.isclose(pct, round(pct)) else f"{pct:.3g} %"
 
 
-def context_title(board: "Leaderboard", key: str) -> str:
+def context_title(board: Leaderboard, key: str) -> str:
     """A context in one line for people (no hash): dataset, synthetic, n-way, test averaging."""
     ctx = board.contexts.get(key, {})
     bits = [str(ctx.get("dataset", "?"))]
@@ -257,18 +273,21 @@ def context_title(board: "Leaderboard", key: str) -> str:
     return " · ".join(bits)
 
 
-def _sections(board: "Leaderboard") -> list[dict[str, Any]]:
+def _sections(board: Leaderboard) -> list[dict[str, Any]]:
     """Per context: columns, row order and the (row, column) -> summary record map."""
     out = []
     for key in board.context_keys():
         t = board.table[board.table["context_key"] == key]
         columns = board.columns(key)
         first_col = columns[0] if columns else None
-        order: dict[str, tuple] = {}
+        order: dict[str, tuple[bool, int, float, str]] = {}
         for r in t.to_dict("records"):
             cid = r["config_id"]
             in_first = first_col is not None and (r["protocol"], r["stage"], r["training_ratio"]) == (
-                first_col.protocol, first_col.stage, first_col.training_ratio)
+                first_col.protocol,
+                first_col.stage,
+                first_col.training_ratio,
+            )
             # ranked rows of the first column by mean, then its unranked rows, then rows absent from it
             tier = (1 if _unranked(r) else 0) if in_first else 2
             rank_key = (r["source"] != "measured", tier, -(r["mean"] if in_first else -1.0), r["config"])
@@ -276,12 +295,20 @@ def _sections(board: "Leaderboard") -> list[dict[str, Any]]:
         row_ids = sorted(order, key=lambda c: order[c])
         cells = {(r["config_id"], (r["protocol"], r["stage"], r["training_ratio"])): r for r in t.to_dict("records")}
         labels = {r["config_id"]: r for r in t.to_dict("records")}
-        out.append({"key": key, "columns": columns, "rows": row_ids, "cells": cells, "info": labels,
-                    "chance": board.chance(key)})
+        out.append(
+            {
+                "key": key,
+                "columns": columns,
+                "rows": row_ids,
+                "cells": cells,
+                "info": labels,
+                "chance": board.chance(key),
+            }
+        )
     return out
 
 
-def _colkey(col: "Column") -> tuple:
+def _colkey(col: Column) -> tuple[str, str, float]:
     return (col.protocol, col.stage, col.training_ratio)
 
 
@@ -309,15 +336,19 @@ def _stats_text(r: dict[str, Any] | None) -> str:
 def _spread_text(r: dict[str, Any] | None) -> str:
     if r is None or r["source"] != "measured":
         return ""
-    return (f"subjects ± {_pct(r['sd_subjects'])} (n={int(r['n_subjects'])}); "
-            f"seeds ± {_pct(r['sd_seeds'])} (n={int(r['n_seeds'])})")
+    return (
+        f"subjects ± {_pct(r['sd_subjects'])} (n={int(r['n_subjects'])}); "
+        f"seeds ± {_pct(r['sd_seeds'])} (n={int(r['n_seeds'])})"
+    )
 
 
-def _reported_notes(board: "Leaderboard") -> list[str]:
+def _reported_notes(board: Leaderboard) -> list[str]:
     shown = board.table[board.table["source"] == "reported"].drop_duplicates(["config", "protocol", "stage"])
     out = []
     for r in shown.to_dict("records"):
-        extra = "; ".join(x for x in (r["notes"], f"checkpoint selection: {r['selection']}" if r["selection"] else "") if x)
+        extra = "; ".join(
+            x for x in (r["notes"], f"checkpoint selection: {r['selection']}" if r["selection"] else "") if x
+        )
         out.append(f"{r['config']}, {r['protocol']} · {r['stage']}: {r['citation']}" + (f" ({extra})" if extra else ""))
     return out
 
@@ -329,21 +360,27 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def _intro(board: "Leaderboard") -> str:
+def _intro(board: Leaderboard) -> str:
     """One sentence on what the whole report covers."""
     from eegbench.results.plots import metric_name
 
     measured = board.table[board.table["source"] == "measured"]
     rows = board.rows
     n_ctx = len(board.contexts)
+
     def count(n: int, word: str) -> str:
         return f"{n} {word}{'' if n == 1 else 's'}"
 
-    bits = [count(measured["config_id"].nunique(), "configuration"),
-            count(rows["test_subject"].nunique(), "test subject"), count(rows["seed"].nunique(), "seed")]
+    bits = [
+        count(measured["config_id"].nunique(), "configuration"),
+        count(rows["test_subject"].nunique(), "test subject"),
+        count(rows["seed"].nunique(), "seed"),
+    ]
     where = f" in {n_ctx} comparison contexts (never ranked together)" if n_ctx > 1 else ""
-    return (f"{metric_name(board.metric).capitalize()} of {' × '.join(bits)}{where}; scores in percent, "
-            "mean ± std over test subjects × seeds.")
+    return (
+        f"{metric_name(board.metric).capitalize()} of {' × '.join(bits)}{where}; scores in percent, "
+        "mean ± std over test subjects × seeds."
+    )
 
 
 def _headline(sec: dict[str, Any]) -> str:
@@ -351,8 +388,10 @@ def _headline(sec: dict[str, Any]) -> str:
     if not sec["columns"]:
         return ""
     col = sec["columns"][0]
-    ranked = sorted((r for (cid, k), r in sec["cells"].items() if k == _colkey(col) and r["source"] == "measured"
-                     and r["ranked"]), key=lambda r: (int(r["rank"]), r["config"]))
+    ranked = sorted(
+        (r for (cid, k), r in sec["cells"].items() if k == _colkey(col) and r["source"] == "measured" and r["ranked"]),
+        key=lambda r: (int(r["rank"]), r["config"]),
+    )
     if not ranked:
         return ""
     best = ranked[0]
@@ -366,7 +405,7 @@ def _headline(sec: dict[str, Any]) -> str:
     return text + "."
 
 
-def render_markdown(board: "Leaderboard") -> str:
+def render_markdown(board: Leaderboard) -> str:
     from eegbench.results.plots import metric_name
 
     lines = [f"# Leaderboard: {metric_name(board.metric)}", "", _intro(board), ""]
@@ -384,8 +423,12 @@ def render_markdown(board: "Leaderboard") -> str:
         cols = sec["columns"]
         lines += [f"## Context {i}: {context_title(board, sec['key'])}", ""]
         lines += [f"- **{k}**: {_md_escape(v)}" for k, v in summary_items(board, sec["key"])]
-        lines += ["", "Context: " + "; ".join(f"{k}: {_md_escape(v)}"
-                                              for k, v in context_items(board.contexts.get(sec["key"], {}))), ""]
+        lines += [
+            "",
+            "Context: "
+            + "; ".join(f"{k}: {_md_escape(v)}" for k, v in context_items(board.contexts.get(sec["key"], {}))),
+            "",
+        ]
         headline = _headline(sec)
         if headline:
             lines += [_md_escape(headline), ""]
@@ -402,9 +445,10 @@ def render_markdown(board: "Leaderboard") -> str:
                 cells.append(text)
             lines.append("| " + " | ".join([_md_escape(sec["info"][cid]["config"]), *cells]) + " |")
         lines.append("")
-        for title, fn in (("Paired comparison with the column's best (one-sided p, standardised mean difference)",
-                           _stats_text),
-                          ("Spread over subjects (seed-averaged) vs over seeds (subject-averaged), in %", _spread_text)):
+        for title, fn in (
+            ("Paired comparison with the column's best (one-sided p, standardised mean difference)", _stats_text),
+            ("Spread over subjects (seed-averaged) vs over seeds (subject-averaged), in %", _spread_text),
+        ):
             lines += [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             for cid, records in _grid(sec, _measured_rows(sec)):
                 lines.append("| " + " | ".join([_md_escape(sec["info"][cid]["config"]), *map(fn, records)]) + " |")
@@ -433,7 +477,15 @@ def _measured_rows(sec: dict[str, Any]) -> list[str]:
     return [cid for cid in sec["rows"] if sec["info"][cid]["source"] == "measured"]
 
 
-def _rounded_frame(frame: "Any") -> "Any":
+def _measured_table(sec: dict[str, Any], text: Callable[[dict[str, Any] | None], str]) -> list[dict[str, Any]]:
+    """The section's measured rows as the HTML template's records, each cell the ``text`` of its summary."""
+    return [
+        {"label": sec["info"][cid]["config"], "cells": [text(r) for r in records]}
+        for cid, records in _grid(sec, _measured_rows(sec))
+    ]
+
+
+def _rounded_frame(frame: Any) -> Any:
     """A copy of a DataFrame with every float rounded to :data:`SIGNIFICANT_DIGITS` significant digits."""
     out = frame.copy()
     for col in out.columns:
@@ -444,9 +496,9 @@ def _rounded_frame(frame: "Any") -> "Any":
     return out
 
 
-def render_csv(board: "Leaderboard") -> str:
+def render_csv(board: Leaderboard) -> str:
     """The tidy table (fractions to 6 significant digits), one row per (context, configuration, column)."""
-    return _rounded_frame(board.table).to_csv(index=False)
+    return str(_rounded_frame(board.table).to_csv(index=False))
 
 
 def _json_number(value: float) -> Any:
@@ -458,26 +510,48 @@ def _jsonable(value: Any) -> Any:
     return to_jsonable(value, _json_number)
 
 
-def render_json(board: "Leaderboard") -> str:
+def render_json(board: Leaderboard) -> str:
     contexts = []
     for sec in _sections(board):
         t = board.table[board.table["context_key"] == sec["key"]]
-        contexts.append({
-            "context_key": sec["key"],
-            "context": board.contexts.get(sec["key"], {}),
-            "chance": sec["chance"],
-            "columns": [{"protocol": c.protocol, "stage": c.stage, "training_ratio": c.training_ratio,
-                         "label": c.label} for c in sec["columns"]],
-            "rows": [{k: _jsonable(v) for k, v in r.items() if k != "context_key"} for r in t.to_dict("records")],
-        })
-    doc = {"metric": board.metric, "unit": "fraction", "significant_digits": SIGNIFICANT_DIGITS, "by": list(board.by),
-           "sources": board.sources, "definitions": DEFINITIONS, "contexts": contexts, "citations": board.citations,
-           "reported": board.reported}
+        contexts.append(
+            {
+                "context_key": sec["key"],
+                "context": board.contexts.get(sec["key"], {}),
+                "chance": sec["chance"],
+                "columns": [
+                    {"protocol": c.protocol, "stage": c.stage, "training_ratio": c.training_ratio, "label": c.label}
+                    for c in sec["columns"]
+                ],
+                "rows": [{k: _jsonable(v) for k, v in r.items() if k != "context_key"} for r in t.to_dict("records")],
+            }
+        )
+    doc = {
+        "metric": board.metric,
+        "unit": "fraction",
+        "significant_digits": SIGNIFICANT_DIGITS,
+        "by": list(board.by),
+        "sources": board.sources,
+        "definitions": DEFINITIONS,
+        "contexts": contexts,
+        "citations": board.citations,
+        "reported": board.reported,
+    }
     return json.dumps(_jsonable(doc), indent=2, default=str, allow_nan=False) + "\n"
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _tex(text: Any) -> str:
@@ -486,17 +560,28 @@ def _tex(text: Any) -> str:
     return s.replace("-∞", r"$-\infty$").replace("∞", r"$\infty$").replace("×", r"$\times$")
 
 
-def render_latex(board: "Leaderboard") -> str:
-    out = [f"% eegbench leaderboard: {board.metric} in percent, mean $\\pm$ std over test subjects x seeds (n);",
-           "% bold = best in its column, dagger = not ranked (other subjects/seeds); needs \\usepackage{booktabs}", ""]
+def render_latex(board: Leaderboard) -> str:
+    out = [
+        f"% eegbench leaderboard: {board.metric} in percent, mean $\\pm$ std over test subjects x seeds (n);",
+        "% bold = best in its column, dagger = not ranked (other subjects/seeds); needs \\usepackage{booktabs}",
+        "",
+    ]
     for sec in _sections(board):
         cols = sec["columns"]
         ctx_text = "; ".join(f"{k}: {v}" for k, v in context_items(board.contexts.get(sec["key"], {})))
-        out += [f"% context {sec['key']}: {ctx_text}", r"\begin{table}[ht]", r"\centering", r"\small",
-                r"\caption{" + _tex(f"{board.metric} (%) on {context_title(board, sec['key'])}; chance "
-                                    f"{_chance_pct(sec['chance'])} %") + "}",
-                r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
-                " & ".join(["Configuration", *[_tex(c.label) for c in cols]]) + r" \\", r"\midrule"]
+        out += [
+            f"% context {sec['key']}: {ctx_text}",
+            r"\begin{table}[ht]",
+            r"\centering",
+            r"\small",
+            r"\caption{"
+            + _tex(f"{board.metric} (%) on {context_title(board, sec['key'])}; chance {_chance_pct(sec['chance'])} %")
+            + "}",
+            r"\begin{tabular}{l" + "c" * len(cols) + "}",
+            r"\toprule",
+            " & ".join(["Configuration", *[_tex(c.label) for c in cols]]) + r" \\",
+            r"\midrule",
+        ]
         for cid, records in _grid(sec):
             cells = []
             for r in records:
@@ -511,23 +596,30 @@ def render_latex(board: "Leaderboard") -> str:
                     cells.append(r"\textbf{" + text + "}" if r["best"] else text)
             label = sec["info"][cid]["config"]
             out.append(" & ".join([_tex(label), *cells]) + r" \\")
-        out += [r"\midrule", r"\multicolumn{" + str(len(cols) + 1) + r"}{l}{\textit{Paired comparison with the best}} \\"]
+        out += [
+            r"\midrule",
+            r"\multicolumn{" + str(len(cols) + 1) + r"}{l}{\textit{Paired comparison with the best}} \\",
+        ]
         for cid, records in _grid(sec, _measured_rows(sec)):
             texts = [_tex(_stats_text(r)) for r in records]
             out.append(" & ".join([_tex(sec["info"][cid]["config"]), *texts]) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}"]
         if any(_unranked(r) for r in sec["cells"].values()):
-            out.append(r"\par\footnotesize{$^{\dagger}$not ranked: measured on other test subjects/seeds than the "
-                       r"column's most complete configuration (see the paired-comparison rows)}")
+            out.append(
+                r"\par\footnotesize{$^{\dagger}$not ranked: measured on other test subjects/seeds than the "
+                r"column's most complete configuration (see the paired-comparison rows)}"
+            )
         out += [r"\end{table}", ""]
     for note in _reported_notes(board):
         out.append(f"% reported: {note}")
     return "\n".join(out) + "\n"
 
 
-HOW_TO_READ = ("Cells: mean ± std in % over test subjects × seeds (n = number of subject-seed scores); bold = best "
-               "in its column; shaded = not ranked (measured on other subjects or seeds than the column's most "
-               "complete configuration; hover for why); italics = published numbers, never ranked.")
+HOW_TO_READ = (
+    "Cells: mean ± std in % over test subjects × seeds (n = number of subject-seed scores); bold = best "
+    "in its column; shaded = not ranked (measured on other subjects or seeds than the column's most "
+    "complete configuration; hover for why); italics = published numbers, never ranked."
+)
 
 
 def _html_context(ctx: dict[str, Any]) -> list[dict[str, str]]:
@@ -558,7 +650,7 @@ def _plot_records(plots: Iterable[Any], key: str, used: set[str]) -> list[dict[s
     return out
 
 
-def render_html(board: "Leaderboard", plots: Iterable[Any] | None = None) -> str:
+def render_html(board: Leaderboard, plots: Iterable[Any] | None = None) -> str:
     """One self-contained page from the ``report.html.j2`` template: a summary first, then the ranked tables
     in percent, then the plots (embedded as base64 PNGs); hashes only in a collapsed identity block. Inline CSS,
     no scripts, no external resources."""
@@ -577,29 +669,49 @@ def render_html(board: "Leaderboard", plots: Iterable[Any] | None = None) -> str
             cells = []
             for r in records:
                 best = r is not None and r["source"] == "measured" and bool(r["best"])
-                cells.append({"text": _cell_text(r), "cls": "best" if best else ("unranked" if _unranked(r) else ""),
-                              "title": str(r["rank_note"]) if _unranked(r) else ""})
+                cells.append(
+                    {
+                        "text": _cell_text(r),
+                        "cls": "best" if best else ("unranked" if _unranked(r) else ""),
+                        "title": str(r["rank_note"]) if _unranked(r) else "",
+                    }
+                )
             rows.append({"label": info["config"], "reported": info["source"] != "measured", "cells": cells})
-        def table(fn):
-            return [{"label": sec["info"][cid]["config"], "cells": [fn(r) for r in records]}
-                    for cid, records in _grid(sec, _measured_rows(sec))]
 
-        sections.append({
-            "index": i, "title": context_title(board, sec["key"]), "summary": summary_items(board, sec["key"]),
-            "headline": _headline(sec), "context": _html_context(board.contexts.get(sec["key"], {})),
-            "columns": [c.label for c in cols], "rows": rows, "stats": table(_stats_text),
-            "spread": table(_spread_text), "plots": _plot_records(plots, sec["key"], used),
-            "identity": identity_items(board, sec["key"]),
-        })
-    env = jinja2.Environment(loader=jinja2.PackageLoader("eegbench.results", "."), autoescape=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        sections.append(
+            {
+                "index": i,
+                "title": context_title(board, sec["key"]),
+                "summary": summary_items(board, sec["key"]),
+                "headline": _headline(sec),
+                "context": _html_context(board.contexts.get(sec["key"], {})),
+                "columns": [c.label for c in cols],
+                "rows": rows,
+                "stats": _measured_table(sec, _stats_text),
+                "spread": _measured_table(sec, _spread_text),
+                "plots": _plot_records(plots, sec["key"], used),
+                "identity": identity_items(board, sec["key"]),
+            }
+        )
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("eegbench.results", "."),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     return env.get_template("report.html.j2").render(
-        metric_name=metric_name(board.metric), intro=_intro(board), sources=board.sources, sections=sections,
-        how_to_read=HOW_TO_READ, reported_notes=_reported_notes(board), reported_definition=DEFINITIONS["reported"],
-        citations=sorted(board.citations.items()))
+        metric_name=metric_name(board.metric),
+        intro=_intro(board),
+        sources=board.sources,
+        sections=sections,
+        how_to_read=HOW_TO_READ,
+        reported_notes=_reported_notes(board),
+        reported_definition=DEFINITIONS["reported"],
+        citations=sorted(board.citations.items()),
+    )
 
 
-def render(board: "Leaderboard", fmt: str = "md", *, plots: Iterable[Any] | None = None) -> str:
+def render(board: Leaderboard, fmt: str = "md", *, plots: Iterable[Any] | None = None) -> str:
     """Render ``board`` as ``fmt`` (md, csv, latex, html, json); ``plots`` (:class:`eegbench.results.plots.Plot`) are
     embedded by the HTML format (made here when not given)."""
     if fmt == "md":

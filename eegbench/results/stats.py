@@ -5,18 +5,24 @@ first, MOABB's ``collapse_session_scores``) gives one paired difference ``d = be
 
 * p-value: one-sided, H1 "the best configuration scores higher". Below ``perm_cutoff`` (20) subjects an
   **exact** sign-flip permutation test on the sum of the differences (``scipy.stats.permutation_test``
-  over all ``2**n`` sign patterns; the observed one included, so ``p >= 2**-n``); from ``perm_cutoff`` on, the Wilcoxon signed-rank test
-  (``scipy.stats.wilcoxon``, ``alternative="greater"``). All-zero differences give ``p = 1`` (no evidence).
+  over all ``2**n`` sign patterns; the observed one included, so ``p >= 2**-n``); from ``perm_cutoff`` on, the
+  Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, ``alternative="greater"``). All-zero differences give
+  ``p = 1`` (no evidence).
 * effect size: the standardised mean difference ``mean(d) / std(d, ddof=1)``; a constant non-zero
   difference is an unbounded effect (``±inf``), identical scores are ``0``.
 
 numpy/scipy are imported inside the functions so importing this module stays cheap.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 PERM_CUTOFF = 20
 _BATCH = 1 << 15  # sign patterns scipy evaluates at once (bounds memory at n = 19: 32k x 19)
@@ -51,13 +57,22 @@ def exact_sign_flip_p(diffs: Sequence[float]) -> float:
         return 0.5 if d[0] > 0 else 1.0
     if n > 30:
         raise ValueError(f"exact permutation test over {n} pairs is too large (2**{n} patterns); use wilcoxon")
-    result = stats.permutation_test((d,), _sum_last_axis, permutation_type="samples", vectorized=True,
-                                    n_resamples=np.inf, alternative="greater", batch=_BATCH)
+    result = stats.permutation_test(
+        (d,),
+        _sum_last_axis,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=np.inf,
+        alternative="greater",
+        batch=_BATCH,
+    )
     return float(result.pvalue)
 
 
-def _sum_last_axis(x, axis=-1):
-    return x.sum(axis=axis)
+def _sum_last_axis(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The permutation test's statistic: the sum of the (sign-flipped) differences, vectorized over ``axis``."""
+    total: np.ndarray = x.sum(axis=axis)
+    return total
 
 
 def standardized_mean_difference(diffs: Sequence[float]) -> float:

@@ -27,6 +27,7 @@ same host and the pid exists, or any host with a heartbeat younger than :data:`S
 The owner refreshes ``heartbeat`` while the cell trains (:meth:`ResultStore.heartbeat`). A ``running``
 cell whose owner is gone is ``stale``: claimable, and shown so by ``eegbench status``.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,13 +36,19 @@ import random
 import socket
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from eegbench.errors import EegbenchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+_T = TypeVar("_T")
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 1
@@ -57,26 +64,68 @@ HEARTBEAT_EVERY = 30.0
 
 #: columns of ``results`` (besides the autoincrement id), in order
 RESULT_COLUMNS: tuple[str, ...] = (
-    "cell_key", "spec_name", "spec_hash", "benchmark",
-    "dataset", "dataset_params",
-    "backbone", "backbone_params",
-    "image_encoder", "image_encoder_params", "image_encoder_fingerprint",
-    "loss", "loss_params",
-    "task", "task_params",
-    "protocol", "fold", "test_subject", "train_subjects",
-    "stage", "training_ratio", "seed",
-    "context", "context_key",
-    "metric", "value", "chance",
-    "epochs_run", "best_epoch", "wall_seconds", "samples_per_second",
-    "device", "versions", "config", "recipe", "recipe_key", "pretrain_recipe_key", "created_at",
+    "cell_key",
+    "spec_name",
+    "spec_hash",
+    "benchmark",
+    "dataset",
+    "dataset_params",
+    "backbone",
+    "backbone_params",
+    "image_encoder",
+    "image_encoder_params",
+    "image_encoder_fingerprint",
+    "loss",
+    "loss_params",
+    "task",
+    "task_params",
+    "protocol",
+    "fold",
+    "test_subject",
+    "train_subjects",
+    "stage",
+    "training_ratio",
+    "seed",
+    "context",
+    "context_key",
+    "metric",
+    "value",
+    "chance",
+    "epochs_run",
+    "best_epoch",
+    "wall_seconds",
+    "samples_per_second",
+    "device",
+    "versions",
+    "config",
+    "recipe",
+    "recipe_key",
+    "pretrain_recipe_key",
+    "created_at",
 )
-JSON_COLUMNS = {"dataset_params", "backbone_params", "image_encoder_params", "loss_params", "task_params",
-                "train_subjects", "context", "versions", "config", "recipe"}
+JSON_COLUMNS = {
+    "dataset_params",
+    "backbone_params",
+    "image_encoder_params",
+    "loss_params",
+    "task_params",
+    "train_subjects",
+    "context",
+    "versions",
+    "config",
+    "recipe",
+}
 #: columns added since the first schema, per table: an older store gets them when opened for writing
 #: (:meth:`ResultStore._migrate`); ``recipe*`` are filled from the stored configs (:func:`fill_recipes`)
 ADDED_COLUMNS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "cells": (("heartbeat", "REAL"), ("recipe_key", "TEXT"), ("pretrain_recipe_key", "TEXT")),
     "results": (("recipe", "TEXT"), ("recipe_key", "TEXT"), ("pretrain_recipe_key", "TEXT")),
+}
+
+#: the SQL types of the result columns that are not TEXT
+_SQL_TYPES = {
+    **dict.fromkeys(("value", "chance", "training_ratio", "wall_seconds", "samples_per_second", "created_at"), "REAL"),
+    **dict.fromkeys(("seed", "test_subject", "epochs_run", "best_epoch"), "INTEGER"),
 }
 
 _SCHEMA = f"""
@@ -91,12 +140,11 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    {", ".join(c + (" REAL" if c in ("value", "chance", "training_ratio", "wall_seconds", "samples_per_second", "created_at") else " INTEGER" if c in ("seed", "test_subject", "epochs_run", "best_epoch") else " TEXT") for c in RESULT_COLUMNS)},
+    {", ".join(f"{c} {_SQL_TYPES.get(c, 'TEXT')}" for c in RESULT_COLUMNS)},
     UNIQUE (cell_key, metric, test_subject)
 );
 CREATE INDEX IF NOT EXISTS results_cell ON results (cell_key);
 """
-
 
 
 def _pid_exists(pid: int) -> bool:
@@ -110,7 +158,7 @@ def _pid_exists(pid: int) -> bool:
         return False
     try:  # Linux: a dead child its parent has not reaped yet (a zombie) still answers kill(pid, 0)
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:][:1] != "Z"
+        return stat[stat.rindex(")") + 2 :][:1] != "Z"
     except (OSError, ValueError):
         return True
 
@@ -171,15 +219,18 @@ def _write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 class ResultStore:
     """Read/write access to ``<directory>/results.sqlite``."""
 
-    def __init__(self, directory: str | os.PathLike, *, create: bool = True, read_only: bool = False,
-                 timeout: float = 60.0):
+    def __init__(
+        self, directory: str | os.PathLike[str], *, create: bool = True, read_only: bool = False, timeout: float = 60.0
+    ):
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
         self.timeout = timeout
         self.read_only = read_only
         if not self.path.exists():
             if not create or read_only:
-                raise EegbenchError(f"no results database in {self.directory} (expected {DB_NAME}; run a benchmark first)")
+                raise EegbenchError(
+                    f"no results database in {self.directory} (expected {DB_NAME}; run a benchmark first)"
+                )
             from eegbench.paths import writable_dir
 
             writable_dir(self.directory, "results directory", "choose another with --results or EEGBENCH_RESULTS")
@@ -188,13 +239,17 @@ class ResultStore:
             kind = self._identify()
             if read_only:
                 if kind == "empty":
-                    raise EegbenchError(f"results database {self.path} is empty (no eegbench tables yet; run a benchmark "
-                                        "first)")
+                    raise EegbenchError(
+                        f"results database {self.path} is empty (no eegbench tables yet; run a benchmark first)"
+                    )
                 return
             if not os.access(self.path, os.W_OK) or not os.access(self.directory, os.W_OK):
-                raise EegbenchError(f"results database {self.path} is read-only and this command writes to it: make it "
-                                    "writable, or choose another results directory with --results or EEGBENCH_RESULTS")
+                raise EegbenchError(
+                    f"results database {self.path} is read-only and this command writes to it: make it "
+                    "writable, or choose another results directory with --results or EEGBENCH_RESULTS"
+                )
         with self._connect() as con:
+
             def init() -> None:
                 # one transaction: another process sees either no tables or the whole marked schema
                 with _write_transaction(con):
@@ -203,6 +258,7 @@ class ResultStore:
                         if statement.strip():
                             con.execute(statement)
                     con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
             self._retry(init)
             self._migrate(con)
 
@@ -224,6 +280,7 @@ class ResultStore:
                         if "duplicate column" not in str(exc):  # another process added it first
                             raise
                 fill_recipes(con)
+
         self._retry(tx)
 
     def _identify(self) -> str:
@@ -238,25 +295,39 @@ class ResultStore:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
             if app_id == APPLICATION_ID:
                 return "eegbench"
-            columns = {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})").fetchall()}
-                       for t in tables & {"cells", "results"}}
+            columns = {
+                t: {r[1] for r in con.execute(f"PRAGMA table_info({t})").fetchall()}
+                for t in tables & {"cells", "results"}
+            }
         if app_id == 0 and not tables:
             return "empty"
-        if (app_id == 0 and tables <= _OWN_TABLES and {"cell_key", "status"} <= columns.get("cells", set())
-                and ("results" not in tables or {"cell_key", "metric", "value"} <= columns["results"])):
+        if (
+            app_id == 0
+            and tables <= _OWN_TABLES
+            and {"cell_key", "status"} <= columns.get("cells", set())
+            and ("results" not in tables or {"cell_key", "metric", "value"} <= columns["results"])
+        ):
             return "eegbench"
-        what = (f"application id {app_id}" if app_id else
-                "tables " + ", ".join(sorted(tables)[:6]) + (" ..." if len(tables) > 6 else ""))
-        raise EegbenchError(f"{self.path} is not an eegbench results database ({what}); it was left untouched: pass "
-                            "another results directory (--results or EEGBENCH_RESULTS) or move that file aside")
+        what = (
+            f"application id {app_id}"
+            if app_id
+            else "tables " + ", ".join(sorted(tables)[:6]) + (" ..." if len(tables) > 6 else "")
+        )
+        raise EegbenchError(
+            f"{self.path} is not an eegbench results database ({what}); it was left untouched: pass "
+            "another results directory (--results or EEGBENCH_RESULTS) or move that file aside"
+        )
 
     # -- connection handling -------------------------------------------------------------------------
     @contextmanager
     def _connect(self, read_only: bool | None = None) -> Iterator[sqlite3.Connection]:
         read_only = self.read_only if read_only is None else read_only
         try:
-            con = self._open_read_only() if read_only else sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None)
+            con = (
+                self._open_read_only()
+                if read_only
+                else sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            )
         except sqlite3.Error as exc:
             raise EegbenchError(f"cannot open results database {self.path}: {exc}") from exc
         try:
@@ -270,9 +341,11 @@ class ResultStore:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise
             if "readonly" in str(exc) or "read-only" in str(exc):
-                raise EegbenchError(f"results database {self.path} is read-only and this command writes to it: make it "
-                                    "writable, or choose another results directory with --results or "
-                                    "EEGBENCH_RESULTS") from exc
+                raise EegbenchError(
+                    f"results database {self.path} is read-only and this command writes to it: make it "
+                    "writable, or choose another results directory with --results or "
+                    "EEGBENCH_RESULTS"
+                ) from exc
             raise EegbenchError(f"results database {self.path} is unreadable ({exc}); move it aside and rerun") from exc
         finally:
             con.close()
@@ -304,14 +377,17 @@ class ResultStore:
         return sqlite3.connect(immutable, uri=True, timeout=self.timeout, isolation_level=None)
 
     @staticmethod
-    def _retry(fn, attempts: int = 20):
-        for attempt in range(attempts):
+    def _retry(fn: Callable[[], _T], attempts: int = 20) -> _T:
+        """``fn()``, retried with backoff while SQLite says the database is locked or busy (the last try's
+        error propagates)."""
+        for attempt in range(attempts - 1):
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == attempts - 1:
+                if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
-                time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        return fn()
 
     # -- cells ---------------------------------------------------------------------------------------
     def cell_status(self, keys: Iterable[str] | None = None) -> dict[str, str]:
@@ -323,7 +399,7 @@ class ResultStore:
                 keys = list(keys)
                 rows = []
                 for i in range(0, len(keys), 500):
-                    chunk = keys[i:i + 500]
+                    chunk = keys[i : i + 500]
                     rows += con.execute(
                         f"SELECT cell_key, status FROM cells WHERE cell_key IN ({','.join('?' * len(chunk))})", chunk
                     ).fetchall()
@@ -337,23 +413,55 @@ class ResultStore:
     def is_done(self, cell_key: str) -> bool:
         return self.cell_status([cell_key]).get(cell_key) == "done"
 
-    def mark_running(self, cell_key: str, *, spec_name: str = "", stage: str = "", fold: str = "", seed: int | None = None,
-                     training_ratio: float | None = None, config: Mapping[str, Any] | None = None) -> None:
+    def mark_running(
+        self,
+        cell_key: str,
+        *,
+        spec_name: str = "",
+        stage: str = "",
+        fold: str = "",
+        seed: int | None = None,
+        training_ratio: float | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
         """Record that a cell started, unconditionally (never downgrades a finished cell). Runners use
         :meth:`claim`, which does not take a cell another live process runs."""
         with self._connect() as con:
-            self._retry(lambda: con.execute(
-                "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, started_at, "
-                "heartbeat, config) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) "
-                "ON CONFLICT(cell_key) DO UPDATE SET status='running', error=NULL, host=excluded.host, pid=excluded.pid, "
-                "started_at=excluded.started_at, heartbeat=excluded.heartbeat WHERE cells.status != 'done'",
-                (cell_key, spec_name, stage, fold, seed, training_ratio, socket.gethostname(), os.getpid(), time.time(),
-                 time.time(), json.dumps(config or {}, sort_keys=True, default=str)),
-            ))
+            self._retry(
+                lambda: con.execute(
+                    "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, "
+                    "started_at, heartbeat, config) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(cell_key) DO UPDATE SET status='running', error=NULL, host=excluded.host, "
+                    "pid=excluded.pid, started_at=excluded.started_at, heartbeat=excluded.heartbeat "
+                    "WHERE cells.status != 'done'",
+                    (
+                        cell_key,
+                        spec_name,
+                        stage,
+                        fold,
+                        seed,
+                        training_ratio,
+                        socket.gethostname(),
+                        os.getpid(),
+                        time.time(),
+                        time.time(),
+                        json.dumps(config or {}, sort_keys=True, default=str),
+                    ),
+                )
+            )
 
-    def claim(self, cell_key: str, *, force: bool = False, spec_name: str = "", stage: str = "", fold: str = "",
-              seed: int | None = None, training_ratio: float | None = None,
-              config: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    def claim(
+        self,
+        cell_key: str,
+        *,
+        force: bool = False,
+        spec_name: str = "",
+        stage: str = "",
+        fold: str = "",
+        seed: int | None = None,
+        training_ratio: float | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         """Atomically take a cell for this process: mark it ``running`` with this host/pid and a heartbeat.
 
         Returns None when claimed, else the cell's current record (a dict of ``cells`` columns) saying why
@@ -364,8 +472,19 @@ class ResultStore:
         """
         now = time.time()
         host, pid = socket.gethostname(), os.getpid()
-        values = (cell_key, spec_name, stage, fold, seed, training_ratio, host, pid, now, now,
-                  json.dumps(config or {}, sort_keys=True, default=str))
+        values = (
+            cell_key,
+            spec_name,
+            stage,
+            fold,
+            seed,
+            training_ratio,
+            host,
+            pid,
+            now,
+            now,
+            json.dumps(config or {}, sort_keys=True, default=str),
+        )
 
         def tx(con: sqlite3.Connection) -> dict[str, Any] | None:
             con.execute("BEGIN IMMEDIATE")  # the write lock: no other claim can interleave read and write
@@ -374,7 +493,8 @@ class ResultStore:
                 if row is not None:
                     record = dict(row)
                     if (record["status"] == "done" and not force) or (
-                            record["status"] == "running" and owner_state(record, now=now) == "live"):
+                        record["status"] == "running" and owner_state(record, now=now) == "live"
+                    ):
                         con.execute("ROLLBACK")
                         return record
                     if record["status"] == "done":  # forced: recompute, but a done cell is never downgraded
@@ -402,10 +522,12 @@ class ResultStore:
     def heartbeat(self, cell_key: str) -> bool:
         """Refresh this process's heartbeat on a cell it holds; False when it no longer holds it."""
         with self._connect() as con:
-            cur = self._retry(lambda: con.execute(
-                "UPDATE cells SET heartbeat = ? WHERE cell_key = ? AND status = 'running' AND host = ? AND pid = ?",
-                (time.time(), cell_key, socket.gethostname(), os.getpid()),
-            ))
+            cur = self._retry(
+                lambda: con.execute(
+                    "UPDATE cells SET heartbeat = ? WHERE cell_key = ? AND status = 'running' AND host = ? AND pid = ?",
+                    (time.time(), cell_key, socket.gethostname(), os.getpid()),
+                )
+            )
             return cur.rowcount > 0
 
     @contextmanager
@@ -421,7 +543,7 @@ class ResultStore:
                 try:
                     if not self.heartbeat(cell_key):
                         return  # no longer ours: finished or recorded failed
-                except Exception:  # noqa: BLE001 - a missed beat only ages the heartbeat; training goes on
+                except Exception:
                     pass
 
         thread = threading.Thread(target=loop, name=f"eegbench-heartbeat-{cell_key[:12]}", daemon=True)
@@ -440,12 +562,15 @@ class ResultStore:
 
     def mark_failed(self, cell_key: str, error: str) -> None:
         with self._connect() as con:
-            self._retry(lambda: con.execute(
-                "INSERT INTO cells (cell_key, status, error, host, pid, finished_at) VALUES (?, 'failed', ?, ?, ?, ?) "
-                "ON CONFLICT(cell_key) DO UPDATE SET status='failed', error=excluded.error, finished_at=excluded.finished_at "
-                "WHERE cells.status != 'done'",
-                (cell_key, error[:4000], socket.gethostname(), os.getpid(), time.time()),
-            ))
+            self._retry(
+                lambda: con.execute(
+                    "INSERT INTO cells (cell_key, status, error, host, pid, finished_at) "
+                    "VALUES (?, 'failed', ?, ?, ?, ?) "
+                    "ON CONFLICT(cell_key) DO UPDATE SET status='failed', error=excluded.error, "
+                    "finished_at=excluded.finished_at WHERE cells.status != 'done'",
+                    (cell_key, error[:4000], socket.gethostname(), os.getpid(), time.time()),
+                )
+            )
 
     def write_cell(self, record: CellRecord) -> None:
         """Store a finished cell's rows and mark it done, in one transaction (all or nothing)."""
@@ -467,20 +592,35 @@ class ResultStore:
             with _write_transaction(con):
                 con.execute("DELETE FROM results WHERE cell_key = ?", (record.cell_key,))
                 con.executemany(
-                    f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(RESULT_COLUMNS))})", rows
+                    f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
+                    rows,
                 )
                 con.execute(
-                    "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, started_at, "
-                    "finished_at, checkpoint, config, recipe_key, pretrain_recipe_key) "
+                    "INSERT INTO cells (cell_key, spec_name, stage, fold, seed, training_ratio, status, host, pid, "
+                    "started_at, finished_at, checkpoint, config, recipe_key, pretrain_recipe_key) "
                     "VALUES (?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT(cell_key) DO UPDATE SET status='done', error=NULL, finished_at=excluded.finished_at, "
                     "checkpoint=excluded.checkpoint, config=excluded.config, spec_name=excluded.spec_name, "
-                    "stage=excluded.stage, fold=excluded.fold, seed=excluded.seed, training_ratio=excluded.training_ratio, "
+                    "stage=excluded.stage, fold=excluded.fold, seed=excluded.seed, "
+                    "training_ratio=excluded.training_ratio, "
                     "recipe_key=excluded.recipe_key, pretrain_recipe_key=excluded.pretrain_recipe_key",
-                    (record.cell_key, record.spec_name, record.stage, record.fold, record.seed, record.training_ratio,
-                     socket.gethostname(), os.getpid(), record.started_at, now, record.checkpoint,
-                     json.dumps(dict(record.config), sort_keys=True, default=str), record.recipe_key,
-                     record.pretrain_recipe_key),
+                    (
+                        record.cell_key,
+                        record.spec_name,
+                        record.stage,
+                        record.fold,
+                        record.seed,
+                        record.training_ratio,
+                        socket.gethostname(),
+                        os.getpid(),
+                        record.started_at,
+                        now,
+                        record.checkpoint,
+                        json.dumps(dict(record.config), sort_keys=True, default=str),
+                        record.recipe_key,
+                        record.pretrain_recipe_key,
+                    ),
                 )
 
         with self._connect() as con:
@@ -514,7 +654,7 @@ class ResultStore:
             out.append(d)
         return out
 
-    def dataframe(self, where: str = "", params: Sequence[Any] = (), *, shared: bool = False):
+    def dataframe(self, where: str = "", params: Sequence[Any] = (), *, shared: bool = False) -> pd.DataFrame:
         """Result rows as a pandas DataFrame (JSON columns decoded; ``shared`` as for :meth:`rows`)."""
         import pandas as pd
 
@@ -535,8 +675,22 @@ def fill_recipes(con: sqlite3.Connection) -> int:
 
     from eegbench.planning.recipe import StoredRecipes
 
-    columns = ("id", "cell_key", "stage", "config", "dataset", "dataset_params", "backbone", "backbone_params",
-               "image_encoder", "image_encoder_params", "loss", "loss_params", "task", "task_params")
+    columns = (
+        "id",
+        "cell_key",
+        "stage",
+        "config",
+        "dataset",
+        "dataset_params",
+        "backbone",
+        "backbone_params",
+        "image_encoder",
+        "image_encoder_params",
+        "loss",
+        "loss_params",
+        "task",
+        "task_params",
+    )
     raw = con.execute(f"SELECT {', '.join(columns)} FROM results WHERE recipe_key IS NULL").fetchall()
     if not raw:
         return 0
@@ -554,7 +708,7 @@ def fill_recipes(con: sqlite3.Connection) -> int:
 
     rows = []
     for r in raw:
-        row = dict(zip(columns, tuple(r)))
+        row = dict(zip(columns, tuple(r), strict=True))
         for c in columns:
             if c == "config" or c.endswith("_params"):
                 row[c] = load(row[c])
@@ -577,7 +731,9 @@ def fill_recipes(con: sqlite3.Connection) -> int:
         recipe, key, base = book.of(cfg, r["stage"], r)
         updates.append((json.dumps(recipe, sort_keys=True, default=str), key, base, r["id"]))
     con.executemany("UPDATE results SET recipe = ?, recipe_key = ?, pretrain_recipe_key = ? WHERE id = ?", updates)
-    con.execute("UPDATE cells SET (recipe_key, pretrain_recipe_key) = (SELECT recipe_key, pretrain_recipe_key FROM "
-                "results WHERE results.cell_key = cells.cell_key AND recipe_key IS NOT NULL LIMIT 1) "
-                "WHERE recipe_key IS NULL AND status = 'done'")
+    con.execute(
+        "UPDATE cells SET (recipe_key, pretrain_recipe_key) = (SELECT recipe_key, pretrain_recipe_key FROM "
+        "results WHERE results.cell_key = cells.cell_key AND recipe_key IS NOT NULL LIMIT 1) "
+        "WHERE recipe_key IS NULL AND status = 'done'"
+    )
     return len(updates)

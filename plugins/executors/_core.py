@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from eegbench.errors import EegbenchError
-from eegbench.interfaces import CellLike, CellOutcome, CellRunner
+from eegbench.interfaces import CellLike, CellOutcome, CellRunner, GroupingRunner
 
 
 def outcome(key: str, status: str, error: str | None = None, seconds: float = 0.0) -> CellOutcome:
@@ -93,13 +93,50 @@ def run_cell(runner: CellRunner, cell: CellLike) -> CellOutcome:
         return outcome(cell.key, "failed", message, time.perf_counter() - start)
 
 
-def run_pack(runner: CellRunner, cells: Sequence[CellLike]) -> list[CellOutcome]:
-    """Run several independent cells one after another in one worker (cell packing).
+def batch_groups(runner: CellRunner, cells: Sequence[CellLike]) -> list[list[CellLike]]:
+    """``cells`` in the groups the runner trains as one stacked model (one cell each for a runner that cannot)."""
+    if isinstance(runner, GroupingRunner):
+        return [list(g) for g in runner.groups(cells)]
+    return [[cell] for cell in cells]
 
-    Each cell goes through :func:`run_cell` exactly as if it had a job of its own, so packing amortises
-    start-up (imports, CUDA context, cached data) without changing any cell's result.
+
+def run_group(runner: CellRunner, cells: Sequence[CellLike]) -> list[CellOutcome]:
+    """Run one group of cells trained together (:func:`batch_groups`); as :func:`run_cell`, an exception escaping
+    the runner is recorded here (each cell of the group not already done is failed) and never propagates."""
+    if len(cells) == 1 or not isinstance(runner, GroupingRunner):
+        return [run_cell(runner, cell) for cell in cells]
+    start = time.perf_counter()
+    try:
+        return list(runner.run_group(cells))
+    except Exception as exc:
+        message = error_text(exc)
+        store = store_of(runner)
+        status = store.cell_status([c.key for c in cells])
+        out = []
+        for cell in cells:
+            if status.get(cell.key) == "done":
+                out.append(outcome(cell.key, "done", None, 0.0))
+                continue
+            try:
+                record_failed(store, cell, message)
+            except Exception as store_exc:
+                message += f"; and recording it failed: {store_exc}"
+            out.append(outcome(cell.key, "failed", message, time.perf_counter() - start))
+        return out
+
+
+def run_pack(runner: CellRunner, cells: Sequence[CellLike]) -> list[CellOutcome]:
+    """Run several independent cells in one worker (cell packing), in the groups the runner trains as one
+    (:func:`batch_groups`); outcomes in ``cells`` order.
+
+    Each cell's result is the one it has alone (batching never changes a result), so packing amortises
+    start-up (imports, CUDA context, cached data) and batching the training steps without changing any cell.
     """
-    return [run_cell(runner, cell) for cell in cells]
+    by_key: dict[str, CellOutcome] = {}
+    for group in batch_groups(runner, cells):
+        for result in run_group(runner, group):
+            by_key[result.key] = result
+    return [by_key[cell.key] for cell in cells]
 
 
 def pack_key(cell: CellLike) -> str:
@@ -266,7 +303,7 @@ class Scheduler:
         while True:
             chunks = packs(self.take_ready(), per_pack)
             if chunks:
-                running.update(zip(submit(chunks), chunks))
+                running.update(zip(submit(chunks), chunks, strict=True))
             if not running:
                 return
             for handle in wait(list(running)):

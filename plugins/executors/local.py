@@ -12,7 +12,7 @@ from eegbench.errors import EegbenchError
 from eegbench.execution.resources import limit_worker_threads, threads_per_worker
 from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
 
-from ._core import Scheduler, error_text, run_cell
+from ._core import Scheduler, batch_groups, error_text, run_group
 
 
 class LocalExecutor(Executor):
@@ -36,8 +36,9 @@ class LocalExecutor(Executor):
         sched = Scheduler(cells, runner)
         if self.jobs == 1 or len(sched.todo) <= 1:
             while ready := sched.take_ready():
-                for cell in ready:
-                    sched.finish(run_cell(runner, cell))
+                for group in batch_groups(runner, ready):  # cells of one recipe train as one stacked model
+                    for result in run_group(runner, group):
+                        sched.finish(result)
         else:
             self._run_pool(sched, runner, min(self.jobs, len(sched.todo)))
         return sched.outcomes()
@@ -47,28 +48,31 @@ class LocalExecutor(Executor):
         threads = threads_per_worker(workers)  # the CPUs this run may use (affinity, cgroup quota) shared out
         ctx = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_worker_threads, initargs=(threads,))
-        running: dict[Future, Any] = {}
+        running: dict[Future, list[Any]] = {}
         try:
             while True:
-                for cell in sched.take_ready():
-                    running[pool.submit(run_cell, runner, cell)] = cell
+                for group in batch_groups(runner, sched.take_ready()):
+                    running[pool.submit(run_group, runner, group)] = group
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in done:
-                    cell = running.pop(future)
+                    group = running.pop(future)
                     try:
-                        sched.finish(future.result())
+                        for result in future.result():
+                            sched.finish(result)
                     except BrokenProcessPool as exc:
                         # a worker died (killed, out of memory, segfault): we cannot tell which cell
                         # killed it, so every cell in flight is recorded failed; the rest go on
                         broken = True
-                        sched.fail_started([cell], f"worker process died while running this cell: {exc}")
+                        sched.fail_started(group, f"worker process died while running this cell: {exc}")
                     except Exception as exc:
-                        sched.fail_started([cell], error_text(exc))
+                        sched.fail_started(group, error_text(exc))
                 if broken:
-                    sched.fail_started(running.values(), "worker process pool broke while running this cell")
+                    sched.fail_started(
+                        [c for g in running.values() for c in g], "worker process pool broke while running this cell"
+                    )
                     running.clear()
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = ProcessPoolExecutor(

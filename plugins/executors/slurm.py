@@ -31,6 +31,7 @@ is one line with sbatch's own message, not a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import shutil
@@ -299,10 +300,8 @@ class SubmititExecutor(Executor):
                 break
         state = ""
         if self.cluster == "slurm":  # TIMEOUT, OUT_OF_MEMORY, ...; a local job's state is its controller's
-            try:
+            with contextlib.suppress(Exception):
                 state = str(job.state)
-            except Exception:
-                pass
         telling = [ln for ln in tail if not _NOISE.match(ln)]
         if telling:
             cause = telling[-1]

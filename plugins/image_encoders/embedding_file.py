@@ -35,7 +35,8 @@ class EmbeddingFileEncoder(ImageEncoder):
     ):
         if not path:
             raise EegbenchError(
-                'image encoder embedding-file needs path = "file.npz" (relative paths resolve against the image set root)'
+                'image encoder embedding-file needs path = "file.npz" '
+                "(relative paths resolve against the image set root)"
             )
         if normalized not in NORMALIZED_WORDS:
             raise EegbenchError(

@@ -48,7 +48,8 @@ def resolve_tag_file(model: str, tag: str, cache_dir: str, where: str) -> Path:
     if not cfg:
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
         raise WeightsError(
-            f'{where}: {model} has no pretrained tag {tag!r} (tags: {tags}; or a checkpoint file path, or weights = "none")'
+            f"{where}: {model} has no pretrained tag {tag!r} "
+            f'(tags: {tags}; or a checkpoint file path, or weights = "none")'
         )
     if "file" in cfg:
         return Path(cfg["file"])
@@ -84,7 +85,8 @@ def resolve_tag_file(model: str, tag: str, cache_dir: str, where: str) -> Path:
         target = ocp.download_pretrained(cfg, cache_dir=cache_dir or None)
     except Exception as exc:
         raise WeightsError(
-            f"{where}: weights {tag!r} for {model} could not be downloaded ({type(exc).__name__}); missing {missing}: {how}"
+            f"{where}: weights {tag!r} for {model} could not be downloaded ({type(exc).__name__}); "
+            f"missing {missing}: {how}"
         ) from None
     if not target or not os.path.isfile(target):
         raise WeightsError(f"{where}: weights {tag!r} for {model} could not be found; missing {missing}: {how}")

@@ -28,12 +28,16 @@ def eegbench_image_encoders() -> list[Component]:
         Component(
             kind="image-encoder",
             name="clip-vit-b-32",
-            summary="CLIP ViT-B/32 (open_clip ViT-B-32, OpenAI weights): joint 512-d embedding, CLS token (768-d) or a block's CLS",
+            summary=(
+                "CLIP ViT-B/32 (open_clip ViT-B-32, OpenAI weights): joint 512-d embedding, CLS token (768-d) "
+                "or a block's CLS"
+            ),
             factory="eegbench_plugins.image_encoders.plugin:build_clip_vit_b_32",
             citation=CLIP_CITATION,
             notes=(
                 'output = "cls" is the CLS token before ln_post and the projection (768-d, the seed\'s target); '
-                '"block:N" the CLS token after block N. weights: a tag, a local checkpoint file, or "none" (random init)'
+                '"block:N" the CLS token after block N. weights: a tag, a local checkpoint file, '
+                'or "none" (random init)'
             ),
         ),
         Component(
@@ -125,7 +129,7 @@ def check_open_clip_member(name: str, model: str, tag: str) -> None:
 def check_timm_member(name: str, model: str) -> None:
     import timm
 
-    arch, dot, tag = model.partition(".")
+    arch, dot, _tag = model.partition(".")
     if not timm.is_model(arch):
         raise _unknown(name, f"timm has no model {arch!r}", arch, timm.list_models(), f"timm:{arch[:3]}*")
     if dot:

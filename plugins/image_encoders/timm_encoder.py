@@ -84,7 +84,8 @@ class TimmEncoder(ImageEncoder):
             if path is None and is_offline():
                 raise WeightsError(
                     f"{where}: weights for {full} are not cached and the network is off; missing "
-                    f'hf://{cfg.get("hf_hub_id", "?")}: download it and set weights = "path/to/file", or weights = "none"'
+                    f'hf://{cfg.get("hf_hub_id", "?")}: download it and set weights = "path/to/file", '
+                    'or weights = "none"'
                 )
             identity = f"sha256:{file_digest(path)}" if path else f"timm:{full}"
             if path is not None:

@@ -6,8 +6,8 @@ paper's), otherwise its head ``Linear(proj_dim, image_dim)`` maps to the image e
 (docs/papers.md explains the choice). The factories below hold each model's parameters and their defaults (the
 papers' values) in their signatures; the model classes take them all explicitly. Listing and reading defaults
 import nothing heavy: the model modules (torch) load inside the factories.
-Paper recipes live in ``benchmarks/papers/``; the papers' own numbers in ``reported.toml`` next to this module (package data; the leaderboard's default
-reported rows, through the ``eegbench_reported_results`` hook).
+Paper recipes live in ``benchmarks/papers/``; the papers' own numbers in ``reported.toml`` next to this module
+(package data; the leaderboard's default reported rows, through the ``eegbench_reported_results`` hook).
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ def eegbench_backbones() -> list[Component]:
             signal="EEG",
             fits=("17x128@100",),  # checked by tests/test_cli.py::test_recorded_fits_build
             name="nice",
-            summary="NICE: temporal-spatial conv (ShallowNet-like, 1,440 features at 250 samples) + residual projection to 768",
+            summary=(
+                "NICE: temporal-spatial conv (ShallowNet-like, 1,440 features at 250 samples) "
+                "+ residual projection to 768"
+            ),
             factory="eegbench_plugins.papers:build_nice",
             citation=NICE_CITATION,
             notes=(
@@ -53,7 +56,10 @@ def eegbench_backbones() -> list[Component]:
             signal="EEG",
             fits=("17x128@100",),  # checked by tests/test_cli.py::test_recorded_fits_build
             name="atm-s",
-            summary="ATM-S: channel-wise attention (1 transformer layer over channel tokens) + NICE's conv + projection to 1024",
+            summary=(
+                "ATM-S: channel-wise attention (1 transformer layer over channel tokens) + NICE's conv "
+                "+ projection to 1024"
+            ),
             factory="eegbench_plugins.papers:build_atm_s",
             citation=ATM_CITATION,
             notes=(

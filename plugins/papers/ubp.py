@@ -17,7 +17,8 @@ total                                             5,404,672
 
 Their module also holds the loss's ``logit_scale`` (1 parameter, read through a softplus); in eegbench the
 temperature belongs to the loss (``clip`` with ``learn_temperature = true``, ``temperature_param =
-"softplus-scale"``, the same softplus on the logit scale). At 63 × 250 the same arithmetic gives 15750·1024+1024 + 1,049,600 + 2,048 = 17,180,672.
+"softplus-scale"``, the same softplus on the logit scale). At 63 × 250 the same arithmetic gives
+15750·1024+1024 + 1,049,600 + 2,048 = 17,180,672.
 """
 
 from __future__ import annotations

@@ -16,6 +16,23 @@ def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+#: the synthetic twin's parameters ``eegbench synth`` takes as flags: (parameter, type, help before its default)
+_SYNTH_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("subjects", int, "number of subjects (sub-01 ...)"),
+    ("train_concepts", int, "training concepts"),
+    ("images_per_concept", int, "training images per concept"),
+    ("test_images", int, "test images (one per test concept; the n-way of retrieval)"),
+    ("noise", float, "repetition noise relative to the signal"),
+    (
+        "subject_variability",
+        float,
+        "how much each subject's mixing of the latent components differs from the shared one",
+    ),
+    ("test_repetitions", int, "repetitions per test image (a multiple of the 4 sessions)"),
+    ("seed", int, "random seed of the generator"),
+)
+
+
 def register(commands, synth_defaults: Mapping[str, Any]) -> None:
     """Add this plugin's commands; ``synth_defaults``: the synthetic twin's factory defaults (the flags'
     defaults and the parameters ``eegbench synth`` writes)."""
@@ -35,65 +52,15 @@ def register(commands, synth_defaults: Mapping[str, Any]) -> None:
         help="folder to write (must not exist, be empty, or hold this same twin); default: "
         "<data dir>/things-eeg-2-synthetic/<parameter hash>, data dir = $EEGBENCH_DATA or the user data dir",
     )
-    p.add_argument(
-        "--subjects",
-        type=int,
-        default=defaults["subjects"],
-        help="number of subjects (sub-01 ...) (default: %(default)s)",
-    )
-    p.add_argument(
-        "--train-concepts",
-        type=int,
-        default=defaults["train_concepts"],
-        help="training concepts (default: %(default)s)",
-    )
-    p.add_argument(
-        "--images-per-concept",
-        type=int,
-        default=defaults["images_per_concept"],
-        help="training images per concept (default: %(default)s)",
-    )
-    p.add_argument(
-        "--test-images",
-        type=int,
-        default=defaults["test_images"],
-        help="test images (one per test concept; the n-way of retrieval) (default: %(default)s)",
-    )
-    p.add_argument(
-        "--noise",
-        type=float,
-        default=defaults["noise"],
-        help="repetition noise relative to the signal (default: %(default)s)",
-    )
-    p.add_argument(
-        "--subject-variability",
-        type=float,
-        default=defaults["subject_variability"],
-        help="how much each subject's mixing of the latent components differs from the shared one (default: %(default)s)",
-    )
-    p.add_argument(
-        "--test-repetitions",
-        type=int,
-        default=defaults["test_repetitions"],
-        help="repetitions per test image (a multiple of the 4 sessions) (default: %(default)s)",
-    )
+    for key, type_, help_ in _SYNTH_FLAGS:
+        flag = "--" + key.replace("_", "-")
+        p.add_argument(flag, type=type_, default=defaults[key], help=f"{help_} (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="also write raw 1000 Hz sessions (eeg_dataset/raw_data)")
-    p.add_argument(
-        "--seed", type=int, default=defaults["seed"], help="random seed of the generator (default: %(default)s)"
-    )
     p.add_argument("--force", action="store_true", help="replace a twin with other parameters already at --root")
     p.set_defaults(func=functools.partial(cmd_synth, synth_defaults=defaults))
 
     p = commands.download.add_parser("things-eeg-2", help="download the Things-EEG-2 release (OSF; figshare mirror)")
-    p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
-    p.add_argument(
-        "--parts",
-        nargs="+",
-        default=["preprocessed,images"],
-        metavar="PART",
-        help="preprocessed, images, raw: commas or spaces (default: preprocessed,images)",
-    )
-    p.add_argument("--subjects", nargs="+", metavar="N", help="subject numbers, commas or spaces (default: 1-10)")
+    _add_release_files(p)
     p.add_argument(
         "--allow-unverified",
         action="store_true",
@@ -103,15 +70,7 @@ def register(commands, synth_defaults: Mapping[str, Any]) -> None:
     p.set_defaults(func=cmd_download)
 
     p = commands.verify.add_parser("things-eeg-2", help="list present, missing and corrupt Things-EEG-2 files")
-    p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
-    p.add_argument(
-        "--parts",
-        nargs="+",
-        default=["preprocessed,images"],
-        metavar="PART",
-        help="preprocessed, images, raw: commas or spaces (default: preprocessed,images)",
-    )
-    p.add_argument("--subjects", nargs="+", metavar="N", help="subject numbers, commas or spaces (default: 1-10)")
+    _add_release_files(p)
     p.set_defaults(func=cmd_verify)
 
     p = commands.preprocess.add_parser(
@@ -157,6 +116,19 @@ def register(commands, synth_defaults: Mapping[str, Any]) -> None:
         "--overwrite", action="store_true", help="replace existing preprocessed_eeg_*.npy under the output root"
     )
     p.set_defaults(func=cmd_preprocess)
+
+
+def _add_release_files(p: argparse.ArgumentParser) -> None:
+    """The options naming release files on disk (``download`` and ``verify``): --root, --parts, --subjects."""
+    p.add_argument("--root", help="dataset root (default: <data dir>/things-eeg-2)")
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        default=["preprocessed,images"],
+        metavar="PART",
+        help="preprocessed, images, raw: commas or spaces (default: preprocessed,images)",
+    )
+    p.add_argument("--subjects", nargs="+", metavar="N", help="subject numbers, commas or spaces (default: 1-10)")
 
 
 def _root(args: argparse.Namespace):
@@ -217,19 +189,7 @@ def _subjects(values) -> list[int] | None:
 def cmd_synth(args: argparse.Namespace, synth_defaults: Mapping[str, Any]) -> int:
     from .synth import SynthParams, write_twin
 
-    params = SynthParams.from_dict(
-        {
-            **synth_defaults,
-            "subjects": args.subjects,
-            "train_concepts": args.train_concepts,
-            "images_per_concept": args.images_per_concept,
-            "test_images": args.test_images,
-            "noise": args.noise,
-            "subject_variability": args.subject_variability,
-            "test_repetitions": args.test_repetitions,
-            "seed": args.seed,
-        }
-    )
+    params = SynthParams.from_dict({**synth_defaults, **{key: getattr(args, key) for key, _, _ in _SYNTH_FLAGS}})
     root = args.root or default_twin_root(params)
     root = write_twin(root, params, raw=args.raw, force=args.force, progress=_progress)
     print(f"synthetic twin {params.content_hash()} at {root}")

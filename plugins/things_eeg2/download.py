@@ -240,7 +240,9 @@ def _images_complete(root: Path, name: str) -> bool:
         meta = load_pickled_npy(layout.metadata_file(root))
         files_key, concepts_key, _ = layout.META_KEYS[split]
         base = layout.image_set_dir(root) / layout.IMAGE_DIR[split]
-        return all((base / str(c) / str(f)).is_file() for c, f in zip(meta[concepts_key], meta[files_key]))
+        # strict=False: lists of different lengths are the loader's one-line DataError, not this check's
+        pairs = zip(meta[concepts_key], meta[files_key], strict=False)
+        return all((base / str(c) / str(f)).is_file() for c, f in pairs)
     except (DataError, KeyError, TypeError):
         return False
 
@@ -529,7 +531,8 @@ def download(
             raise DataError(
                 f"cannot list Things-EEG-2 {part} files ({'; '.join(errors)}): offline, or the host is down or "
                 "broken. Manual steps: "
-                f"download {', '.join(todo[:3])}{' …' if len(todo) > 3 else ''} from {src['manual']}, unzip into {root} "
+                f"download {', '.join(todo[:3])}{' …' if len(todo) > 3 else ''} from {src['manual']}, "
+                f"unzip into {root} "
                 f"in the authors' layout, then run `eegbench data verify things-eeg-2 --root {root}`; or pass --root "
                 "to a copy that already exists"
             )
@@ -537,7 +540,8 @@ def download(
         for name in todo:
             if name not in files:
                 raise DataError(
-                    f"{name}: not listed by the host (found {', '.join(sorted(files)[:5])} …); the release may have moved"
+                    f"{name}: not listed by the host (found {', '.join(sorted(files)[:5])} …); "
+                    "the release may have moved"
                 )
             remote = files[name]
             if remote.known_hash is None and not allow_unverified:

@@ -75,23 +75,7 @@ ALL_63: tuple[str, ...] = (
     "CP6",
     "TP8",
     "TP10",
-    "P7",
-    "P5",
-    "P3",
-    "P1",
-    "Pz",
-    "P2",
-    "P4",
-    "P6",
-    "P8",
-    "PO7",
-    "PO3",
-    "POz",
-    "PO4",
-    "PO8",
-    "O1",
-    "Oz",
-    "O2",
+    *OCCIPITO_PARIETAL,  # the last 17 are the occipito-parietal ones, in the same order
 )
 
 N_SUBJECTS = 10

@@ -5,9 +5,9 @@ the twin is the same layout on disk, generated on first use, and goes through ex
 
 A prepared split is cached with :class:`eegbench.execution.cache.Cache` (namespace ``"things-eeg-2"``) under a key
 of every preparation option that changes the output plus the source files' content identity (place in the
-layout, size, sha256 of the bytes — memoised, so touching a file changes nothing); the seed is part of the key only when ``averaging`` is a number (random repetition
-draws), so ``"all"``/``"none"`` share one entry across seeds. Its sidecar records the options, channels and
-times. A second load memory-maps the cached ``.npy``.
+layout, size, sha256 of the bytes — memoised, so touching a file changes nothing); the seed is part of the key only
+when ``averaging`` is a number (random repetition draws), so ``"all"``/``"none"`` share one entry across seeds. Its
+sidecar records the options, channels and times. A second load memory-maps the cached ``.npy``.
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ class ThingsEEG2(Dataset):
             self._generate_if_absent()
             if not path.is_file():
                 raise DataError(
-                    f"{path}: image metadata missing; run `eegbench download things-eeg-2 --root {self.root} --parts images`"
+                    f"{path}: image metadata missing; "
+                    f"run `eegbench download things-eeg-2 --root {self.root} --parts images`"
                 )
             meta = load_pickled_npy(path)
             if not isinstance(meta, dict):
@@ -193,7 +194,7 @@ class ThingsEEG2(Dataset):
             concepts = [str(c) for c in meta[concepts_key]]
             if len(files) != len(concepts):
                 raise DataError(f"{layout.metadata_file(self.root)}: {files_key} and {concepts_key} differ in length")
-            ids = tuple(f"{layout.IMAGE_DIR[split]}/{c}/{f}" for c, f in zip(concepts, files))
+            ids = tuple(f"{layout.IMAGE_DIR[split]}/{c}/{f}" for c, f in zip(concepts, files, strict=True))
             base = layout.image_set_dir(self.root)
             self._image_sets[split] = ImageSet(
                 name=f"{self.content_name}/{split}",

@@ -29,7 +29,9 @@ def eegbench_datasets():
             summary="Things-EEG-2 (10 subjects, 16,540 training + 200 test images; authors' preprocessed layout)",
             factory="eegbench_plugins.things_eeg2.plugin:build",
             citation=CITATION,
-            notes="root (context argument): default <data dir>/things-eeg-2; get it with `eegbench download things-eeg-2`",
+            notes=(
+                "root (context argument): default <data dir>/things-eeg-2; get it with `eegbench download things-eeg-2`"
+            ),
         ),
         Component(
             kind="dataset",

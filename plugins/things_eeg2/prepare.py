@@ -44,9 +44,10 @@ def check_eeg(
         if bad.any():
             index = np.unravel_index(int(np.argmax(bad)), block.shape)
             index = (index[0] + start, *index[1:])
+            # strict=False: this builds the error message, which must not fail on a caller's short ``axes``
             where = ", ".join(
                 f"{name} {i}" + (f" ({labels[k][i]})" if labels and k in labels and i < len(labels[k]) else "")
-                for k, (name, i) in enumerate(zip(axes, map(int, index)))
+                for k, (name, i) in enumerate(zip(axes, map(int, index), strict=False))
             )
             count = int(bad.sum()) + sum(
                 int((~np.isfinite(data[s : s + step])).sum()) for s in range(start + step, len(data), step)

@@ -65,7 +65,8 @@ class PreprocessOptions:
             )
         if not (math.isfinite(self.sfreq) and self.sfreq > 0):
             raise DataError(
-                f"sfreq {self.sfreq}: the output sampling rate must be a positive number of Hz (at most the raw {layout.RAW_SFREQ:g} Hz)"
+                f"sfreq {self.sfreq}: the output sampling rate must be a positive number of Hz "
+                f"(at most the raw {layout.RAW_SFREQ:g} Hz)"
             )
         if not (math.isfinite(self.tmin) and math.isfinite(self.tmax) and self.tmin < self.tmax):
             raise DataError(f"tmin {self.tmin}, tmax {self.tmax}: the epoch start must be before its end (seconds)")
@@ -101,7 +102,7 @@ def epoch_session(path: Path, opts: PreprocessOptions) -> tuple[np.ndarray, np.n
     picks = (
         list(layout.OCCIPITO_PARIETAL)
         if opts.channels == "occipito-parietal"
-        else [n for n, t in zip(names, types) if t == "eeg"]
+        else [n for n, t in zip(names, types, strict=True) if t == "eeg"]
     )
     missing = [c for c in picks if c not in names]
     if missing:
@@ -233,7 +234,8 @@ def preprocess_subject(
                 if len(reps):
                     per_cond[s][c].append(reps)
         progress(
-            f"{layout.sub(subject)} ses-{session:02d}: {len(parts['train'][1])} training + {len(parts['test'][1])} test epochs"
+            f"{layout.sub(subject)} ses-{session:02d}: {len(parts['train'][1])} training + "
+            f"{len(parts['test'][1])} test epochs"
         )
     for s in ("train", "test"):
         merged = [np.concatenate(r) if r else None for r in per_cond[s]]
@@ -269,7 +271,8 @@ def _n_conditions(root: Path, subject: int) -> dict[str, int]:
         meta = load_pickled_npy(meta_path)
         return {"train": len(meta["train_img_files"]), "test": len(meta["test_img_files"])}
     raise DataError(
-        f"{meta_path}: missing (needed for the number of image conditions); run `eegbench download things-eeg-2 --root {root} --parts images`"
+        f"{meta_path}: missing (needed for the number of image conditions); "
+        f"run `eegbench download things-eeg-2 --root {root} --parts images`"
     )
 
 

@@ -184,7 +184,7 @@ def load_pickled_npy(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: file not found")
     with open(path, "rb") as fh:
         try:
-            shape, fortran, dtype = read_npy_header(fh)
+            _shape, _fortran, dtype = read_npy_header(fh)
         except (ValueError, OSError) as exc:
             raise DataError(f"{path}: not a valid .npy file ({exc}); delete it and download it again") from None
         if not dtype.hasobject:
@@ -207,7 +207,8 @@ def load_pickled_npy(path: str | os.PathLike) -> Any:
             MemoryError,
         ) as exc:
             raise DataError(
-                f"{path}: corrupt or truncated pickled .npy ({type(exc).__name__}: {exc}); delete it and download it again"
+                f"{path}: corrupt or truncated pickled .npy ({type(exc).__name__}: {exc}); "
+                "delete it and download it again"
             ) from None
     if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == ():
         return obj.item()

@@ -125,7 +125,7 @@ def metadata(params: SynthParams) -> dict[str, list[str]]:
 def image_ids(params: SynthParams, split: str) -> list[str]:
     meta = metadata(params)
     files_key, concepts_key, _ = layout.META_KEYS[split]
-    return [f"{layout.IMAGE_DIR[split]}/{c}/{f}" for c, f in zip(meta[concepts_key], meta[files_key])]
+    return [f"{layout.IMAGE_DIR[split]}/{c}/{f}" for c, f in zip(meta[concepts_key], meta[files_key], strict=True)]
 
 
 class Model:
@@ -415,7 +415,7 @@ def _write(root: Path, params: SynthParams, *, raw: bool, progress: Callable[[st
     # images
     projection = _rng(params, _TAG_IMAGE).standard_normal((54, params.latent_dim)) * 2.0
     for split in ("train", "test"):
-        for image_id, z in zip(image_ids(params, split), model.latents[split]):
+        for image_id, z in zip(image_ids(params, split), model.latents[split], strict=True):
             path = layout.image_set_dir(root) / image_id
             path.parent.mkdir(parents=True, exist_ok=True)
             render_image(z, projection, params.image_size).save(path, "JPEG", quality=90)
@@ -479,18 +479,18 @@ def write_raw_subject(root: Path, model: Model, subject: int) -> None:
             eeg = correlated_noise(rng, (len(channels), n_samples), model.noise_mixing(subject, channels), ar=0.95)
             eeg *= model.p.noise
             responses = model.signal(subject, split, resp_times, channels)  # [n_images, 63, T]
-            for code, onset in zip(codes, onsets):
+            for code, onset in zip(codes, onsets, strict=True):
                 if code == layout.CATCH_CODE:
                     continue
                 eeg[:, onset : onset + len(resp_times)] += responses[code - 1]
             stim = np.zeros(n_samples)
-            for code, onset in zip(codes, onsets):
+            for code, onset in zip(codes, onsets, strict=True):
                 stim[onset : onset + 5] = code
             save_pickled_dict(
                 layout.raw_file(root, subject, session, split),
                 {
                     "raw_eeg_data": np.vstack([eeg, stim[None]]),
-                    "ch_names": list(layout.ALL_63) + ["stim"],
+                    "ch_names": [*layout.ALL_63, "stim"],
                     "ch_types": ["eeg"] * len(layout.ALL_63) + ["stim"],
                     "sfreq": sfreq,
                     "highpass": 0.01,
