@@ -32,14 +32,14 @@ def test_ci_size_gives_a_row_per_path(train_speed, tmp_path, capsys):
     out = tmp_path / "speed.json"
     try:
         report = train_speed.main(
-            ["--size", "ci", "--trials", "256", "--epochs", "1", "--warmup", "0", "--ks", "2", "--json", str(out)]
+            ["--size", "ci", "--trials", "128", "--epochs", "1", "--warmup", "0", "--ks", "2", "--json", str(out)]
         )
     finally:
         torch.set_num_threads(threads)  # the script sizes torch's pool to the process's share
     rows = {(r["path"], r["k"]): r for r in report["rows"]}
     assert set(rows) == {("seed-style", 1), ("eegbench single", 1), ("eegbench batched", 2)}
     for (_, k), row in rows.items():
-        assert row["samples"] == k * (256 // 64) * 64  # full batches, K x for K members
+        assert row["samples"] == k * (128 // 64) * 64  # full batches, K x for K members
         assert math.isfinite(row["samples_per_s"]) and row["samples_per_s"] > 0
         assert math.isfinite(row["vs_seed_style"]) and math.isfinite(row["vs_single"])
     assert rows[("seed-style", 1)]["vs_seed_style"] == pytest.approx(1.0)
@@ -75,3 +75,19 @@ def test_bad_arguments_are_one_line_errors(train_speed, capsys):
         with pytest.raises(SystemExit):
             train_speed.main(argv)
         assert what in capsys.readouterr().err
+
+
+def test_batch_cells_auto_measures_or_names_why_not(train_speed):
+    """``--batch-cells auto`` lets fit_batched time one step first: the row has a rate or fit_batched's reason."""
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--size", "ci", "--trials", "128", "--epochs", "1", "--warmup", "0", "--ks", "2"]
+        report = train_speed.main([*argv, "--paths", "batched", "--batch-cells", "auto"])
+    finally:
+        torch.set_num_threads(threads)
+    (row,) = report["rows"]
+    assert (row["path"], row["k"]) == ("eegbench batched", 2)
+    if row["samples_per_s"] is None:
+        assert row["note"].startswith("skipped: a batched step of 2 takes")
+    else:
+        assert row["samples_per_s"] > 0 and row["vs_single"] is None and row["vs_seed_style"] is None

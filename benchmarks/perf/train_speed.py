@@ -4,8 +4,9 @@ Run (from the repository root)::
 
     python benchmarks/perf/train_speed.py --size ci                    # CPU, well under a minute on 2 cores
     python benchmarks/perf/train_speed.py --size seed --device cuda    # the seed's configuration, one GPU
-    options: --ks 2,4,8,16  --epochs N  --warmup N  --repeats N  --trials N  --workers N  --amp auto|bf16|fp16|off
-             --compile  --threads N  --json out.json
+    options: --ks 2,4,8,16  --epochs N  --warmup N  --repeats N  --trials N  --batch-size N  --workers N
+             --amp auto|bf16|fp16|off  --compile  --batch-cells force|auto  --threads N
+             --paths seed-style,single,batched  --json out.json
 
 One process, one synthetic data set (random EEG trials, random image-embedding targets; no dataset files),
 the same model (``resnet1d`` built with ``eegbench.create`` under the engine's ``EEGEncoder`` head), the same
@@ -22,6 +23,8 @@ the same model (``resnet1d`` built with ``eegbench.create`` under the engine's `
     preparation cache holds them), with a ``Training`` config (``amp = "auto"``: bf16 on CUDA, float32 on CPU).
 ``eegbench batched``
     ``eegbench.execution.batched.fit_batched`` with K members (seeds 0 … K-1) of that cell: K × the samples.
+    ``--batch-cells force`` (the default) sets ``batch_cells = K`` so the batched step is measured even where
+    it does not pay; ``auto`` lets ``fit_batched`` time one step first and refuse (the row gives its reason).
 
 Each path first trains ``--warmup`` epochs (not timed: allocator, cuDNN autotuning, lazy optimiser state),
 then ``--epochs`` epochs timed with ``time.perf_counter`` (``torch.cuda.synchronize`` around them on CUDA),
@@ -177,7 +180,9 @@ def make_loss(size: Size, device: torch.device) -> torch.nn.Module:
     return eegbench.create("loss", "clip", temperature=size.temperature, center=size.center).to(device)
 
 
-def training_cfg(size: Size, epochs: int, amp: str, compile_: bool) -> Training:
+def training_cfg(size: Size, epochs: int, amp: str, compile_: bool, batch_cells: str | int = "auto") -> Training:
+    """The stage's training settings; ``batch_cells`` an int makes ``fit_batched`` batch without first timing
+    whether it pays ("auto" lets it refuse)."""
     return Training(
         epochs=int(epochs),
         batch_size=size.batch_size,
@@ -190,6 +195,7 @@ def training_cfg(size: Size, epochs: int, amp: str, compile_: bool) -> Training:
         amp=amp,
         compile=compile_,
         drop_last=True,
+        batch_cells=batch_cells,
     )
 
 
@@ -320,8 +326,11 @@ def measure_batched(
     amp: str,
     compile_: bool,
     repeats: int = 1,
+    batch_cells: str = "force",
 ):
     from eegbench.execution.batched import Member, fit_batched
+
+    cells: str | int = k if batch_cells == "force" else "auto"
 
     train, emb = _splits(data, device)  # one copy on the device, shared by the members
     models = [make_model(size, s, device) for s in range(k)]
@@ -334,8 +343,8 @@ def measure_batched(
         ]
 
     if warmup:
-        fit_batched(members(0), training_cfg(size, warmup, amp, compile_))
-    cfg = training_cfg(size, epochs, amp, compile_)
+        fit_batched(members(0), training_cfg(size, warmup, amp, compile_, cells))
+    cfg = training_cfg(size, epochs, amp, compile_, cells)
     calls = [0]
 
     def run() -> int:
@@ -410,16 +419,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up epochs per path (default 1)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per path; the fastest is kept (default 1)")
     p.add_argument("--trials", type=int, default=None, help="training trials (default by size)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default by size: ci 64, seed 512)")
     p.add_argument("--workers", type=int, default=None, help="seed-style DataLoader workers (ci 0, seed 8)")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="eegbench paths' amp")
     p.add_argument("--compile", action="store_true", help="eegbench paths with torch.compile (cfg.compile)")
+    p.add_argument(
+        "--batch-cells",
+        default="force",
+        choices=["force", "auto"],
+        help="force: always batch (cfg.batch_cells = K); auto: fit_batched first times whether it pays and may refuse",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: this process's CPU share)")
     p.add_argument("--paths", default="seed-style,single,batched", help="which paths to run (comma-separated)")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     args = p.parse_args(argv)
-    for name in ("epochs", "trials", "repeats"):
+    for name in ("epochs", "trials", "batch_size", "repeats"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("warmup", "workers", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             p.error(f"--{name} must be >= 0, got {getattr(args, name)}")
@@ -449,6 +465,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         epochs=args.epochs or size.epochs,
         warmup=size.warmup if args.warmup is None else args.warmup,
         trials=args.trials or size.trials,
+        batch_size=args.batch_size or size.batch_size,
         workers=size.workers if args.workers is None else args.workers,
         ks=args.ks or size.ks,
     )
@@ -489,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "seed_style_amp": "fp16" if device.type == "cuda" else "off",
             "eegbench_amp": args.amp,
             "compile": bool(args.compile),
+            "batch_cells": args.batch_cells,
         },
     }
     print(
@@ -540,7 +558,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             record(
                 "eegbench batched",
                 k,
-                lambda k=k: measure_batched(size, data, device, k, epochs, warmup, amp, args.compile, reps),
+                lambda k=k: measure_batched(
+                    size, data, device, k, epochs, warmup, amp, args.compile, reps, args.batch_cells
+                ),
             )
 
     seed_rate = next((r["samples_per_s"] for r in rows if r["path"] == "seed-style"), None)
