@@ -211,7 +211,7 @@ def test_auto_batches_only_where_it_pays_and_the_timing_changes_nothing(monkeypa
     rng = torch.get_rng_state()
     monkeypatch.setattr(batched, "_step_seconds", lambda *a, **k: (2.0, 1.0))  # batched slower: refused
     with pytest.raises(NotBatchable, match="takes 2000 ms"):
-        fit_batched(members, Training(epochs=1, batch_size=16))
+        fit_batched(members, Training(epochs=1, batch_size=16, batch_cells="auto"))
     monkeypatch.undo()
     import copy
 

@@ -197,7 +197,7 @@ class Training:
     drop_last: bool = True
     #: how many cells of this recipe may train together (see :mod:`eegbench.execution.batched`): batching never
     #: changes a result, so it is left out of :meth:`as_dict` (no key, no stored config holds it)
-    batch_cells: str | bool | int = field(default="auto", compare=False)
+    batch_cells: str | bool | int = field(default=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -143,9 +143,9 @@ class TrainSpec(_Strict):
     text_prompt: str = "This picture is {concept}"
     #: drop the last partial batch of each epoch (a torch DataLoader's drop_last); False trains on every trial
     drop_last: StrictBool = True
-    #: train cells of one recipe that differ only in placement together, as one stacked model ("auto": up to 8
-    #: at a time where a timed step says it pays; false: one by one; N: up to N). Not part of any identity
-    batch_cells: Literal["auto"] | StrictBool | PositiveInt = "auto"
+    #: train cells of one recipe that differ only in placement together, as one stacked model (false, the default:
+    #: one by one; "auto": up to 8 at a time where a timed step says it pays; N: up to N). Not part of any identity
+    batch_cells: Literal["auto"] | StrictBool | PositiveInt = False
 
 
 #: Training keys: name -> (type, default), read from :class:`TrainSpec`. Shared by ``[train]`` and (all optional)
