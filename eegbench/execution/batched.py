@@ -279,7 +279,6 @@ class _Track:
     history: list[dict[str, float]] = field(default_factory=list)
     epochs_run: int = 0
     done: bool = False
-    seconds: float = 0.0
 
 
 def fit_batched(
