@@ -11,30 +11,12 @@ import pytest
 
 from eegbench.cli import main as cli_main
 from eegbench.planning.spec import load_spec
+from eegbench_plugins.things_eeg2.layout import OCCIPITO_PARIETAL
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ROOT / "benchmarks" / "papers"
 RECIPES = sorted(p for p in PAPERS.glob("*.toml") if p.name != "reported.toml")
 RECIPE_IDS = [p.stem for p in RECIPES]
-OCCIPITO_PARIETAL = [
-    "P7",
-    "P5",
-    "P3",
-    "P1",
-    "Pz",
-    "P2",
-    "P4",
-    "P6",
-    "P8",
-    "PO7",
-    "PO3",
-    "POz",
-    "PO4",
-    "PO8",
-    "O1",
-    "Oz",
-    "O2",
-]
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +69,7 @@ def test_recipe_keeps_the_papers_settings(path):
         assert spec.loss.params["text_weight"] == 0.01 and spec.loss.params["learn_temperature"] is True
         assert t.text_prompt == "This picture is {concept}"
     else:
-        assert spec.backbone.name == "ubp-mlp" and spec.dataset.channels == OCCIPITO_PARIETAL
+        assert spec.backbone.name == "ubp-mlp" and list(spec.dataset.channels) == list(OCCIPITO_PARIETAL)
         assert spec.image_encoder.name == "open_clip:RN50/openai"
         assert (t.epochs, t.batch_size, t.optimizer, t.weight_decay) == (50, 1024, "adamw", 1e-4)
         assert t.lr == (1e-4 if protocol == "intra" else 1e-5)

@@ -49,6 +49,9 @@ def test_defaults_fill_in_and_finetune_inherits_train():
         ({"validation.selection": "best-test"}, "(allowed: 'best-val', 'last')"),
         ({"seeds": [1, 1]}, "seeds repeat"),
         ({"train.betas": [0.9]}, "[train] betas: too few values"),
+        ({"train.batch_cells": 0}, '[train] batch_cells: use false, true, "auto" or a number of cells >= 1 (got 0)'),
+        ({"train.batch_cells": "some"}, "[train] batch_cells: use false, true"),
+        ({"finetune": {"batch_cells": 2.5}}, "[finetune] batch_cells: use false, true"),
     ],
 )
 def test_errors_name_table_key_and_choices(changes, expected):

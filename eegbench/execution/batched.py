@@ -53,8 +53,7 @@ from eegbench.execution.engine import (
     _autocast,
     _batches,
     _training,
-    check_finite,
-    check_finite_split,
+    check_training_inputs,
     diverged,
     finish_cell,
     for_loss,
@@ -313,12 +312,7 @@ def fit_batched(
     autocast, _ = _autocast(device, cfg.amp)
     with_text = needs_text(members[0].loss_fn)
     for m in members:
-        check_finite_split(m.train, "training")
-        if m.val is not None:
-            check_finite_split(m.val, "validation")
-        check_finite(m.image_emb, "image embeddings of the training images")
-        if with_text and m.text_emb is not None:
-            check_finite(m.text_emb, "text embeddings of the training images")
+        check_training_inputs(m.train, m.val, m.image_emb, m.text_emb if with_text else None)
 
     template = copy.deepcopy(members[0].model)
     dropout_names = _swap_dropouts(template)

@@ -347,13 +347,7 @@ def fit(
         )
         return loss
 
-    # a non-finite input would make every loss nan and (once ranked) a perfect score: refuse it as data
-    check_finite_split(train, "training")
-    if val is not None:
-        check_finite_split(val, "validation")
-    check_finite(image_emb, "image embeddings of the training images")
-    if with_text and text_emb is not None:
-        check_finite(text_emb, "text embeddings of the training images")
+    check_training_inputs(train, val, image_emb, text_emb if with_text else None)
 
     best_val, best_epoch, bad_epochs = math.inf, -1, 0
     best_state: dict[str, torch.Tensor] | None = None
@@ -428,6 +422,18 @@ def fit(
     seconds = time.perf_counter() - t0
     samples = sum(stop - start for start, stop in batches) * epochs_run
     return FitResult(best_state, epochs_run, best_epoch + 1, history, seconds, samples)
+
+
+def check_training_inputs(
+    train: DeviceSplit, val: DeviceSplit | None, image_emb: torch.Tensor, text_emb: torch.Tensor | None
+) -> None:
+    """Refuse non-finite training inputs as data: one would make every loss nan and (once ranked) a perfect score."""
+    check_finite_split(train, "training")
+    if val is not None:
+        check_finite_split(val, "validation")
+    check_finite(image_emb, "image embeddings of the training images")
+    if text_emb is not None:
+        check_finite(text_emb, "text embeddings of the training images")
 
 
 def check_finite(values: torch.Tensor, what: str) -> None:

@@ -121,6 +121,14 @@ class ValidationSpec(_Strict):
     selection: Literal["best-val", "last"] = "best-val"
 
 
+def _batch_cells_value(v: Any) -> Any:
+    """``[train]``/``[finetune] batch_cells``, refused in one line naming every accepted form (rather than
+    pydantic's error for one member of the union)."""
+    if v is True or v is False or v == "auto" or (type(v) is int and v >= 1):
+        return v
+    raise ValueError('use false, true, "auto" or a number of cells >= 1')
+
+
 class TrainSpec(_Strict):
     """Optimisation of one stage (AdamW/Adam, warmup then cosine or plateau, early stopping)."""
 
@@ -147,6 +155,11 @@ class TrainSpec(_Strict):
     #: one by one; "auto": up to 8 at a time where a timed step says it pays; N: up to N). Not part of any identity
     batch_cells: Literal["auto"] | StrictBool | PositiveInt = False
 
+    @field_validator("batch_cells", mode="before")
+    @classmethod
+    def _batch_cells(cls, v: Any) -> Any:
+        return _batch_cells_value(v)
+
 
 #: Training keys: name -> (type, default), read from :class:`TrainSpec`. Shared by ``[train]`` and (all optional)
 #: ``[finetune]``.
@@ -166,6 +179,11 @@ class _FinetuneStage(_Strict):
     @classmethod
     def _unique_ratios(cls, v: Any) -> Any:
         return _no_repeats(v)
+
+    @field_validator("batch_cells", mode="before", check_fields=False)  # a training key FinetuneSpec adds
+    @classmethod
+    def _batch_cells(cls, v: Any) -> Any:
+        return v if v is None else _batch_cells_value(v)
 
 
 if TYPE_CHECKING:  # the training keys are read through Spec.finetune_train(), as a TrainSpec
