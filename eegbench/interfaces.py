@@ -372,10 +372,13 @@ class CellLike(Protocol):
 class CellRunner(Protocol):
     """Runs one cell and records it: what an executor is given (``eegbench.runner.CellRunner`` is the real
     one). Picklable; ``results_dir`` is the results store executors read each cell's status from; ``force``
-    recomputes cells already done. It writes the cell's rows itself, so an executor never changes a result."""
+    recomputes cells already done; ``device`` (``auto``, ``cpu``, ``cuda[:N]``) is where cells train, which an
+    executor may size its parallelism by. It writes the cell's rows itself, so an executor never changes a
+    result."""
 
     results_dir: str
     force: bool
+    device: str
 
     def __call__(self, cell: CellLike) -> CellOutcome: ...
 

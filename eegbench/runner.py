@@ -435,8 +435,9 @@ class PlainProgress:
     """Progress as plain lines (logs, pipes, ``nohup``, Slurm output): one line when a cell starts and one
     when it ends, and while it trains one line per ``every`` seconds (epoch, losses, samples/s, cell ETA;
     ``every = 0``: every epoch). A background thread polls the store so that cells run by worker processes
-    (which cannot call back) are counted too: when nothing was printed for ``every`` seconds it prints the
-    cells done so far. Lines go to ``stream`` (stderr), flushed at once."""
+    (which cannot call back) are reported too: their start and end lines come from the store (a change no event
+    reported within a poll tick), and when nothing was printed for ``every`` seconds it prints the cells done so
+    far. Lines go to ``stream`` (stderr), flushed at once."""
 
     def __init__(
         self,
@@ -446,9 +447,11 @@ class PlainProgress:
         *,
         every: float | None = None,
         stream: Any = None,
+        cells: Sequence[Any] = (),
     ):
         self.store, self.keys = store, keys
         self.names = dict(names or {})
+        self.cells = {c.key: c for c in cells}  # to name the cells worker processes run (from the store)
         if every is None:
             try:
                 every = float(os.environ.get(PROGRESS_EVERY_ENV, PROGRESS_EVERY))
@@ -465,6 +468,8 @@ class PlainProgress:
         self._started = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._reported: dict[str, str] = {}  # the last status of each cell a line was printed for
+        self._pending: dict[str, str] = {}  # store changes seen once, printed if no event reports them by the next tick
 
     def _print(self, text: str) -> None:
         with self._lock:
@@ -472,18 +477,52 @@ class PlainProgress:
             with contextlib.suppress(OSError, ValueError):  # a closed pipe must not fail the run
                 print(f"[{_duration(self._last_line - self.t0)}] {text}", file=self.stream, flush=True)
 
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self.cells:
+            self._report_from_store()  # the last cells' ends (seen once, due now)
+            self._report_from_store()
+
     def __enter__(self) -> PlainProgress:
+        if self.cells:
+            try:  # what was stored before the run is not news
+                self._reported = dict(self.store.cell_status(self.keys))
+            except Exception:
+                self._reported = {}
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def _report_from_store(self) -> None:
+        """Start and end lines of cells that changed in the store with no event (run by worker processes)."""
+        try:
+            rows = self.store.cell_times(list(self.cells))
+        except Exception:
+            return
+        with self._lock:
+            changed = {
+                k: r
+                for k, r in rows.items()
+                if r["status"] in ("running", "done", "failed") and r["status"] != self._reported.get(k)
+            }
+            due = {k: r for k, r in changed.items() if self._pending.get(k) == r["status"]}
+            self._pending = {k: r["status"] for k, r in changed.items() if k not in due}
+        for key, row in sorted(due.items(), key=lambda kv: kv[1]["finished_at"] or kv[1]["started_at"] or 0.0):
+            cell = self.cells[key]
+            if row["status"] == "running":
+                self.__call__("start", cell, None)
+                continue
+            seconds = (row["finished_at"] or 0.0) - (row["started_at"] or row["finished_at"] or 0.0)
+            if self._reported.get(key) is None and row["status"] == "done":  # ran between two ticks: its start first
+                self.__call__("start", cell, None)
+            self.__call__("end", cell, CellOutcome(key, row["status"], row["error"], max(0.0, seconds)))
 
     def _poll(self) -> None:
         tick = min(max(self.every / 4, 0.25), 1.0)
         while not self._stop.wait(tick):
+            if self.cells:
+                self._report_from_store()
             if self.every and time.perf_counter() - self._last_line >= max(self.every, 1.0):
                 try:
                     status = self.store.cell_status(self.keys)
@@ -497,13 +536,15 @@ class PlainProgress:
 
     def __call__(self, event: str, cell: Any, payload: Any) -> None:
         name = cell_name(cell, self.names)
+        if event in ("start", "end"):
+            with self._lock:
+                self._reported[cell.key] = "running" if event == "start" else payload.status
+                self._pending.pop(cell.key, None)
         if event == "start":
             self._started += 1
             self._last_epoch_line[cell.key] = time.perf_counter()
-            self._print(
-                f"start {name} ({int(cell.recipe.stage_training.epochs)} epochs; cell {self._started} of "
-                f"{len(self.keys)} planned)"
-            )
+            what = f"{int(cell.recipe.stage_training.epochs)} epochs; " if isinstance(cell, Cell) else ""
+            self._print(f"start {name} ({what}cell {self._started} of {len(self.keys)} planned)")
         elif event == "epoch":
             now = time.perf_counter()
             last_epoch = payload["epoch"] >= payload["epochs"]
@@ -766,7 +807,7 @@ def run_spec(
     dry_run: bool = False,
     only: Iterable[str] | Mapping[str, Any] | None = None,
     executor: str | None = None,
-    jobs: int | None = None,
+    jobs: int | str | None = None,
     quiet: bool = False,
     progress: bool = False,
     verbose: bool = False,
@@ -812,7 +853,7 @@ def run_spec(
                 f"--jobs applies to the local executor; executor {name!r} takes its parallelism from its "
                 f"own parameters (see `eegbench info {name}`)"
             )
-        params["jobs"] = int(jobs)
+        params["jobs"] = jobs if jobs == "auto" else int(jobs)
     exe = create("executor", name, **params)
 
     if dry_run:
@@ -923,7 +964,7 @@ def run_spec(
             if not show:
                 display: Any = contextlib.nullcontext(None)
             elif verbose or not sys.stderr.isatty():
-                display = PlainProgress(store, keys, names, every=0.0 if verbose else None)
+                display = PlainProgress(store, keys, names, every=0.0 if verbose else None, cells=cells)
             else:
                 display = _Display(store, keys, False, names, console=Console(stderr=True))
             with display as reporter:

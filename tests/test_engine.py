@@ -311,17 +311,30 @@ def test_the_dataset_gets_cache_root_at_creation(env, monkeypatch):
     assert build_dataset(cell).cache_root is None and seen[-1] is None  # no --cache: the factory's default
 
 
-def test_the_gpu_fast_path_fuses_the_optimiser_step_on_cuda_only():
+def test_the_fast_path_fuses_the_optimiser_step_and_autotunes_cudnn_on_cuda_only():
     import torch
 
     from eegbench.execution.engine import fast_path
 
-    assert fast_path(torch.device("cpu")) == {}
     before = torch.backends.cudnn.benchmark
     try:
+        torch.backends.cudnn.benchmark = False
+        assert fast_path(torch.device("cpu")) == {"fused": True}
+        assert torch.backends.cudnn.benchmark is False  # the CPU touches no cuDNN setting
         assert fast_path(torch.device("cuda")) == {"fused": True}  # what fit passes to Adam/AdamW there
         assert torch.backends.cudnn.benchmark is True
-        params = [torch.nn.Parameter(torch.zeros(2))]
-        torch.optim.AdamW(params, lr=1e-3, **fast_path(torch.device("cpu")))  # the CPU keeps torch's default
     finally:
         torch.backends.cudnn.benchmark = before
+    # the fused CPU step is AdamW's update (to rounding), not another optimiser
+    torch.manual_seed(0)
+    start, grads = torch.randn(3, 5, dtype=torch.float64), [torch.randn(3, 5, dtype=torch.float64) for _ in range(4)]
+    ends = []
+    for extra in ({}, fast_path(torch.device("cpu"))):
+        p = torch.nn.Parameter(start.clone())
+        opt = torch.optim.AdamW([p], lr=1e-2, weight_decay=0.05, **extra)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        ends.append(p.detach())
+    assert not torch.equal(ends[1], start)
+    torch.testing.assert_close(ends[1], ends[0], rtol=0, atol=1e-12)

@@ -105,6 +105,57 @@ def test_worker_processes_really_run_cells(tmp_path):
     assert f"pid-{os.getpid()}" not in devices and len(devices) >= 1
 
 
+def test_jobs_auto_is_the_default_and_resolves_from_the_environment_then_the_machine(monkeypatch):
+    from eegbench.execution import resources
+
+    local = eegbench.create("executor", "local")
+    assert local.jobs == "auto" and eegbench.create("executor", "local", jobs="auto").jobs == "auto"
+    with pytest.raises(EegbenchError, match=r'whole number >= 1 .* or "auto"'):
+        eegbench.create("executor", "local", jobs="all")
+    monkeypatch.setenv(resources.JOBS_ENV, "3")  # the suite's own setting is 1 (tests/conftest.py)
+    assert local.resolve_jobs(8, "cpu") == 3
+    assert eegbench.create("executor", "local", jobs=2).resolve_jobs(8, "cpu") == 2  # a spec's number wins
+    monkeypatch.setenv(resources.JOBS_ENV, "zero")
+    with pytest.raises(EegbenchError, match="EEGBENCH_JOBS='zero'"):
+        local.resolve_jobs(8, "cpu")
+    monkeypatch.delenv(resources.JOBS_ENV)
+    monkeypatch.setattr(resources, "usable_cpus", lambda *a: 6)
+    monkeypatch.setattr(resources, "usable_memory", lambda *a: 64 * 2**30)
+    assert local.resolve_jobs(8, "cpu") == 6  # a worker per CPU
+    assert local.resolve_jobs(4, "cpu") == 4  # no more workers than cells to run
+    assert local.resolve_jobs(8, "cuda") == local.resolve_jobs(8, "cuda:1") == 1  # one process owns a GPU
+
+
+def test_a_pool_run_prints_a_start_and_a_done_line_per_cell_from_the_store(tmp_path):
+    """Worker processes cannot call back: the plain progress lines of their cells come from the store."""
+    import io
+    import re
+
+    from eegbench.runner import PlainProgress
+
+    results = tmp_path / "r"
+    store = ResultStore(results)
+    runner = FakeRunner(str(results), fail_keys=frozenset({CELLS[0].key}), sleep=0.3)
+    stream = io.StringIO()
+    with PlainProgress(store, [c.key for c in CELLS], every=60.0, stream=stream, cells=CELLS):
+        outcomes = eegbench.create("executor", "local", jobs=2).run(CELLS, runner)
+    assert sum(o.status == "done" for o in outcomes) == 6  # the failed pretrain cell fails its finetune cell too
+    out = stream.getvalue()
+    for cell in CELLS:
+        label = re.escape(cell.label())
+        starts = len(re.findall(rf"^\[\d+s\] start {label} \(cell \d of 8 planned\)$", out, re.M))
+        if cell.depends_on == (CELLS[0].key,):  # never started: its dependency failed
+            assert starts == 0, out
+        else:  # a quick failure may end before a poll saw it running
+            assert starts == 1 or (starts == 0 and cell.key == CELLS[0].key), out
+        if cell.key == CELLS[0].key:
+            assert re.search(rf"^\[\d+s\] failed {label} after \d+s: ValueError", out, re.M), out
+        elif cell.depends_on == (CELLS[0].key,):
+            assert re.search(rf"^\[\d+s\] failed {label} after \d+s: dependency", out, re.M), out
+        else:
+            assert re.search(rf"^\[\d+s\] done {label} in \d+\.\ds$", out, re.M), out
+
+
 def test_done_cells_never_reach_the_runner_unless_forced(tmp_path):
     results = tmp_path / "r"
     local = eegbench.create("executor", "local")

@@ -27,6 +27,7 @@ def quick_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("EEGBENCH_DATA", str(root / "data"))
     mp.setenv("EEGBENCH_CACHE", str(root / "cache"))
+    mp.delenv("EEGBENCH_JOBS", raising=False)  # the README's default: jobs = "auto" (tests/conftest.py sets 1)
     results = root / "results"
     try:
         df = run_spec(QUICK, ONE_SEED, results_dir=results)
@@ -54,6 +55,19 @@ def test_quick_learns_well_between_chance_and_ceiling(quick_run):
         assert 2 * chance < mean < 0.95, f"{backbone} {stage} ratio {ratio}: top-1 {mean:.3f}"
     for backbone in VARIANTS.values():
         assert means[(backbone, "finetune", 1.0)] > means[(backbone, "pretrain", 1.0)], backbone
+
+
+@pytest.mark.slow
+def test_the_default_runs_a_worker_per_cpu(quick_run):
+    from eegbench.execution.resources import usable_cpus
+
+    df, _ = quick_run
+    log = Path(df.attrs["log"]).read_text()
+    workers = min(usable_cpus(), 18)  # 18 cells to run (one seed)
+    if workers > 1:
+        assert f"local executor: {workers} worker processes, threads per worker: 1" in log
+    else:
+        assert "worker processes" not in log
 
 
 @pytest.mark.slow

@@ -69,3 +69,35 @@ def test_process_threads_prefers_the_parents_choice(monkeypatch):
     assert resources.process_threads() == 3
     monkeypatch.setenv(resources.THREADS_ENV, "zero")  # not a count: computed instead
     assert resources.process_threads() == resources.usable_cpus()
+
+
+def _meminfo(tmp_path, gib):
+    path = tmp_path / f"meminfo-{gib}"
+    path.write_text(f"MemTotal:       99999999 kB\nMemAvailable:   {int(gib * 2**20)} kB\n")
+    return path
+
+
+def test_auto_jobs_give_cpu_cells_a_worker_per_usable_cpu_within_memory(eight_cpus, tmp_path):
+    root = _cgroup(tmp_path, v2="600000 100000")  # 6 CPUs of quota on an 8-CPU mask
+    plenty = _meminfo(tmp_path, 64)
+    assert resources.auto_jobs(20, "cpu", root, plenty) == 6
+    assert resources.auto_jobs(3, "cpu", root, plenty) == 3  # no more workers than cells to run
+    assert resources.auto_jobs(1, "cpu", root, plenty) == 1
+    assert resources.auto_jobs(20, "cpu", root, _meminfo(tmp_path, 9)) == 2  # 4 GiB a worker
+    assert resources.auto_jobs(20, "cpu", root, _meminfo(tmp_path, 1)) == 1
+    (root / "memory.max").write_text(str(12 * 2**30))  # the cgroup's limit caps what the machine has free
+    assert resources.usable_memory(root, plenty) == 12 * 2**30
+    assert resources.auto_jobs(20, "cpu", root, plenty) == 3
+    (root / "memory.max").write_text("max\n")
+    assert resources.usable_memory(root, plenty) == 64 * 2**30
+    assert resources.auto_jobs(20, "cuda:0", root, plenty) == 1  # one process owns a GPU
+
+
+def test_auto_jobs_on_auto_device_follow_cuda(eight_cpus, tmp_path, monkeypatch):
+    import torch
+
+    root, plenty = _cgroup(tmp_path), _meminfo(tmp_path, 64)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resources.auto_jobs(20, "auto", root, plenty) == 8
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resources.auto_jobs(20, "auto", root, plenty) == 1

@@ -9,6 +9,16 @@ from eegbench.errors import EXIT_CELL_FAILED, EXIT_USER_ERROR
 from eegbench.runner import PROGRESS_EVERY, PROGRESS_EVERY_ENV
 
 
+def _jobs(text: str) -> int | str:
+    """``--jobs``: ``auto`` or an integer (the executor refuses one below 1 in its own words)."""
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+
+
 def add_commands(sub: Any) -> None:
     """Register ``eegbench run`` on the top-level subparsers."""
     p = sub.add_parser("run", help="run a benchmark spec (TOML): plan, train, evaluate, store results")
@@ -40,7 +50,13 @@ def add_commands(sub: Any) -> None:
         "--cache", metavar="DIR", help="cache directory (default: spec [paths] cache, EEGBENCH_CACHE, user cache)"
     )
     p.add_argument("--executor", metavar="NAME", help="executor component (local, submitit, ray; default: the spec's)")
-    p.add_argument("--jobs", type=int, metavar="N", help="cells at once (executor parameter jobs)")
+    p.add_argument(
+        "--jobs",
+        type=_jobs,
+        metavar="N",
+        help="cells at once (executor parameter jobs): a whole number, or auto (default: one worker per CPU on "
+        "CPUs, one at a time on a GPU)",
+    )
     p.add_argument(
         "-q",
         "--quiet",

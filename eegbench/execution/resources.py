@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 
 #: threads per process chosen by the parent (the local executor's workers); wins over the computed share
 THREADS_ENV = "EEGBENCH_THREADS"
+#: the local executor's ``jobs`` where a spec and ``--jobs`` leave it at ``"auto"`` (a whole number, or ``auto``)
+JOBS_ENV = "EEGBENCH_JOBS"
+#: memory a CPU worker is budgeted when ``jobs = "auto"`` picks the count: a LOSO pretraining on the whole
+#: preprocessed release holds 9 subjects x 16,540 trials x 17 x 128 float32 (1.3 GB) plus the test split,
+#: embeddings, model and the interpreter with torch
+WORKER_MEMORY_BYTES = 4 * 2**30
 _BLAS_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -54,6 +60,60 @@ def usable_cpus(cgroup_root: Path = _CGROUP) -> int:
     if limit is not None:
         cpus = min(cpus, max(1, math.ceil(limit)))
     return max(1, cpus)
+
+
+def _cgroup_memory_limit(root: Path = _CGROUP) -> int | None:
+    """The memory limit of this process's cgroup in bytes, or None when unlimited or unknown."""
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):  # v2, v1
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # v1 writes a huge number for "unlimited"
+            return int(text)
+    return None
+
+
+def usable_memory(cgroup_root: Path = _CGROUP, meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Bytes this process may still allocate: the machine's available memory, capped by its cgroup limit;
+    None where neither can be read (not on Linux)."""
+    available = None
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    limit = _cgroup_memory_limit(cgroup_root)
+    if limit is None:
+        return available
+    return limit if available is None else min(available, limit)
+
+
+def auto_jobs(cells: int, device: str, cgroup_root: Path = _CGROUP, meminfo: Path = Path("/proc/meminfo")) -> int:
+    """Cells at once for the local executor's ``jobs = "auto"``.
+
+    On a GPU (``device`` ``cuda[:N]``, or ``auto`` with CUDA available): 1, one process owns the device (cells
+    of one recipe fill it together through ``batch_cells``). On CPUs: one worker per usable CPU (affinity mask,
+    cgroup quota), each with one thread, at most one per cell to run and one per :data:`WORKER_MEMORY_BYTES` of
+    usable memory. Small EEG encoders barely speed up with a second intra-op thread (their convolutions are
+    small) but run at full speed in a process of their own, so on CPUs the cores go to cells, not threads.
+    """
+    if cells <= 1:
+        return 1
+    if str(device).startswith("cuda"):
+        return 1
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return 1
+    jobs = min(usable_cpus(cgroup_root), cells)
+    memory = usable_memory(cgroup_root, meminfo)
+    if memory is not None:
+        jobs = min(jobs, max(1, memory // WORKER_MEMORY_BYTES))
+    return max(1, jobs)
 
 
 def threads_per_worker(workers: int, cgroup_root: Path = _CGROUP) -> int:

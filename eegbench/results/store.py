@@ -405,6 +405,21 @@ class ResultStore:
                     ).fetchall()
         return {r["cell_key"]: r["status"] for r in rows}
 
+    def cell_times(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{cell_key: {status, started_at, finished_at, error}}`` for the given keys (progress lines)."""
+        keys = list(keys)
+        out: dict[str, dict[str, Any]] = {}
+        with self._connect() as con:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                for r in con.execute(
+                    "SELECT cell_key, status, started_at, finished_at, error FROM cells "
+                    f"WHERE cell_key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ):
+                    out[r["cell_key"]] = {k: r[k] for k in ("status", "started_at", "finished_at", "error")}
+        return out
+
     def cells(self) -> list[dict[str, Any]]:
         with self._connect() as con:
             rows = con.execute("SELECT * FROM cells ORDER BY spec_name, stage, fold, seed, training_ratio").fetchall()

@@ -63,6 +63,7 @@ class FakeRunner:
     crash_keys: frozenset = frozenset()
     force: bool = False
     sleep: float = 0.0
+    device: str = "cpu"
 
     def __call__(self, cell: Any) -> Any:
         start = time.perf_counter()
