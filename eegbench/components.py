@@ -76,6 +76,8 @@ class Component:
         fits: input shapes (``"17x128@100"``: channels x samples @ Hz) a build check recorded the backbone as
             building at; ``None`` when never checked. Recorded by the plugin's maintainer script or test,
             never computed when listing.
+        imports: modules the factory imports when it builds (a heavy library, e.g. ``("braindecode.models",)``):
+            the local executor's worker processes import them once, in their fork server, before any cell.
     """
 
     kind: str
@@ -89,6 +91,7 @@ class Component:
     alias_of: str = ""
     signal: str = ""
     fits: tuple[str, ...] | None = None
+    imports: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

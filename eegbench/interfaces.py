@@ -394,6 +394,14 @@ class GroupingRunner(Protocol):
     def run_group(self, cells: Sequence[CellLike]) -> list[CellOutcome]: ...
 
 
+@runtime_checkable
+class PreloadingRunner(Protocol):
+    """A :class:`CellRunner` that names the modules its cells will import (torch, the engine, the components'
+    heavy libraries): an executor starting worker processes may import them once, before the first cell."""
+
+    def worker_imports(self, cells: Sequence[CellLike]) -> list[str]: ...
+
+
 class Executor(ABC):
     """Runs cells of a plan somewhere (in process, worker processes, Slurm, Ray)."""
 

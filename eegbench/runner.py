@@ -84,6 +84,23 @@ class CellRunner:
             out += [group[i : i + size] for i in range(0, len(group), size)]
         return out
 
+    def worker_imports(self, cells: Sequence[Any]) -> list[str]:
+        """Modules a worker process running ``cells`` imports: torch, the engine, and what the cells' components
+        declare they import when built (``Component.imports``, e.g. braindecode's models)."""
+        from eegbench.registry import get_component
+
+        out = ["torch", "eegbench.runner", "eegbench.execution.engine", "eegbench.execution.batched"]
+        for cell in cells:
+            if not isinstance(cell, Cell):
+                continue
+            for slot, ref in cell.recipe.components(stage=True):
+                try:
+                    imports = get_component(COMPONENT_KINDS[slot], ref.name).imports
+                except EegbenchError:  # an unknown name fails its cell in its own words, later
+                    continue
+                out += [m for m in imports if m not in out]
+        return out
+
     def run_group(self, cells: Sequence[Any]) -> list[CellOutcome]:
         """Run cells of one group (:meth:`groups`) trained together, each stored as soon as it finishes; one
         outcome per cell, in order. Each cell is skipped, claimed, recorded done or failed exactly as alone."""

@@ -92,6 +92,7 @@ def _component(name: str, cls_name: str) -> Component:
         alias_of=PREFIX + cls_name if name != PREFIX + cls_name else "",
         signal=entry.get("signal", "EEG"),
         fits=(CHECK_FITS,) if entry.get("fits") else (),
+        imports=("braindecode.models",),  # seconds to import: worker processes do it once, up front
     )
 
 

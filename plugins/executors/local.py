@@ -13,7 +13,7 @@ from typing import Any
 
 from eegbench.errors import EegbenchError
 from eegbench.execution.resources import JOBS_ENV, auto_jobs, limit_worker_threads, threads_per_worker
-from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor
+from eegbench.interfaces import CellLike, CellOutcome, CellRunner, Executor, PreloadingRunner
 
 from ._core import Scheduler, batch_groups, error_text, run_group
 
@@ -24,17 +24,14 @@ def _whole_jobs(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
 
-#: what every worker imports before its first cell: imported once in the fork server, which then forks the
-#: workers with them loaded (a fresh import of torch and the engine costs each worker seconds of CPU)
-WORKER_PRELOAD = ["torch", "eegbench.runner", "eegbench.execution.engine", "eegbench.execution.batched"]
-
-
-def _worker_context() -> Any:
+def _worker_context(preload: list[str]) -> Any:
     """``forkserver`` where the platform has it (a clean single-threaded server process, started fresh, safe with
-    torch and CUDA, that imports :data:`WORKER_PRELOAD` once and forks each worker from there), else ``spawn``."""
+    torch and CUDA, that imports ``preload`` once and forks each worker from there: a fresh import of torch, the
+    engine and braindecode costs each worker seconds of CPU), else ``spawn``. The fork server is one per process
+    and keeps the preload of its first start."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(WORKER_PRELOAD)
+        ctx.set_forkserver_preload(preload)
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -93,13 +90,14 @@ class LocalExecutor(Executor):
                     for result in run_group(runner, group):
                         sched.finish(result)
         else:
-            self._run_pool(sched, runner, min(jobs, len(sched.todo)))
+            preload = runner.worker_imports(sched.todo) if isinstance(runner, PreloadingRunner) else ["torch"]
+            self._run_pool(sched, runner, min(jobs, len(sched.todo)), preload)
         return sched.outcomes()
 
     @staticmethod
-    def _run_pool(sched: Scheduler, runner: Callable[[Any], Any], workers: int) -> None:
+    def _run_pool(sched: Scheduler, runner: Callable[[Any], Any], workers: int, preload: list[str]) -> None:
         threads = threads_per_worker(workers)  # the CPUs this run may use (affinity, cgroup quota) shared out
-        ctx = _worker_context()
+        ctx = _worker_context(preload)
         pool = ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_start_worker, initargs=(threads, dict(os.environ))
         )
