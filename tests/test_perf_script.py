@@ -41,6 +41,7 @@ def test_ci_size_gives_a_row_per_path(train_speed, tmp_path, capsys):
     for (_, k), row in rows.items():
         assert row["samples"] == k * (128 // 64) * 64  # full batches, K x for K members
         assert math.isfinite(row["samples_per_s"]) and row["samples_per_s"] > 0
+        assert row["gflop_per_s"] == pytest.approx(row["samples_per_s"] * report["meta"]["train_flop_per_sample"] / 1e9)
         assert math.isfinite(row["vs_seed_style"]) and math.isfinite(row["vs_single"])
     assert rows[("seed-style", 1)]["vs_seed_style"] == pytest.approx(1.0)
     assert rows[("eegbench single", 1)]["vs_single"] == pytest.approx(1.0)

@@ -30,7 +30,9 @@ Each path first trains ``--warmup`` epochs (not timed: allocator, cuDNN autotuni
 then ``--epochs`` epochs timed with ``time.perf_counter`` (``torch.cuda.synchronize`` around them on CUDA),
 ``--repeats`` times (the fastest is kept: on a shared machine load only slows a run down).
 No validation split: only training is timed. Samples are trained samples (full batches; K × for K
-members). The table gives each path's samples/s, its ratio to the seed-style loop and to the single cell,
+members). The table gives each path's samples/s, the arithmetic rate that is (samples/s times the training
+FLOPs of one sample, counted once with ``torch.utils.flop_counter``: read it against the device's peak), its
+ratio to the seed-style loop and to the single cell,
 and the process's CPU seconds over the timed span (wall seconds far above CPU seconds / threads mean other
 processes held the cores); ``--json`` writes the same with the device, versions, threads, load, date and
 command.
@@ -178,6 +180,21 @@ def make_model(size: Size, seed: int, device: torch.device) -> EEGEncoder:
 
 def make_loss(size: Size, device: torch.device) -> torch.nn.Module:
     return eegbench.create("loss", "clip", temperature=size.temperature, center=size.center).to(device)
+
+
+def training_flop_per_sample(size: Size, data: Data, device: torch.device) -> float:
+    """Floating-point operations of one training sample (forward and backward of model and loss, counted by
+    ``torch.utils.flop_counter`` on one batch): samples/s times this is the arithmetic rate a path reaches, to
+    read against the device's peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, loss_fn = make_model(size, 0, device), make_loss(size, device)
+    rows = np.arange(min(size.batch_size, len(data.prepared)))
+    x = torch.from_numpy(data.prepared[rows]).to(device)
+    target = torch.from_numpy(data.emb[data.image_index[rows]]).to(device)
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model(x), target).backward()
+    return counter.get_total_flops() / len(rows)
 
 
 def training_cfg(size: Size, epochs: int, amp: str, compile_: bool, batch_cells: str | int = "auto") -> Training:
@@ -393,17 +410,17 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| path | K | samples/s | vs seed-style | vs single cell | samples | seconds | CPU seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| path | K | samples/s | GFLOP/s | vs seed-style | vs single cell | samples | seconds | CPU seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["samples_per_s"] is None:
-            lines.append(f"| {r['path']} | {r['k']} | {r['note']} | | | | | |")
+            lines.append(f"| {r['path']} | {r['k']} | {r['note']} | | | | | | |")
             continue
         ratios = [f"{x:.2f}x" if x is not None else "–" for x in (r["vs_seed_style"], r["vs_single"])]
         lines.append(
-            f"| {r['path']} | {r['k']} | {r['samples_per_s']:,.0f} | {ratios[0]} | {ratios[1]} | "
-            f"{r['samples']:,} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} |"
+            f"| {r['path']} | {r['k']} | {r['samples_per_s']:,.0f} | {r['gflop_per_s']:,.1f} | {ratios[0]} | "
+            f"{ratios[1]} | {r['samples']:,} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -518,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         flush=True,
     )
 
+    flop = training_flop_per_sample(size, data, device)
+    meta["train_flop_per_sample"] = flop
+    print(f"# training cost {flop / 1e6:.1f} MFLOP per sample (forward + backward, torch.utils.flop_counter)")
     rows: list[dict[str, Any]] = []
 
     def record(path: str, k: int, measure: Callable[[], tuple[int, float, float]] | None, note: str = "") -> None:
@@ -538,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     seconds=seconds,
                     cpu_seconds=cpu,
                     samples_per_s=samples / seconds if seconds > 0 else None,
+                    gflop_per_s=samples * flop / seconds / 1e9 if seconds > 0 else None,
                 )
                 if device.type == "cuda":
                     row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
