@@ -411,6 +411,11 @@ class Executor(ABC):
     def run(self, cells: Sequence[CellLike], runner: CellRunner) -> list[CellOutcome]:
         """Run every cell respecting ``cell.depends_on``; return the outcomes in ``cells`` order."""
 
+    def start(self, cells: Sequence[CellLike], runner: CellRunner) -> None:
+        """Optional: begin in the background what :meth:`run` will need for ``cells`` (the cells likely to run;
+        e.g. worker processes importing their libraries) while the caller still prepares data; :meth:`run`
+        follows with the same runner. By default nothing."""
+
 
 # --------------------------------------------------------------------------------------------------
 # torch-facing contracts (structural: no torch import at this level) and their optional capabilities

@@ -932,6 +932,8 @@ def run_spec(
                 from eegbench.execution.resources import resolve_device
 
                 resolve_device(device)  # a missing CUDA is one line now, not one failure per cell
+            runner = CellRunner(res_dir, cch_dir, device=device, force=force)
+            exe.start(_likely_to_run(cells, res_dir, force), runner)  # e.g. workers importing while data is made
             # the data must be there (or be generated) before any cell starts; a missing release is one line
             needed = sorted({s for c in cells for s in (*c.train_subjects, *c.test_subjects)})
             build_dataset(cells[0]).ensure_available(needed)
@@ -985,7 +987,7 @@ def run_spec(
             else:
                 display = _Display(store, keys, False, names, console=Console(stderr=True))
             with display as reporter:
-                runner = CellRunner(res_dir, cch_dir, device=device, force=force, progress=reporter)
+                runner.progress = reporter
                 outcomes = exe.run(cells, runner)
         failed = [o for o in outcomes if o.status == "failed"]
         deferred = [o for o in outcomes if o.status == "skipped" and o.error]
@@ -1019,6 +1021,20 @@ def run_spec(
             if getattr(h, "_eegbench_run_log", False):
                 root_logger.removeHandler(h)
                 h.close()
+
+
+def _likely_to_run(cells: Sequence[Any], res_dir: Path, force: bool) -> list[Any]:
+    """The cells a run will train, as far as the store tells before the data is checked (a read, nothing
+    created): all of them when forced, when there is no store yet, or when it cannot be read."""
+    if force or not (res_dir / "results.sqlite").exists():
+        return list(cells)
+    from eegbench.results.store import ResultStore
+
+    try:
+        stored = ResultStore(res_dir, read_only=True).cell_status([c.key for c in cells])
+    except EegbenchError:
+        return list(cells)
+    return [c for c in cells if stored.get(c.key) != "done"]
 
 
 def input_identity_now(plan: Any) -> str:

@@ -126,6 +126,25 @@ def test_jobs_auto_is_the_default_and_resolves_from_the_environment_then_the_mac
     assert local.resolve_jobs(8, "cuda") == local.resolve_jobs(8, "cuda:1") == 1  # one process owns a GPU
 
 
+def test_start_launches_the_fork_server_only_for_a_pool_run(monkeypatch, tmp_path):
+    """``start`` (called by run_spec before the data is checked) starts the workers' fork server early, with the
+    runner's preloads, only when the cells will run in worker processes."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    launched, preloads = [], []
+    monkeypatch.setattr(forkserver, "ensure_running", lambda: launched.append(True))
+    monkeypatch.setattr(
+        multiprocessing.get_context("forkserver"), "set_forkserver_preload", lambda mods: preloads.append(mods)
+    )
+    runner = FakeRunner(str(tmp_path / "r"))
+    eegbench.create("executor", "local", jobs=1).start(CELLS, runner)
+    eegbench.create("executor", "local", jobs=2).start(CELLS[:1], runner)  # one cell runs in this process
+    assert launched == []
+    eegbench.create("executor", "local", jobs=2).start(CELLS, runner)
+    assert launched == [True] and preloads == [["torch"]]  # the fake runner names no imports of its own
+
+
 def test_a_pool_run_prints_a_start_and_a_done_line_per_cell_from_the_store(tmp_path):
     """Worker processes cannot call back: the plain progress lines of their cells come from the store."""
     import io

@@ -335,3 +335,17 @@ def test_run_summary_is_in_percent_pretrain_first_without_ratio_then_ratios_asce
     assert [c[:2] for c in cells] == [["pretrain", "sub-04"], ["finetune", "25 %"], ["finetune", "100 %"]]
     assert cells[0][3:6] == ["42.5", "62.5", "2.0"]  # top1, top5, chance@1 in percent, one decimal
     assert cells[1][4:6] == ["55.5", "75.5"] and cells[2][4] == "70.5"
+
+
+def test_the_real_runner_names_what_its_workers_import():
+    """Worker processes import torch, the engine and the components' declared imports once, up front."""
+    from eegbench.planning.plan import build_plan
+    from eegbench.runner import CellRunner
+
+    plan = build_plan(Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml")
+    runner = CellRunner("unused", None, device="cpu")
+    mods = runner.worker_imports(plan.cells)
+    assert mods[:2] == ["torch", "eegbench.runner"] and "eegbench.execution.engine" in mods
+    assert "braindecode.models" in mods  # the EEGNet variant is braindecode's
+    resnet_only = [c for c in plan.cells if plan.variants.get(c.key) == "resnet1d"]
+    assert "braindecode.models" not in runner.worker_imports(resnet_only)

@@ -36,6 +36,10 @@ def _worker_context(preload: list[str]) -> Any:
     return multiprocessing.get_context("spawn")
 
 
+def _preload(runner: CellRunner, cells: Sequence[CellLike]) -> list[str]:
+    return runner.worker_imports(cells) if isinstance(runner, PreloadingRunner) else ["torch"]
+
+
 def _start_worker(threads: int, environ: dict[str, str]) -> None:
     """A worker's initializer: the parent's environment as it is now (a fork server keeps the one it started
     with; a run may follow changes of ``os.environ`` in the same process), then its share of the CPUs."""
@@ -79,6 +83,16 @@ class LocalExecutor(Executor):
             return int(chosen)
         return auto_jobs(cells, device)
 
+    def start(self, cells: Sequence[CellLike], runner: CellRunner) -> None:
+        """Start the fork server now when ``cells`` will run in worker processes: its imports (torch, the engine,
+        braindecode: seconds) then overlap the caller's data preparation instead of delaying the first cell."""
+        if len(cells) <= 1 or self.resolve_jobs(len(cells), runner.device) <= 1:
+            return
+        if _worker_context(_preload(runner, cells)).get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+
     def run(self, cells: Sequence[CellLike], runner: CellRunner) -> list[CellOutcome]:
         sched = Scheduler(cells, runner)
         jobs = self.resolve_jobs(len(sched.todo), runner.device)
@@ -90,8 +104,7 @@ class LocalExecutor(Executor):
                     for result in run_group(runner, group):
                         sched.finish(result)
         else:
-            preload = runner.worker_imports(sched.todo) if isinstance(runner, PreloadingRunner) else ["torch"]
-            self._run_pool(sched, runner, min(jobs, len(sched.todo)), preload)
+            self._run_pool(sched, runner, min(jobs, len(sched.todo)), _preload(runner, sched.todo))
         return sched.outcomes()
 
     @staticmethod
