@@ -89,7 +89,8 @@ class CellRunner:
         declare they import when built (``Component.imports``, e.g. braindecode's models)."""
         from eegbench.registry import get_component
 
-        out = ["torch", "eegbench.runner", "eegbench.execution.engine", "eegbench.execution.batched"]
+        # torch._dynamo: torch's optimisers import it on their first construction (about 1.5 s)
+        out = ["torch", "torch._dynamo", "eegbench.runner", "eegbench.execution.engine", "eegbench.execution.batched"]
         for cell in cells:
             if not isinstance(cell, Cell):
                 continue

@@ -345,7 +345,7 @@ def test_the_real_runner_names_what_its_workers_import():
     plan = build_plan(Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml")
     runner = CellRunner("unused", None, device="cpu")
     mods = runner.worker_imports(plan.cells)
-    assert mods[:2] == ["torch", "eegbench.runner"] and "eegbench.execution.engine" in mods
+    assert mods[0] == "torch" and {"torch._dynamo", "eegbench.execution.engine"} <= set(mods)
     assert "braindecode.models" in mods  # the EEGNet variant is braindecode's
     resnet_only = [c for c in plan.cells if plan.variants.get(c.key) == "resnet1d"]
     assert "braindecode.models" not in runner.worker_imports(resnet_only)
