@@ -32,12 +32,15 @@ def test_ci_size_gives_a_row_per_path(train_speed, tmp_path, capsys):
     out = tmp_path / "speed.json"
     try:
         report = train_speed.main(
-            ["--size", "ci", "--trials", "128", "--epochs", "1", "--warmup", "0", "--ks", "2", "--json", str(out)]
+            [
+                *("--size", "ci", "--trials", "128", "--epochs", "1", "--warmup", "0"),
+                *("--ks", "2", "--processes", "2", "--json", str(out)),
+            ]
         )
     finally:
         torch.set_num_threads(threads)  # the script sizes torch's pool to the process's share
     rows = {(r["path"], r["k"]): r for r in report["rows"]}
-    assert set(rows) == {("seed-style", 1), ("eegbench single", 1), ("eegbench batched", 2)}
+    assert set(rows) == {("seed-style", 1), ("eegbench single", 1), ("eegbench parallel", 2), ("eegbench batched", 2)}
     for (_, k), row in rows.items():
         assert row["samples"] == k * (128 // 64) * 64  # full batches, K x for K members
         assert math.isfinite(row["samples_per_s"]) and row["samples_per_s"] > 0
@@ -54,6 +57,7 @@ def test_ci_size_gives_a_row_per_path(train_speed, tmp_path, capsys):
         "| seed-style | 1 |" in printed
         and "| eegbench single | 1 |" in printed
         and "| eegbench batched | 2 |" in printed
+        and "| eegbench parallel | 2 |" in printed
     )
 
 

@@ -6,7 +6,7 @@ Run (from the repository root)::
     python benchmarks/perf/train_speed.py --size seed --device cuda    # the seed's configuration, one GPU
     options: --ks 2,4,8,16  --epochs N  --warmup N  --repeats N  --trials N  --batch-size N  --workers N
              --amp auto|bf16|fp16|off  --compile  --batch-cells force|auto  --threads N
-             --paths seed-style,single,batched  --json out.json
+             --paths seed-style,single,parallel,batched  --processes 2  --json out.json
 
 One process, one synthetic data set (random EEG trials, random image-embedding targets; no dataset files),
 the same model (``resnet1d`` built with ``eegbench.create`` under the engine's ``EEGEncoder`` head), the same
@@ -21,6 +21,10 @@ the same model (``resnet1d`` built with ``eegbench.create`` under the engine's `
 ``eegbench single``
     ``eegbench.execution.engine.fit`` on ``to_device`` splits of the trials interpolated once (as eegbench's
     preparation cache holds them), with a ``Training`` config (``amp = "auto"``: bf16 on CUDA, float32 on CPU).
+``eegbench parallel``
+    K cells at once, each ``fit`` in its own single-threaded (forked) process, as the local executor's ``jobs``
+    runs cells: aggregate samples/s from the first process's start to the last one's end (``--processes``,
+    default the usable CPUs on a CPU device; none on a GPU).
 ``eegbench batched``
     ``eegbench.execution.batched.fit_batched`` with K members (seeds 0 … K-1) of that cell: K × the samples.
     ``--batch-cells force`` (the default) sets ``batch_cells = K`` so the batched step is measured even where
@@ -378,6 +382,78 @@ def measure_batched(
     return _timed(device, run, repeats)
 
 
+def _parallel_worker(
+    size: Size,
+    data: Data,
+    device: torch.device,
+    seed: int,
+    epochs: int,
+    warmup: int,
+    amp: str,
+    repeats: int,
+    start: Any,
+    results: Any,
+) -> None:
+    """One of K processes of ``measure_parallel``: its own single-threaded cell, timed after all are warm."""
+    torch.set_num_threads(1)
+    try:
+        train, emb = _splits(data, device)
+        model, loss_fn = make_model(size, seed, device), make_loss(size, device)
+        if warmup:
+            fit(model, loss_fn, train, None, emb, training_cfg(size, warmup, amp, False), seed=seed)
+        cfg = training_cfg(size, epochs, amp, False)
+        spans = []
+        for r in range(max(1, repeats)):
+            start.wait()  # every process starts each timed run together
+            t0, c0 = time.monotonic(), time.process_time()
+            out = fit(model, loss_fn, train, None, emb, cfg, seed=seed + 1000 * (r + 1))
+            _sync(device)
+            _check_history(f"eegbench parallel (process {seed})", out)
+            spans.append((int(out.samples_seen), t0, time.monotonic(), time.process_time() - c0))
+        results.put((seed, spans))
+    except BaseException as exc:  # reported by the parent, which would otherwise wait forever
+        results.put((seed, f"{type(exc).__name__}: {exc}"))
+        start.abort()
+
+
+def measure_parallel(
+    size: Size, data: Data, device: torch.device, k: int, epochs: int, warmup: int, amp: str, repeats: int = 1
+):
+    """K cells at once, each in its own single-threaded process (what the local executor's ``jobs`` does):
+    aggregate samples over the wall span from the first process's start to the last one's end, per timed run;
+    the fastest run is kept. Processes are forked (Linux; each sets one thread before any torch work)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Barrier(k), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_parallel_worker, args=(size, data, device, seed, epochs, warmup, amp, repeats, start, results)
+        )
+        for seed in range(k)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        spans = dict(results.get() for _ in procs)
+    finally:
+        for proc in procs:
+            proc.join()
+    failed = [v for v in spans.values() if isinstance(v, str)]
+    if failed:
+        raise RuntimeError(f"eegbench parallel K={k}: {failed[0]}")
+    best: tuple[int, float, float] | None = None
+    for r in range(max(1, repeats)):
+        runs = [spans[seed][r] for seed in range(k)]
+        samples = sum(x[0] for x in runs)
+        seconds = max(x[2] for x in runs) - min(x[1] for x in runs)
+        cpu = sum(x[3] for x in runs)
+        if best is None or seconds < best[1]:
+            best = (samples, seconds, cpu)
+    assert best is not None
+    return best
+
+
 def _check_history(path: str, result: Any) -> None:
     bad = [h["train_loss"] for h in result.history if not math.isfinite(h["train_loss"])]
     if bad:
@@ -447,7 +523,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="force: always batch (cfg.batch_cells = K); auto: fit_batched first times whether it pays and may refuse",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: this process's CPU share)")
-    p.add_argument("--paths", default="seed-style,single,batched", help="which paths to run (comma-separated)")
+    p.add_argument("--paths", default="seed-style,single,parallel,batched", help="which paths to run (comma-separated)")
+    p.add_argument(
+        "--processes",
+        default=None,
+        help="process counts of the parallel path, comma-separated (default: the usable CPUs, on a CPU device)",
+    )
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     args = p.parse_args(argv)
     for name in ("epochs", "trials", "batch_size", "repeats"):
@@ -465,9 +546,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             p.error(f"--ks {args.ks!r}: expected member counts >= 1")
         args.ks = ks
     paths = {s.strip() for s in args.paths.split(",") if s.strip()}
-    unknown = paths - {"seed-style", "single", "batched"}
+    unknown = paths - {"seed-style", "single", "parallel", "batched"}
     if unknown:
-        p.error(f"--paths: unknown {sorted(unknown)}; use seed-style, single, batched")
+        p.error(f"--paths: unknown {sorted(unknown)}; use seed-style, single, parallel, batched")
+    if args.processes is not None:
+        try:
+            processes = tuple(int(k) for k in args.processes.split(",") if k.strip())
+        except ValueError:
+            p.error(f"--processes {args.processes!r}: expected comma-separated integers, e.g. 2,4")
+        if not processes or min(processes) < 1:
+            p.error(f"--processes {args.processes!r}: expected process counts >= 1")
+        args.processes = processes
     args.paths = paths
     return args
 
@@ -491,6 +580,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.size == "seed" and size.workers:
         size = replace(size, workers=min(size.workers, max(0, (os.cpu_count() or 1) - 1)))
     device = resolve_device(args.device)
+    if args.processes is None:  # K single-threaded cells at once: a CPU's lever (a GPU is filled by batching)
+        args.processes = (usable_cpus(),) if device.type == "cpu" and usable_cpus() > 1 else ()
     if args.threads:
         torch.set_num_threads(args.threads)
     else:
@@ -524,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "eegbench_amp": args.amp,
             "compile": bool(args.compile),
             "batch_cells": args.batch_cells,
+            "parallel_processes": list(args.processes) if "parallel" in args.paths else [],
         },
     }
     print(
@@ -574,6 +666,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         record(
             "eegbench single", 1, lambda: measure_single(size, data, device, epochs, warmup, amp, args.compile, reps)
         )
+    if "parallel" in args.paths:
+        for k in args.processes:
+            record(
+                "eegbench parallel",
+                k,
+                lambda k=k: measure_parallel(size, data, device, k, epochs, warmup, amp, reps),
+            )
     if "batched" in args.paths:
         for k in size.ks:
             record(
