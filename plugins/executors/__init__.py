@@ -18,7 +18,7 @@ def eegbench_executors():
         Component(
             kind="executor",
             name="local",
-            summary="this machine: in-process (jobs = 1) or N worker processes (jobs = N)",
+            summary='this machine: N worker processes (jobs; "auto": one per CPU, or one on a GPU) or in-process',
             factory="eegbench_plugins.executors.local:LocalExecutor",
         ),
         Component(

@@ -54,9 +54,8 @@ class LocalExecutor(Executor):
     ``jobs = 1`` runs them one after another in this process, in cells order as dependencies allow.
     ``jobs > 1`` runs up to ``jobs`` cells at once in worker processes (forked from a fresh fork server that
     imported torch and the engine once; ``spawn`` where there is no fork server), the usable CPUs shared out
-    among them as threads; a
-    cell is handed out only once all its dependencies are done. The runner and cells must pickle (the
-    CellRunner contract says they do).
+    among them as threads; a cell is handed out only once all its dependencies are done. The runner and cells
+    must pickle (the CellRunner contract says they do).
     ``jobs = "auto"`` (the default): ``$EEGBENCH_JOBS`` when set, else one cell at a time in this process on
     a GPU and one single-threaded worker per usable CPU on CPUs, at most one per cell to run
     (:func:`eegbench.execution.resources.auto_jobs`).
