@@ -8,9 +8,9 @@ Run (from the repository root)::
              --amp auto|bf16|fp16|off  --compile  --batch-cells force|auto  --threads N
              --paths seed-style,single,parallel,batched  --processes 2  --json out.json
 
-One process (the parallel path forks K), one synthetic data set (random EEG trials, random image-embedding targets; no dataset files),
-the same model (``resnet1d`` built with ``eegbench.create`` under the engine's ``EEGEncoder`` head), the same
-``clip`` loss and AdamW, measured as training samples per second:
+One process (the parallel path forks K), one synthetic data set (random EEG trials, random image-embedding
+targets; no dataset files), the same model (``resnet1d`` built with ``eegbench.create`` under the engine's
+``EEGEncoder`` head), the same ``clip`` loss and AdamW, measured as training samples per second:
 
 ``seed-style``
     written here for comparison, in the shape of the seed's training loop: a ``torch.utils.data.Dataset`` that

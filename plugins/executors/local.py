@@ -121,7 +121,7 @@ class LocalExecutor(Executor):
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
-                broken = False
+                broken: list[tuple[list[Any], str]] = []
                 for future in done:
                     group = running.pop(future)
                     try:
@@ -130,16 +130,19 @@ class LocalExecutor(Executor):
                     except BrokenProcessPool as exc:
                         # a worker died (killed, out of memory, segfault): we cannot tell which cell
                         # killed it, so every cell in flight is recorded failed; the rest go on
-                        broken = True
-                        sched.fail_started(group, f"worker process died while running this cell: {exc}")
+                        broken.append((group, f"worker process died while running this cell: {exc}"))
                     except Exception as exc:
                         sched.fail_started(group, error_text(exc))
                 if broken:
+                    # the broken pool terminates its other workers: wait until they are gone, else their cells'
+                    # claims still look held by a live process and would be left "running elsewhere"
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    for group, message in broken:
+                        sched.fail_started(group, message)
                     sched.fail_started(
                         [c for g in running.values() for c in g], "worker process pool broke while running this cell"
                     )
                     running.clear()
-                    pool.shutdown(wait=False, cancel_futures=True)
                     pool = ProcessPoolExecutor(
                         workers, mp_context=ctx, initializer=_start_worker, initargs=(threads, dict(os.environ))
                     )
