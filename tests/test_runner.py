@@ -349,3 +349,15 @@ def test_the_real_runner_names_what_its_workers_import():
     assert "braindecode.models" in mods  # the EEGNet variant is braindecode's
     resnet_only = [c for c in plan.cells if plan.variants.get(c.key) == "resnet1d"]
     assert "braindecode.models" not in runner.worker_imports(resnet_only)
+
+
+def test_the_executor_is_started_for_the_cells_not_yet_stored(tmp_path):
+    """run_spec starts the executor (its workers' imports) for what the store says still runs; forced, all."""
+    from eegbench.runner import _likely_to_run
+    from eegbench_plugins.executors.testing import FakeRunner, fake_plan
+
+    cells = fake_plan(n_folds=2, seeds=(0,))
+    assert _likely_to_run(cells, tmp_path, force=False) == cells  # no store yet: every cell
+    FakeRunner(str(tmp_path))(cells[0])  # stores the first cell as done
+    assert _likely_to_run(cells, tmp_path, force=False) == cells[1:]
+    assert _likely_to_run(cells, tmp_path, force=True) == cells
