@@ -537,26 +537,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("warmup", "workers", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             p.error(f"--{name} must be >= 0, got {getattr(args, name)}")
-    if args.ks is not None:
+    for option, example, what in (("ks", "2,4,8,16", "member counts"), ("processes", "2,4", "process counts")):
+        text = getattr(args, option)
+        if text is None:
+            continue
         try:
-            ks = tuple(int(k) for k in args.ks.split(",") if k.strip())
+            counts = tuple(int(k) for k in text.split(",") if k.strip())
         except ValueError:
-            p.error(f"--ks {args.ks!r}: expected comma-separated integers, e.g. 2,4,8,16")
-        if not ks or min(ks) < 1:
-            p.error(f"--ks {args.ks!r}: expected member counts >= 1")
-        args.ks = ks
+            p.error(f"--{option} {text!r}: expected comma-separated integers, e.g. {example}")
+        if not counts or min(counts) < 1:
+            p.error(f"--{option} {text!r}: expected {what} >= 1")
+        setattr(args, option, counts)
     paths = {s.strip() for s in args.paths.split(",") if s.strip()}
     unknown = paths - {"seed-style", "single", "parallel", "batched"}
     if unknown:
         p.error(f"--paths: unknown {sorted(unknown)}; use seed-style, single, parallel, batched")
-    if args.processes is not None:
-        try:
-            processes = tuple(int(k) for k in args.processes.split(",") if k.strip())
-        except ValueError:
-            p.error(f"--processes {args.processes!r}: expected comma-separated integers, e.g. 2,4")
-        if not processes or min(processes) < 1:
-            p.error(f"--processes {args.processes!r}: expected process counts >= 1")
-        args.processes = processes
     args.paths = paths
     return args
 
