@@ -54,6 +54,21 @@ def _variant(i: int) -> dict:
     return {**base, "train.lr": 0.001 * (1 + i // 4 * 3 + i % 4)}
 
 
+def cell_result(context: dict, scores: list) -> SimpleNamespace:
+    """What the engine hands ``result_rows`` for a cell: its scores in ``context``, the rest fixed."""
+    return SimpleNamespace(
+        context=context,
+        scores=scores,
+        image_encoder_fingerprint="fp",
+        epochs_run=1,
+        best_epoch=1,
+        wall_seconds=1.0,
+        samples_per_second=1.0,
+        device="cpu",
+        head="linear",
+    )
+
+
 def write_store(directory: str | Path, n_cells: int) -> int:
     """Write ``n_cells`` finished cells into a results store at ``directory``; returns how many rows.
 
@@ -83,17 +98,7 @@ def write_store(directory: str | Path, n_cells: int) -> int:
                 )
                 for s in cell.test_subjects
             ]
-            result = SimpleNamespace(
-                context=context,
-                scores=scores,
-                image_encoder_fingerprint="fp",
-                epochs_run=1,
-                best_epoch=1,
-                wall_seconds=1.0,
-                samples_per_second=1.0,
-                device="cpu",
-                head="linear",
-            )
+            result = cell_result(context, scores)
             records.append(
                 CellRecord(
                     cell_key=cell.key,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from leaderboard_stores import cell_result
 
 from eegbench.errors import EegbenchError
 from eegbench.interfaces import stable_hash
@@ -435,7 +436,6 @@ QUICK = Path(__file__).resolve().parent.parent / "benchmarks" / "quick.toml"
 def write_plan(directory, overrides=None, *, stages=("pretrain", "finetune"), offset=0.0, with_rows=True):
     """Rows exactly as the runner stores them (``build_plan`` cells through ``result_rows``), with made-up
     scores instead of training: the QA scenario without the minutes of training."""
-    from types import SimpleNamespace
 
     from eegbench.interfaces import TaskScore
     from eegbench.planning.plan import build_plan
@@ -464,17 +464,7 @@ def write_plan(directory, overrides=None, *, stages=("pretrain", "finetune"), of
             )
             for s in cell.test_subjects
         ]
-        result = SimpleNamespace(
-            context=context,
-            scores=scores,
-            image_encoder_fingerprint="fp",
-            epochs_run=1,
-            best_epoch=1,
-            wall_seconds=1.0,
-            samples_per_second=1.0,
-            device="cpu",
-            head="linear",
-        )
+        result = cell_result(context, scores)
         rows = result_rows(cell, result) if with_rows else []
         store.write_cell(
             CellRecord(

@@ -120,23 +120,27 @@ def test_resnet1d_subject_reduces_to_seed_resnet1d(layer, fixture):
     "name,fixture", [("clip", "losses_clip.safetensors"), ("soft-clip", "losses_soft_clip.safetensors")]
 )
 @pytest.mark.parametrize("center", [True, False])
-def test_losses_equal_seed(name, fixture, center):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_losses_equal_seed(name, fixture, center, dtype):
     """clip / soft-clip equal the seed's ``CLIPLoss`` / ``SoftCLIPLoss`` as its trainer calls them.
 
     Reference: NonaRjb/AlignVis @ da895d4c9ef9a41f81bb46750d8298462fdd9d36, ``src/training/training_utils.py``
     and ``src/training/trainer.py`` (``Trainer.train``: ``z = F.normalize(z - z.mean(-1, keepdim=True))`` on
     EEG and image embeddings, then the loss at temperature 0.04). ``center = true`` is that call;
     ``center = false`` is the same loss on plainly L2-normalised embeddings. Value and d loss / d eeg.
+    In float64 (the loss keeps float64 embeddings in float64, as the batched-training exactness tests train)
+    the same inputs give the seed's float32 outputs too.
     """
     meta, t = load_fixture(fixture)
     params = json.loads(meta["eegbench_params"])
-    loss = eegbench.create("loss", name, center=center, **params)
+    loss = eegbench.create("loss", name, center=center, **params).to(dtype)
     tag = "centered" if center else "plain"
-    eeg = t["input.eeg"].clone().requires_grad_(True)
-    value = loss(eeg, t["input.img"])
+    eeg = t["input.eeg"].to(dtype).requires_grad_(True)
+    value = loss(eeg, t["input.img"].to(dtype))
+    assert value.dtype == dtype
     value.backward()
-    torch.testing.assert_close(value.detach().reshape(1), t[f"output.loss_{tag}"], **TOL)
-    torch.testing.assert_close(eeg.grad, t[f"output.grad_eeg_{tag}"], **TOL)
+    torch.testing.assert_close(value.detach().float().reshape(1), t[f"output.loss_{tag}"], **TOL)
+    torch.testing.assert_close(eeg.grad.float(), t[f"output.grad_eeg_{tag}"], **TOL)
 
 
 def test_loss_centring_matters_on_the_fixture():
