@@ -78,6 +78,9 @@ class Component:
             never computed when listing.
         imports: modules the factory imports when it builds (a heavy library, e.g. ``("braindecode.models",)``):
             the local executor's worker processes import them once, in their fork server, before any cell.
+        check: for a component whose build imports torch, ``"module:callable"`` (or a callable) from a light
+            module that refuses, as building would, the parameters it cannot be built with: called with the
+            resolved parameters by :meth:`validate`, so checking a spec does not build it.
     """
 
     kind: str
@@ -92,6 +95,7 @@ class Component:
     signal: str = ""
     fits: tuple[str, ...] | None = None
     imports: tuple[str, ...] = ()
+    check: str | Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -109,17 +113,20 @@ class Component:
 
     def load_factory(self) -> Callable[..., Any]:
         """Import and return the factory callable (the only place a component's plugin module is imported)."""
-        if callable(self.factory):
-            return self.factory
-        module_name, _, attr = self.factory.partition(":")
+        return self._load("factory", self.factory)
+
+    def _load(self, field: str, target: str | Callable[..., Any]) -> Callable[..., Any]:
+        if callable(target):
+            return target
+        module_name, _, attr = target.partition(":")
         if not attr:
-            raise EegbenchError(f"{self.kind} {self.name!r}: factory {self.factory!r} must look like 'module:function'")
+            raise EegbenchError(f"{self.kind} {self.name!r}: {field} {target!r} must look like 'module:function'")
         module = importlib.import_module(module_name)
         try:
-            factory: Callable[..., Any] = getattr(module, attr)
+            loaded: Callable[..., Any] = getattr(module, attr)
         except AttributeError:
             raise EegbenchError(f"{self.kind} {self.name!r}: {module_name} has no {attr!r}") from None
-        return factory
+        return loaded
 
     # -- the parameters, read from the factory's signature ---------------------------------------------
     @functools.cached_property
@@ -221,6 +228,14 @@ class Component:
         """Build the component: ``factory(**context, **resolved params)``."""
         resolved = self.resolve_params(params)
         return self.load_factory()(**dict(context or {}), **resolved)
+
+    def validate(self, context: Mapping[str, Any] | None = None, **params: Any) -> None:
+        """Raise what :meth:`build` would raise for these parameters: through :attr:`check` when the component
+        has one (nothing is built), else by building it."""
+        if self.check is None:
+            self.build(context, **params)
+        else:
+            self._load("check", self.check)(**self.resolve_params(params))
 
     def as_dict(self) -> dict[str, Any]:
         return {

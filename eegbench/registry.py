@@ -15,7 +15,7 @@ import fnmatch
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pluggy
@@ -326,6 +326,20 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
     Context arguments of the kind (for backbones ``n_chans, n_times, sfreq, chs_info``) are passed through;
     every other keyword must be one of the component's parameters (``None`` keeps the default).
     """
+    comp, context, params = _split_arguments(kind, name, kwargs)
+    return comp.build(context, **params)
+
+
+def validate(kind: str, name: str, **kwargs: Any) -> None:
+    """Raise what :func:`create` would raise for these arguments, without building where the component has a
+    light ``check`` (:meth:`Component.validate`): how a plan checks a spec's loss without importing torch."""
+    comp, context, params = _split_arguments(kind, name, kwargs)
+    comp.validate(context, **params)
+
+
+def _split_arguments(
+    kind: str, name: str, kwargs: Mapping[str, Any]
+) -> tuple[Component, dict[str, Any], dict[str, Any]]:
     kind = normalize_kind(kind)
     comp = get_component(kind, name)
     context = {k: v for k, v in kwargs.items() if k in CONTEXT_ARGS[kind] and v is not None}
@@ -337,4 +351,4 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
                 f"eegbench.create('backbone', {name!r}, n_chans=17, n_times=128)"
             )
     params = {k: v for k, v in kwargs.items() if k not in CONTEXT_ARGS[kind]}
-    return comp.build(context, **params)
+    return comp, context, params

@@ -10,6 +10,7 @@ through :mod:`eegbench.execution.engine`, and writes its rows in one transaction
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -606,7 +607,7 @@ def _estimate_samples(plan: Any) -> dict[str, Any]:
     reading the EEG, e.g. from a synthetic twin's parameters); None when the dataset cannot tell.
     """
     try:
-        from eegbench.execution.engine import build_dataset
+        from eegbench.planning.plan import build_dataset
 
         dataset = build_dataset(plan.cells[0])
     except Exception:
@@ -918,8 +919,8 @@ def run_spec(
                     console.print("work: unknown until the dataset is available")
         return table
 
-    from eegbench.execution.engine import build_dataset
     from eegbench.paths import writable_dir
+    from eegbench.planning.plan import build_dataset
 
     writable_dir(res_dir, "results directory", "choose another with --results, [paths] results or EEGBENCH_RESULTS")
     writable_dir(cch_dir, "cache directory", "choose another with --cache, [paths] cache or EEGBENCH_CACHE")
@@ -980,6 +981,9 @@ def run_spec(
             )
         outcomes = []
         if todo:
+            # what the results table (pandas) and the leaderboard's paired tests (scipy.stats) import, meanwhile:
+            # seconds, on a core the parent leaves idle while its cells run (in workers, or in torch's kernels)
+            _import_in_background(["pandas", *(["scipy.stats"] if show and plan.variants else [])])
             names = plan.variants
             if not show:
                 display: Any = contextlib.nullcontext(None)
@@ -1022,6 +1026,17 @@ def run_spec(
             if getattr(h, "_eegbench_run_log", False):
                 root_logger.removeHandler(h)
                 h.close()
+
+
+def _import_in_background(modules: Sequence[str]) -> None:
+    """Import ``modules`` in a daemon thread; a failure is left for the import that needs the module to raise."""
+
+    def load() -> None:
+        for module in modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(module)
+
+    threading.Thread(target=load, name="eegbench-imports", daemon=True).start()
 
 
 def _likely_to_run(cells: Sequence[Any], res_dir: Path, force: bool) -> list[Any]:

@@ -26,7 +26,14 @@ seed's value) stays fixed when ``learn_temperature`` is on.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from eegbench import Component, hookimpl
+from eegbench.errors import EegbenchError
+
+#: The accepted ``temperature_param`` values.
+TEMPERATURE_PARAMS = ("log", "softplus", "softplus-scale")
 
 
 @hookimpl
@@ -37,6 +44,7 @@ def eegbench_losses() -> list[Component]:
             name="clip",
             summary="Symmetric InfoNCE on L2-normalised embeddings, logits = cosine / T (optional text term)",
             factory="eegbench_plugins.losses:build_clip",
+            check="eegbench_plugins.losses:check_clip",
             citation=(
                 "Radford et al. (2021), Learning Transferable Visual Models From Natural Language Supervision, ICML"
             ),
@@ -50,12 +58,39 @@ def eegbench_losses() -> list[Component]:
             name="soft-clip",
             summary="CLIP loss with soft targets: softmax of image-image cosine similarity / target_temperature",
             factory="eegbench_plugins.losses:build_soft_clip",
+            check="eegbench_plugins.losses:check_soft_clip",
             citation="Scotti et al. (2023), Reconstructing the Mind's Eye (MindEye), NeurIPS (soft CLIP loss); "
             "the seed's SoftCLIPLoss",
             notes="targets row i = softmax_j(cos(img_i, img_j) / target_temperature), used in both directions; "
             "equals the seed's SoftCLIPLoss (tests/test_parity_seed.py)",
         ),
     ]
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_clip(
+    *, temperature: Any, learn_temperature: Any, temperature_param: Any, text_weight: Any, center: Any
+) -> None:
+    """Refuse what ``clip`` cannot be built with, without importing torch (the plan checks a spec with this)."""
+    if not isinstance(center, bool):
+        raise EegbenchError(f"loss clip: center must be true or false, got {center!r}")
+    if not (_finite_number(temperature) and temperature > 0):
+        raise EegbenchError(f"loss clip: temperature must be a finite number > 0, got {temperature}")
+    if temperature_param not in TEMPERATURE_PARAMS:
+        choices = ", ".join(f'"{p}"' for p in TEMPERATURE_PARAMS)
+        raise EegbenchError(f"loss clip: temperature_param must be one of {choices}, got {temperature_param!r}")
+    if not (_finite_number(text_weight) and 0.0 <= text_weight <= 1.0):
+        raise EegbenchError(f"loss clip: text_weight must be in [0, 1], got {text_weight}")
+
+
+def check_soft_clip(*, target_temperature: Any, **clip: Any) -> None:
+    """``soft-clip``'s counterpart of :func:`check_clip`."""
+    check_clip(**clip)
+    if not (_finite_number(target_temperature) and target_temperature > 0):
+        raise EegbenchError(f"loss soft-clip: target_temperature must be a finite number > 0, got {target_temperature}")
 
 
 def build_clip(
@@ -67,15 +102,17 @@ def build_clip(
     center: bool = False,
 ):
     """``clip`` factory (see the module docstring); its signature holds the defaults (the seed's values)."""
-    from .losses_nn import ClipLoss
-
-    return ClipLoss(
+    settings = dict(
         temperature=temperature,
         learn_temperature=learn_temperature,
         temperature_param=temperature_param,
         text_weight=text_weight,
         center=center,
     )
+    check_clip(**settings)
+    from .losses_nn import ClipLoss
+
+    return ClipLoss(**settings)
 
 
 def build_soft_clip(
@@ -88,13 +125,14 @@ def build_soft_clip(
     target_temperature: float = 0.04,
 ):
     """``soft-clip`` factory."""
-    from .losses_nn import SoftClipLoss
-
-    return SoftClipLoss(
+    settings = dict(
         temperature=temperature,
         learn_temperature=learn_temperature,
         temperature_param=temperature_param,
         text_weight=text_weight,
         center=center,
-        target_temperature=target_temperature,
     )
+    check_soft_clip(target_temperature=target_temperature, **settings)
+    from .losses_nn import SoftClipLoss
+
+    return SoftClipLoss(target_temperature=target_temperature, **settings)

@@ -221,6 +221,28 @@ def test_made_up_family_member_is_refused_with_close_matches():
     assert run_cli("info", "open_clip:ViT-B-32/openai").returncode == 0
 
 
+def test_checking_a_spec_imports_no_torch_and_still_refuses_a_bad_loss(tmp_path, monkeypatch):
+    # a dry run only validates: the loss is checked through its light `check`, not built (torch takes seconds)
+    from quick_spec import QUICK
+
+    monkeypatch.setenv("EEGBENCH_DATA", str(tmp_path / "data"))
+    code = (
+        "import sys; from eegbench.cli import main; rc = main(sys.argv[1:]); "
+        "print('HEAVY=' + ','.join(m for m in ('torch', 'braindecode', 'open_clip') if m in sys.modules)); "
+        "sys.exit(rc)"
+    )
+    base = [sys.executable, "-c", code, "run", str(QUICK), "--dry-run", "--results", str(tmp_path / "res")]
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.rstrip().endswith("HEAVY="), proc.stdout[-300:] + proc.stderr
+    for setting, message in [
+        ("loss.params.temperature=0", "loss clip: temperature must be a finite number > 0, got 0"),
+        ('loss={name="soft-clip", params={target_temperature=-1}}', "target_temperature must be a finite number"),
+    ]:
+        proc = subprocess.run([*base, "--set", setting], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr and "[loss]" in proc.stderr, proc.stderr
+        assert "HEAVY=" not in proc.stdout or proc.stdout.rstrip().endswith("HEAVY="), proc.stdout[-300:]
+
+
 def test_dry_run_plans_nothing_for_a_made_up_family_member(tmp_path, monkeypatch):
     from quick_spec import QUICK
 

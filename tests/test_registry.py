@@ -123,6 +123,50 @@ def test_factory_import_path_is_lazy():
         Component(kind="loss", name="y", summary="", factory="json.dumps").load_factory()
 
 
+def test_validate_runs_the_light_check_instead_of_building():
+    built, checked = [], []
+
+    def factory(*, temperature: float = 0.04):
+        built.append(temperature)
+        return object()
+
+    def check(*, temperature):
+        checked.append(temperature)
+        if temperature <= 0:
+            raise EegbenchError(f"loss x: temperature must be > 0, got {temperature}")
+
+    light = Component(kind="loss", name="x", summary="", factory=factory, check=check)
+    light.validate(temperature=0.1)
+    light.validate()  # the check sees the resolved parameters: defaults filled in
+    assert checked == [0.1, 0.04] and built == []
+    with pytest.raises(EegbenchError, match="got -1"):
+        light.validate(temperature=-1.0)
+    with pytest.raises(EegbenchError, match="must be a number"):  # the signature's types first
+        light.validate(temperature="warm")
+    Component(kind="loss", name="y", summary="", factory=factory).validate(temperature=0.2)  # no check: built
+    assert built == [0.2]
+    bad = Component(kind="loss", name="z", summary="", factory=factory, check="json.dumps")
+    with pytest.raises(EegbenchError, match=r"check 'json\.dumps' must look like 'module:function'"):
+        bad.validate()
+
+
+def test_builtin_losses_check_without_torch():
+    code = (
+        "import sys; from eegbench.registry import validate; from eegbench.errors import EegbenchError\n"
+        "validate('loss', 'clip', temperature=0.07); validate('loss', 'soft-clip')\n"
+        "try:\n    validate('loss', 'clip', temperature_param='exp')\nexcept EegbenchError as e:\n    print(e)\n"
+        "print('torch' in sys.modules)"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        'loss clip: temperature_param must be one of "log", "softplus", "softplus-scale", got \'exp\'',
+        "False",
+    ]
+
+
 def test_builtin_entry_points_registered_by_distribution():
     """Built-ins come in through our own entry points, labelled with the distribution name."""
     comps = eegbench.list_components()

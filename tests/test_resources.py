@@ -94,10 +94,28 @@ def test_auto_jobs_give_cpu_cells_a_worker_per_usable_cpu_within_memory(eight_cp
 
 
 def test_auto_jobs_on_auto_device_follow_cuda(eight_cpus, tmp_path, monkeypatch):
+    root, plenty = _cgroup(tmp_path), _meminfo(tmp_path, 64)
+    monkeypatch.setattr(resources, "cuda_available", lambda: False)
+    assert resources.auto_jobs(20, "auto", root, plenty) == 8
+    monkeypatch.setattr(resources, "cuda_available", lambda: True)
+    assert resources.auto_jobs(20, "auto", root, plenty) == 1
+
+
+def test_cuda_available_asks_torch_only_where_a_gpu_device_file_is(tmp_path, monkeypatch):
     import torch
 
-    root, plenty = _cgroup(tmp_path), _meminfo(tmp_path, 64)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resources.auto_jobs(20, "auto", root, plenty) == 8
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resources.auto_jobs(20, "auto", root, plenty) == 1
+    def torch_asked():
+        raise AssertionError("torch was asked")
+
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name in ("null", "nvidiactl", "nvidia-uvm", "kvm"):  # driver files without a GPU are not a device
+        (dev / name).touch()
+    monkeypatch.setattr(torch.cuda, "is_available", torch_asked)
+    assert resources.cuda_available(dev) is False
+    for gpu in ("nvidia0", "kfd"):
+        (dev / gpu).touch()
+        for answer in (True, False):
+            monkeypatch.setattr(torch.cuda, "is_available", lambda answer=answer: answer)
+            assert resources.cuda_available(dev) is answer
+        (dev / gpu).unlink()

@@ -81,6 +81,19 @@ def test_deterministic_by_seed(tmp_path, twin):
     assert not np.allclose(a, c)
 
 
+def test_the_same_bytes_whatever_the_blas_threads(tmp_path, twin):
+    # a threaded matrix product splits its sums by thread count: the twin is generated with one BLAS thread
+    from threadpoolctl import threadpool_limits
+
+    root, p = twin
+    with threadpool_limits(limits=4, user_api="blas"):
+        threaded = write_twin(tmp_path / "threaded", p)
+    for subject in range(1, p.subjects + 1):
+        for split in ("train", "test"):
+            a = layout.preprocessed_file(root, subject, split).read_bytes()
+            assert a == layout.preprocessed_file(threaded, subject, split).read_bytes(), (subject, split)
+
+
 def _ridge_top1(x_train, y_train, x_test, y_test, lam=1e4):
     xm, ym = x_train.mean(0), y_train.mean(0)
     w = np.linalg.solve(
@@ -263,3 +276,18 @@ def test_synth_help_describes_every_option(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "synthetic twin" in out.split("options:")[0].lower()  # a description before the options
     assert "<parameter hash>" in out and "(default: 80)" in out
+
+
+def test_ar1_filter_is_scipys_lfilter_to_the_last_bit():
+    from scipy.signal import lfilter
+
+    from eegbench_plugins.things_eeg2.synth import ar1_filter
+
+    rng = np.random.default_rng(3)
+    for shape in [(7, 3, 17, 100), (5, 64), (1,), (4, 1)]:
+        x = rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)
+        for ar in (0.6, 0.95, -0.3):
+            gain = np.sqrt(1 - ar**2)
+            ours = ar1_filter(x, gain, ar)
+            assert ours.flags.c_contiguous and ours.dtype == np.float64
+            assert np.array_equal(ours, lfilter([gain], [1.0, -ar], x, axis=-1))

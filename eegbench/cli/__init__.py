@@ -16,6 +16,7 @@ User errors (:class:`~eegbench.errors.EegbenchError`) print one line and exit 2;
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -51,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     groups = SimpleNamespace(root=sub, download=download, preprocess=preprocess, verify=verify)
     get_registry().pm.hook.eegbench_cli(commands=groups)
     return parser
+
+
+def console() -> None:
+    """The ``eegbench`` program (and ``python -m eegbench.cli``): :func:`main`, then exit."""
+    code = main()
+    # the process ends here: the interpreter's final collection would walk every object of the run (pandas,
+    # scipy, rich, the registry) for a second or more before the shell gets its prompt back
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

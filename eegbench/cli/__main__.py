@@ -1,7 +1,5 @@
 """``python -m eegbench.cli``: the same as the ``eegbench`` command."""
 
-import sys
+from eegbench.cli import console
 
-from eegbench.cli import main
-
-sys.exit(main())
+console()

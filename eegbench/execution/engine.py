@@ -48,6 +48,7 @@ from eegbench.interfaces import (
     TextEncoder,
     stable_hash,
 )
+from eegbench.planning.plan import build_dataset
 from eegbench.planning.recipe import Cell, ComponentRef, Preparation, Training
 from eegbench.registry import create
 from eegbench.version import __version__
@@ -562,23 +563,6 @@ def prep_options(prep: Preparation, split: str, seed: int) -> PrepOptions:
         n_times=prep.n_times or None,
         seed=int(seed),
     )
-
-
-def build_dataset(
-    dataset_ref: ComponentRef | Cell | Mapping[str, Any], cache_dir: str | os.PathLike[str] | None = None
-) -> Dataset:
-    """The dataset of a recipe (``dataset_ref``: the recipe's dataset, a cell, or a cell's plain config)."""
-    if isinstance(dataset_ref, Cell):
-        ref = dataset_ref.recipe.dataset
-    elif isinstance(dataset_ref, ComponentRef):
-        ref = dataset_ref
-    else:
-        ref = ComponentRef.from_dict(dataset_ref["dataset"])
-    # --cache / [paths] cache holds prepared EEG too: the factory's cache_root context argument (dropped when None)
-    dataset: Dataset = create(
-        "dataset", ref.name, cache_root=Path(cache_dir) if cache_dir is not None else None, **ref.kwargs()
-    )
-    return dataset
 
 
 def load_subjects(dataset: Dataset, subjects: Iterable[int], split: Split, options: PrepOptions) -> EEGData:

@@ -91,6 +91,20 @@ def usable_memory(cgroup_root: Path = _CGROUP, meminfo: Path = Path("/proc/memin
     return limit if available is None else min(available, limit)
 
 
+def cuda_available(dev: Path = Path("/dev")) -> bool:
+    """``torch.cuda.is_available()``, without importing torch (seconds) on a machine with no GPU device file
+    (NVIDIA's ``/dev/nvidia<N>``, AMD's ``/dev/kfd`` for ROCm builds): such a machine has no CUDA device."""
+    try:
+        names = [p.name for p in dev.iterdir()]
+    except OSError:
+        names = ["kfd"]  # cannot tell: ask torch
+    if not any(n == "kfd" or (n.startswith("nvidia") and n[6:].isdigit()) for n in names):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def auto_jobs(cells: int, device: str, cgroup_root: Path = _CGROUP, meminfo: Path = Path("/proc/meminfo")) -> int:
     """Cells at once for the local executor's ``jobs = "auto"``.
 
@@ -104,11 +118,8 @@ def auto_jobs(cells: int, device: str, cgroup_root: Path = _CGROUP, meminfo: Pat
         return 1
     if str(device).startswith("cuda"):
         return 1
-    if device == "auto":
-        import torch
-
-        if torch.cuda.is_available():
-            return 1
+    if device == "auto" and cuda_available():
+        return 1
     jobs = min(usable_cpus(cgroup_root), cells)
     memory = usable_memory(cgroup_root, meminfo)
     if memory is not None:

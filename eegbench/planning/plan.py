@@ -9,12 +9,14 @@ registry and checks the honest-protocol invariants, so a bad spec fails here, in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from eegbench.errors import EegbenchError, SpecError
+from eegbench.interfaces import Dataset
 from eegbench.planning.recipe import STAGES, Cell, ComponentRef, Placement, Preparation, Recipe, Training, Validation
 from eegbench.planning.spec import Spec, load_spec
 
@@ -147,11 +149,15 @@ def _bad_param_value(value: Any, key: str = "") -> tuple[str, Any, str] | None:
     return None
 
 
-def _build_checked(kind: str, component: Mapping[str, Any], source: str, table: str) -> Any:
-    """Build a cheap component at plan time; whatever its factory refuses becomes one line naming the table."""
-    from eegbench.registry import create
+def _build_checked(kind: str, component: Mapping[str, Any], source: str, table: str, build: bool = True) -> Any:
+    """Build a cheap component at plan time (or with ``build=False`` only validate its parameters, which for a
+    torch module with a light ``check`` imports no torch); whatever it refuses becomes one line naming the
+    table."""
+    from eegbench.registry import create, validate
 
     try:
+        if not build:
+            return validate(kind, component["name"], **component["params"])
         return create(kind, component["name"], **component["params"])
     except EegbenchError as exc:
         raise SpecError(f"{source}: [{table}] {exc}") from None
@@ -294,8 +300,8 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     executor = _resolve_component("executor", spec.executor, src, "executor")
     # cheap to build: bad executor, loss or task settings fail at plan time (--dry-run), before training
     _build_checked("executor", executor, src, "executor")
-    for kind, key in (("loss", "loss"), ("task", "task")):
-        _build_checked(kind, components[key], src, key)
+    _build_checked("loss", components["loss"], src, "loss", build=False)
+    _build_checked("task", components["task"], src, "task")
     for table, task_ref in (("task", components["task"]), ("finetune.task", ft_task)):
         if (
             task_ref is not None
@@ -420,3 +426,22 @@ def _variants_plan(spec: Spec) -> Plan:
                 names[cell.key] = name
                 cells.append(cell)
     return Plan(spec=spec, cells=cells, variants=names)
+
+
+def build_dataset(
+    dataset_ref: ComponentRef | Cell | Mapping[str, Any], cache_dir: str | os.PathLike[str] | None = None
+) -> Dataset:
+    """The dataset of a recipe (``dataset_ref``: the recipe's dataset, a cell, or a cell's plain config)."""
+    from eegbench.registry import create
+
+    if isinstance(dataset_ref, Cell):
+        ref = dataset_ref.recipe.dataset
+    elif isinstance(dataset_ref, ComponentRef):
+        ref = dataset_ref
+    else:
+        ref = ComponentRef.from_dict(dataset_ref["dataset"])
+    # --cache / [paths] cache holds prepared EEG too: the factory's cache_root context argument (dropped when None)
+    dataset: Dataset = create(
+        "dataset", ref.name, cache_root=Path(cache_dir) if cache_dir is not None else None, **ref.kwargs()
+    )
+    return dataset

@@ -37,7 +37,8 @@ def _worker_context(preload: list[str]) -> Any:
 
 
 def _preload(runner: CellRunner, cells: Sequence[CellLike]) -> list[str]:
-    return runner.worker_imports(cells) if isinstance(runner, PreloadingRunner) else ["torch"]
+    modules = runner.worker_imports(cells) if isinstance(runner, PreloadingRunner) else ["torch"]
+    return [*modules, f"{__package__}._forkserver_heap"]  # last: freezes what the modules before it made
 
 
 def _start_worker(threads: int, environ: dict[str, str]) -> None:
