@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,7 +144,8 @@ def test_start_launches_the_fork_server_only_for_a_pool_run(monkeypatch, tmp_pat
     eegbench.create("executor", "local", jobs=2).start(CELLS[:1], runner)  # one cell runs in this process
     assert launched == []
     eegbench.create("executor", "local", jobs=2).start(CELLS, runner)
-    assert launched == [True] and preloads == [["torch"]]  # the fake runner names no imports of its own
+    # the fake runner names no imports of its own; the last preload freezes the server's heap
+    assert launched == [True] and preloads == [["torch", "eegbench_plugins.executors._forkserver_heap"]]
 
 
 def test_a_pool_run_prints_a_start_and_a_done_line_per_cell_from_the_store(tmp_path):
@@ -728,3 +731,10 @@ def test_executors_read_cells_and_runners_through_their_contracts(monkeypatch, t
     )
     assert _core.describe(stand_in) == _core.describe(cell)
     assert pack_key(cell) == pack_key(FakeCell(key="other", stage=cell.stage, config=dict(cell.config)))
+
+
+def test_the_fork_servers_last_preload_freezes_its_heap():
+    # a frozen heap is shared by the forked workers untouched and skipped by the server's exit collection
+    code = "import gc, eegbench_plugins.executors._forkserver_heap; print(gc.get_freeze_count() > 1000)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
