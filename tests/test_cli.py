@@ -209,16 +209,17 @@ def test_timm_family_listed_by_pattern(capsys):
     assert listed == {"timm:" + m for m in timm.list_models("resnet18.*", pretrained=True)} and listed
 
 
-def test_made_up_family_member_is_refused_with_close_matches():
-    proc = run_cli("info", "open_clip:ViT-B-99/foo")
-    assert proc.returncode == 2 and proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "'ViT-B-32'" in lines[0] and "ViT-B-99" in lines[0]
-    proc = run_cli("info", "open_clip:ViT-B-32/foo")
-    assert proc.returncode == 2 and "no pretrained tag 'foo'" in proc.stderr
-    proc = run_cli("info", "timm:resnt18")
-    assert proc.returncode == 2 and "'resnet18'" in proc.stderr
-    assert run_cli("info", "open_clip:ViT-B-32/openai").returncode == 0
+def test_made_up_family_member_is_refused_with_close_matches(capsys):
+    # in this process: each command in a fresh one would import open_clip and timm again (seconds each)
+    assert main(["info", "open_clip:ViT-B-99/foo"]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and "'ViT-B-32'" in lines[0] and "ViT-B-99" in lines[0]
+    assert main(["info", "open_clip:ViT-B-32/foo"]) == 2
+    assert "no pretrained tag 'foo'" in capsys.readouterr().err
+    assert main(["info", "timm:resnt18"]) == 2
+    assert "'resnet18'" in capsys.readouterr().err
+    assert main(["info", "open_clip:ViT-B-32/openai"]) == 0
 
 
 def test_checking_a_spec_imports_no_torch_and_still_refuses_a_bad_loss(tmp_path, monkeypatch):
