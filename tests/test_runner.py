@@ -361,3 +361,17 @@ def test_the_executor_is_started_for_the_cells_not_yet_stored(tmp_path):
     FakeRunner(str(tmp_path))(cells[0])  # stores the first cell as done
     assert _likely_to_run(cells, tmp_path, force=False) == cells[1:]
     assert _likely_to_run(cells, tmp_path, force=True) == cells
+
+
+def test_background_imports_load_what_they_can_and_raise_nothing(monkeypatch):
+    import sys
+    import threading
+
+    from eegbench import runner
+
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    before = set(threading.enumerate())
+    runner._import_in_background(["eegbench_no_such_module", "colorsys"])  # a failure is left to the real import
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=30)
+    assert "colorsys" in sys.modules

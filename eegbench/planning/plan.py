@@ -10,7 +10,7 @@ registry and checks the honest-protocol invariants, so a bad spec fails here, in
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,16 +149,26 @@ def _bad_param_value(value: Any, key: str = "") -> tuple[str, Any, str] | None:
     return None
 
 
-def _build_checked(kind: str, component: Mapping[str, Any], source: str, table: str, build: bool = True) -> Any:
-    """Build a cheap component at plan time (or with ``build=False`` only validate its parameters, which for a
-    torch module with a light ``check`` imports no torch); whatever it refuses becomes one line naming the
-    table."""
-    from eegbench.registry import create, validate
+def _build_checked(kind: str, component: Mapping[str, Any], source: str, table: str) -> Any:
+    """Build a cheap component at plan time; whatever its factory refuses becomes one line naming the table."""
+    from eegbench.registry import create
 
+    return _one_line_refusal(create, kind, component, source, table)
+
+
+def _validate_checked(kind: str, component: Mapping[str, Any], source: str, table: str) -> None:
+    """Check a component's parameters at plan time without keeping it (a loss with a light ``check`` is not even
+    built, so no torch is imported); whatever it refuses becomes one line naming the table."""
+    from eegbench.registry import validate
+
+    _one_line_refusal(validate, kind, component, source, table)
+
+
+def _one_line_refusal(
+    action: Callable[..., Any], kind: str, component: Mapping[str, Any], source: str, table: str
+) -> Any:
     try:
-        if not build:
-            return validate(kind, component["name"], **component["params"])
-        return create(kind, component["name"], **component["params"])
+        return action(kind, component["name"], **component["params"])
     except EegbenchError as exc:
         raise SpecError(f"{source}: [{table}] {exc}") from None
     except (ValueError, TypeError, OverflowError, ZeroDivisionError, ArithmeticError) as exc:
@@ -299,8 +309,8 @@ def build_plan(spec: Spec | Any, overrides: Any = None) -> Plan:
     )
     executor = _resolve_component("executor", spec.executor, src, "executor")
     # cheap to build: bad executor, loss or task settings fail at plan time (--dry-run), before training
-    _build_checked("executor", executor, src, "executor")
-    _build_checked("loss", components["loss"], src, "loss", build=False)
+    _validate_checked("executor", executor, src, "executor")
+    _validate_checked("loss", components["loss"], src, "loss")
     _build_checked("task", components["task"], src, "task")
     for table, task_ref in (("task", components["task"]), ("finetune.task", ft_task)):
         if (
